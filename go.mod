@@ -1,0 +1,3 @@
+module github.com/mcoad/mcoad
+
+go 1.26

@@ -1,0 +1,49 @@
+package proto
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors; every parse error wraps one of them (errors.Is).
+var (
+	ErrTruncated     = errors.New("truncated")
+	ErrBadLength     = errors.New("bad length field")
+	ErrChecksum      = errors.New("bad checksum")
+	ErrUnknownType   = errors.New("unknown mobility header type")
+	ErrOptionOverrun = errors.New("option runs past the end of the message")
+	ErrOptionLength  = errors.New("option length does not fit its type")
+	ErrNotMH         = errors.New("packet carries no mobility header")
+	ErrBadHeader     = errors.New("malformed IPv6 or extension header")
+	ErrBIDZero       = errors.New("BID 0 is reserved")
+	ErrBIDLength     = errors.New("BID sub-option length does not match its C flag")
+	ErrRWithoutC     = errors.New("BID sub-option has R without C")
+	ErrTooLong       = errors.New("message too long")
+)
+
+// ParseError says where parsing failed. It unwraps to a sentinel above.
+type ParseError struct {
+	What   string // e.g. "BU", "option 3", "destination options"
+	Offset int    // octet offset in the input
+	Err    error
+}
+
+func (e *ParseError) Error() string {
+	return fmt.Sprintf("proto: %s at offset %d: %v", e.What, e.Offset, e.Err)
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// BIDError reports a non-compliant BID sub-option. The message was otherwise
+// parsed completely, so a receiver can answer with per-BID status.
+type BIDError struct {
+	Index int    // index in Options.BIDs
+	BID   uint16 // the sub-option's BID field
+	Err   error  // ErrBIDZero, ErrBIDLength or ErrRWithoutC
+}
+
+func (e *BIDError) Error() string {
+	return fmt.Sprintf("proto: BID sub-option %d (BID %d): %v", e.Index, e.BID, e.Err)
+}
+
+func (e *BIDError) Unwrap() error { return e.Err }
