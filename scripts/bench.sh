@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# make bench: runs the Go benchmarks (and, when root, the lab's measurements),
+# writes bench/results.md with the date and CPU model, and prints it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+go test -run='^$' -bench=. -benchmem -benchtime="${BENCHTIME:-1s}" -timeout 20m ./pkg/... ./internal/... | tee "$out/go.txt"
+extra=""
+if [ -x bin/mcoa-lab ] && [ "$(id -u)" = 0 ] && bin/mcoa-lab help 2>&1 | grep -q '^  bench'; then
+	bin/mcoa-lab bench -md "$out/lab.md"
+	extra="$out/lab.md"
+fi
+go run ./scripts/benchtable -extra "$extra" < "$out/go.txt" > bench/results.md
+cat bench/results.md
