@@ -1,0 +1,63 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// lines joins its arguments as the lines of a file, so that line numbers
+// in the tests are argument positions: lines("a", "b") has "b" on line 2.
+func lines(ls ...string) string { return strings.Join(ls, "\n") + "\n" }
+
+// mnHead is a valid [mobile_node] of four lines; cases that add to it
+// start on line 5.
+var mnHead = []string{
+	"[mobile_node]",
+	`home_address = "2001:db8:aaaa::100"`,
+	`home_agent   = "2001:db8:aaaa::1"`,
+	`home_prefix  = "2001:db8:aaaa::/64"`,
+}
+
+func withHead(head []string, ls ...string) string {
+	return lines(append(append([]string{}, head...), ls...)...)
+}
+
+type wantErr struct {
+	line int
+	key  string
+	msg  string // a substring of Msg
+}
+
+// noRead is the file reader for tests that must not touch the disk.
+func noRead(name string) ([]byte, error) {
+	return nil, errors.New("no files in this test")
+}
+
+func checkErrs(t *testing.T, file string, err error, want []wantErr) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error; want %d", len(want))
+	}
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("error %T %v is not Errors", err, err)
+	}
+	show := func() string {
+		var b strings.Builder
+		for _, e := range es {
+			b.WriteString("\n\t" + e.Error())
+		}
+		return b.String()
+	}
+	if len(es) != len(want) {
+		t.Fatalf("got %d errors, want %d:%s", len(es), len(want), show())
+	}
+	for i, w := range want {
+		e := es[i]
+		if e.File != file || e.Line != w.line || e.Key != w.key || !strings.Contains(e.Msg, w.msg) {
+			t.Errorf("error %d = %q (line %d, key %q)\n\twant line %d, key %q, message containing %q%s",
+				i, e.Error(), e.Line, e.Key, w.line, w.key, w.msg, show())
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+)
+
+// DefaultHA returns mcoa-ha's defaults. The required keys (address,
+// interface, home prefix) are left zero.
+func DefaultHA() *HA {
+	return &HA{
+		HomeAgent: HomeAgent{
+			BulkRegistration: true,
+			MaxLifetime:      DefaultLifetime,
+			Profile:          DefaultProfile,
+			BIDOptionType:    DefaultBIDOptionType,
+		},
+		Dataplane: defaultDataplane(),
+		Control:   Control{Socket: DefaultHASocket, Group: DefaultGroup},
+		Log:       defaultLog(),
+	}
+}
+
+// LoadHA reads and validates mcoa-ha's configuration file.
+func LoadHA(path string) (*HA, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHA(path, data)
+}
+
+// ParseHA validates mcoa-ha's configuration; see ParseMN.
+func ParseHA(name string, data []byte) (*HA, error) {
+	return parseHA(name, data, readKeyFile)
+}
+
+func parseHA(name string, data []byte, read readFunc) (*HA, error) {
+	root, w, err := decode(name, data, read)
+	if err != nil {
+		return nil, err
+	}
+	c := DefaultHA()
+	root.sub("home_agent").homeAgent(&c.HomeAgent)
+	cn := root.sub("correspondent")
+	cn.boolean("enabled", &c.Correspondent.Enabled)
+	cn.done()
+	root.sub("dataplane").dataplane(&c.Dataplane)
+	root.sub("control").control(&c.Control)
+	root.sub("log").log(&c.Log)
+	root.done()
+	if err := w.result(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (t *tbl) homeAgent(h *HomeAgent) {
+	addr := t.addr("address", &h.Address)
+	if s, ok := t.str("interface"); ok && t.w.ifname(t.at("interface"), s) {
+		h.Interface = s
+	}
+	pfx := t.pfx("home_prefix", &h.HomePrefix)
+	for _, k := range []string{"address", "interface", "home_prefix"} {
+		if !t.has(k) {
+			t.required(k)
+		}
+	}
+	if addr && pfx && !h.HomePrefix.Contains(h.Address) {
+		t.w.errf(t.at("address"), "%s is not inside home_prefix %s (the home agent sits on the home link)", h.Address, h.HomePrefix)
+	}
+	if serve, ok := t.prefixes("serve"); ok {
+		h.Serve = serve
+		if vals, _ := t.m["serve"].([]any); len(vals) == 0 {
+			t.w.errf(t.at("serve"), "is empty; list the prefixes of the home addresses to serve")
+		}
+	} else if !t.has("serve") && pfx {
+		h.Serve = []netip.Prefix{h.HomePrefix}
+	}
+	t.boolean("bulk_registration", &h.BulkRegistration)
+	t.lifetime("max_lifetime", &h.MaxLifetime)
+	t.profile(&h.Profile, &h.BIDOptionType)
+	t.boolean("require_auth", &h.RequireAuth)
+
+	seen := map[netip.Addr]string{}
+	keyed := false
+	for _, m := range t.list("mn") {
+		var e HAMobileNode
+		if m.addr("home_address", &e.HomeAddress) {
+			hoa := e.HomeAddress
+			inServe := false
+			for _, p := range h.Serve {
+				inServe = inServe || p.Contains(hoa)
+			}
+			switch prev, dup := seen[hoa]; {
+			case dup:
+				t.w.errf(m.at("home_address"), "%s is already listed at %s", hoa, prev)
+			case addr && hoa == h.Address:
+				t.w.errf(m.at("home_address"), "%s is the home agent's address", hoa)
+			case len(h.Serve) > 0 && !inServe:
+				t.w.errf(m.at("home_address"), "%s is not inside any serve prefix", hoa)
+			}
+			seen[hoa] = displayKey(m.path)
+		} else if !m.has("home_address") {
+			m.required("home_address")
+		}
+		m.auth("spi", "key", &e.SPI, &e.Key)
+		keyed = keyed || m.has("spi") && m.has("key")
+		if ps, ok := m.prefixes("prefixes"); ok {
+			e.Prefixes = ps
+		}
+		m.done()
+		h.MNs = append(h.MNs, e)
+	}
+	if h.RequireAuth && !keyed {
+		t.w.errf(t.at("require_auth"), "no [[home_agent.mn]] has an spi and key, so every binding update would be refused")
+	}
+	t.done()
+}

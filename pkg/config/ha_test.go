@@ -1,0 +1,205 @@
+package config
+
+import (
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+)
+
+var haHead = []string{
+	"[home_agent]",
+	`address     = "2001:db8:aaaa::1"`,
+	`interface   = "home0"`,
+	`home_prefix = "2001:db8:aaaa::/64"`,
+}
+
+func labHA() *HA {
+	c := DefaultHA()
+	h := &c.HomeAgent
+	h.Address = netip.MustParseAddr("2001:db8:aaaa::1")
+	h.Interface = "home0"
+	h.HomePrefix = netip.MustParsePrefix("2001:db8:aaaa::/64")
+	h.Serve = []netip.Prefix{h.HomePrefix}
+	return c
+}
+
+func TestParseHAValid(t *testing.T) {
+	key := Secret("\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff")
+	tests := []struct {
+		name string
+		src  string
+		want func(c *HA)
+	}{
+		{"minimal", withHead(haHead), func(c *HA) {}},
+		{"design example", lines(
+			`[home_agent]`,
+			`address     = "2001:db8:aaaa::1"`,
+			`interface   = "home0"                  # home link: proxy neighbour advertisements`,
+			`home_prefix = "2001:db8:aaaa::/64"`,
+			`serve       = ["2001:db8:aaaa::/64"]   # home addresses it accepts BUs for`,
+			`bulk_registration = true               # false: answer bulk BUs with 146`,
+			`max_lifetime = 420`,
+			`profile      = "draft-00"`,
+			`bid_option_type = 35`,
+			``,
+			`[correspondent]`,
+			`enabled = false`,
+			``,
+			`[dataplane]`,
+			`backend = "auto"`,
+			``,
+			`[control]`,
+			`socket = "/run/mcoad/mcoa-ha.sock"`,
+		), func(c *HA) {}},
+		{"every key", withHead(haHead,
+			`serve = ["2001:db8:aaaa::/64", "2001:db8:bbbb::/48"]`,
+			`bulk_registration = false`,
+			`max_lifetime = "1h"`,
+			`bid_option_type = 99`,
+			`require_auth = true`,
+			`[[home_agent.mn]]`,
+			`home_address = "2001:db8:aaaa::100"`,
+			`spi = 1000`,
+			`key = "`+testKeyHex+`"`,
+			`prefixes = ["2001:db8:aaab::/64"]`,
+			`[[home_agent.mn]]`,
+			`home_address = "2001:db8:bbbb::7"`,
+			`[correspondent]`,
+			`enabled = true`,
+			`[dataplane]`,
+			`backend = "tun"`,
+			`[control]`,
+			`socket = "/run/ha.sock"`,
+			`group = "wheel"`,
+			`[log]`,
+			`level = "warn"`,
+		), func(c *HA) {
+			h := &c.HomeAgent
+			h.Serve = append(h.Serve, netip.MustParsePrefix("2001:db8:bbbb::/48"))
+			h.BulkRegistration = false
+			h.MaxLifetime = time.Hour
+			h.BIDOptionType = 99
+			h.RequireAuth = true
+			h.MNs = []HAMobileNode{
+				{HomeAddress: netip.MustParseAddr("2001:db8:aaaa::100"), SPI: 1000, Key: key,
+					Prefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:aaab::/64")}},
+				{HomeAddress: netip.MustParseAddr("2001:db8:bbbb::7")},
+			}
+			c.Correspondent.Enabled = true
+			c.Dataplane.Backend = BackendTUN
+			c.Control = Control{Socket: "/run/ha.sock", Group: "wheel"}
+			c.Log.Level = slog.LevelWarn
+		}},
+		{"serve replaces the default", withHead(haHead, `serve = ["2001:db8:bbbb::/48"]`), func(c *HA) {
+			c.HomeAgent.Serve = []netip.Prefix{netip.MustParsePrefix("2001:db8:bbbb::/48")}
+		}},
+		{"max lifetime rounded down", withHead(haHead, `max_lifetime = 7`), func(c *HA) {
+			c.HomeAgent.MaxLifetime = 4 * time.Second
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseHA("ha.toml", []byte(tt.src), noRead)
+			if err != nil {
+				t.Fatalf("error:\n%v", err)
+			}
+			want := labHA()
+			tt.want(want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestParseHAInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []wantErr
+	}{
+		{"nothing", "", []wantErr{
+			{0, "home_agent.address", "is required"},
+			{0, "home_agent.interface", "is required"},
+			{0, "home_agent.home_prefix", "is required"},
+		}},
+		{"home agent off its home link", lines(
+			`[home_agent]`,
+			`address     = "2001:db8:bbbb::1"`,
+			`interface   = "home0/1"`,
+			`home_prefix = "2001:db8:aaaa::/64"`,
+		), []wantErr{
+			{2, "home_agent.address", "is not inside home_prefix"},
+			{3, "home_agent.interface", `"home0/1" is not a valid interface name`},
+		}},
+		{"interface name too long", lines(
+			`[home_agent]`,
+			`address     = "2001:db8:aaaa::1"`,
+			`interface   = "a234567890123456"`,
+			`home_prefix = "2001:db8:aaaa::/64"`,
+		), []wantErr{{3, "home_agent.interface", "not a valid interface name"}}},
+		{"serve", withHead(haHead, `serve = []`), []wantErr{{5, "home_agent.serve", "is empty"}}},
+		{"serve elements", withHead(haHead, `serve = [`, `  "2001:db8:aaaa::/64",`, `  "2001:db8:bbbb::1/48",`, `  true,`, `]`),
+			[]wantErr{
+				{7, "home_agent.serve[1]", "has bits set after the prefix length"},
+				{8, "home_agent.serve[2]", "must be a string, not a boolean"},
+			}},
+		{"lifetime", withHead(haHead, `max_lifetime = 0`, `bulk_registration = "no"`, `profile = ""`),
+			[]wantErr{
+				{5, "home_agent.max_lifetime", "out of range"},
+				{6, "home_agent.bulk_registration", "must be true or false"},
+				{7, "home_agent.profile", "unknown wire profile"},
+			}},
+		{"mobile nodes", withHead(haHead,
+			`serve = ["2001:db8:aaaa::/64"]`, // 5
+			`require_auth = true`,
+			`[[home_agent.mn]]`, // 7
+			`spi = 1000`,
+			`[[home_agent.mn]]`, // 9
+			`home_address = "2001:db8:aaaa::100"`,
+			`key = "`+testKeyHex+`"`,
+			`[[home_agent.mn]]`, // 12
+			`home_address = "2001:db8:aaaa:0::100"`,
+			`spi = 12`,
+			`key = "00"`,
+			`[[home_agent.mn]]`, // 16
+			`home_address = "2001:db8:cccc::100"`,
+			`prefixes = ["2001:db8:aaab::1/64"]`,
+			`[[home_agent.mn]]`, // 19
+			`home_address = "2001:db8:aaaa::1"`,
+			`pin = 3`,
+		), []wantErr{
+			{7, "home_agent.mn[0].home_address", "is required"},
+			{8, "home_agent.mn[0].key", "is required with spi"},
+			{11, "home_agent.mn[1].spi", "is required with key"},
+			{13, "home_agent.mn[2].home_address", "2001:db8:aaaa::100 is already listed at home_agent.mn[1]"},
+			{14, "home_agent.mn[2].spi", "12 is out of range 256..4294967295"},
+			{15, "home_agent.mn[2].key", "key is 1 bytes"},
+			{17, "home_agent.mn[3].home_address", "not inside any serve prefix"},
+			{18, "home_agent.mn[3].prefixes[0]", "has bits set"},
+			{20, "home_agent.mn[4].home_address", "is the home agent's address"},
+			{21, "home_agent.mn[4].pin", "unknown key (did you mean spi?)"},
+		}},
+		{"require_auth without keys", withHead(haHead, `require_auth = true`, `[[home_agent.mn]]`, `home_address = "2001:db8:aaaa::100"`),
+			[]wantErr{{5, "home_agent.require_auth", "no [[home_agent.mn]] has an spi and key"}}},
+		{"mn must be an array of tables", withHead(haHead, `[home_agent.mn]`, `home_address = "2001:db8:aaaa::100"`),
+			[]wantErr{{5, "home_agent.mn", "must be an array of tables"}}},
+		{"MN-only sections are unknown", withHead(haHead, `[[interface]]`, `match = "x"`, `[correspondent]`, `enabled = 1`, `address = "2001:db8::1"`),
+			[]wantErr{
+				{5, "interface", "unknown section"},
+				{8, "correspondent.enabled", "must be true or false"},
+				{9, "correspondent.address", "unknown key"},
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseHA("ha.toml", []byte(tt.src), noRead)
+			if c != nil {
+				t.Errorf("got a configuration with errors")
+			}
+			checkErrs(t, "ha.toml", err, tt.want)
+		})
+	}
+}
