@@ -1,0 +1,219 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mcoad/mcoad/pkg/control"
+)
+
+// Renderers for people. Each writes an aligned table (header in capitals)
+// or key: value lines; --json bypasses them.
+
+func newTable(w io.Writer, header string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ReplaceAll(header, " ", "\t"))
+	return tw
+}
+
+func row(tw io.Writer, cells ...string) {
+	fmt.Fprintln(tw, strings.Join(cells, "\t"))
+}
+
+func writeStatus(w io.Writer, s control.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	kv := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	kv("daemon", strings.TrimSpace(s.Daemon+" "+s.Version))
+	if s.HomeAddress.IsValid() {
+		kv("home address", s.HomeAddress.String())
+	}
+	if s.HomeAgent.IsValid() {
+		kv("home agent", s.HomeAgent.String())
+	}
+	kv("registration", s.Mode)
+	kv("bid mode", s.BIDMode)
+	kv("profile", s.Profile)
+	kv("dataplane", s.Dataplane)
+	if s.Daemon == "mcoa-ha" {
+		kv("uptime", secs(s.Uptime))
+		kv("cache entries", strconv.Itoa(s.Counts.CacheEntries))
+		return tw.Flush()
+	}
+	kv("at home", yesNo(s.AtHome))
+	kv("uptime", secs(s.Uptime))
+	kv("bindings", fmt.Sprintf("%d (%d registered)", s.Counts.Bindings, s.Counts.Registered))
+	kv("interfaces", strconv.Itoa(s.Counts.Interfaces))
+	kv("policies", strconv.Itoa(s.Counts.Policies))
+	return tw.Flush()
+}
+
+func writeBindings(w io.Writer, bs []control.Binding) error {
+	if len(bs) == 0 {
+		_, err := fmt.Fprintln(w, "no bindings")
+		return err
+	}
+	tw := newTable(w, "BID INTERFACE COA PRIO STATE SEQ LIFETIME EXPIRES STATUS ROLE PEER")
+	for _, b := range bs {
+		row(tw, bid(b.BID), dash(b.Interface), addr(b.CoA), strconv.Itoa(int(b.Priority)), dash(b.State),
+			strconv.Itoa(int(b.Sequence)), secs(int64(b.Lifetime)), secs(b.ExpiresIn),
+			status(b.LastStatus, b.LastStatusText), dash(b.Role), addr(b.Peer))
+	}
+	return tw.Flush()
+}
+
+func writeInterfaces(w io.Writer, is []control.Interface) error {
+	if len(is) == 0 {
+		_, err := fmt.Fprintln(w, "no interfaces")
+		return err
+	}
+	tw := newTable(w, "NAME INDEX BID COA PRIO STATE HOME METERED")
+	for _, i := range is {
+		row(tw, i.Name, strconv.Itoa(i.Index), bid(i.BID), addr(i.CoA), strconv.Itoa(int(i.Priority)),
+			dash(i.State), yesDash(i.HomeLink), yesDash(i.Metered))
+	}
+	return tw.Flush()
+}
+
+func writePolicies(w io.Writer, ps []control.Policy) error {
+	if len(ps) == 0 {
+		_, err := fmt.Fprintln(w, "no policies")
+		return err
+	}
+	tw := newTable(w, "NAME PROTO SRC-PORT DST-PORT DST-PREFIX USER CGROUP PREFER")
+	for _, p := range ps {
+		row(tw, p.Name, dash(p.Protocol), dash(p.SrcPort), dash(p.DstPort), dash(p.DstPrefix),
+			dash(p.User), dash(p.Cgroup), dash(strings.Join(p.Prefer, ",")))
+	}
+	return tw.Flush()
+}
+
+func writeCache(w io.Writer, cs []control.CacheEntry) error {
+	if len(cs) == 0 {
+		_, err := fmt.Fprintln(w, "binding cache is empty")
+		return err
+	}
+	tw := newTable(w, "HOA BID COA PRIO SEQ LIFETIME EXPIRES TYPE")
+	for _, c := range cs {
+		typ := "cn"
+		if c.HomeRegistration {
+			typ = "home"
+		}
+		row(tw, addr(c.HoA), bid(c.BID), addr(c.CoA), strconv.Itoa(int(c.Priority)),
+			strconv.Itoa(int(c.Sequence)), secs(int64(c.Lifetime)), secs(c.ExpiresIn), typ)
+	}
+	return tw.Flush()
+}
+
+// formatEvent is one line of `mcoactl monitor`, with the time in loc.
+func formatEvent(ev control.Event, loc *time.Location) string {
+	var b strings.Builder
+	b.WriteString(ev.Time.In(loc).Format("2006-01-02 15:04:05.000"))
+	b.WriteString(" " + ev.Kind)
+	if ev.Removed {
+		b.WriteString(" removed")
+	}
+	add := func(parts ...string) {
+		for _, p := range parts {
+			if p != "" {
+				b.WriteString(" " + p)
+			}
+		}
+	}
+	switch {
+	case ev.Kind == control.EventLost:
+		add(fmt.Sprintf("%d events (this monitor fell behind)", ev.Lost))
+	case ev.Binding != nil:
+		x := ev.Binding
+		add(x.Role, addr(x.Peer), "bid "+bid(x.BID), x.Interface, addr(x.CoA), x.State,
+			fmt.Sprintf("prio %d seq %d lifetime %s", x.Priority, x.Sequence, secs(int64(x.Lifetime))))
+		if x.LastStatus != control.NoStatus {
+			add("status " + status(x.LastStatus, x.LastStatusText))
+		}
+		if x.LastError != "" {
+			add("error: " + x.LastError)
+		}
+	case ev.Interface != nil:
+		x := ev.Interface
+		add(x.Name, x.State, "bid "+bid(x.BID), addr(x.CoA), fmt.Sprintf("prio %d", x.Priority))
+		if x.HomeLink {
+			add("home-link")
+		}
+		if x.Metered {
+			add("metered")
+		}
+	case ev.Policy != nil:
+		add(ev.Policy.Name)
+		if !ev.Removed {
+			add("prefer " + strings.Join(ev.Policy.Prefer, ","))
+		}
+	case ev.Cache != nil:
+		x := ev.Cache
+		add(addr(x.HoA), "bid "+bid(x.BID), addr(x.CoA),
+			fmt.Sprintf("prio %d seq %d lifetime %s", x.Priority, x.Sequence, secs(int64(x.Lifetime))))
+	}
+	add(ev.Message)
+	return b.String()
+}
+
+func addr(a netip.Addr) string {
+	if !a.IsValid() {
+		return "-"
+	}
+	return a.String()
+}
+
+func bid(b uint16) string {
+	if b == 0 {
+		return "-"
+	}
+	return strconv.Itoa(int(b))
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// secs formats a number of seconds like time.Duration does ("6m40s");
+// zero or less is "-".
+func secs(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	return (time.Duration(n) * time.Second).String()
+}
+
+func status(code int, text string) string {
+	if code == control.NoStatus {
+		return "-"
+	}
+	if text == "" {
+		return strconv.Itoa(code)
+	}
+	return fmt.Sprintf("%d (%s)", code, text)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func yesDash(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "-"
+}
