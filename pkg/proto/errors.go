@@ -19,6 +19,17 @@ var (
 	ErrBIDLength     = errors.New("BID sub-option length does not match its C flag")
 	ErrRWithoutC     = errors.New("BID sub-option has R without C")
 	ErrTooLong       = errors.New("message too long")
+	// ErrOptionOrder: an option follows an authentication option (Binding
+	// Authorization Data, RFC 6275 6.2.7; MN-HA, RFC 4285 5), which must be
+	// last because the authenticator does not cover what follows it.
+	ErrOptionOrder = errors.New("option after the authentication option")
+	// ErrBadPrefix: a Mobile Network Prefix option with a prefix length
+	// over 128.
+	ErrBadPrefix = errors.New("mobile network prefix length over 128")
+	// ErrInvalid: a value that cannot be marshalled (an IPv4 address where
+	// the wire carries IPv6, two authentication options, a Signer with no
+	// authentication option...).
+	ErrInvalid = errors.New("invalid value")
 )
 
 // ParseError says where parsing failed. It unwraps to a sentinel above.

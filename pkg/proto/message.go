@@ -44,7 +44,10 @@ const (
 	FlagH uint16 = 0x4000 // home registration
 	FlagL uint16 = 0x2000 // link-local address compatibility
 	FlagK uint16 = 0x1000 // key management mobility capability
-	FlagR uint16 = 0x0800 // NEMO mobile router
+	// FlagM is HMIPv6's MAP registration bit (RFC 5380); RFC 3963 places R
+	// after it, which is where Linux/UMIP (IP6_MH_BU_MR) and Wireshark have it.
+	FlagM uint16 = 0x0800
+	FlagR uint16 = 0x0400 // NEMO mobile router (RFC 3963 4.1)
 )
 
 // BA flags (RFC 6275 6.1.8, RFC 3963 4.2), in the octet after the status;

@@ -1,0 +1,120 @@
+// Command mcoa-ha is the home agent of mcoad's Multiple Care-of Addresses
+// registration (draft-ietf-monami6-multiplecoa-00 section 6): it keeps a
+// binding cache of several care-of addresses per home address, answers
+// Binding Updates, defends the home addresses on the home link, and serves
+// its cache on the control socket (`mcoactl cache`).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/mcoad/mcoad/internal/ha"
+	"github.com/mcoad/mcoad/pkg/config"
+	"github.com/mcoad/mcoad/pkg/control"
+	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/mhsock"
+)
+
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("mcoa-ha", flag.ContinueOnError)
+	cfgPath := fs.String("config", config.DefaultHAPath, "configuration file")
+	check := fs.Bool("check-config", false, "check the configuration file and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Println("mcoa-ha", version)
+		return 0
+	}
+	cfg, err := config.LoadHA(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if *check {
+		fmt.Printf("%s: ok\n", *cfgPath)
+		return 0
+	}
+	level := new(slog.LevelVar)
+	level.Set(cfg.Log.Level)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("mcoa-ha stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, cfg *config.HA, log *slog.Logger) error {
+	prof, err := cfg.HomeAgent.WireProfile()
+	if err != nil {
+		return err
+	}
+	// A home agent's address sits on the home link while its answers go
+	// out towards the care-of addresses: let routing pick the interface.
+	conn, err := mhsock.Listen(&mhsock.Config{Profile: prof, NFTable: "mcoa_ha_mh", NoPin: true, Logger: log})
+	if err != nil {
+		return fmt.Errorf("mobility header socket: %w", err)
+	}
+	defer conn.Close()
+
+	var proxy ha.Proxy
+	if ifname := cfg.HomeAgent.Interface; ifname != "" {
+		p, err := dataplane.NewProxyND(ifname, log)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		proxy = p
+	}
+
+	events := control.NewEvents(0)
+	defer events.Close()
+	agent, err := ha.New(ha.Config{HA: cfg, Transport: conn, Proxy: proxy, Events: events, Logger: log, Version: version})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Control.Socket), 0o755); err != nil {
+		return fmt.Errorf("control socket directory: %w", err)
+	}
+	srv, err := control.NewServer(control.Config{
+		Socket: cfg.Control.Socket, Group: cfg.Control.Group, Name: "mcoa-ha",
+		HA: agent, Events: events, Metrics: agent, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.ListenAndServe(ctx) }()
+
+	log.Info("mcoa-ha running", "address", cfg.HomeAgent.Address, "home_link", cfg.HomeAgent.Interface,
+		"serve", cfg.HomeAgent.Serve, "bulk", cfg.HomeAgent.BulkRegistration, "profile", prof.Name,
+		"control", cfg.Control.Socket)
+	runErr := agent.Run(ctx)
+	cancel()
+	if err := <-srvErr; err != nil && !errors.Is(err, context.Canceled) {
+		log.Warn("control server", "err", err)
+	}
+	return runErr
+}

@@ -1,0 +1,439 @@
+// Package ha is the mcoa-ha daemon's core: one goroutine owns the binding
+// cache and serves Binding Updates from the Mobility Header transport, sends
+// the Binding Acknowledgements, Refresh Requests and Errors the cache asks
+// for, keeps proxy neighbour advertisements in step with the cache, and
+// answers the control API from snapshots.
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/mcoad/mcoad/internal/clock"
+	"github.com/mcoad/mcoad/pkg/bcache"
+	"github.com/mcoad/mcoad/pkg/config"
+	"github.com/mcoad/mcoad/pkg/control"
+	"github.com/mcoad/mcoad/pkg/mhsock"
+	"github.com/mcoad/mcoad/pkg/proto"
+)
+
+// Transport is the part of *mhsock.Conn the agent uses; tests fake it.
+type Transport interface {
+	Recv(ctx context.Context, r *mhsock.Received) error
+	Send(p *proto.Packet, sign proto.Signer) error
+}
+
+// Proxy keeps proxy neighbour advertisements for exactly the given home
+// addresses (*dataplane.ProxyND).
+type Proxy interface {
+	Set(hoas []netip.Addr) error
+}
+
+// Plane is told the whole set of bindings after every change, so that the
+// data plane can tunnel home-address traffic (pkg/dataplane's HA side).
+type Plane interface {
+	SetBindings(bs []bcache.Binding) error
+}
+
+// Config wires an Agent.
+type Config struct {
+	HA        *config.HA
+	Transport Transport
+	Proxy     Proxy // nil: no proxy neighbour advertisements
+	Plane     Plane // nil: signaling only
+	Events    *control.Events
+	Clock     clock.Clock // nil: the wall clock
+	Logger    *slog.Logger
+	Version   string
+}
+
+// Agent is a running home agent. Its methods other than Run are safe to
+// call from any goroutine: they hand a function to the owner goroutine.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	clk     clock.Clock
+	prof    *proto.Profile
+	cache   *bcache.Cache
+	started time.Time
+
+	reqs    chan func()
+	proxied map[netip.Addr]bool
+
+	// owner-goroutine scratch, reused
+	ba, out proto.Message
+	pkt     proto.Packet
+	binds   []bcache.Binding
+
+	beSent, beLimited, ignored uint64
+	beTokens                   float64
+	beLast                     time.Time
+}
+
+// New builds an Agent from the configuration.
+func New(cfg Config) (*Agent, error) {
+	if cfg.HA == nil || cfg.Transport == nil {
+		return nil, errors.New("ha: configuration and transport are required")
+	}
+	prof, err := cfg.HA.HomeAgent.WireProfile()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := cfg.HA.HomeAgent
+	keys := map[netip.Addr]bcache.MNHAKey{}
+	for _, mn := range h.MNs {
+		if mn.Key != "" {
+			keys[mn.HomeAddress] = bcache.MNHAKey{SPI: mn.SPI, Key: mn.Key.Bytes()}
+		}
+	}
+	bc := bcache.Config{
+		Profile:          prof,
+		Role:             bcache.RoleHA,
+		Serve:            h.Serve,
+		HomePrefix:       h.HomePrefix,
+		MaxLifetime:      h.MaxLifetime,
+		BulkRegistration: h.BulkRegistration,
+	}
+	if len(keys) > 0 || h.RequireAuth {
+		require := h.RequireAuth
+		bc.MNHAKeys = func(hoa netip.Addr) (bcache.MNHAKey, bool) {
+			k, ok := keys[hoa]
+			if !ok && require {
+				// A key that can never verify: RFC 4285 BUs without a
+				// valid authenticator are discarded.
+				return bcache.MNHAKey{SPI: 0, Key: nil}, true
+			}
+			return k, ok
+		}
+	}
+	a := &Agent{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		clk:     cfg.Clock,
+		prof:    prof,
+		cache:   bcache.New(bc, cfg.Clock),
+		started: cfg.Clock.Now(),
+		reqs:    make(chan func()),
+		proxied: map[netip.Addr]bool{},
+	}
+	return a, nil
+}
+
+const recvQueue = 64
+
+// Run serves until ctx ends. On return the proxy entries are withdrawn.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// The reader goroutine fills Received values from a small pool and
+	// hands them over; the owner gives them back once handled, so the
+	// steady state allocates nothing per packet.
+	free := make(chan *mhsock.Received, recvQueue)
+	for range recvQueue {
+		free <- new(mhsock.Received)
+	}
+	in := make(chan *mhsock.Received, recvQueue)
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			var r *mhsock.Received
+			select {
+			case r = <-free:
+			case <-ctx.Done():
+				return
+			}
+			if err := a.cfg.Transport.Recv(ctx, r); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				readErr <- fmt.Errorf("ha: receive: %w", err)
+				return
+			}
+			select {
+			case in <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	timer := a.clk.NewTimer(time.Hour)
+	defer timer.Stop()
+	rearm := func() {
+		next := a.cache.Next()
+		if next.IsZero() {
+			timer.Reset(time.Hour)
+			return
+		}
+		timer.Reset(max(next.Sub(a.clk.Now()), 0))
+	}
+	defer a.withdraw()
+	for {
+		rearm()
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-readErr:
+			return err
+		case r := <-in:
+			a.handle(r)
+			free <- r
+		case <-timer.C():
+			a.tick()
+		case fn := <-a.reqs:
+			fn()
+		}
+	}
+}
+
+// handle processes one received Mobility Header packet.
+func (a *Agent) handle(r *mhsock.Received) {
+	p := &r.Packet
+	if r.Err != nil && errors.Is(r.Err, proto.ErrUnknownType) {
+		// RFC 6275 9.2: answer an unknown MH type with BE status 2, and
+		// with the BID when one is known (draft 6.5).
+		a.sendBE(p, proto.BEUnknownType, 0)
+		return
+	}
+	switch p.MH.Type {
+	case proto.TypeBU:
+		a.handleBU(r)
+	default:
+		// HoTI/CoTI are the correspondent role (issue 8); a home agent
+		// gets nothing else from a mobile node.
+		a.ignored++
+		a.log.Debug("ignored mobility message", "type", p.MH.Type, "src", p.Src)
+	}
+}
+
+func (a *Agent) handleBU(r *mhsock.Received) {
+	p := &r.Packet
+	in := bcache.BUInput{
+		Src: p.Src, Dst: p.Dst, HoA: p.HomeAddress,
+		Msg: &p.MH, MH: p.MHBytes,
+	}
+	var be *proto.BIDError
+	if errors.As(r.Err, &be) {
+		in.ParseErr = r.Err
+	}
+	res := a.cache.ProcessBU(&in, &a.ba)
+	if res.Dropped != 0 {
+		a.log.Debug("binding update dropped", "src", p.Src, "hoa", p.HomeAddress, "reason", res.Dropped)
+	} else {
+		a.log.Debug("binding update", "src", p.Src, "hoa", p.HomeAddress, "seq", p.MH.Sequence,
+			"bids", len(p.MH.Options.BIDs), "status", int(res.Status))
+	}
+	if res.Send {
+		a.pkt = proto.Packet{Src: p.Dst, Dst: res.Dst, RoutingHome: res.RoutingHome, MH: a.ba}
+		if err := a.cfg.Transport.Send(&a.pkt, res.Signer); err != nil {
+			a.log.Warn("send binding acknowledgement", "dst", res.Dst, "err", err)
+		}
+		// The BA shares slices with a.ba: take them back for reuse.
+		a.ba = a.pkt.MH
+	}
+	a.apply(res.Changes)
+}
+
+// tick sends due Binding Refresh Requests and applies expiries.
+func (a *Agent) tick() {
+	brrs, changes := a.cache.Tick(a.clk.Now())
+	for _, b := range brrs {
+		b.Fill(&a.out)
+		a.pkt = proto.Packet{Src: a.cfg.HA.HomeAgent.Address, Dst: b.CoA, RoutingHome: b.HoA, MH: a.out}
+		if err := a.cfg.Transport.Send(&a.pkt, nil); err != nil {
+			a.log.Warn("send binding refresh request", "hoa", b.HoA, "bid", b.BID, "err", err)
+		}
+		a.out = a.pkt.MH
+	}
+	a.apply(changes)
+}
+
+// apply turns cache changes into events, proxy ND and data plane state.
+func (a *Agent) apply(changes []bcache.Change) {
+	if len(changes) == 0 {
+		return
+	}
+	proxyChanged := false
+	for _, c := range changes {
+		switch c.Kind {
+		case bcache.HoAUp:
+			a.proxied[c.HoA] = true
+			proxyChanged = true
+		case bcache.HoADown:
+			delete(a.proxied, c.HoA)
+			proxyChanged = true
+		default:
+			a.log.Info("binding "+c.Kind.String(), "hoa", c.HoA, "bid", c.BID, "coa", c.CoA, "priority", c.Priority)
+			if a.cfg.Events != nil {
+				e := control.CacheEntry{HoA: c.HoA, BID: c.BID, CoA: c.CoA, Priority: c.Priority, HomeRegistration: true}
+				if b, ok := a.cache.Lookup(c.HoA, c.BID); ok {
+					e.Sequence = b.Sequence
+					e.Lifetime = uint32(b.Lifetime / time.Second)
+					e.ExpiresIn = int64(b.Expires.Sub(a.clk.Now()) / time.Second)
+				}
+				a.cfg.Events.Publish(control.Event{Time: a.clk.Now(), Kind: "cache", Removed: c.Kind == bcache.Removed, Cache: &e})
+			}
+		}
+	}
+	if proxyChanged && a.cfg.Proxy != nil {
+		if err := a.cfg.Proxy.Set(a.proxiedList()); err != nil {
+			a.log.Warn("proxy neighbour advertisement", "err", err)
+		}
+	}
+	if a.cfg.Plane != nil {
+		a.binds = a.binds[:0]
+		for hoa := range a.proxied {
+			a.binds = a.cache.LookupHoA(hoa, a.binds)
+		}
+		if err := a.cfg.Plane.SetBindings(a.binds); err != nil {
+			a.log.Warn("data plane", "err", err)
+		}
+	}
+}
+
+func (a *Agent) proxiedList() []netip.Addr {
+	out := make([]netip.Addr, 0, len(a.proxied))
+	for h := range a.proxied {
+		out = append(out, h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
+}
+
+func (a *Agent) withdraw() {
+	if a.cfg.Proxy != nil && len(a.proxied) > 0 {
+		if err := a.cfg.Proxy.Set(nil); err != nil {
+			a.log.Warn("withdraw proxy neighbour advertisements", "err", err)
+		}
+	}
+}
+
+// beRate bounds Binding Errors (they answer unauthenticated packets) to a
+// few per second so that the agent cannot be used as a reflector.
+const beRate = 10
+
+func (a *Agent) sendBE(p *proto.Packet, status proto.Status, bid uint16) {
+	now := a.clk.Now()
+	a.beTokens = min(a.beTokens+now.Sub(a.beLast).Seconds()*beRate, beRate)
+	a.beLast = now
+	if a.beTokens < 1 {
+		a.beLimited++
+		return
+	}
+	a.beTokens--
+	hoa := p.HomeAddress
+	if !hoa.IsValid() {
+		hoa = p.Src
+	}
+	bcache.BindingError(&a.out, status, hoa, bid)
+	a.pkt = proto.Packet{Src: p.Dst, Dst: p.Src, MH: a.out}
+	if err := a.cfg.Transport.Send(&a.pkt, nil); err != nil {
+		a.log.Warn("send binding error", "dst", p.Src, "err", err)
+	} else {
+		a.beSent++
+	}
+	a.out = a.pkt.MH
+}
+
+// do runs fn on the owner goroutine and waits for it.
+func (a *Agent) do(ctx context.Context, fn func()) error {
+	done := make(chan struct{})
+	select {
+	case a.reqs <- func() { fn(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Cache implements control.HABackend.
+func (a *Agent) Cache(ctx context.Context) ([]control.CacheEntry, error) {
+	var out []control.CacheEntry
+	err := a.do(ctx, func() {
+		es := a.cache.Entries(a.clk.Now())
+		out = make([]control.CacheEntry, len(es))
+		for i, e := range es {
+			out[i] = control.CacheEntry{HoA: e.HoA, BID: e.BID, CoA: e.CoA, Priority: e.Priority,
+				Sequence: e.Sequence, Lifetime: e.Lifetime, ExpiresIn: e.ExpiresIn, HomeRegistration: e.HomeRegistration}
+		}
+	})
+	return out, err
+}
+
+// Status implements control.HABackend.
+func (a *Agent) Status(ctx context.Context) (control.Status, error) {
+	var st control.Status
+	err := a.do(ctx, func() {
+		h := a.cfg.HA.HomeAgent
+		mode := "bulk"
+		if !h.BulkRegistration {
+			mode = "individual"
+		}
+		st = control.Status{
+			Daemon:    "mcoa-ha",
+			Version:   a.cfg.Version,
+			HomeAgent: h.Address,
+			Mode:      mode,
+			Profile:   a.prof.Name,
+			Dataplane: string(a.cfg.HA.Dataplane.Backend),
+			Uptime:    int64(a.clk.Now().Sub(a.started) / time.Second),
+			Counts:    control.Counts{Bindings: a.cache.Len(), CacheEntries: a.cache.Len()},
+		}
+	})
+	return st, err
+}
+
+// Metrics implements control.MetricsSource (called from the server's
+// goroutine: it takes a snapshot through the owner).
+func (a *Agent) Metrics() []control.Metric {
+	var c bcache.Counters
+	var be, beLim, ign uint64
+	if a.do(context.Background(), func() {
+		c = a.cache.Counters()
+		be, beLim, ign = a.beSent, a.beLimited, a.ignored
+	}) != nil {
+		return nil
+	}
+	g := func(name, help, typ string, v float64) control.Metric {
+		return control.Metric{Name: name, Help: help, Type: typ, Samples: []control.Sample{{Value: v}}}
+	}
+	rej := control.Metric{Name: "mcoa_ha_bu_rejected_total", Help: "Binding Updates rejected, by BA status.", Type: "counter"}
+	for st, n := range c.Rejected {
+		rej.Samples = append(rej.Samples, control.Sample{Labels: map[string]string{"status": strconv.Itoa(int(st))}, Value: float64(n)})
+	}
+	drop := control.Metric{Name: "mcoa_ha_bu_dropped_total", Help: "Binding Updates discarded without answer, by reason.", Type: "counter"}
+	for r, n := range c.Dropped {
+		drop.Samples = append(drop.Samples, control.Sample{Labels: map[string]string{"reason": r}, Value: float64(n)})
+	}
+	return []control.Metric{
+		g("mcoa_ha_bindings", "Bindings in the cache.", "gauge", float64(c.Bindings)),
+		g("mcoa_ha_home_addresses", "Home addresses with at least one binding.", "gauge", float64(c.HoAs)),
+		g("mcoa_ha_bu_received_total", "Binding Updates processed.", "counter", float64(c.Received)),
+		g("mcoa_ha_bu_accepted_total", "Binding Updates accepted.", "counter", float64(c.Accepted)),
+		rej, drop,
+		g("mcoa_ha_ba_sent_total", "Binding Acknowledgements sent.", "counter", float64(c.BAs)),
+		g("mcoa_ha_brr_sent_total", "Binding Refresh Requests sent.", "counter", float64(c.BRRs)),
+		g("mcoa_ha_expired_total", "Bindings removed at expiry.", "counter", float64(c.Expired)),
+		g("mcoa_ha_be_sent_total", "Binding Errors sent.", "counter", float64(be)),
+		g("mcoa_ha_be_rate_limited_total", "Binding Errors not sent because of the rate limit.", "counter", float64(beLim)),
+		g("mcoa_ha_ignored_total", "Mobility messages a home agent does not serve.", "counter", float64(ign)),
+	}
+}

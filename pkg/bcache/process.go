@@ -1,0 +1,477 @@
+package bcache
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/mcoad/mcoad/pkg/proto"
+)
+
+// BUInput is one received Binding Update.
+type BUInput struct {
+	// Src and Dst are the IPv6 source and destination. Src is the care-of
+	// address unless the BU carries an Alternate Care-of Address option (or
+	// a BID sub-option with the C flag), and the BA goes back to it.
+	Src, Dst netip.Addr
+	// HoA is the Home Address option's address; invalid when the packet
+	// had none, and then Src is the home address (RFC 6275 9.5.1).
+	HoA netip.Addr
+	// Msg is the parsed BU (proto.ParseMessage).
+	Msg *proto.Message
+	// MH is the Mobility Header as received, for the MN-HA authenticator
+	// at Msg.AuthOffset.
+	MH []byte
+	// ParseErr is ParseMessage's error: nil or a *proto.BIDError (the
+	// message is otherwise complete; the bad sub-options get status 128).
+	// Any other error drops the BU.
+	ParseErr error
+	// Reject, when 128 or more, is a status the caller already decided
+	// (a correspondent's return routability check: 136, 137 or 138). The
+	// BU is answered with it and changes nothing.
+	Reject proto.Status
+}
+
+// Result says what to do after ProcessBU.
+type Result struct {
+	// Send: send the BA that ProcessBU filled in.
+	Send bool
+	// Status is the BA's status (also set when Send is false).
+	Status proto.Status
+	// Dst is the BA's destination: the BU's source address (RFC 6275
+	// 9.5.4). RoutingHome is the type 2 routing header's address (the home
+	// address), invalid when Dst is the home address itself.
+	Dst, RoutingHome netip.Addr
+	// Signer fills the BA's MN-HA authenticator; nil without one. It is
+	// valid until the next ProcessBU.
+	Signer proto.Signer
+	// Dropped says why the BU was discarded without answer.
+	Dropped DropReason
+	// Changes lists what changed in the cache, in order (bindings past
+	// their lifetime that the BU's home address still had come first). It
+	// aliases a buffer reused by the next ProcessBU or Tick.
+	Changes []Change
+}
+
+// routable: RFC 6275 9.5.1 wants home (and care-of) addresses that are
+// unicast routable, so no multicast, loopback, link-local, unspecified or
+// IPv4-mapped ones.
+func routable(a netip.Addr) bool { return a.Is6() && !a.Is4In6() && a.IsGlobalUnicast() }
+
+func (c *Cache) drop(r DropReason) Result {
+	c.cnt.dropped[r]++
+	return Result{Dropped: r, Changes: c.changes}
+}
+
+// ProcessBU processes one Binding Update as RFC 6275 9.5.1 and 10.3.1 and
+// the draft's 6.2 say, and fills ba with the Binding Acknowledgement to
+// send (6.3) when Result.Send is set. ba is reset first and its slices
+// reused. The BU is only read.
+func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
+	c.changes = c.changes[:0]
+	c.cnt.received++
+	now := c.mono(c.clk.Now())
+	m := in.Msg
+	if m == nil || m.Type != proto.TypeBU {
+		return c.drop(DropNotBU)
+	}
+	if in.ParseErr != nil {
+		var be *proto.BIDError
+		if !errors.As(in.ParseErr, &be) {
+			return c.drop(DropMalformed)
+		}
+	}
+	if !routable(in.Src) {
+		return c.drop(DropBadSource)
+	}
+	hoa := in.HoA
+	if !hoa.IsValid() {
+		hoa = in.Src
+	}
+	if !routable(hoa) {
+		return c.drop(DropBadHoA)
+	}
+	key := hoa.As16()
+	idx := c.findKey(key)
+	if idx >= 0 {
+		// Bindings past their lifetime count for nothing (no 144, no
+		// sequence number to compare with), even before Tick runs.
+		c.expire(uint32(idx), now)
+		idx = c.findKey(key)
+	}
+
+	res := Result{Dst: in.Src}
+	if in.Src != hoa {
+		res.RoutingHome = hoa
+	}
+	home := m.Flags&proto.FlagH != 0
+	var early proto.Status
+	switch c.cfg.Role {
+	case RoleHA:
+		early = c.serves(hoa)
+	case RoleCN:
+		if home {
+			early = proto.StatusHomeRegNotSupported // RFC 6275 9.5.1
+		}
+	}
+	var sa MNHAKey
+	authed := false
+	if early == 0 && c.cfg.MNHAKeys != nil {
+		if k, ok := c.cfg.MNHAKeys(hoa); ok {
+			if !c.verify(in, &k, hoa) {
+				return c.drop(DropAuth)
+			}
+			sa, authed = k, true
+		}
+	}
+	if early == 0 && c.cfg.Role == RoleHA && !home {
+		if idx < 0 {
+			return c.drop(DropNotHome)
+		}
+		early = proto.StatusRegTypeChangeDisallowed // RFC 6275 9.5.1
+	}
+	if early == 0 && in.Reject >= 128 {
+		early = in.Reject
+	}
+	if !c.allow(idx, now) {
+		return c.drop(DropRateLimited)
+	}
+
+	st, seq, life := early, m.Sequence, uint16(0)
+	c.status = c.status[:0]
+	for range m.Options.BIDs {
+		c.status = append(c.status, 0)
+	}
+	switch {
+	case st != 0:
+	case idx >= 0 && !proto.SeqAfter(m.Sequence, c.hoas[idx].lastSeq):
+		// RFC 6275 9.5.1: not greater than the last accepted one. The BA
+		// carries the last accepted number.
+		st, seq = proto.StatusSequenceOutOfWindow, c.hoas[idx].lastSeq
+	case len(m.Options.BIDs) == 0:
+		st, life = c.plain(in, hoa, key, idx, now)
+	default:
+		st, life = c.withBIDs(in, hoa, key, idx, now)
+	}
+	if !st.Accepted() && st != c.prof.StatusBulkRegFail && st != c.prof.StatusMCoAConflict {
+		// Rejected as a whole: every sub-option carries the status.
+		for i := range c.status {
+			c.status[i] = uint8(st)
+		}
+	}
+
+	if st.Accepted() {
+		c.cnt.accepted++
+	} else {
+		c.cnt.rejected[st]++
+	}
+	res.Status = st
+	res.Changes = c.changes
+	// Draft 6.3: always answer a BU with a BID sub-option; otherwise RFC
+	// 6275 9.5.4 and 10.3.1: when asked, and on rejection.
+	res.Send = len(m.Options.BIDs) > 0 || m.Flags&proto.FlagA != 0 || !st.Accepted()
+	if !res.Send {
+		return res
+	}
+	c.cnt.bas++
+	c.fillBA(ba, m, st, seq, life)
+	if authed {
+		ba.Options.HasMNHAAuth = true
+		ba.Options.MNHASubtype = proto.AuthSubtypeMNHA
+		ba.Options.MNHASPI = sa.SPI
+		c.authBuf = [proto.AuthenticatorLen]byte{}
+		ba.Options.MNHAAuthData = c.authBuf[:]
+		c.signer = baSigner{mac: sa.mac(), coa: res.Dst, hoa: hoa}
+		res.Signer = &c.signer
+	}
+	return res
+}
+
+// serves returns 0 for a home address the home agent serves, else the
+// RFC 6275 10.3.1 status.
+func (c *Cache) serves(hoa netip.Addr) proto.Status {
+	for _, p := range c.cfg.Serve {
+		if p.Contains(hoa) {
+			return 0
+		}
+	}
+	if c.cfg.HomePrefix.IsValid() && c.cfg.HomePrefix.Contains(hoa) {
+		return proto.StatusNotHomeAgentForMN
+	}
+	return proto.StatusNotHomeSubnet
+}
+
+// allow is the rate limit (GCRA with a burst of one second's worth): per
+// home address when it has an entry, one shared bucket otherwise.
+func (c *Cache) allow(idx int64, now int64) bool {
+	if idx >= 0 {
+		return gcra(&c.hoas[idx].tat, now, c.cfg.MaxBAPerSecondPerHoA)
+	}
+	return gcra(&c.newTAT, now, c.cfg.MaxBAPerSecondNew)
+}
+
+func gcra(tat *int64, now int64, rate int) bool {
+	if rate < 0 {
+		return true
+	}
+	interval := int64(time.Second) / int64(rate)
+	t := max(*tat, now)
+	if t-now > interval*int64(rate-1) {
+		return false
+	}
+	*tat = t + interval
+	return true
+}
+
+// addHoA creates the entry of a home address for its first binding.
+func (c *Cache) addHoA(key [16]byte, n int, now int64) uint32 {
+	i := c.newHoA(key, n)
+	h := &c.hoas[i]
+	// This BU's BA came out of the shared bucket; the home address's own
+	// starts with one token used.
+	if r := c.cfg.MaxBAPerSecondPerHoA; r > 0 {
+		h.tat = now + int64(time.Second)/int64(r)
+	}
+	c.note(HoAUp, h, nil)
+	return i
+}
+
+func (c *Cache) newBinding(m *proto.Message, coa netip.Addr, bid uint16, prio uint8, life uint16, now int64) binding {
+	var f uint8
+	if m.Flags&proto.FlagH != 0 {
+		f |= flagHome
+	}
+	if m.Flags&proto.FlagR != 0 {
+		f |= flagRouter
+	}
+	return binding{
+		coa:     coa.As16(),
+		expires: now + int64(life)*int64(lifetimeUnit),
+		life:    life,
+		bid:     bid,
+		seq:     m.Sequence,
+		prio:    prio,
+		flags:   f,
+	}
+}
+
+// put registers nb in h, updating the binding with the same BID.
+func (c *Cache) put(h *hoaState, nb binding) {
+	if j := findBID(h.binds, nb.bid); j >= 0 {
+		old := h.binds[j]
+		h.binds[j] = nb
+		if old.coa != nb.coa || old.prio != nb.prio {
+			c.note(Updated, h, &nb)
+		}
+		return
+	}
+	appendBinding(h, nb)
+	c.n++
+	c.note(Added, h, &nb)
+}
+
+func (c *Cache) grant(m *proto.Message) uint16 { return min(m.Lifetime, c.cfg.maxUnits()) }
+
+// careOf is the care-of address of a BU without C flag: the Alternate
+// Care-of Address option if present, else the source address.
+func careOf(in *BUInput) netip.Addr {
+	if a := in.Msg.Options.AltCoA; a.IsValid() {
+		return a
+	}
+	return in.Src
+}
+
+// plain processes a BU without BID sub-option: RFC 6275, except that it
+// replaces every binding of the home address (draft 6.2).
+func (c *Cache) plain(in *BUInput, hoa netip.Addr, key [16]byte, idx int64, now int64) (proto.Status, uint16) {
+	m := in.Msg
+	coa := careOf(in)
+	if m.Lifetime == 0 || coa == hoa {
+		// De-registration (RFC 6275 9.5.1: lifetime 0 or CoA = HoA).
+		if idx < 0 {
+			if c.cfg.Role == RoleHA {
+				return proto.StatusNotHomeAgentForMN, 0 // RFC 6275 10.3.2
+			}
+			return proto.StatusAccepted, 0
+		}
+		h := &c.hoas[idx]
+		for j := len(h.binds) - 1; j >= 0; j-- {
+			c.removeAt(h, j)
+		}
+		c.dropIfEmpty(uint32(idx))
+		return proto.StatusAccepted, 0
+	}
+	if !routable(coa) {
+		return proto.StatusUnspecified, 0
+	}
+	if idx < 0 {
+		if c.n >= c.cfg.MaxBindings {
+			return proto.StatusInsufficientResources, 0
+		}
+		idx = int64(c.addHoA(key, 1, now))
+	}
+	h := &c.hoas[idx]
+	for j := len(h.binds) - 1; j >= 0; j-- {
+		if h.binds[j].bid != 0 {
+			c.removeAt(h, j)
+		}
+	}
+	life := c.grant(m)
+	c.put(h, c.newBinding(m, coa, 0, 0, life, now))
+	h.lastSeq = m.Sequence
+	c.schedule(uint32(idx))
+	return proto.StatusAccepted, life
+}
+
+// withBIDs processes a BU with BID sub-options (draft 6.2), leaving each
+// sub-option's status in c.status.
+func (c *Cache) withBIDs(in *BUInput, hoa netip.Addr, key [16]byte, idx int64, now int64) (proto.Status, uint16) {
+	m := in.Msg
+	bids := m.Options.BIDs
+	for _, b := range bids {
+		if b.C && !c.cfg.BulkRegistration {
+			return c.prof.StatusBulkNotSupported, 0
+		}
+	}
+	incompliant := c.prof.BIDStatusIncompliant
+	for i, b := range bids {
+		ok := b.Err == nil && b.ID != 0 &&
+			(!b.R || b.C) && // R only with C (draft 6.2)
+			(!b.C || b.CoA.IsValid()) && // C needs a CoA
+			(len(bids) == 1 || b.C) // several bindings only in bulk (4.3.1)
+		for k := range i {
+			if bids[k].ID == b.ID {
+				ok = false // the same BID twice
+			}
+		}
+		if ok && m.Lifetime != 0 && !b.R {
+			if a := bidCoA(in, &b); a != hoa && !routable(a) {
+				ok = false
+			}
+		}
+		if !ok {
+			c.status[i] = incompliant
+		}
+	}
+
+	life := c.grant(m)
+	var failed, good, registered int
+	var failSt uint8
+	fail := func(i int, st uint8) {
+		c.status[i] = st
+		if failed > 0 && failSt != st {
+			failSt = incompliant // mixed reasons
+		} else {
+			failSt = st
+		}
+		failed++
+	}
+	for i := range bids {
+		b := &bids[i]
+		if c.status[i] != 0 {
+			c.status[i] = 0
+			fail(i, incompliant)
+			continue
+		}
+		coa := bidCoA(in, b)
+		if m.Lifetime == 0 || b.R || coa == hoa {
+			j := -1
+			if idx >= 0 {
+				j = findBID(c.hoas[idx].binds, b.ID)
+			}
+			switch {
+			case j >= 0:
+				c.removeAt(&c.hoas[idx], j)
+				good++
+			case b.R && m.Lifetime != 0:
+				good++ // nothing to remove: what the MN asks for holds
+			default:
+				fail(i, uint8(proto.StatusNotHomeAgentForMN)) // draft 6.2
+			}
+			continue
+		}
+		if idx < 0 {
+			if c.n >= c.cfg.MaxBindings {
+				fail(i, uint8(proto.StatusInsufficientResources))
+				continue
+			}
+			idx = int64(c.addHoA(key, len(bids), now))
+		}
+		h := &c.hoas[idx]
+		if findBID(h.binds, b.ID) < 0 && (len(h.binds) >= c.cfg.MaxBindingsPerHoA || c.n >= c.cfg.MaxBindings) {
+			fail(i, uint8(proto.StatusInsufficientResources))
+			continue
+		}
+		c.put(h, c.newBinding(m, coa, b.ID, b.PrioStatus, life, now))
+		good++
+		registered++
+	}
+	conflict := false
+	if registered > 0 {
+		// Draft 6.2: a binding with BID replaces the regular binding.
+		h := &c.hoas[idx]
+		if j := findBID(h.binds, 0); j >= 0 {
+			c.removeAt(h, j)
+			conflict = true
+		}
+	}
+	if idx >= 0 {
+		if good > 0 {
+			c.hoas[idx].lastSeq = m.Sequence
+		}
+		if len(c.hoas[idx].binds) == 0 {
+			c.dropIfEmpty(uint32(idx))
+		} else {
+			c.schedule(uint32(idx))
+		}
+	}
+	if registered == 0 {
+		life = 0
+	}
+	switch {
+	case failed > 0 && good == 0 && failSt != incompliant:
+		// Every sub-option failed for the same RFC 6275 reason (133 for
+		// unknown BIDs, 130): that is the BU's status.
+		return proto.Status(failSt), 0
+	case failed > 0:
+		return c.prof.StatusBulkRegFail, life
+	case conflict:
+		return c.prof.StatusMCoAConflict, life
+	}
+	return proto.StatusAccepted, life
+}
+
+// bidCoA is the care-of address of a BID sub-option (draft 6.2).
+func bidCoA(in *BUInput, b *proto.BID) netip.Addr {
+	if b.C {
+		return b.CoA
+	}
+	return careOf(in)
+}
+
+// fillBA writes the BA: c.status holds each sub-option's status.
+func (c *Cache) fillBA(ba *proto.Message, bu *proto.Message, st proto.Status, seq, life uint16) {
+	ba.Reset()
+	ba.Type = proto.TypeBA
+	ba.PayloadProto = proto.ProtoNone
+	ba.Status = st
+	ba.Sequence = seq
+	ba.Lifetime = life
+	if c.cfg.KeyManagement && bu.Flags&proto.FlagK != 0 && st.Accepted() {
+		ba.Flags |= proto.BAFlagK
+	}
+	for i, b := range bu.Options.BIDs {
+		s := c.status[i]
+		if s == 0 {
+			s = c.prof.BIDStatusAccepting
+		}
+		// Copied from the BU (draft 4.3.3) with the status in place of the
+		// priority; a C flag without address or an R without C is not
+		// echoed, so that the BA itself is well formed.
+		nb := proto.BID{ID: b.ID, PrioStatus: s}
+		if b.C && b.CoA.IsValid() {
+			nb.C, nb.CoA, nb.R = true, b.CoA, b.R
+		}
+		ba.Options.BIDs = append(ba.Options.BIDs, nb)
+	}
+}
