@@ -1,0 +1,101 @@
+package bul
+
+import (
+	"maps"
+	"time"
+)
+
+func (c *core) emit(ev Event) {
+	if c.cfg.OnChange != nil {
+		c.cfg.OnChange(ev)
+	}
+}
+
+func (c *core) homeUsable() bool { return c.atHome && c.homeDone }
+
+func (c *core) emitHome(now time.Time) {
+	c.emit(Event{Time: now, Type: EventHome, Mode: c.mode, AtHome: c.atHome, HomeAddressUsable: c.homeUsable()})
+}
+
+// report announces the entries whose state changed.
+func (c *core) report(now time.Time) {
+	if c.cfg.OnChange == nil {
+		return
+	}
+	for _, e := range c.ents {
+		st := e.state()
+		if e.reportedSet && st == e.reported {
+			continue
+		}
+		e.reported, e.reportedSet = st, true
+		v := c.entryView(e)
+		c.emit(Event{Time: now, Type: EventBinding, Binding: &v, AtHome: c.atHome, HomeAddressUsable: c.homeUsable()})
+	}
+}
+
+// entryView copies e (ExpiresIn is filled in by whoever knows "now").
+func (c *core) entryView(e *entry) Entry {
+	v := Entry{
+		Peer:        c.cfg.HomeAgent,
+		Role:        "ha",
+		BID:         e.bid,
+		Interface:   e.iface,
+		CoA:         e.coa,
+		Priority:    e.prio,
+		State:       e.state(),
+		Sequence:    e.seq,
+		LastStatus:  e.lastStatus,
+		LastError:   e.lastErr,
+		Retransmits: e.retransmits,
+	}
+	if e.want == wantRemove {
+		v.CoA = e.oldCoA()
+	}
+	if e.registered {
+		v.Lifetime = int(e.granted / time.Second)
+		v.expires = e.expires
+	}
+	return v
+}
+
+func (v *Entry) fill(now time.Time) {
+	if !v.expires.IsZero() && v.expires.After(now) {
+		v.ExpiresIn = int(v.expires.Sub(now) / time.Second)
+	} else {
+		v.ExpiresIn = 0
+	}
+}
+
+// snapshot copies the list; ExpiresIn is relative to now.
+func (c *core) snapshot(now time.Time) []Entry {
+	out := make([]Entry, 0, len(c.ents))
+	for _, e := range c.ents {
+		v := c.entryView(e)
+		v.fill(now)
+		out = append(out, v)
+	}
+	return out
+}
+
+func (c *core) status() Status {
+	s := Status{
+		HomeAddress:       c.cfg.HomeAddress,
+		HomeAgent:         c.cfg.HomeAgent,
+		Mode:              c.mode,
+		ConfiguredMode:    c.cfg.Mode,
+		FallbackReason:    c.fallback,
+		ReturnHome:        c.cfg.ReturnHome,
+		AtHome:            c.atHome,
+		HomeAddressUsable: c.homeUsable(),
+		DeregisteredAll:   c.allDown,
+		NoCareOf:          c.bestSendable() == nil,
+		Sequence:          c.seq,
+		Bindings:          len(c.ents),
+		Counters:          c.counters,
+	}
+	if !c.atHome && c.homeIface != "" {
+		s.HomeLinkInterface = c.homeIface
+	}
+	s.Counters.BAsIgnored = maps.Clone(c.counters.BAsIgnored)
+	return s
+}
