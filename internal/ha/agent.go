@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -33,6 +34,9 @@ type Transport interface {
 // addresses (*dataplane.ProxyND).
 type Proxy interface {
 	Set(hoas []netip.Addr) error
+	// Reach pins a home address to the link-layer address of a mobile
+	// node that is back on the home link.
+	Reach(hoa netip.Addr, mac net.HardwareAddr) error
 }
 
 // Plane is told the whole set of bindings after every change, so that the
@@ -235,6 +239,15 @@ func (a *Agent) handleBU(r *mhsock.Received) {
 	} else {
 		a.log.Debug("binding update", "src", p.Src, "hoa", p.HomeAddress, "seq", p.MH.Sequence,
 			"bids", len(p.MH.Options.BIDs), "status", int(res.Status))
+	}
+	if res.Send && !res.RoutingHome.IsValid() && res.Dst == p.Src && !p.HomeAddress.IsValid() &&
+		a.cfg.Proxy != nil && r.IfName == a.cfg.HA.HomeAgent.Interface && r.LinkSrcLen == 6 {
+		// A mobile node de-registering from its home link: answer it at
+		// its link-layer address, since it does not yet answer for its
+		// home address (RFC 6275 11.5.4).
+		if err := a.cfg.Proxy.Reach(res.Dst, net.HardwareAddr(r.LinkSrc[:6])); err != nil {
+			a.log.Warn("reach mobile node on the home link", "hoa", res.Dst, "err", err)
+		}
 	}
 	if res.Send {
 		a.pkt = proto.Packet{Src: p.Dst, Dst: res.Dst, RoutingHome: res.RoutingHome, MH: a.ba}

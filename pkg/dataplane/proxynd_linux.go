@@ -25,10 +25,10 @@ type ProxyND struct {
 	ifi *net.Interface
 	log *slog.Logger
 
-	mu      sync.Mutex
-	active  map[netip.Addr]bool
-	conn    *ndp.Conn // nil until it can be opened; proxying works without it
-	h       *netlink.Handle
+	mu     sync.Mutex
+	active map[netip.Addr]bool
+	conn   *ndp.Conn // nil until it can be opened; proxying works without it
+	h      *netlink.Handle
 }
 
 // NewProxyND prepares proxying on the home link ifname in the current network
@@ -154,4 +154,23 @@ func (p *ProxyND) advertise(a netip.Addr) {
 	if err := p.conn.WriteTo(na, nil, netip.IPv6LinkLocalAllNodes()); err != nil {
 		p.log.Warn("proxy ND: unsolicited NA", "hoa", a, "err", err)
 	}
+}
+
+// Reach records that the mobile node owning home address a is on the home
+// link at mac. A mobile node returning home de-registers from its home
+// address but must not answer neighbour solicitations for it until the home
+// agent has let it go (RFC 6275 11.5.4), so the home agent addresses its
+// Binding Acknowledgement to the link-layer source of the Binding Update.
+func (p *ProxyND) Reach(a netip.Addr, mac net.HardwareAddr) error {
+	n := &netlink.Neigh{
+		LinkIndex:    p.ifi.Index,
+		Family:       unix.AF_INET6,
+		State:        netlink.NUD_REACHABLE,
+		IP:           net.IP(a.AsSlice()),
+		HardwareAddr: mac,
+	}
+	if err := p.h.NeighSet(n); err != nil {
+		return fmt.Errorf("proxy ND: neighbour %s at %s: %w", a, mac, err)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -77,6 +78,7 @@ func Listen(cfg *Config) (*Conn, error) {
 	if c.log == nil {
 		c.log = slog.Default()
 	}
+	c.extra = slices.Clone(cfg.Local)
 	c.prof = cfg.Profile
 	if c.prof == nil {
 		c.prof = proto.Draft00
@@ -241,6 +243,8 @@ func (c *Conn) Recv(ctx context.Context, r *Received) error {
 			return fmt.Errorf("mhsock: recvfrom: %w", c.rdErr)
 		}
 		if c.accept(r, c.rdN, int(c.rdFrom.Ifindex), c.rdFrom.Pkttype) {
+			r.LinkSrc = c.rdFrom.Addr
+			r.LinkSrcLen = min(int(c.rdFrom.Halen), len(r.LinkSrc))
 			return nil
 		}
 	}
@@ -318,6 +322,22 @@ func (c *Conn) Send(p *proto.Packet, sign proto.Signer) error {
 	if c.noPin {
 		ifindex = 0
 	}
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	b, err := proto.AppendPacket(c.sendBuf[:0], p, c.prof, sign)
+	if err != nil {
+		c.cnt.sendErrors.Add(1)
+		return fmt.Errorf("mhsock: build %v to %s: %w", p.MH.Type, p.Dst, err)
+	}
+	c.sendBuf = b
+	return c.SendRaw(b, ifindex)
+}
+
+// SendOn builds p and sends it out of interface ifindex whatever its source
+// address: a mobile node returning home sends its de-registration from the
+// home address before that address may be configured (RFC 6275 11.5.4), so
+// the source is not local yet.
+func (c *Conn) SendOn(ifindex int, p *proto.Packet, sign proto.Signer) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	b, err := proto.AppendPacket(c.sendBuf[:0], p, c.prof, sign)

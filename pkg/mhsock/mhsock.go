@@ -3,6 +3,7 @@ package mhsock
 import (
 	"errors"
 	"log/slog"
+	"net/netip"
 
 	"github.com/mcoad/mcoad/pkg/proto"
 )
@@ -38,6 +39,12 @@ type Config struct {
 	// leave through another one. A mobile node keeps the default.
 	NoPin bool
 
+	// Local lists further destination addresses to accept besides this
+	// namespace's own: a mobile node back on its home link receives the
+	// home agent's answer to its home address before it may configure it
+	// (RFC 6275 11.5.4).
+	Local []netip.Addr
+
 	// RecvBuffer is the AF_PACKET socket's receive buffer in bytes; 0
 	// means 1 MiB.
 	RecvBuffer int
@@ -66,6 +73,11 @@ type Received struct {
 	// Ifindex and IfName name the interface the packet came in on.
 	Ifindex int
 	IfName  string
+
+	// LinkSrc is the link-layer source address (LinkSrcLen octets of it);
+	// a home agent reaches a mobile node back home through it.
+	LinkSrc    [8]byte
+	LinkSrcLen int
 
 	// Raw is the whole IPv6 packet as received.
 	Raw []byte

@@ -3,6 +3,7 @@ package mhsock
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 
 	"github.com/mcoad/mcoad/pkg/proto"
@@ -59,6 +60,7 @@ type counters struct {
 type rx struct {
 	prof  *proto.Profile
 	addrs atomic.Pointer[addrSet]
+	extra []netip.Addr // Config.Local
 	cnt   counters
 	// refresh, when set, relists addresses and links at once: used when a
 	// packet arrives on an interface newer than the snapshot.
@@ -86,7 +88,7 @@ func (x *rx) accept(r *Received, n, ifindex int, pkttype uint8) bool {
 	}
 	set := x.addrs.Load()
 	dst := netip.AddrFrom16([16]byte(b[24:40]))
-	if !set.local(dst, ifindex) {
+	if !set.local(dst, ifindex) && !slices.Contains(x.extra, dst) {
 		x.cnt.notLocal.Add(1)
 		return false
 	}
