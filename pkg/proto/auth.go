@@ -79,7 +79,7 @@ func NewMNHA(key []byte) *MNHA {
 // mnhaLayout reports whether authOff follows the SPI of an MN-HA option
 // with a 96-bit authenticator that lies inside mh.
 func mnhaLayout(mh []byte, authOff int) bool {
-	return authOff-7 >= 6 && authOff+AuthenticatorLen <= len(mh) &&
+	return authOff-7 >= 6 && authOff <= len(mh)-AuthenticatorLen &&
 		OptionType(mh[authOff-7]) == OptMNHAAuth && mh[authOff-6] == 5+AuthenticatorLen
 }
 
@@ -151,7 +151,7 @@ func NewBAD(kbm []byte) *BAD {
 }
 
 func badLayout(mh []byte, authOff int) bool {
-	return authOff-2 >= 6 && authOff+AuthenticatorLen <= len(mh) &&
+	return authOff-2 >= 6 && authOff <= len(mh)-AuthenticatorLen &&
 		OptionType(mh[authOff-2]) == OptAuthData && mh[authOff-1] == AuthenticatorLen
 }
 

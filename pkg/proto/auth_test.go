@@ -55,15 +55,17 @@ func TestMNHASignVerify(t *testing.T) {
 		t.Errorf("MNHASigner differs: %v", err)
 	}
 	for name, ok := range map[string]bool{
-		"wrong key":  NewMNHA([]byte("other")).Verify(mh, off, tCoA1, tHoA),
-		"wrong CoA":  x.Verify(mh, off, tCoA2, tHoA),
-		"wrong HoA":  x.Verify(mh, off, tCoA1, tHA),
-		"swapped":    x.Verify(mh, off, tHoA, tCoA1),
-		"bad offset": x.Verify(mh, off-1, tCoA1, tHoA),
-		"past end":   x.Verify(mh, len(mh)-4, tCoA1, tHoA),
-		"negative":   x.Verify(mh, -5, tCoA1, tHoA),
-		"huge":       x.Verify(mh, 1<<30, tCoA1, tHoA),
-		"nil":        x.Verify(nil, off, tCoA1, tHoA),
+		"wrong key":   NewMNHA([]byte("other")).Verify(mh, off, tCoA1, tHoA),
+		"wrong CoA":   x.Verify(mh, off, tCoA2, tHoA),
+		"wrong HoA":   x.Verify(mh, off, tCoA1, tHA),
+		"swapped":     x.Verify(mh, off, tHoA, tCoA1),
+		"bad offset":  x.Verify(mh, off-1, tCoA1, tHoA),
+		"past end":    x.Verify(mh, len(mh)-4, tCoA1, tHoA),
+		"negative":    x.Verify(mh, -5, tCoA1, tHoA),
+		"huge":        x.Verify(mh, 1<<30, tCoA1, tHoA),
+		"max int":     x.Verify(mh, int(^uint(0)>>1), tCoA1, tHoA),
+		"max int BAD": VerifyBAD(key, mh, int(^uint(0)>>1), tCoA1, tHoA),
+		"nil":         x.Verify(nil, off, tCoA1, tHoA),
 	} {
 		if ok {
 			t.Errorf("%s: verified", name)

@@ -47,6 +47,9 @@ func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
 // layout and the per-type fixed part; it does not check the checksum (that
 // needs the pseudo-header: VerifyChecksum). Unknown options are skipped and
 // counted (RFC 6275 6.2.1); option alignment is not enforced on receipt.
+// The profile's BID sub-option type is matched before the standard types.
+// Of options that may appear once, the last one wins; only Pad1/PadN may
+// follow an authentication option (ErrOptionOrder).
 //
 // An unknown MH type yields ErrUnknownType with m.Type set, so that the
 // receiver can answer with a Binding Error (status 2). A non-compliant BID

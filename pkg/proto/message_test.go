@@ -12,7 +12,7 @@ import (
 // option.
 func sampleMessages() map[string]*Message {
 	return map[string]*Message{
-		"BRR": {Type: TypeBRR, Options: Options{BIDs: []BID{{ID: 9}}}},
+		"BRR":  {Type: TypeBRR, Options: Options{BIDs: []BID{{ID: 9}}}},
 		"HoTI": {Type: TypeHoTI, Cookie: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}},
 		"CoTI": {Type: TypeCoTI, Cookie: [8]byte{8, 7, 6, 5, 4, 3, 2, 1}},
 		"HoT": {Type: TypeHoT, NonceIndex: 0x1234, Cookie: [8]byte{1, 1, 2, 3, 5, 8, 13, 21},

@@ -1,0 +1,310 @@
+package proto
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/xml"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The wire check: our packets written to a pcap and decoded by Wireshark's
+// MIPv6 dissector (tshark -T pdml), field by field. Wireshark decodes the
+// BID sub-option (type 35) with RFC 5648's names: mip6.bi.bid,
+// mip6.bi.status (our Priority/Status), mip6.bi.h_flag (bit 0x80: our C)
+// and mip6.bi.coa_ipv6. Wireshark 4.0 shows the MH checksum (mip6.csum)
+// but does not validate it, so the test checks that the value it shows is
+// the one the independent RFC 1071 sum says is right.
+
+// writePcap writes packets as a pcap file with LINKTYPE_RAW (101): each
+// record is a bare IPv6 packet.
+func writePcap(path string, pkts [][]byte) error {
+	var b bytes.Buffer
+	le := binary.LittleEndian
+	b.Write(le.AppendUint32(nil, 0xa1b2c3d4))
+	b.Write(le.AppendUint16(nil, 2))
+	b.Write(le.AppendUint16(nil, 4))
+	b.Write(make([]byte, 8))             // thiszone, sigfigs
+	b.Write(le.AppendUint32(nil, 65535)) // snaplen
+	b.Write(le.AppendUint32(nil, 101))   // LINKTYPE_RAW
+	for i, p := range pkts {
+		b.Write(le.AppendUint32(nil, 1700000000+uint32(i)))
+		b.Write(le.AppendUint32(nil, 0))
+		b.Write(le.AppendUint32(nil, uint32(len(p))))
+		b.Write(le.AppendUint32(nil, uint32(len(p))))
+		b.Write(p)
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// pdmlField is a PDML <field>, nested.
+type pdmlField struct {
+	Name   string      `xml:"name,attr"`
+	Show   string      `xml:"show,attr"`
+	Value  string      `xml:"value,attr"`
+	Fields []pdmlField `xml:"field"`
+}
+
+// pdmlProto is a PDML <proto>; extension headers and the MH come nested
+// inside the ipv6 one.
+type pdmlProto struct {
+	Name   string      `xml:"name,attr"`
+	Fields []pdmlField `xml:"field"`
+	Protos []pdmlProto `xml:"proto"`
+}
+
+type pdmlPacket struct {
+	Protos []pdmlProto `xml:"proto"`
+}
+
+// decoded maps field names to their shown values in document order.
+type decoded map[string][]string
+
+func (d decoded) add(fs []pdmlField) {
+	for _, f := range fs {
+		if f.Name != "" {
+			d[f.Name] = append(d[f.Name], f.Show)
+		}
+		d.add(f.Fields)
+	}
+}
+
+func (d decoded) addProtos(ps []pdmlProto) {
+	for _, pr := range ps {
+		d["proto:"+pr.Name] = []string{"1"}
+		d.add(pr.Fields)
+		d.addProtos(pr.Protos)
+	}
+}
+
+func runTshark(t *testing.T, pkts [][]byte) []decoded {
+	t.Helper()
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		requireE2E(t, "tshark is not installed")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mh.pcap")
+	if err := writePcap(path, pkts); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("MCOA_KEEP_PCAP") != "" {
+		_ = writePcap(os.Getenv("MCOA_KEEP_PCAP"), pkts)
+	}
+	cmd := exec.Command(tshark, "-n", "-r", path, "-T", "pdml")
+	cmd.Env = append(os.Environ(), "HOME="+dir) // no user preferences
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark: %v: %s", err, stderr.String())
+	}
+	var doc struct {
+		Packets []pdmlPacket `xml:"packet"`
+	}
+	if err := xml.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("PDML: %v", err)
+	}
+	var res []decoded
+	for _, p := range doc.Packets {
+		d := decoded{}
+		d.addProtos(p.Protos)
+		res = append(res, d)
+	}
+	if len(res) != len(pkts) {
+		t.Fatalf("tshark decoded %d packets, wrote %d", len(res), len(pkts))
+	}
+	return res
+}
+
+// tsharkCase is one packet and the fields tshark must show for it.
+type tsharkCase struct {
+	name string
+	p    *Packet
+	sign Signer
+	want map[string][]string // field -> shown values, in order
+}
+
+func TestTsharkWireCheck(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	kbm := bytes.Repeat([]byte{7}, 20)
+	s := strconv.Itoa
+	cases := []tsharkCase{
+		{
+			name: "BRR",
+			p: &Packet{Src: tHA, Dst: tHoA, MH: Message{Type: TypeBRR,
+				Options: Options{BIDs: []BID{{ID: 2}}}}},
+			want: map[string][]string{"mip6.mhtype": {"0"}, "mip6.bi.bid": {"2"}},
+		},
+		{
+			name: "HoTI",
+			p:    &Packet{Src: tHoA, Dst: tCN, MH: Message{Type: TypeHoTI, Cookie: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}}},
+			want: map[string][]string{"mip6.mhtype": {"1"}, "mip6.hoti.cookie": {"0x0102030405060708"}},
+		},
+		{
+			name: "CoTI",
+			p:    &Packet{Src: tCoA2, Dst: tCN, MH: Message{Type: TypeCoTI, Cookie: [8]byte{8, 7, 6, 5, 4, 3, 2, 1}}},
+			want: map[string][]string{"mip6.mhtype": {"2"}, "mip6.coti.cookie": {"0x0807060504030201"}},
+		},
+		{
+			name: "HoT",
+			p: &Packet{Src: tCN, Dst: tHoA, MH: Message{Type: TypeHoT, NonceIndex: 513,
+				Cookie: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}, KeygenToken: [8]byte{9, 9, 9, 9, 9, 9, 9, 9}}},
+			want: map[string][]string{"mip6.mhtype": {"3"}, "mip6.hot.nindex": {"513"},
+				"mip6.hot.cookie": {"0x0102030405060708"}, "mip6.hot.token": {"0x0909090909090909"}},
+		},
+		{
+			name: "CoT",
+			p: &Packet{Src: tCN, Dst: tCoA2, MH: Message{Type: TypeCoT, NonceIndex: 7,
+				Cookie: [8]byte{8, 7, 6, 5, 4, 3, 2, 1}, KeygenToken: [8]byte{1}}},
+			want: map[string][]string{"mip6.mhtype": {"4"}, "mip6.cot.nindex": {"7"},
+				"mip6.cot.cookie": {"0x0807060504030201"}},
+		},
+		{
+			name: "bulk BU",
+			p: &Packet{Src: tCoA1, Dst: tHA, HomeAddress: tHoA, MH: Message{Type: TypeBU,
+				Sequence: 4242, Lifetime: 105, Flags: FlagA | FlagH | FlagK, Options: Options{BIDs: []BID{
+					{ID: 1, PrioStatus: 30, C: true, CoA: tCoA1},
+					{ID: 2, PrioStatus: 20, C: true, CoA: tCoA2},
+					{ID: 3, PrioStatus: 10, C: true, R: true, CoA: tCoA3},
+					{ID: 4, PrioStatus: 5},
+				}}}},
+			want: map[string][]string{
+				"mip6.mhtype": {"5"}, "mip6.bu.seqnr": {"4242"}, "mip6.bu.lifetime": {"105"},
+				"mip6.bu.a_flag": {"1"}, "mip6.bu.h_flag": {"1"}, "mip6.bu.l_flag": {"0"},
+				"mip6.bu.k_flag": {"1"}, "mip6.nemo.bu.r_flag": {"0"},
+				"ipv6.opt.mipv6.home_address": {tHoA.String()},
+				"mip6.bi.bid":                 {"1", "2", "3", "4"},
+				"mip6.bi.status":              {"30", "20", "10", "5"},
+				"mip6.bi.h_flag":              {"1", "1", "1", "0"},
+				"mip6.bi.coa_ipv6":            {tCoA1.String(), tCoA2.String(), tCoA3.String()},
+			},
+		},
+		{
+			name: "BA with per-BID status",
+			p: &Packet{Src: tHA, Dst: tCoA1, RoutingHome: tHoA, MH: Message{Type: TypeBA,
+				Status: StatusDraftBulkRegFail, Flags: BAFlagK, Sequence: 4242, Lifetime: 100,
+				Options: Options{HasRefreshAdvice: true, RefreshInterval: 90, BIDs: []BID{
+					{ID: 1, PrioStatus: 0, C: true, CoA: tCoA1},
+					{ID: 2, PrioStatus: 128, C: true, CoA: tCoA2},
+				}}}},
+			want: map[string][]string{
+				"mip6.mhtype": {"6"}, "mip6.ba.status": {"145"}, "mip6.ba.seqnr": {"4242"},
+				"mip6.ba.lifetime": {"100"}, "mip6.ba.k_flag": {"1"}, "mip6.nemo.ba.r_flag": {"0"},
+				"mip6.bra.interval":               {"90"},
+				"ipv6.routing.type":               {"2"},
+				"ipv6.routing.segleft":            {"1"},
+				"ipv6.routing.mipv6.home_address": {tHoA.String()},
+				"mip6.bi.bid":                     {"1", "2"},
+				"mip6.bi.status":                  {"0", "128"},
+				"mip6.bi.coa_ipv6":                {tCoA1.String(), tCoA2.String()},
+			},
+		},
+		{
+			name: "BU to a CN with Alternate CoA and BAD",
+			p: &Packet{Src: tCoA1, Dst: tCN, HomeAddress: tHoA, MH: Message{Type: TypeBU,
+				Sequence: 17, Lifetime: 60, Flags: FlagA, Options: Options{AltCoA: tCoA2,
+					HasNonceIndices: true, HomeNonceIndex: 3, CareofNonce: 4,
+					BIDs: []BID{{ID: 2, PrioStatus: 1}}, HasAuthData: true}}},
+			sign: BADSigner{Kbm: kbm, CoA: tCoA2, Correspondent: tCN},
+			want: map[string][]string{
+				"mip6.mhtype": {"5"}, "mip6.bu.seqnr": {"17"}, "mip6.bu.h_flag": {"0"},
+				"mip6.acoa.acoa": {tCoA2.String()}, "mip6.ni.hni": {"3"}, "mip6.ni.cni": {"4"},
+				"mip6.bi.bid": {"2"}, "mip6.bi.status": {"1"},
+			},
+		},
+		{
+			name: "NEMO BU with MNP, MN-ID and MN-HA",
+			p: &Packet{Src: tCoA3, Dst: tHA, HomeAddress: tHoA, MH: Message{Type: TypeBU,
+				Sequence: 65535, Lifetime: 1000, Flags: FlagA | FlagH | FlagR, Options: Options{
+					Prefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:bbbb::/48"), netip.MustParsePrefix("2001:db8:bbbc:1::/64")},
+					HasMNID:  true, MNID: []byte("mr1@example.org"),
+					HasMNHAAuth: true, MNHASPI: 0x00010203}}},
+			sign: MNHASigner{Key: key, CoA: tCoA3, HoA: tHoA},
+			want: map[string][]string{
+				"mip6.mhtype": {"5"}, "mip6.bu.seqnr": {"65535"}, "mip6.bu.lifetime": {"1000"},
+				"mip6.nemo.bu.r_flag":    {"1"},
+				"mip6.nemo.mnp.pfl":      {"48", "64"},
+				"mip6.nemo.mnp.mnp":      {"2001:db8:bbbb::", "2001:db8:bbbc:1::"},
+				"mip6.mnid.subtype":      {"1"},
+				"mip6.mnid.identifier":   {"mr1@example.org"},
+				"mip6.auth.subtype":      {"1"},
+				"mip6.auth.mobility_spi": {s(0x00010203)},
+			},
+		},
+		{
+			name: "BE",
+			p: &Packet{Src: tCN, Dst: tCoA1, MH: Message{Type: TypeBE, Status: BEUnknownType,
+				BEHomeAddress: tHoA}},
+			want: map[string][]string{"mip6.mhtype": {"7"}, "mip6.be.status": {"2"}, "mip6.be.haddr": {tHoA.String()}},
+		},
+	}
+	var pkts [][]byte
+	for _, c := range cases {
+		b, err := AppendPacket(nil, c.p, nil, c.sign)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		pkts = append(pkts, b)
+	}
+	got := runTshark(t, pkts)
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := got[i]
+			if d["proto:mipv6"] == nil {
+				t.Fatalf("tshark did not decode a Mobility Header: %v", d)
+			}
+			want := c.want
+			// Common to every packet: header fields and the checksum.
+			var p Packet
+			if err := ParsePacket(pkts[i], &p, nil); err != nil {
+				t.Fatal(err)
+			}
+			mh := p.MHBytes
+			if !refValid(mh, p.ChecksumSrc(), p.ChecksumDst()) {
+				t.Errorf("checksum %x not valid by the reference sum", mh[4:6])
+			}
+			want["mip6.csum"] = []string{fmt.Sprintf("0x%04x", be16(mh[4:]))}
+			want["mip6.proto"] = []string{"59"}
+			want["mip6.hlen"] = []string{s(int(mh[1]))}
+			want["ipv6.src"] = []string{c.p.Src.String()}
+			want["ipv6.dst"] = []string{c.p.Dst.String()}
+			if c.p.MH.Options.HasAuthData {
+				want["mip6.bad.auth"] = []string{colonHex(mh[p.MH.AuthOffset : p.MH.AuthOffset+12])}
+			}
+			if c.p.MH.Options.HasMNHAAuth {
+				// Wireshark 4.0 shows the whole option right but cuts its
+				// Authentication Data field 2 octets short (a dissector
+				// length bug): check the option, and the field as a prefix.
+				off := p.MH.AuthOffset
+				want["mip6.options.auth"] = []string{colonHex(mh[off-7 : off+12])}
+				if g := d["mip6.auth.auth_data"]; len(g) != 1 || len(g[0]) < 8 || !strings.HasPrefix(colonHex(mh[off:off+12]), g[0]) {
+					t.Errorf("mip6.auth.auth_data: tshark shows %q, want a prefix of %s", g, colonHex(mh[off:off+12]))
+				}
+			}
+			for name, vals := range want {
+				if g := d[name]; strings.Join(g, ",") != strings.Join(vals, ",") {
+					t.Errorf("%s: tshark shows %q, want %q", name, g, vals)
+				}
+			}
+			// Nothing tshark flags as malformed.
+			if d["proto:_ws.malformed"] != nil || d["_ws.malformed"] != nil || d["_ws.expert"] != nil {
+				t.Errorf("tshark reports a problem: %v %v", d["_ws.malformed"], d["_ws.expert.message"])
+			}
+		})
+	}
+}
+
+func colonHex(b []byte) string {
+	parts := make([]string, len(b))
+	for i, x := range b {
+		parts[i] = fmt.Sprintf("%02x", x)
+	}
+	return strings.Join(parts, ":")
+}
