@@ -1,0 +1,104 @@
+// Command mcoad is the mobile-node daemon of Multiple Care-of Addresses
+// registration (draft-ietf-monami6-multiplecoa-00): it keeps one home
+// address and registers every care-of address of the node's interfaces with
+// its home agent at once, each binding told apart by a BID.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/mcoad/mcoad/internal/mn"
+	"github.com/mcoad/mcoad/pkg/config"
+)
+
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("mcoad", flag.ContinueOnError)
+	cfgPath := fs.String("config", config.DefaultMNPath, "configuration file")
+	check := fs.String("check-config", "", "check this configuration file, print its errors and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Println("mcoad", version)
+		return 0
+	}
+	if *check != "" {
+		if _, err := config.LoadMN(*check); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Printf("%s: ok\n", *check)
+		return 0
+	}
+	cfg, err := config.LoadMN(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	level := new(slog.LevelVar)
+	level.Set(cfg.Log.Level)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	var daemon atomic.Pointer[mn.Daemon]
+	opt := mn.Options{
+		ConfigPath: *cfgPath, Logger: log, Level: level, Version: version,
+		Ready:   func() { sdNotify("READY=1") },
+		Started: daemon.Store,
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			d := daemon.Load()
+			if d == nil {
+				continue
+			}
+			sdNotify("RELOADING=1")
+			if err := d.Reload(ctx); err != nil {
+				log.Error("SIGHUP reload refused", "err", err)
+			}
+			sdNotify("READY=1")
+		}
+	}()
+	if err := mn.Run(ctx, cfg, opt); err != nil {
+		log.Error("mcoad stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// sdNotify tells systemd (Type=notify) about the daemon's state; without
+// NOTIFY_SOCKET it does nothing.
+func sdNotify(state string) {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return
+	}
+	if path[0] == '@' {
+		path = "\x00" + path[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.Write([]byte(state))
+}
