@@ -240,6 +240,9 @@ func (a *Agent) handleBU(r *mhsock.Received) {
 		a.log.Debug("binding update", "src", p.Src, "hoa", p.HomeAddress, "seq", p.MH.Sequence,
 			"bids", len(p.MH.Options.BIDs), "status", int(res.Status))
 	}
+	// Proxying starts before the BA tells the mobile node it is
+	// registered, and stops before a returning-home BA (RFC 6275 10.3).
+	a.apply(res.Changes)
 	if res.Send && !res.RoutingHome.IsValid() && res.Dst == p.Src && !p.HomeAddress.IsValid() &&
 		a.cfg.Proxy != nil && r.IfName == a.cfg.HA.HomeAgent.Interface && r.LinkSrcLen == 6 {
 		// A mobile node de-registering from its home link: answer it at
@@ -257,7 +260,6 @@ func (a *Agent) handleBU(r *mhsock.Received) {
 		// The BA shares slices with a.ba: take them back for reuse.
 		a.ba = a.pkt.MH
 	}
-	a.apply(res.Changes)
 }
 
 // tick sends due Binding Refresh Requests and applies expiries.
