@@ -322,19 +322,11 @@ func (c *Conn) Send(p *proto.Packet, sign proto.Signer) error {
 	if c.noPin {
 		ifindex = 0
 	}
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
-	b, err := proto.AppendPacket(c.sendBuf[:0], p, c.prof, sign)
-	if err != nil {
-		c.cnt.sendErrors.Add(1)
-		return fmt.Errorf("mhsock: build %v to %s: %w", p.MH.Type, p.Dst, err)
-	}
-	c.sendBuf = b
-	return c.SendRaw(b, ifindex)
+	return c.SendOn(ifindex, p, sign)
 }
 
-// SendOn builds p and sends it out of interface ifindex whatever its source
-// address: a mobile node returning home sends its de-registration from the
+// SendOn builds p and sends it out of interface ifindex (0: as routing
+// decides) whatever its source address: a mobile node returning home sends its de-registration from the
 // home address before that address may be configured (RFC 6275 11.5.4), so
 // the source is not local yet.
 func (c *Conn) SendOn(ifindex int, p *proto.Packet, sign proto.Signer) error {
