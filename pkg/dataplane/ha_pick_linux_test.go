@@ -1,0 +1,62 @@
+package dataplane
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestHAPick(t *testing.T) {
+	other := netip.MustParseAddr("2001:db8:aaaa::200")
+	want, err := checkHABindings([]HABinding{
+		{HoA: tHoA, BID: 1, CoA: tCoA[0], Priority: 10},
+		{HoA: tHoA, BID: 2, CoA: tCoA[1], Priority: 30},
+		{HoA: tHoA, BID: 3, CoA: tCoA[2], Priority: 30},
+		{HoA: other, BID: 1, CoA: tCoA[0]},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ctrs, homes := buildHAState(want, nil)
+	if len(ctrs) != 4 || len(homes) != 2 {
+		t.Fatalf("%d counters, %d homes", len(ctrs), len(homes))
+	}
+	bs := st.byHoA[tHoA.As16()]
+	if bs[0].b.BID != 2 || bs[1].b.BID != 3 || bs[2].b.BID != 1 {
+		t.Fatalf("order %d %d %d: want priority, then lowest BID", bs[0].b.BID, bs[1].b.BID, bs[2].b.BID)
+	}
+	if l := st.byCoA[tCoA[0].As16()]; len(l) != 2 {
+		t.Fatalf("CoA 1 serves %d bindings, want 2", len(l))
+	}
+	p := &HAPlane{flows: newFlowMemory()}
+	toHoA := func(sport uint16) []byte {
+		return ip6(0, 0, protoTCP, 64, tCN, tHoA, tcpSeg(sport, 40000, 1, 1, tcpACK, nil))
+	}
+	if b := p.pick(bs, toHoA(443)); b.b.BID != 2 {
+		t.Fatalf("nothing learnt: BID %d, want 2 (highest priority)", b.b.BID)
+	}
+	// The mobile node sends this flow on BID 1: the answer follows.
+	k, ports := innerFlow(ip6(0, 0, protoTCP, 64, tHoA, tCN, tcpSeg(40000, 443, 1, 1, tcpACK, nil)), true)
+	p.flows.learn(&k, ports, 1)
+	if b := p.pick(bs, toHoA(443)); b.b.BID != 1 {
+		t.Fatalf("flow learnt on BID 1: picked %d", b.b.BID)
+	}
+	// Another flow from that peer goes where the peer was last seen.
+	if b := p.pick(bs, toHoA(8443)); b.b.BID != 1 {
+		t.Fatalf("peer learnt on BID 1: picked %d", b.b.BID)
+	}
+	// A BID that is gone is not used.
+	st2, _, _ := buildHAState(want[1:3], ctrs)
+	if b := p.pick(st2.byHoA[tHoA.As16()], toHoA(443)); b.b.BID != 2 {
+		t.Fatalf("BID 1 gone: picked %d", b.b.BID)
+	}
+	if st2.byHoA[tHoA.As16()][0].ctr != ctrs[HAKey{tHoA, 2}] {
+		t.Fatal("counters not kept across SetBindings")
+	}
+	if a := testing.AllocsPerRun(100, func() { p.pick(bs, toHoA(443)) }); a > 0 {
+		// toHoA allocates the test packet; pick itself must not.
+		pkt := toHoA(443)
+		if a := testing.AllocsPerRun(100, func() { p.pick(bs, pkt) }); a != 0 {
+			t.Fatalf("pick: %v allocations", a)
+		}
+	}
+}
