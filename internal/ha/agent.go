@@ -69,6 +69,7 @@ type Agent struct {
 
 	reqs    chan func()
 	proxied map[netip.Addr]bool
+	cn      *cnRole // nil unless [correspondent] enabled (cn.go)
 
 	// owner-goroutine scratch, reused
 	ba, out proto.Message
@@ -132,6 +133,11 @@ func New(cfg Config) (*Agent, error) {
 		reqs:    make(chan func()),
 		proxied: map[netip.Addr]bool{},
 	}
+	if cfg.HA.Correspondent.Enabled {
+		if a.cn, err = newCNRole(cfg, prof); err != nil {
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
@@ -177,7 +183,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	timer := a.clk.NewTimer(time.Hour)
 	defer timer.Stop()
 	rearm := func() {
-		next := a.cache.Next()
+		next := a.nextDue()
 		if next.IsZero() {
 			timer.Reset(time.Hour)
 			return
@@ -210,6 +216,9 @@ func (a *Agent) handle(r *mhsock.Received) {
 		// RFC 6275 9.2: answer an unknown MH type with BE status 2, and
 		// with the BID when one is known (draft 6.5).
 		a.sendBE(p, proto.BEUnknownType, 0)
+		return
+	}
+	if a.cnHandle(r) {
 		return
 	}
 	switch p.MH.Type {
@@ -274,6 +283,7 @@ func (a *Agent) tick() {
 		a.out = a.pkt.MH
 	}
 	a.apply(changes)
+	a.cnTick()
 }
 
 // apply turns cache changes into events, proxy ND and data plane state.
@@ -389,6 +399,7 @@ func (a *Agent) Cache(ctx context.Context) ([]control.CacheEntry, error) {
 			out[i] = control.CacheEntry{HoA: e.HoA, BID: e.BID, CoA: e.CoA, Priority: e.Priority,
 				Sequence: e.Sequence, Lifetime: e.Lifetime, ExpiresIn: e.ExpiresIn, HomeRegistration: e.HomeRegistration}
 		}
+		out = a.cnEntries(out)
 	})
 	return out, err
 }

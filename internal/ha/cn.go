@@ -1,0 +1,269 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/mcoad/mcoad/pkg/bcache"
+	"github.com/mcoad/mcoad/pkg/control"
+	"github.com/mcoad/mcoad/pkg/mhsock"
+	"github.com/mcoad/mcoad/pkg/proto"
+	"github.com/mcoad/mcoad/pkg/rr"
+)
+
+// cnRole is mcoa-ha's correspondent node ([correspondent] enabled = true):
+// return routability (pkg/rr) in front of a binding cache of its own in the
+// correspondent role. It belongs to the Agent's owner goroutine.
+//
+// Decisions:
+//   - Binding Updates without the H flag go to the correspondent; those
+//     with it stay with the home agent (which is also what a correspondent
+//     answers them: 131 when the home agent does not serve the address).
+//   - The return routability check comes first (RFC 6275 9.5.1, draft 6.2
+//     "MUST validate ... according to 9.5.1"): a BU without valid Nonce
+//     Indices and Binding Authorization Data is silently discarded, even a
+//     bulk one; an authorised bulk BU gets 146 from the cache.
+//   - BAs carry Binding Authorization Data made with the BU's Kbm, except
+//     with 136, 137 and 138 (RFC 6275 9.5.4).
+//   - Correspondent bindings do not touch proxy neighbour discovery or the
+//     home agent's data plane; the route-optimised data path is the data
+//     plane's (see HomeAddressOption).
+//   - HoT and CoT answers are limited to initRate per second in all, so
+//     that spoofed inits cannot turn the node into a reflector.
+type cnRole struct {
+	rr    *rr.CN
+	cache *bcache.Cache
+	// local is the correspondent address each home address registered
+	// with: the source of its Binding Refresh Requests.
+	local map[netip.Addr]netip.Addr
+
+	out proto.Packet
+	ba  proto.Message
+
+	initTokens float64
+	initLast   time.Time
+
+	answered, initLimited, initRefused, verifyDropped uint64
+}
+
+const initRate = 1000
+
+func newCNRole(cfg Config, prof *proto.Profile) (*cnRole, error) {
+	c, err := rr.NewCN(rr.CNConfig{Clock: cfg.Clock})
+	if err != nil {
+		return nil, fmt.Errorf("ha: correspondent: %w", err)
+	}
+	return &cnRole{
+		rr: c,
+		cache: bcache.New(bcache.Config{
+			Profile:     prof,
+			Role:        bcache.RoleCN,
+			MaxLifetime: cfg.HA.HomeAgent.MaxLifetime,
+		}, cfg.Clock),
+		local: map[netip.Addr]netip.Addr{},
+	}, nil
+}
+
+// cnHandle takes what the correspondent serves (HoTI, CoTI, BUs without
+// the H flag) and reports whether it did.
+func (a *Agent) cnHandle(r *mhsock.Received) bool {
+	if a.cn == nil || r.Err != nil && !isBIDError(r.Err) {
+		return false
+	}
+	switch p := &r.Packet; p.MH.Type {
+	case proto.TypeHoTI, proto.TypeCoTI:
+		a.cnAnswer(p)
+		return true
+	case proto.TypeBU:
+		if p.MH.Flags&proto.FlagH != 0 {
+			return false
+		}
+		a.cnBU(r)
+		return true
+	}
+	return false
+}
+
+func isBIDError(err error) bool {
+	var be *proto.BIDError
+	return errors.As(err, &be)
+}
+
+// cnAnswer sends the HoT or CoT for a HoTI or CoTI (RFC 6275 9.4).
+func (a *Agent) cnAnswer(p *proto.Packet) {
+	c := a.cn
+	now := a.clk.Now()
+	c.initTokens = min(c.initTokens+now.Sub(c.initLast).Seconds()*initRate, initRate)
+	c.initLast = now
+	if c.initTokens < 1 {
+		c.initLimited++
+		return
+	}
+	if err := c.rr.Answer(p, &c.out); err != nil {
+		c.initRefused++
+		a.log.Debug("test init not answered", "type", p.MH.Type, "src", p.Src, "err", err)
+		return
+	}
+	c.initTokens--
+	if err := a.cfg.Transport.Send(&c.out, nil); err != nil {
+		a.log.Warn("send "+c.out.MH.Type.String(), "dst", c.out.Dst, "err", err)
+		return
+	}
+	c.answered++
+}
+
+// cnBU checks a BU's return routability authorization, hands it to the
+// correspondent cache and sends the BA.
+func (a *Agent) cnBU(r *mhsock.Received) {
+	c := a.cn
+	p := &r.Packet
+	st, err := c.rr.VerifyBU(p)
+	if err != nil {
+		c.verifyDropped++
+		a.log.Debug("correspondent binding update dropped", "src", p.Src, "hoa", p.HomeAddress, "err", err)
+		return
+	}
+	in := bcache.BUInput{Src: p.Src, Dst: p.Dst, HoA: p.HomeAddress, Msg: &p.MH, MH: p.MHBytes, Reject: st}
+	if isBIDError(r.Err) {
+		in.ParseErr = r.Err
+	}
+	res := c.cache.ProcessBU(&in, &c.ba)
+	if res.Dropped != 0 {
+		a.log.Debug("correspondent binding update dropped", "src", p.Src, "hoa", p.HomeAddress, "reason", res.Dropped)
+	} else {
+		a.log.Debug("correspondent binding update", "src", p.Src, "hoa", p.HomeAddress, "seq", p.MH.Sequence,
+			"bids", len(p.MH.Options.BIDs), "status", int(res.Status))
+	}
+	a.cnApply(res.Changes, p.Dst)
+	if !res.Send {
+		return
+	}
+	c.out = proto.Packet{Src: p.Dst, Dst: res.Dst, RoutingHome: res.RoutingHome, MH: c.ba}
+	var sign proto.Signer
+	if rr.NeedsAuthData(res.Status) {
+		c.out.MH.Options.HasAuthData = true
+		sign = c.rr.BASigner(rr.Addrs(p).CareOf, p.Dst)
+	}
+	if err := a.cfg.Transport.Send(&c.out, sign); err != nil {
+		a.log.Warn("send binding acknowledgement", "dst", res.Dst, "err", err)
+	}
+	c.ba = c.out.MH // take the slices back for reuse
+}
+
+// cnApply logs and publishes correspondent cache changes; local is the
+// correspondent address the BU was sent to (invalid from a tick).
+func (a *Agent) cnApply(changes []bcache.Change, local netip.Addr) {
+	c := a.cn
+	for _, ch := range changes {
+		switch ch.Kind {
+		case bcache.HoAUp:
+			if local.IsValid() {
+				c.local[ch.HoA] = local
+			}
+		case bcache.HoADown:
+			delete(c.local, ch.HoA)
+		default:
+			if local.IsValid() {
+				c.local[ch.HoA] = local
+			}
+			a.log.Info("correspondent binding "+ch.Kind.String(), "hoa", ch.HoA, "bid", ch.BID, "coa", ch.CoA, "priority", ch.Priority)
+			if a.cfg.Events != nil {
+				e := control.CacheEntry{HoA: ch.HoA, BID: ch.BID, CoA: ch.CoA, Priority: ch.Priority}
+				if b, ok := c.cache.Lookup(ch.HoA, ch.BID); ok {
+					e.Sequence = b.Sequence
+					e.Lifetime = uint32(b.Lifetime / time.Second)
+					e.ExpiresIn = int64(b.Expires.Sub(a.clk.Now()) / time.Second)
+				}
+				a.cfg.Events.Publish(control.Event{Time: a.clk.Now(), Kind: "cache", Removed: ch.Kind == bcache.Removed, Cache: &e})
+			}
+		}
+	}
+}
+
+// nextDue is when the agent's timer must fire: the earlier of the two
+// caches' next work (the zero time when neither has any).
+func (a *Agent) nextDue() time.Time {
+	next := a.cache.Next()
+	if a.cn == nil {
+		return next
+	}
+	if n := a.cn.cache.Next(); !n.IsZero() && (next.IsZero() || n.Before(next)) {
+		next = n
+	}
+	return next
+}
+
+// cnTick sends the correspondent's due Binding Refresh Requests (with the
+// BID, draft 6.4) and applies its expiries.
+func (a *Agent) cnTick() {
+	c := a.cn
+	if c == nil {
+		return
+	}
+	brrs, changes := c.cache.Tick(a.clk.Now())
+	for _, b := range brrs {
+		src, ok := c.local[b.HoA]
+		if !ok {
+			continue
+		}
+		b.Fill(&c.ba)
+		c.out = proto.Packet{Src: src, Dst: b.CoA, RoutingHome: b.HoA, MH: c.ba}
+		if err := a.cfg.Transport.Send(&c.out, nil); err != nil {
+			a.log.Warn("send binding refresh request", "hoa", b.HoA, "bid", b.BID, "err", err)
+		}
+		c.ba = c.out.MH
+	}
+	a.cnApply(changes, netip.Addr{})
+}
+
+// cnEntries appends the correspondent cache to a control API listing.
+func (a *Agent) cnEntries(out []control.CacheEntry) []control.CacheEntry {
+	if a.cn == nil {
+		return out
+	}
+	for _, e := range a.cn.cache.Entries(a.clk.Now()) {
+		out = append(out, control.CacheEntry{HoA: e.HoA, BID: e.BID, CoA: e.CoA, Priority: e.Priority,
+			Sequence: e.Sequence, Lifetime: e.Lifetime, ExpiresIn: e.ExpiresIn})
+	}
+	return out
+}
+
+// cnUnknownHAO reports whether a packet from src with a Home Address
+// option holding hoa has no correspondent binding behind it (RFC 6275
+// 9.3.1, draft 6.5): none of hoa's live bindings has src as care-of
+// address.
+func (c *cnRole) cnUnknownHAO(src, hoa netip.Addr, now time.Time) bool {
+	bid, ok := c.cache.Bound(hoa, src)
+	if !ok {
+		return true
+	}
+	b, ok := c.cache.Lookup(hoa, bid)
+	return !ok || !now.Before(b.Expires)
+}
+
+// ErrNotCorrespondent: the agent does not serve as a correspondent node.
+var ErrNotCorrespondent = errors.New("ha: correspondent role not enabled")
+
+// HomeAddressOption is for the data plane: a data packet from src to dst
+// (a local address) carried a Home Address option with hoa. When the
+// correspondent holds no binding of hoa for src, the sender gets a Binding
+// Error with status 1 and no BID sub-option (draft 6.5, with RFC 6275's
+// numbering; rate limited with the other Binding Errors). It reports
+// whether a Binding Error was due. The data plane calls it only for
+// packets its own snapshot of the bindings does not cover (and drops
+// them), so that it is not on the per-packet path.
+func (a *Agent) HomeAddressOption(ctx context.Context, src, dst, hoa netip.Addr) (bool, error) {
+	if a.cn == nil {
+		return false, ErrNotCorrespondent
+	}
+	var due bool
+	err := a.do(ctx, func() {
+		if due = a.cn.cnUnknownHAO(src, hoa, a.clk.Now()); due {
+			a.sendBE(&proto.Packet{Src: src, Dst: dst, HomeAddress: hoa}, proto.BEUnknownHAO, 0)
+		}
+	})
+	return due, err
+}
