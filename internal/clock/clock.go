@@ -133,6 +133,13 @@ func (t *fakeTimer) arm(d time.Duration) {
 	case <-t.c:
 	default:
 	}
+	// A deadline already reached fires at once, as a real timer does;
+	// otherwise a timer armed after the test advanced the clock would wait
+	// for an Advance that never comes.
+	if d <= 0 {
+		t.active = false
+		t.c <- t.f.now
+	}
 }
 
 func (t *fakeTimer) C() <-chan time.Time { return t.c }

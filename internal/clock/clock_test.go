@@ -43,3 +43,23 @@ func TestFakeFiresInOrder(t *testing.T) {
 	default:
 	}
 }
+
+func TestFakeFiresPastDeadlineAtOnce(t *testing.T) {
+	f := NewFake(time.Unix(1000, 0))
+	tm := f.NewTimer(time.Hour)
+	tm.Reset(0)
+	select {
+	case <-tm.C():
+	default:
+		t.Fatal("a timer reset to 0 did not fire")
+	}
+	if got := f.Pending(); len(got) != 0 {
+		t.Fatalf("pending after firing: %v", got)
+	}
+	tm.Reset(-time.Second)
+	select {
+	case <-tm.C():
+	default:
+		t.Fatal("a timer reset to a past deadline did not fire")
+	}
+}
