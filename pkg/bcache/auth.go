@@ -28,13 +28,13 @@ func (k *MNHAKey) mac() *proto.MNHA {
 // sets AuthOffset for the last authentication option), subtype MN-HA, the
 // association's SPI, and a right authenticator over the care-of address the
 // BU registers (its source or the Alternate CoA) and the home address.
-func (c *Cache) verify(in *BUInput, k *MNHAKey, hoa netip.Addr) bool {
+func (c *Cache) verify(in *BUInput, spi uint32, mac *proto.MNHA, hoa netip.Addr) bool {
 	o := &in.Msg.Options
-	if !o.HasMNHAAuth || o.MNHASubtype != proto.AuthSubtypeMNHA || o.MNHASPI != k.SPI ||
+	if !o.HasMNHAAuth || o.MNHASubtype != proto.AuthSubtypeMNHA || o.MNHASPI != spi ||
 		len(o.MNHAAuthData) != proto.AuthenticatorLen || in.Msg.AuthOffset < 0 {
 		return false
 	}
-	return k.mac().Verify(in.MH, in.Msg.AuthOffset, careOf(in), hoa)
+	return mac.Verify(in.MH, in.Msg.AuthOffset, careOf(in), hoa)
 }
 
 // baSigner is the proto.Signer of one BA: the address it is sent to and the

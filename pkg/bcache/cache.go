@@ -32,21 +32,6 @@ const (
 // from then), so it needs no field of its own.
 func (b *binding) registered() int64 { return b.expires - int64(b.life)*int64(lifetimeUnit) }
 
-// hoaState is everything about one home address.
-type hoaState struct {
-	key   [16]byte
-	binds []binding
-	// tat is the rate limiter's theoretical arrival time (GCRA).
-	tat int64
-	// sched is the time of this home address's live timer-heap entry
-	// (when hasSched); heap entries with another time are stale.
-	sched    int64
-	gen      uint32 // bumped when the slot is freed, to spot stale heap entries
-	lastSeq  uint16 // last accepted sequence number
-	live     bool
-	hasSched bool
-}
-
 // Cache is the binding cache. It is NOT safe for concurrent use: one
 // goroutine owns it, feeds it BUs and ticks, and hands snapshots (Entries,
 // Counters) to others.
@@ -56,10 +41,8 @@ type Cache struct {
 	clk   clock.Clock
 	epoch time.Time
 
-	index map[[16]byte]uint32 // home address -> slot in hoas
-	hoas  []hoaState
-	free  []uint32
-	n     int // bindings
+	tab hoaTable
+	n   int // bindings
 
 	timers timerHeap
 	newTAT int64 // GCRA of MaxBAPerSecondNew
@@ -80,57 +63,35 @@ func New(cfg Config, clk clock.Clock) *Cache {
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	return &Cache{
+	c := &Cache{
 		cfg:   cfg,
 		prof:  cfg.Profile,
 		clk:   clk,
 		epoch: clk.Now(),
-		index: make(map[[16]byte]uint32),
 	}
+	c.tab.init()
+	return c
 }
 
-func (c *Cache) mono(t time.Time) int64    { return int64(t.Sub(c.epoch)) }
-func (c *Cache) wall(m int64) time.Time    { return c.epoch.Add(time.Duration(m)) }
-func (c *Cache) hoa(i uint32) *hoaState    { return &c.hoas[i] }
-func (c *Cache) find(hoa netip.Addr) int64 { return c.findKey(hoa.As16()) }
+func (c *Cache) mono(t time.Time) int64 { return int64(t.Sub(c.epoch)) }
+func (c *Cache) wall(m int64) time.Time { return c.epoch.Add(time.Duration(m)) }
 
-func (c *Cache) findKey(k [16]byte) int64 {
-	if i, ok := c.index[k]; ok {
-		return int64(i)
-	}
-	return -1
-}
-
-// newHoA allocates a slot for k with room for n bindings.
-func (c *Cache) newHoA(k [16]byte, n int) uint32 {
-	var i uint32
-	if l := len(c.free); l > 0 {
-		i = c.free[l-1]
-		c.free = c.free[:l-1]
-	} else {
-		c.hoas = append(c.hoas, hoaState{})
-		i = uint32(len(c.hoas) - 1)
-	}
-	h := &c.hoas[i]
-	gen := h.gen
-	*h = hoaState{key: k, gen: gen, live: true, binds: make([]binding, 0, max(n, 1))}
-	c.index[k] = i
-	return i
-}
-
-// freeHoA forgets a home address without bindings.
-func (c *Cache) freeHoA(i uint32) {
-	h := &c.hoas[i]
-	delete(c.index, h.key)
-	*h = hoaState{gen: h.gen + 1}
-	c.free = append(c.free, i)
+// newHoA adds a home address with room for n bindings. It moves other
+// slots: pointers to them are stale afterwards.
+func (c *Cache) newHoA(k [16]byte, n int) *hoaState {
+	h := c.tab.insert(k)
+	h.binds = make([]binding, 0, max(n, 1))
+	return h
 }
 
 // Len returns the number of bindings.
 func (c *Cache) Len() int { return c.n }
 
 // HoAs returns the number of home addresses with at least one binding.
-func (c *Cache) HoAs() int { return len(c.index) }
+func (c *Cache) HoAs() int { return c.tab.n }
+
+// Registered is when the binding was last registered.
+func (b Binding) Registered() time.Time { return b.Expires.Add(-b.Lifetime) }
 
 // Binding is one binding as lookups return it.
 type Binding struct {
@@ -140,9 +101,8 @@ type Binding struct {
 	Priority uint8
 	Sequence uint16
 	// Lifetime is the lifetime granted, counted from Registered.
-	Lifetime   time.Duration
-	Registered time.Time
-	Expires    time.Time
+	Lifetime time.Duration
+	Expires  time.Time
 	// HomeRegistration: registered with the H flag (home agent role).
 	HomeRegistration bool
 	// MobileRouter: the BU had NEMO's R flag.
@@ -157,18 +117,40 @@ func (c *Cache) export(h *hoaState, b *binding) Binding {
 		Priority:         b.prio,
 		Sequence:         b.seq,
 		Lifetime:         time.Duration(b.life) * lifetimeUnit,
-		Registered:       c.wall(b.registered()),
 		Expires:          c.wall(b.expires),
 		HomeRegistration: b.flags&flagHome != 0,
 		MobileRouter:     b.flags&flagRouter != 0,
 	}
 }
 
-func findBID(bs []binding, bid uint16) int {
-	for i := range bs {
-		if bs[i].bid == bid {
-			return i
+// lowerBound is the index of the first binding of bs (sorted by BID) with
+// a BID not below bid.
+func lowerBound(bs []binding, bid uint16) int {
+	lo, hi := 0, len(bs)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if bs[m].bid < bid {
+			lo = m + 1
+		} else {
+			hi = m
 		}
+	}
+	return lo
+}
+
+// findBID returns the index of bid in bs (sorted by BID), or -1. Mobile
+// nodes tend to number BIDs from 1 up, so index bid-1 is tried first: one
+// cache line instead of a search.
+func findBID(bs []binding, bid uint16) int {
+	if i := int(bid) - 1; uint(i) < uint(len(bs)) && bs[i].bid == bid {
+		return i
+	}
+	return searchBID(bs, bid)
+}
+
+func searchBID(bs []binding, bid uint16) int {
+	if i := lowerBound(bs, bid); i < len(bs) && bs[i].bid == bid {
+		return i
 	}
 	return -1
 }
@@ -177,11 +159,10 @@ func findBID(bs []binding, bid uint16) int {
 // BID. Bindings past their lifetime stay until Tick or a BU for the home
 // address removes them.
 func (c *Cache) Lookup(hoa netip.Addr, bid uint16) (Binding, bool) {
-	i := c.find(hoa)
-	if i < 0 {
+	h := c.tab.find(hoa.As16())
+	if h == nil {
 		return Binding{}, false
 	}
-	h := c.hoa(uint32(i))
 	j := findBID(h.binds, bid)
 	if j < 0 {
 		return Binding{}, false
@@ -191,16 +172,13 @@ func (c *Cache) Lookup(hoa netip.Addr, bid uint16) (Binding, bool) {
 
 // LookupHoA appends every binding of hoa to dst, ordered by BID.
 func (c *Cache) LookupHoA(hoa netip.Addr, dst []Binding) []Binding {
-	i := c.find(hoa)
-	if i < 0 {
+	h := c.tab.find(hoa.As16())
+	if h == nil {
 		return dst
 	}
-	h := c.hoa(uint32(i))
-	start := len(dst)
 	for j := range h.binds {
 		dst = append(dst, c.export(h, &h.binds[j]))
 	}
-	slices.SortFunc(dst[start:], func(a, b Binding) int { return int(a.BID) - int(b.BID) })
 	return dst
 }
 
@@ -208,11 +186,10 @@ func (c *Cache) LookupHoA(hoa netip.Addr, dst []Binding) []Binding {
 // leaves the choice open): the highest priority, then the most recently
 // registered, then the lowest BID.
 func (c *Cache) Select(hoa netip.Addr) (Binding, bool) {
-	i := c.find(hoa)
-	if i < 0 {
+	h := c.tab.find(hoa.As16())
+	if h == nil {
 		return Binding{}, false
 	}
-	h := c.hoa(uint32(i))
 	best := -1
 	for j := range h.binds {
 		if best < 0 || better(&h.binds[j], &h.binds[best]) {
@@ -239,12 +216,12 @@ func better(a, b *binding) bool {
 // correspondent answers packets with a Home Address option from an unbound
 // source with a Binding Error, status 1 (RFC 6275 9.3.1, draft 6.5).
 func (c *Cache) Bound(hoa, coa netip.Addr) (bid uint16, ok bool) {
-	i := c.find(hoa)
-	if i < 0 {
+	h := c.tab.find(hoa.As16())
+	if h == nil {
 		return 0, false
 	}
 	k := coa.As16()
-	for _, b := range c.hoa(uint32(i)).binds {
+	for _, b := range h.binds {
 		if b.coa == k {
 			return b.bid, true
 		}
@@ -268,11 +245,15 @@ type Entry struct {
 func (c *Cache) Entries(now time.Time) []Entry {
 	t := c.mono(now)
 	out := make([]Entry, 0, c.n)
-	for k, i := range c.index {
-		for _, b := range c.hoas[i].binds {
+	for i := range c.tab.slots {
+		h := &c.tab.slots[i]
+		if !h.used {
+			continue
+		}
+		for _, b := range h.binds {
 			left := max(b.expires-t, 0) / int64(time.Second)
 			out = append(out, Entry{
-				HoA:              netip.AddrFrom16(k),
+				HoA:              netip.AddrFrom16(h.key),
 				BID:              b.bid,
 				CoA:              netip.AddrFrom16(b.coa),
 				Priority:         b.prio,
@@ -344,29 +325,27 @@ func (c *Cache) note(kind ChangeKind, h *hoaState, b *binding) {
 func (c *Cache) removeAt(h *hoaState, j int) {
 	b := h.binds[j]
 	c.note(Removed, h, &b)
-	last := len(h.binds) - 1
-	h.binds[j] = h.binds[last]
-	h.binds = h.binds[:last]
+	h.binds = slices.Delete(h.binds, j, j+1)
 	c.n--
 }
 
-// dropIfEmpty frees slot i when its home address has no binding left.
-func (c *Cache) dropIfEmpty(i uint32) {
-	h := &c.hoas[i]
+// dropIfEmpty forgets h's home address when it has no binding left. It
+// moves other slots: pointers to them are stale afterwards.
+func (c *Cache) dropIfEmpty(h *hoaState) {
 	if len(h.binds) > 0 {
 		return
 	}
 	c.note(HoADown, h, nil)
-	c.freeHoA(i)
+	c.tab.remove(h.key)
 }
 
-// appendBinding adds b to h, growing the array by half (not double) so
-// that home addresses with a few bindings waste little.
-func appendBinding(h *hoaState, b binding) {
+// insertBinding adds b to h in BID order, growing the array by half (not
+// double) so that home addresses with a few bindings waste little.
+func insertBinding(h *hoaState, b binding) {
 	if len(h.binds) == cap(h.binds) {
 		nb := make([]binding, len(h.binds), cap(h.binds)+cap(h.binds)/2+1)
 		copy(nb, h.binds)
 		h.binds = nb
 	}
-	h.binds = append(h.binds, b)
+	h.binds = slices.Insert(h.binds, lowerBound(h.binds, b.bid), b)
 }

@@ -74,7 +74,7 @@ func (c *Cache) Counters() Counters {
 		BRRs:        c.cnt.brrs,
 		Expired:     c.cnt.expired,
 		Bindings:    c.n,
-		HoAs:        len(c.index),
+		HoAs:        c.tab.n,
 	}
 	for s, n := range c.cnt.rejected {
 		if n > 0 {

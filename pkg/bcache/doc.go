@@ -9,6 +9,13 @@
 // [Cache.Tick] when [Cache.Next] is due, and applies the returned [Change]s
 // to proxy neighbour discovery and the data plane.
 //
+// Layout: home addresses live in an open-addressing table of 64-octet slots
+// (key, the bindings' slice header, rate limiter, sequence number, timer),
+// each with a small BID-ordered array of 32-octet pointer-free bindings, so
+// that a lookup is two memory accesses and a million bindings take about 50
+// octets each. One timer-heap entry per home address drives expiry and
+// BRRs.
+//
 // Decisions where the specifications leave room (each is tested):
 //
 //   - Sequence numbers are kept per home address, as RFC 6275 9.5.1 says
@@ -32,6 +39,12 @@
 //     home address that has a key is silently discarded (RFC 4285 5.2); the
 //     MIPV6-AUTH-FAIL status is not sent because under the draft-00 profile
 //     146 means BULK REGISTRATION NOT SUPPORT.
+//   - The MN-HA authenticator of a BU covers the care-of address it
+//     registers (its source, or the Alternate CoA) and the home address; a
+//     BA's covers the address it is sent to (proto.MNHA).
+//   - Binding Refresh Requests are due BRRLead before expiry, once per
+//     registration; Tick returns them with the binding's care-of address so
+//     that a home agent sends them through that BID's tunnel.
 //   - Binding Acknowledgements are rate limited per home address (RFC 6275
 //     MAX_UPDATE_RATE, 3 per second by default) and, for home addresses
 //     without a cache entry, by one shared limit, so that a flood of BUs

@@ -93,7 +93,7 @@ func (e *env) input(s buSpec) *BUInput {
 	}
 	m.Options.AltCoA = s.alt
 	m.Options.BIDs = slices.Clone(s.bids)
-	in := &BUInput{Src: s.src, HoA: s.hoa, Dst: haAddr, Msg: m, ParseErr: s.parseErr, Reject: s.reject}
+	in := &BUInput{Src: s.src, HoA: s.hoa, Msg: m, ParseErr: s.parseErr, Reject: s.reject}
 	if !in.Src.IsValid() {
 		in.Src = coa1
 	}
@@ -179,19 +179,24 @@ func remove(id uint16, coa netip.Addr) proto.BID {
 // checkInvariants verifies the cache's internal consistency.
 func checkInvariants(t *testing.T, c *Cache) {
 	t.Helper()
-	n := 0
-	for k, i := range c.index {
-		h := &c.hoas[i]
-		if !h.live || h.key != k {
-			t.Fatalf("index %x -> slot %d not live or wrong key", k, i)
+	n, hoas := 0, 0
+	for i := range c.tab.slots {
+		h := &c.tab.slots[i]
+		if !h.used {
+			continue
+		}
+		hoas++
+		k := h.key
+		if c.tab.find(k) != h {
+			t.Fatalf("home address %v in slot %d not found by find", netip.AddrFrom16(k), i)
 		}
 		if len(h.binds) == 0 {
 			t.Fatalf("home address %v kept without bindings", netip.AddrFrom16(k))
 		}
 		seen := map[uint16]bool{}
-		for _, b := range h.binds {
-			if seen[b.bid] {
-				t.Fatalf("BID %d twice for %v", b.bid, netip.AddrFrom16(k))
+		for j, b := range h.binds {
+			if j > 0 && h.binds[j-1].bid >= b.bid {
+				t.Fatalf("bindings of %v not in BID order", netip.AddrFrom16(k))
 			}
 			seen[b.bid] = true
 			if !routable(netip.AddrFrom16(b.coa)) {
@@ -208,8 +213,8 @@ func checkInvariants(t *testing.T, c *Cache) {
 			t.Fatalf("home address %v without timer", netip.AddrFrom16(k))
 		}
 		found := false
-		for _, tm := range c.timers {
-			if tm.idx == i && c.live(tm) {
+		for j := range c.timers {
+			if c.timers[j].key == k && c.live(&c.timers[j]) == h {
 				found = true
 			}
 		}
@@ -218,16 +223,7 @@ func checkInvariants(t *testing.T, c *Cache) {
 		}
 		n += len(h.binds)
 	}
-	if n != c.n {
-		t.Fatalf("binding count %d, counted %d", c.n, n)
-	}
-	live := 0
-	for i := range c.hoas {
-		if c.hoas[i].live {
-			live++
-		}
-	}
-	if live != len(c.index) {
-		t.Fatalf("%d live slots, %d indexed", live, len(c.index))
+	if n != c.n || hoas != c.tab.n {
+		t.Fatalf("counts %d bindings / %d home addresses, counted %d / %d", c.n, c.tab.n, n, hoas)
 	}
 }

@@ -10,9 +10,10 @@ import (
 
 // BUInput is one received Binding Update.
 type BUInput struct {
-	// Src and Dst are the IPv6 source and destination. Src is the care-of
-	// address unless the BU carries an Alternate Care-of Address option (or
-	// a BID sub-option with the C flag), and the BA goes back to it.
+	// Src is the IPv6 source: the care-of address unless the BU carries an
+	// Alternate Care-of Address option (or BID sub-options with the C
+	// flag). The BA goes back to it. Dst, the IPv6 destination, is only
+	// informative: the caller accepts BUs for its own addresses.
 	Src, Dst netip.Addr
 	// HoA is the Home Address option's address; invalid when the packet
 	// had none, and then Src is the home address (RFC 6275 9.5.1).
@@ -92,12 +93,12 @@ func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 		return c.drop(DropBadHoA)
 	}
 	key := hoa.As16()
-	idx := c.findKey(key)
-	if idx >= 0 {
+	h := c.tab.find(key)
+	if h != nil {
 		// Bindings past their lifetime count for nothing (no 144, no
 		// sequence number to compare with), even before Tick runs.
-		c.expire(uint32(idx), now)
-		idx = c.findKey(key)
+		c.expire(h, now)
+		h = c.tab.find(key)
 	}
 
 	res := Result{Dst: in.Src}
@@ -114,18 +115,18 @@ func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 			early = proto.StatusHomeRegNotSupported // RFC 6275 9.5.1
 		}
 	}
-	var sa MNHAKey
-	authed := false
+	var spi uint32
+	var mac *proto.MNHA // set when the BU was authenticated
 	if early == 0 && c.cfg.MNHAKeys != nil {
 		if k, ok := c.cfg.MNHAKeys(hoa); ok {
-			if !c.verify(in, &k, hoa) {
+			mac, spi = k.mac(), k.SPI
+			if !c.verify(in, spi, mac, hoa) {
 				return c.drop(DropAuth)
 			}
-			sa, authed = k, true
 		}
 	}
 	if early == 0 && c.cfg.Role == RoleHA && !home {
-		if idx < 0 {
+		if h == nil {
 			return c.drop(DropNotHome)
 		}
 		early = proto.StatusRegTypeChangeDisallowed // RFC 6275 9.5.1
@@ -133,7 +134,7 @@ func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 	if early == 0 && in.Reject >= 128 {
 		early = in.Reject
 	}
-	if !c.allow(idx, now) {
+	if !c.allow(h, now) {
 		return c.drop(DropRateLimited)
 	}
 
@@ -144,14 +145,14 @@ func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 	}
 	switch {
 	case st != 0:
-	case idx >= 0 && !proto.SeqAfter(m.Sequence, c.hoas[idx].lastSeq):
+	case h != nil && !proto.SeqAfter(m.Sequence, h.lastSeq):
 		// RFC 6275 9.5.1: not greater than the last accepted one. The BA
 		// carries the last accepted number.
-		st, seq = proto.StatusSequenceOutOfWindow, c.hoas[idx].lastSeq
+		st, seq = proto.StatusSequenceOutOfWindow, h.lastSeq
 	case len(m.Options.BIDs) == 0:
-		st, life = c.plain(in, hoa, key, idx, now)
+		st, life = c.plain(in, hoa, key, h, now)
 	default:
-		st, life = c.withBIDs(in, hoa, key, idx, now)
+		st, life = c.withBIDs(in, hoa, key, h, now)
 	}
 	if !st.Accepted() && st != c.prof.StatusBulkRegFail && st != c.prof.StatusMCoAConflict {
 		// Rejected as a whole: every sub-option carries the status.
@@ -175,13 +176,13 @@ func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 	}
 	c.cnt.bas++
 	c.fillBA(ba, m, st, seq, life)
-	if authed {
+	if mac != nil {
 		ba.Options.HasMNHAAuth = true
 		ba.Options.MNHASubtype = proto.AuthSubtypeMNHA
-		ba.Options.MNHASPI = sa.SPI
+		ba.Options.MNHASPI = spi
 		c.authBuf = [proto.AuthenticatorLen]byte{}
 		ba.Options.MNHAAuthData = c.authBuf[:]
-		c.signer = baSigner{mac: sa.mac(), coa: res.Dst, hoa: hoa}
+		c.signer = baSigner{mac: mac, coa: res.Dst, hoa: hoa}
 		res.Signer = &c.signer
 	}
 	return res
@@ -203,9 +204,9 @@ func (c *Cache) serves(hoa netip.Addr) proto.Status {
 
 // allow is the rate limit (GCRA with a burst of one second's worth): per
 // home address when it has an entry, one shared bucket otherwise.
-func (c *Cache) allow(idx int64, now int64) bool {
-	if idx >= 0 {
-		return gcra(&c.hoas[idx].tat, now, c.cfg.MaxBAPerSecondPerHoA)
+func (c *Cache) allow(h *hoaState, now int64) bool {
+	if h != nil {
+		return gcra(&h.tat, now, c.cfg.MaxBAPerSecondPerHoA)
 	}
 	return gcra(&c.newTAT, now, c.cfg.MaxBAPerSecondNew)
 }
@@ -224,16 +225,15 @@ func gcra(tat *int64, now int64, rate int) bool {
 }
 
 // addHoA creates the entry of a home address for its first binding.
-func (c *Cache) addHoA(key [16]byte, n int, now int64) uint32 {
-	i := c.newHoA(key, n)
-	h := &c.hoas[i]
+func (c *Cache) addHoA(key [16]byte, n int, now int64) *hoaState {
+	h := c.newHoA(key, n)
 	// This BU's BA came out of the shared bucket; the home address's own
 	// starts with one token used.
 	if r := c.cfg.MaxBAPerSecondPerHoA; r > 0 {
 		h.tat = now + int64(time.Second)/int64(r)
 	}
 	c.note(HoAUp, h, nil)
-	return i
+	return h
 }
 
 func (c *Cache) newBinding(m *proto.Message, coa netip.Addr, bid uint16, prio uint8, life uint16, now int64) binding {
@@ -265,7 +265,7 @@ func (c *Cache) put(h *hoaState, nb binding) {
 		}
 		return
 	}
-	appendBinding(h, nb)
+	insertBinding(h, nb)
 	c.n++
 	c.note(Added, h, &nb)
 }
@@ -283,34 +283,32 @@ func careOf(in *BUInput) netip.Addr {
 
 // plain processes a BU without BID sub-option: RFC 6275, except that it
 // replaces every binding of the home address (draft 6.2).
-func (c *Cache) plain(in *BUInput, hoa netip.Addr, key [16]byte, idx int64, now int64) (proto.Status, uint16) {
+func (c *Cache) plain(in *BUInput, hoa netip.Addr, key [16]byte, h *hoaState, now int64) (proto.Status, uint16) {
 	m := in.Msg
 	coa := careOf(in)
 	if m.Lifetime == 0 || coa == hoa {
 		// De-registration (RFC 6275 9.5.1: lifetime 0 or CoA = HoA).
-		if idx < 0 {
+		if h == nil {
 			if c.cfg.Role == RoleHA {
 				return proto.StatusNotHomeAgentForMN, 0 // RFC 6275 10.3.2
 			}
 			return proto.StatusAccepted, 0
 		}
-		h := &c.hoas[idx]
 		for j := len(h.binds) - 1; j >= 0; j-- {
 			c.removeAt(h, j)
 		}
-		c.dropIfEmpty(uint32(idx))
+		c.dropIfEmpty(h)
 		return proto.StatusAccepted, 0
 	}
 	if !routable(coa) {
 		return proto.StatusUnspecified, 0
 	}
-	if idx < 0 {
+	if h == nil {
 		if c.n >= c.cfg.MaxBindings {
 			return proto.StatusInsufficientResources, 0
 		}
-		idx = int64(c.addHoA(key, 1, now))
+		h = c.addHoA(key, 1, now)
 	}
-	h := &c.hoas[idx]
 	for j := len(h.binds) - 1; j >= 0; j-- {
 		if h.binds[j].bid != 0 {
 			c.removeAt(h, j)
@@ -319,13 +317,13 @@ func (c *Cache) plain(in *BUInput, hoa netip.Addr, key [16]byte, idx int64, now 
 	life := c.grant(m)
 	c.put(h, c.newBinding(m, coa, 0, 0, life, now))
 	h.lastSeq = m.Sequence
-	c.schedule(uint32(idx))
+	c.schedule(h)
 	return proto.StatusAccepted, life
 }
 
 // withBIDs processes a BU with BID sub-options (draft 6.2), leaving each
 // sub-option's status in c.status.
-func (c *Cache) withBIDs(in *BUInput, hoa netip.Addr, key [16]byte, idx int64, now int64) (proto.Status, uint16) {
+func (c *Cache) withBIDs(in *BUInput, hoa netip.Addr, key [16]byte, h *hoaState, now int64) (proto.Status, uint16) {
 	m := in.Msg
 	bids := m.Options.BIDs
 	for _, b := range bids {
@@ -376,12 +374,12 @@ func (c *Cache) withBIDs(in *BUInput, hoa netip.Addr, key [16]byte, idx int64, n
 		coa := bidCoA(in, b)
 		if m.Lifetime == 0 || b.R || coa == hoa {
 			j := -1
-			if idx >= 0 {
-				j = findBID(c.hoas[idx].binds, b.ID)
+			if h != nil {
+				j = findBID(h.binds, b.ID)
 			}
 			switch {
 			case j >= 0:
-				c.removeAt(&c.hoas[idx], j)
+				c.removeAt(h, j)
 				good++
 			case b.R && m.Lifetime != 0:
 				good++ // nothing to remove: what the MN asks for holds
@@ -390,14 +388,13 @@ func (c *Cache) withBIDs(in *BUInput, hoa netip.Addr, key [16]byte, idx int64, n
 			}
 			continue
 		}
-		if idx < 0 {
+		if h == nil {
 			if c.n >= c.cfg.MaxBindings {
 				fail(i, uint8(proto.StatusInsufficientResources))
 				continue
 			}
-			idx = int64(c.addHoA(key, len(bids), now))
+			h = c.addHoA(key, len(bids), now)
 		}
-		h := &c.hoas[idx]
 		if findBID(h.binds, b.ID) < 0 && (len(h.binds) >= c.cfg.MaxBindingsPerHoA || c.n >= c.cfg.MaxBindings) {
 			fail(i, uint8(proto.StatusInsufficientResources))
 			continue
@@ -409,20 +406,19 @@ func (c *Cache) withBIDs(in *BUInput, hoa netip.Addr, key [16]byte, idx int64, n
 	conflict := false
 	if registered > 0 {
 		// Draft 6.2: a binding with BID replaces the regular binding.
-		h := &c.hoas[idx]
 		if j := findBID(h.binds, 0); j >= 0 {
 			c.removeAt(h, j)
 			conflict = true
 		}
 	}
-	if idx >= 0 {
+	if h != nil {
 		if good > 0 {
-			c.hoas[idx].lastSeq = m.Sequence
+			h.lastSeq = m.Sequence
 		}
-		if len(c.hoas[idx].binds) == 0 {
-			c.dropIfEmpty(uint32(idx))
+		if len(h.binds) == 0 {
+			c.dropIfEmpty(h)
 		} else {
-			c.schedule(uint32(idx))
+			c.schedule(h)
 		}
 	}
 	if registered == 0 {

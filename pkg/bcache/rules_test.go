@@ -1,6 +1,8 @@
 package bcache
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -57,6 +59,8 @@ func ruleCases() []ruleCase {
 		{name: "plain with alternate CoA", in: buSpec{alt: coa3}, status: st0, seq: -1, life: 100,
 			after: []bind{{0, coa3, 0}}},
 		{name: "plain alternate CoA not routable", in: buSpec{alt: netip.MustParseAddr("fe80::1")}, status: st128, seq: -1, life: 0},
+		{name: "plain rejection without A flag is answered", in: buSpec{noA: true, hoa: netip.MustParseAddr("2001:db8:bbbb::1")},
+			status: st132, seq: -1, life: 0},
 		{name: "plain lifetime capped to MaxLifetime", in: buSpec{life: 1000}, status: st0, seq: -1, life: 105,
 			after: []bind{{0, coa1, 0}}},
 		{name: "plain de-registration deletes all bindings", existing: []buSpec{bulk123}, in: buSpec{dereg: true}, status: st0, seq: -1, life: 0},
@@ -283,6 +287,26 @@ func TestRules(t *testing.T) {
 					t.Errorf("BA sub-option %d malformed: %+v", i, b)
 				}
 			}
+			// The BA goes on the wire and comes back the same.
+			raw, err := proto.AppendMessage(nil, ba, nil)
+			if err != nil {
+				t.Fatalf("BA does not marshal: %v", err)
+			}
+			var back proto.Message
+			if err := proto.ParseMessage(raw, &back, nil); err != nil {
+				var be *proto.BIDError
+				if !errors.As(err, &be) || be.BID != 0 {
+					t.Fatalf("BA does not parse back: %v", err)
+				}
+			}
+			if back.Status != ba.Status || back.Sequence != ba.Sequence || back.Lifetime != ba.Lifetime || len(back.Options.BIDs) != len(ba.Options.BIDs) {
+				t.Fatalf("BA after the wire: %+v, before %+v", back, *ba)
+			}
+			for i := range back.Options.BIDs {
+				if back.Options.BIDs[i].PrioStatus != ba.Options.BIDs[i].PrioStatus {
+					t.Errorf("sub-option %d status %d after the wire", i, back.Options.BIDs[i].PrioStatus)
+				}
+			}
 			if r.Dst != in.Src {
 				t.Errorf("BA to %v, want the BU's source %v", r.Dst, in.Src)
 			}
@@ -369,7 +393,7 @@ func TestSelectAndLookup(t *testing.T) {
 	}
 	got, ok := e.c.Lookup(hoa1, 2)
 	if !ok || got.CoA != coa2 || got.HoA != hoa1 || !got.HomeRegistration || got.Lifetime != 400e9 ||
-		!got.Expires.Equal(got.Registered.Add(got.Lifetime)) || !got.Registered.Equal(t0.Add(4e9)) {
+		!got.Registered().Equal(t0.Add(4e9)) || !got.Expires.Equal(t0.Add(404e9)) {
 		t.Fatalf("Lookup(2) = %+v", got)
 	}
 	if _, ok := e.c.Lookup(hoa1, 4); ok {
@@ -431,5 +455,23 @@ func TestEntriesSorted(t *testing.T) {
 	want := []string{"2001:db8:aaaa::100/1", "2001:db8:aaaa::100/2", "2001:db8:aaaa::200/1", "2001:db8:aaaa::200/2"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("Entries order %v, want %v", keys, want)
+	}
+}
+
+func TestEntryJSON(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mustAccept(buSpec{bids: []proto.BID{bid(7, 9)}})
+	raw, err := json.Marshal(e.c.Entries(e.clk.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"hoa": "2001:db8:aaaa::100", "bid": 7.0, "coa": "2001:db8:1::100", "priority": 9.0,
+		"sequence": 11.0, "lifetime": 400.0, "expires_in": 400.0, "home_registration": true}
+	if len(got) != 1 || fmt.Sprint(got[0]) != fmt.Sprint(want) {
+		t.Fatalf("JSON %s", raw)
 	}
 }

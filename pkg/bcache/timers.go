@@ -10,11 +10,10 @@ import (
 
 // timer is a timer-heap entry: the next event (BRR due or expiry) of one
 // home address. Entries are never removed early; an entry whose home
-// address moved on (gen or sched differ) is skipped when it surfaces.
+// address is gone or moved on (sched differs) is skipped when it surfaces.
 type timer struct {
 	when int64
-	idx  uint32
-	gen  uint32
+	key  [16]byte
 }
 
 type timerHeap []timer
@@ -38,8 +37,14 @@ func (h *timerHeap) pop() timer {
 	top := s[0]
 	last := len(s) - 1
 	s[0] = s[last]
-	s = s[:last]
-	i := 0
+	*h = s[:last]
+	h.down(0)
+	return top
+}
+
+// down restores the heap order below i.
+func (h timerHeap) down(i int) {
+	s := h
 	for {
 		l, r, m := 2*i+1, 2*i+2, i
 		if l < len(s) && s[l].when < s[m].when {
@@ -54,13 +59,15 @@ func (h *timerHeap) pop() timer {
 		s[i], s[m] = s[m], s[i]
 		i = m
 	}
-	*h = s
-	return top
 }
 
-func (c *Cache) live(t timer) bool {
-	h := &c.hoas[t.idx]
-	return h.live && h.gen == t.gen && h.hasSched && h.sched == t.when
+// live returns the home address of a heap entry that is still current.
+func (c *Cache) live(t *timer) *hoaState {
+	h := c.tab.find(t.key)
+	if h == nil || !h.hasSched || h.sched != t.when {
+		return nil
+	}
+	return h
 }
 
 // brrAt is when the BRR of b is due; math.MaxInt64 when none is.
@@ -78,8 +85,7 @@ func (c *Cache) brrAt(b *binding) int64 {
 // schedule makes sure home address i has a live timer no later than its
 // next event. A later event keeps the earlier entry, which reschedules when
 // it fires: refreshes, the common case, cost no heap operation.
-func (c *Cache) schedule(i uint32) {
-	h := &c.hoas[i]
+func (c *Cache) schedule(h *hoaState) {
 	next := int64(math.MaxInt64)
 	for j := range h.binds {
 		b := &h.binds[j]
@@ -89,26 +95,45 @@ func (c *Cache) schedule(i uint32) {
 		return
 	}
 	h.sched, h.hasSched = next, true
-	c.timers.push(timer{when: next, idx: i, gen: h.gen})
+	c.timers.push(timer{when: next, key: h.key})
+	if len(c.timers) > 2*c.tab.n+1024 {
+		c.compactTimers()
+	}
 }
 
-// expire removes the bindings of home address i whose lifetime is over.
-func (c *Cache) expire(i uint32, now int64) {
-	h := &c.hoas[i]
+// compactTimers drops the stale heap entries, which pile up when home
+// addresses come and go faster than their old entries surface.
+func (c *Cache) compactTimers() {
+	live := c.timers[:0]
+	for i := range c.timers {
+		if c.live(&c.timers[i]) != nil {
+			live = append(live, c.timers[i])
+		}
+	}
+	clear(c.timers[len(live):])
+	c.timers = live
+	for i := len(live)/2 - 1; i >= 0; i-- {
+		c.timers.down(i)
+	}
+}
+
+// expire removes the bindings of h whose lifetime is over, and h when
+// none is left (then other slots move).
+func (c *Cache) expire(h *hoaState, now int64) {
 	for j := len(h.binds) - 1; j >= 0; j-- {
 		if h.binds[j].expires <= now {
 			c.removeAt(h, j)
 			c.cnt.expired++
 		}
 	}
-	c.dropIfEmpty(i)
+	c.dropIfEmpty(h)
 }
 
 // Next returns when Tick has work: the earliest BRR due or expiry; the
 // zero time when the cache is empty.
 func (c *Cache) Next() time.Time {
 	for len(c.timers) > 0 {
-		if t := c.timers[0]; c.live(t) {
+		if t := &c.timers[0]; c.live(t) != nil {
 			return c.wall(t.when)
 		}
 		c.timers.pop()
@@ -145,10 +170,10 @@ func (c *Cache) Tick(now time.Time) ([]BRR, []Change) {
 	c.brrs = c.brrs[:0]
 	for len(c.timers) > 0 && c.timers[0].when <= t {
 		e := c.timers.pop()
-		if !c.live(e) {
+		h := c.live(&e)
+		if h == nil {
 			continue
 		}
-		h := &c.hoas[e.idx]
 		h.hasSched = false
 		for j := len(h.binds) - 1; j >= 0; j-- {
 			b := &h.binds[j]
@@ -163,9 +188,9 @@ func (c *Cache) Tick(now time.Time) ([]BRR, []Change) {
 			}
 		}
 		if len(h.binds) == 0 {
-			c.dropIfEmpty(e.idx)
+			c.dropIfEmpty(h)
 		} else {
-			c.schedule(e.idx)
+			c.schedule(h)
 		}
 	}
 	return c.brrs, c.changes

@@ -260,6 +260,35 @@ func TestAuth(t *testing.T) {
 			}
 		})
 	}
+	t.Run("alternate CoA and a reused MAC", func(t *testing.T) {
+		reused := sa
+		reused.MAC = proto.NewMNHA(sa.Key)
+		e := newEnv(t, func(c *Config) {
+			c.MNHAKeys = func(h netip.Addr) (MNHAKey, bool) { return reused, h == hoa1 }
+		})
+		in := e.input(buSpec{mnha: &sa, alt: coa3, bids: []proto.BID{bid(2, 0)}})
+		r := e.c.ProcessBU(in, &e.ba)
+		if r.Status != st0 || r.Signer == nil {
+			t.Fatalf("result %+v", r)
+		}
+		if b, ok := e.c.Lookup(hoa1, 2); !ok || b.CoA != coa3 {
+			t.Fatalf("binding %+v", b)
+		}
+		// Refreshes with the reused MAC do not allocate.
+		allocs := testing.AllocsPerRun(100, func() {
+			in.Msg.Sequence++
+			in.MH[6], in.MH[7] = byte(in.Msg.Sequence>>8), byte(in.Msg.Sequence)
+			if err := reused.MAC.Sign(in.MH, in.Msg.AuthOffset, coa3, hoa1); err != nil {
+				t.Fatal(err)
+			}
+			if r := e.c.ProcessBU(in, &e.ba); r.Status != st0 || r.Signer == nil {
+				t.Fatalf("refresh: %+v", r)
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("%v allocations per authenticated BU", allocs)
+		}
+	})
 	t.Run("checksum field not covered", func(t *testing.T) {
 		e := newEnv(t, func(c *Config) { c.MNHAKeys = keys })
 		in := e.input(buSpec{mnha: &sa})
@@ -285,4 +314,22 @@ func TestAuth(t *testing.T) {
 			t.Fatalf("result %+v", r)
 		}
 	})
+}
+
+// TestTimerHeapBounded: home addresses that come and go leave stale heap
+// entries, which are compacted away.
+func TestTimerHeapBounded(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mustAccept(buSpec{hoa: hoa2, life: 1000}) // one that stays
+	for range 5000 {
+		e.mustAccept(buSpec{life: 1000})
+		e.mustAccept(buSpec{dereg: true})
+	}
+	if n := len(e.c.timers); n > 2*e.c.HoAs()+1024+1 {
+		t.Fatalf("%d heap entries for %d home addresses", n, e.c.HoAs())
+	}
+	checkInvariants(t, e.c)
+	if got, want := e.c.Next(), t0.Add(time.Second+390*time.Second); !got.Equal(want) { // BRR of hoa2
+		t.Fatalf("Next = %v, want %v", got, want)
+	}
 }
