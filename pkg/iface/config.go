@@ -82,7 +82,9 @@ type Config struct {
 	TunnelPrefix string
 
 	// Debounce is the quiet time after an event before the kernel state is
-	// read again (DefaultDebounce). MaxDelay bounds how long a stream of
+	// read again (DefaultDebounce: the netlink messages of one change come
+	// within about a millisecond, so 2 ms coalesces them and keeps a new
+	// care-of address under 5 ms from kernel to engine). MaxDelay bounds how long a stream of
 	// events can put that off (DefaultMaxDelay). MaxRate (per second) and
 	// Burst bound how often the state is read at all, so that a flapping
 	// link cannot flood the engine (DefaultMaxRate, DefaultBurst).
@@ -109,7 +111,7 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultDebounce     = 5 * time.Millisecond
+	DefaultDebounce     = 2 * time.Millisecond
 	DefaultMaxDelay     = 50 * time.Millisecond
 	DefaultMaxRate      = 10.0
 	DefaultBurst        = 8
