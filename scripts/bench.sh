@@ -8,7 +8,9 @@ trap 'rm -rf "$out"' EXIT
 go test -run='^$' -bench=. -benchmem -benchtime="${BENCHTIME:-1s}" -timeout 20m ./pkg/... ./internal/... | tee "$out/go.txt"
 extra=""
 if [ -x bin/mcoa-lab ] && [ "$(id -u)" = 0 ] && bin/mcoa-lab help 2>&1 | grep -q '^  bench'; then
-	bin/mcoa-lab bench -md "$out/lab.md"
+	# LABBENCH adds options, e.g. LABBENCH="-idle 10s -cycles 20" while iterating.
+	# shellcheck disable=SC2086
+	bin/mcoa-lab bench -md "$out/lab.md" ${LABBENCH:-} >/dev/null
 	extra="$out/lab.md"
 fi
 go run ./scripts/benchtable -extra "$extra" < "$out/go.txt" > bench/results.md

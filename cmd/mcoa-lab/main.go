@@ -3,11 +3,12 @@
 // home agent on its home link and a correspondent node) and runs commands in
 // it. See DESIGN.md section 6, "Lab network".
 //
-//	mcoa-lab up                  build the lab and leave it running
+//	mcoa-lab up [-daemons]       build the lab and leave it running (with mcoa-ha and mcoad)
 //	mcoa-lab status              nodes, interfaces, addresses, processes
 //	mcoa-lab exec NODE CMD...    run CMD inside NODE (mn ar1 ar2 ar3 core ha cn)
 //	mcoa-lab down                tear it down
-//	mcoa-lab demo                the live demo
+//	mcoa-lab demo                the live demo (make lab): its own lab, torn down at the end
+//	mcoa-lab bench [-md FILE]    the lab's performance figures (make bench)
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -38,11 +40,13 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"up", "[-prefix P] [-ra-min D] [-ra-max D] [-dad] [-no-radvd]", "build the lab and leave it running", cmdUp},
+		{"up", "[-prefix P] [-daemons] [-ra-min D] [-ra-max D] [-dad] [-no-radvd]", "build the lab and leave it running (-daemons: with mcoa-ha and mcoad)", cmdUp},
 		{"down", "[-all]", "tear the lab down (-all: also every stale lab of crashed runs)", cmdDown},
 		{"exec", "NODE CMD [ARG...]", "run CMD inside NODE (" + strings.Join(lab.Nodes, " ") + ")", cmdExec},
 		{"status", "[-json]", "list nodes, interfaces, addresses and processes", cmdStatus},
-		{"demo", "", "run the live demo", cmdDemo},
+		{"demo", "[-prefix P] [-dataplane B]", "the live demo (what `make lab` runs): registration, link loss, returning home", cmdDemo},
+		{"bench", "[-md FILE] [-idle D] [-cycles N]", "measure registration latency, fail-over, bulk vs individual, idle cost", cmdBench},
+		{"help", "", "this list", cmdHelp},
 	}
 }
 
@@ -99,6 +103,11 @@ func main() {
 	os.Exit(2)
 }
 
+func cmdHelp(ctx context.Context, stateFile string, args []string) error {
+	usage(os.Stdout)
+	return nil
+}
+
 func needRoot() error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces)")
@@ -128,8 +137,12 @@ func cmdUp(ctx context.Context, stateFile string, args []string) error {
 	noRadvd := fs.Bool("no-radvd", false, "send no Router Advertisements (the MN gets no care-of addresses)")
 	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for the MN's care-of addresses")
 	quiet := fs.Bool("q", false, "print only errors")
+	daemons := fs.Bool("daemons", false, "also start mcoa-ha in ha and mcoad in mn (binaries next to mcoa-lab or on PATH)")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
+	}
+	if *daemons && *noRadvd {
+		return fmt.Errorf("-daemons needs Router Advertisements (drop -no-radvd)")
 	}
 	if err := needRoot(); err != nil {
 		return err
@@ -166,12 +179,29 @@ func cmdUp(ctx context.Context, stateFile string, args []string) error {
 	if err := lab.SaveState(stateFile, l.State()); err != nil {
 		return errors.Join(err, l.Down())
 	}
+	var ds []*lab.Daemon
+	if *daemons {
+		ha, err := l.StartHA(ctx, nil)
+		if err != nil {
+			return errors.Join(err, l.Down(), os.Remove(stateFile))
+		}
+		mn, err := l.StartMN(ctx, nil)
+		if err != nil {
+			return errors.Join(err, l.Down(), os.Remove(stateFile))
+		}
+		ds = append(ds, ha, mn)
+	}
 	if !*quiet {
 		if err := printStatus(ctx, os.Stdout, l); err != nil {
 			return err
 		}
 		fmt.Printf("\nlab %s up in %v. Try: mcoa-lab exec mn ping -c1 %s; mcoa-lab down\n",
 			l.Prefix, time.Since(start).Round(time.Millisecond), lab.HAAddr)
+		for _, d := range ds {
+			fmt.Printf("%s runs in %s (pid %d, config %s, log %s): mcoactl -socket %s %s\n",
+				filepath.Base(d.Bin), l.NS(d.Node), d.Proc().Pid, d.Config, d.Proc().Log, d.Socket,
+				map[string]string{lab.HA: "cache", lab.MN: "bindings"}[d.Node])
+		}
 	}
 	return nil
 }
@@ -312,9 +342,4 @@ func printStatus(ctx context.Context, w io.Writer, l *lab.Lab) error {
 	}
 	tw.Flush()
 	return err
-}
-
-func cmdDemo(ctx context.Context, stateFile string, args []string) error {
-	fmt.Println("demo: not yet available")
-	return exitError(1)
 }

@@ -4,6 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
+)
+
+// Interface indexes of the access links' ends (see build).
+const (
+	mnIfindexBase     = 10 // eth0, wlan0, wwan0: 10, 11, 12
+	routerDownIfindex = 20 // down0 in each access router
 )
 
 // sysctl is one /proc/sys/net setting (path relative to /proc/sys).
@@ -74,10 +81,15 @@ func (l *Lab) build(ctx context.Context) error {
 	var cmds [][]string
 	add := func(args ...string) { cmds = append(cmds, args) }
 
-	// Access links: mn <-> arN.
-	for _, a := range Accesses {
-		add("-n", ns(MN), "link", "add", a.Iface, "address", a.MAC, "type", "veth",
-			"peer", "name", RouterDownlink, "netns", ns(a.Router))
+	// Access links: mn <-> arN. The two ends get different interface
+	// indexes: the kernel treats a carrier change of a veth whose peer has
+	// its own index as not urgent (linkwatch_urgent_event compares ifindex
+	// and iflink without regard to namespaces) and then holds it back up
+	// to a second after the previous link event, which would blur every
+	// fail-over time measured in the lab.
+	for i, a := range Accesses {
+		add("-n", ns(MN), "link", "add", a.Iface, "index", strconv.Itoa(mnIfindexBase+i), "address", a.MAC, "type", "veth",
+			"peer", "name", RouterDownlink, "index", strconv.Itoa(routerDownIfindex), "netns", ns(a.Router))
 		add("-n", ns(a.Router), "addr", "add", pfx(a.RouterAddr, 64), "dev", RouterDownlink, "nodad")
 		add("-n", ns(a.Router), "link", "set", RouterDownlink, "up")
 	}

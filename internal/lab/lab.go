@@ -275,9 +275,10 @@ func (l *Lab) Exec(ctx context.Context, node, name string, args ...string) ([]by
 	return run(ctx, "ip", append([]string{"netns", "exec", l.NS(node), name}, args...)...)
 }
 
-// Down stops every process the lab started (SIGTERM, then SIGKILL), kills
-// whatever else still runs in its namespaces, deletes the namespaces (and
-// with them every link) and removes the lab's directory if it made it. It is
+// Down stops every process the lab started (SIGTERM, then SIGKILL; those
+// in the mn node first), kills whatever else still runs in its namespaces,
+// deletes the namespaces (and with them every link) and removes RunDir and
+// the lab's directory if it made it. It is
 // idempotent: calling it again, or on a half-built lab, is fine.
 func (l *Lab) Down() error {
 	l.mu.Lock()
@@ -286,26 +287,42 @@ func (l *Lab) Down() error {
 	l.mu.Unlock()
 
 	var (
-		wg   sync.WaitGroup
 		emu  sync.Mutex
 		errs []error
 	)
-	for _, p := range procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := p.Stop(); err != nil {
-				emu.Lock()
-				errs = append(errs, err)
-				emu.Unlock()
-			}
-		}()
+	stop := func(procs []*Proc) {
+		var wg sync.WaitGroup
+		for _, p := range procs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := p.Stop(); err != nil {
+					emu.Lock()
+					errs = append(errs, err)
+					emu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	// The mobile node's processes first, while the rest of the network
+	// (its home agent above all) still answers: a stopping mcoad
+	// de-registers and waits for the acknowledgement.
+	var mn, rest []*Proc
+	for _, p := range procs {
+		if p.Node == MN {
+			mn = append(mn, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	stop(mn)
+	stop(rest)
 	if l.Dir != "" {
 		errs = append(errs, killPidFiles(l.Dir))
 	}
 	errs = append(errs, cleanupNamespaces(l.Prefix))
+	errs = append(errs, os.RemoveAll(l.RunDir()))
 	if l.ownDir {
 		errs = append(errs, os.RemoveAll(l.Dir))
 	}

@@ -1,0 +1,689 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/mcoad/mcoad/internal/lab"
+	"github.com/mcoad/mcoad/pkg/control"
+)
+
+// `mcoa-lab bench`: the lab's performance figures, each next to what it
+// compares against, as a markdown section for bench/results.md.
+
+type benchOpts struct {
+	cycles, cuts, runs int
+	idle               time.Duration
+	prefix             string
+}
+
+func cmdBench(ctx context.Context, stateFile string, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	md := fs.String("md", "", "also write the markdown section to FILE")
+	var o benchOpts
+	fs.IntVar(&o.cycles, "cycles", 50, "registration latency samples (new care-of addresses)")
+	fs.IntVar(&o.cuts, "cuts", 20, "fail-over samples (carrier cuts)")
+	fs.IntVar(&o.runs, "runs", 5, "registrations per bulk/individual configuration")
+	fs.DurationVar(&o.idle, "idle", 60*time.Second, "idle run for memory and CPU")
+	fs.StringVar(&o.prefix, "prefix", "", "namespace name prefix (default: mcoa + 6 random hex digits + -)")
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	if o.cycles < 1 || o.cuts < 1 || o.runs < 1 {
+		return fmt.Errorf("bench: -cycles, -cuts and -runs must be at least 1")
+	}
+	if err := needRoot(); err != nil {
+		return err
+	}
+	if err := lab.CheckTools("ip", "radvd", "ping", "tshark"); err != nil {
+		return err
+	}
+	bins := map[string]string{}
+	for _, b := range []string{lab.MNBinary, lab.HABinary} {
+		p, err := lab.FindBinary(b)
+		if err != nil {
+			return err
+		}
+		bins[b] = p
+	}
+	b := &bench{o: o, bins: bins, log: os.Stderr, start: time.Now()}
+	text, err := b.run(ctx)
+	if b.lab != nil {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "\n--- daemon logs (%s) ---\n", b.lab.Dir)
+			b.lab.DumpLogs(os.Stderr)
+		}
+		if derr := b.lab.Down(); derr != nil {
+			err = errors.Join(err, derr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Print(text)
+	if *md != "" {
+		if err := os.WriteFile(*md, []byte(text), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type bench struct {
+	o      benchOpts
+	bins   map[string]string
+	log    io.Writer
+	start  time.Time
+	lab    *lab.Lab
+	ha, mn *lab.Daemon
+	coas   map[string]netip.Addr
+	bidEth uint16
+	mnEv   *events
+	haEv   *events
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, "[bench %6.1fs] %s\n", time.Since(b.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// stats are samples of one figure.
+type stats []time.Duration
+
+func (s stats) pct(p float64) time.Duration {
+	if len(s) == 0 {
+		return 0
+	}
+	c := slices.Clone(s)
+	slices.Sort(c)
+	i := int(math.Ceil(p/100*float64(len(c)))) - 1
+	return c[max(0, min(i, len(c)-1))]
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.3f ms", float64(d.Nanoseconds())/1e6)
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d.Nanoseconds())/1e6)
+	case d < time.Second:
+		return fmt.Sprintf("%.1f ms", float64(d.Nanoseconds())/1e6)
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	r := a / b
+	if r >= 10 {
+		return fmt.Sprintf("%.0f×", r)
+	}
+	return fmt.Sprintf("%.2f×", r)
+}
+
+// events follows a daemon's GET /v1/events on a goroutine.
+type events struct {
+	ch     chan control.Event
+	stream *control.EventStream
+}
+
+func follow(ctx context.Context, c *control.Client) (*events, error) {
+	s, err := c.Events(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e := &events{ch: make(chan control.Event, 1024), stream: s}
+	go func() {
+		defer close(e.ch)
+		for {
+			ev, err := s.Next()
+			if err != nil {
+				return
+			}
+			e.ch <- ev
+		}
+	}()
+	return e, nil
+}
+
+// wait returns the first event that matches, skipping the others.
+func (e *events) wait(ctx context.Context, timeout time.Duration, what string, match func(control.Event) bool) (control.Event, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case ev, ok := <-e.ch:
+			if !ok {
+				return ev, fmt.Errorf("%s: event stream ended", what)
+			}
+			if match(ev) {
+				return ev, nil
+			}
+		case <-t.C:
+			return control.Event{}, fmt.Errorf("%s: no event within %v", what, timeout)
+		case <-ctx.Done():
+			return control.Event{}, ctx.Err()
+		}
+	}
+}
+
+// nlHandle is a netlink handle inside one of the lab's nodes, so that link
+// and address changes cost microseconds instead of an ip(8) fork.
+func (b *bench) nlHandle(node string) (*netlink.Handle, error) {
+	ns, err := netns.GetFromName(b.lab.NS(node))
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	return netlink.NewHandleAt(ns)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *bench) run(ctx context.Context) (string, error) {
+	var err error
+	b.logf("building the lab")
+	b.lab, err = lab.Up(ctx, &lab.Config{Prefix: b.o.prefix, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return "", err
+	}
+	if b.coas, err = b.lab.CoAs(ctx); err != nil {
+		return "", err
+	}
+	if b.ha, err = b.lab.StartHA(ctx, &lab.HAConfig{Bin: b.bins[lab.HABinary], LogLevel: "info"}); err != nil {
+		return "", err
+	}
+	if err := b.startMN(ctx, lab.MNConfig{}, 3); err != nil {
+		return "", err
+	}
+	is, err := b.mn.Client.Interfaces(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, i := range is {
+		if i.Name == "eth0" {
+			b.bidEth = i.BID
+		}
+	}
+	if b.haEv, err = follow(ctx, b.ha.Client); err != nil {
+		return "", err
+	}
+
+	var md strings.Builder
+	cpu := cpuModel()
+	fmt.Fprintf(&md, "## Lab figures (`mcoa-lab bench`)\n\n")
+	fmt.Fprintf(&md, "The lab of `make lab` (network namespaces joined by veth pairs, radvd on every link) with mcoa-ha and mcoad\n")
+	fmt.Fprintf(&md, "(bulk registration, one BID per interface, `[dataplane] backend = \"none\"`: signaling only), on %s, %d cores.\n", cpu, runtime.NumCPU())
+	fmt.Fprintf(&md, "Percentiles are nearest-rank over the n samples (with n < 100, p99 is the maximum).\n\n")
+
+	rtt, err := b.rtt(ctx)
+	if err != nil {
+		return "", err
+	}
+	idle, err := b.idle(ctx)
+	if err != nil {
+		return "", err
+	}
+	reg, err := b.regLatency(ctx)
+	if err != nil {
+		return "", err
+	}
+	cutS, upS, err := b.failover(ctx)
+	if err != nil {
+		return "", err
+	}
+	b.mnEv.stream.Close()
+	bulk, err := b.bulkVsIndividual(ctx)
+	if err != nil {
+		return "", err
+	}
+
+	rtt50 := float64(rtt.pct(50))
+	fmt.Fprintf(&md, "| figure | p50 | p99 | n | compared with | ratio (p50) |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&md, "| MN↔HA round trip (ping from eth0's CoA to the HA) | %s | %s | %d | the physical floor of any registration | 1.00× |\n",
+		fmtDur(rtt.pct(50)), fmtDur(rtt.pct(99)), len(rtt))
+	fmt.Fprintf(&md, "| registration latency: new CoA (kernel address event) → BA accepted by mcoad | %s | %s | %d | MN↔HA RTT | %s |\n",
+		fmtDur(reg.pct(50)), fmtDur(reg.pct(99)), len(reg), ratio(float64(reg.pct(50)), rtt50))
+	fmt.Fprintf(&md, "| registration latency: carrier back → BA accepted by mcoad | %s | %s | %d | MN↔HA RTT | %s |\n",
+		fmtDur(upS.pct(50)), fmtDur(upS.pct(99)), len(upS), ratio(float64(upS.pct(50)), rtt50))
+	fmt.Fprintf(&md, "| fail-over, signaling: carrier lost → binding removed from the HA's cache (BU via another CoA) | %s | %s | %d | MN↔HA RTT | %s |\n",
+		fmtDur(cutS.pct(50)), fmtDur(cutS.pct(99)), len(cutS), ratio(float64(cutS.pct(50)), rtt50))
+	fmt.Fprintf(&md, "| fail-over, data: gap in a 1 ms UDP probe stream CN → home address | n/a | n/a | - | single-CoA mode | needs the data plane (issue 7) and a single-CoA switch |\n\n")
+
+	fmt.Fprintf(&md, "Bulk versus individual registration (`POST /v1/register` re-registers every binding; time until mcoad has\n")
+	fmt.Fprintf(&md, "accepted the BA of each; bytes are whole Ethernet frames of BUs and BAs captured on the HA's core link;\n")
+	fmt.Fprintf(&md, "8 CoAs: `bid_mode = \"coa\"` with extra addresses on the three links). Individual registration is paced\n")
+	fmt.Fprintf(&md, "by RFC 6275's MAX_UPDATE_RATE (3 BUs per second per peer):\n\n")
+	fmt.Fprintf(&md, "| CoAs | bulk time p50 | individual time p50 | time ratio | bulk bytes | individual bytes | bytes ratio | BUs+BAs bulk / individual | n |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, n := range []int{3, 8} {
+		bk, in := bulk[fmt.Sprintf("bulk%d", n)], bulk[fmt.Sprintf("individual%d", n)]
+		fmt.Fprintf(&md, "| %d | %s | %s | %s | %d | %d | %s | %d / %d | %d |\n", n,
+			fmtDur(bk.times.pct(50)), fmtDur(in.times.pct(50)), ratio(float64(in.times.pct(50)), float64(bk.times.pct(50))),
+			bk.bytes, in.bytes, ratio(float64(in.bytes), float64(bk.bytes)), bk.packets, in.packets, len(bk.times))
+	}
+	fmt.Fprintf(&md, "\nIdle cost over %v with three bindings registered (radvd's Router Advertisements keep arriving):\n\n", b.o.idle)
+	fmt.Fprintf(&md, "| daemon | resident memory (VmRSS) | compared with | ratio | CPU time | share of one core |\n|---|---|---|---|---|---|\n")
+	for _, d := range idle {
+		fmt.Fprintf(&md, "| %s | %.1f MB | 30 MB (issue 4's ceiling for mcoad) | %s | %.2f s | %.3f%% |\n",
+			d.name, float64(d.rssKB)/1024, ratio(float64(d.rssKB)/1024, 30), d.cpu.Seconds(), 100*d.cpu.Seconds()/b.o.idle.Seconds())
+	}
+	fmt.Fprintf(&md, "\n")
+	b.logf("done")
+	return md.String(), nil
+}
+
+// startMN (re)starts mcoad with cfg and waits until n bindings are
+// registered.
+func (b *bench) startMN(ctx context.Context, cfg lab.MNConfig, n int) error {
+	if b.mn != nil {
+		if b.mnEv != nil {
+			b.mnEv.stream.Close()
+		}
+		if err := b.mn.Stop(); err != nil {
+			return err
+		}
+	}
+	cfg.Bin = b.bins[lab.MNBinary]
+	cfg.LogLevel = "info"
+	var err error
+	if b.mn, err = b.lab.StartMN(ctx, &cfg); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	_, err = lab.Poll(wctx, 5*time.Millisecond, func(ctx context.Context) (bool, error) {
+		c, err := b.ha.Client.Cache(ctx)
+		if err != nil {
+			return false, err
+		}
+		bs, err := b.mn.Client.Bindings(ctx)
+		if err != nil {
+			return false, err
+		}
+		reg := 0
+		for _, x := range bs {
+			if x.State == "registered" {
+				reg++
+			}
+		}
+		return len(c) == n && reg == n && len(bs) == n, nil
+	})
+	if err != nil {
+		return fmt.Errorf("mcoad (%s, bid_mode %s): %d bindings not registered: %w", cfg.Registration, cfg.BIDMode, n, err)
+	}
+	b.mnEv, err = follow(ctx, b.mn.Client)
+	return err
+}
+
+var pingTime = regexp.MustCompile(`time=([0-9.]+) ms`)
+
+func (b *bench) rtt(ctx context.Context) (stats, error) {
+	b.logf("MN-HA round trip")
+	out, err := b.lab.Exec(ctx, lab.MN, "ping", "-6", "-n", "-c", "50", "-i", "0.01", "-I", b.coas["eth0"].String(), lab.HAAddr.String())
+	if err != nil {
+		return nil, err
+	}
+	var s stats
+	for _, m := range pingTime.FindAllStringSubmatch(string(out), -1) {
+		f, _ := strconv.ParseFloat(m[1], 64)
+		s = append(s, time.Duration(f*float64(time.Millisecond)))
+	}
+	if len(s) < 40 {
+		return nil, fmt.Errorf("ping: %d answers of 50:\n%s", len(s), out)
+	}
+	return s, nil
+}
+
+type idleFigure struct {
+	name  string
+	rssKB int64
+	cpu   time.Duration
+}
+
+// procCPU returns a process's user+system CPU time.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces: fields count from after ')'.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64) // field 14
+	st, _ := strconv.ParseInt(f[12], 10, 64) // field 15
+	const clkTck = 100                       // USER_HZ on every Linux ABI
+	return time.Duration(ut+st) * time.Second / clkTck, nil
+}
+
+func procRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscan(v, &kb)
+			return kb, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+}
+
+func (b *bench) idle(ctx context.Context) ([]idleFigure, error) {
+	b.logf("idle run of %v", b.o.idle)
+	ds := []*lab.Daemon{b.mn, b.ha}
+	before := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		c, err := procCPU(d.Proc().Pid)
+		if err != nil {
+			return nil, err
+		}
+		before[i] = c
+	}
+	if err := sleepCtx(ctx, b.o.idle); err != nil {
+		return nil, err
+	}
+	var out []idleFigure
+	for i, d := range ds {
+		pid := d.Proc().Pid
+		c, err := procCPU(pid)
+		if err != nil {
+			return nil, err
+		}
+		rss, err := procRSS(pid)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, idleFigure{name: filepath.Base(d.Bin), rssKB: rss, cpu: c - before[i]})
+	}
+	return out, nil
+}
+
+// regLatency adds a fresh address to eth0 each cycle: with one BID per
+// interface mcoad moves eth0's binding to the newest address, and the
+// sample is the time from the kernel's address event to the BA that
+// registers it. Cycles are spaced so that MAX_UPDATE_RATE never delays a
+// BU.
+func (b *bench) regLatency(ctx context.Context) (stats, error) {
+	b.logf("registration latency, %d new care-of addresses", b.o.cycles)
+	h, err := b.nlHandle(lab.MN)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	link, err := h.LinkByName("eth0")
+	if err != nil {
+		return nil, err
+	}
+	var added []*netlink.Addr
+	defer func() {
+		for _, a := range added {
+			h.AddrDel(link, a)
+		}
+	}()
+	var s stats
+	for i := range b.o.cycles {
+		addr := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 14: byte((0x1000 + i) >> 8), 15: byte(0x1000 + i)})
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
+		t0 := time.Now()
+		if err := h.AddrAdd(link, a); err != nil {
+			return nil, fmt.Errorf("add %s: %w", addr, err)
+		}
+		added = append(added, a)
+		ev, err := b.mnEv.wait(ctx, 10*time.Second, "registration of "+addr.String(), func(ev control.Event) bool {
+			return ev.Kind == control.EventBinding && ev.Binding != nil && !ev.Removed &&
+				ev.Binding.CoA == addr && ev.Binding.State == "registered"
+		})
+		if err != nil {
+			return nil, err
+		}
+		s = append(s, ev.Time.Sub(t0))
+		if err := sleepCtx(ctx, 450*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// failover cuts eth0's carrier (its access router's end goes down) and
+// measures until the HA's cache loses the binding, then restores it a
+// second later and measures until mcoad has the BA that registers it again.
+func (b *bench) failover(ctx context.Context) (cut, up stats, err error) {
+	b.logf("fail-over, %d carrier cuts", b.o.cuts)
+	h, err := b.nlHandle(lab.AR1)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(lab.RouterDownlink)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The binding is back on the SLAAC address after regLatency removed
+	// its addresses; wait for that to settle.
+	if _, err := b.mnEv.wait(ctx, 10*time.Second, "eth0 back on its SLAAC address", func(ev control.Event) bool {
+		return ev.Kind == control.EventBinding && ev.Binding != nil && ev.Binding.CoA == b.coas["eth0"] && ev.Binding.State == "registered"
+	}); err != nil {
+		return nil, nil, err
+	}
+	if err := sleepCtx(ctx, time.Second); err != nil {
+		return nil, nil, err
+	}
+	for range b.o.cuts {
+		t0 := time.Now()
+		if err := h.LinkSetDown(link); err != nil {
+			return nil, nil, err
+		}
+		ev, err := b.haEv.wait(ctx, 10*time.Second, "removal from the HA's cache", func(ev control.Event) bool {
+			return ev.Kind == control.EventCache && ev.Removed && ev.Cache != nil && ev.Cache.BID == b.bidEth
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		cut = append(cut, ev.Time.Sub(t0))
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			return nil, nil, err
+		}
+		t0 = time.Now()
+		if err := h.LinkSetUp(link); err != nil {
+			return nil, nil, err
+		}
+		ev, err = b.mnEv.wait(ctx, 10*time.Second, "registration after the carrier came back", func(ev control.Event) bool {
+			return ev.Kind == control.EventBinding && ev.Binding != nil && !ev.Removed &&
+				ev.Binding.BID == b.bidEth && ev.Binding.State == "registered" && ev.Time.After(t0)
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		up = append(up, ev.Time.Sub(t0))
+		if err := sleepCtx(ctx, 700*time.Millisecond); err != nil {
+			return nil, nil, err
+		}
+	}
+	return cut, up, nil
+}
+
+type regFigure struct {
+	times   stats
+	bytes   int // per registration
+	packets int // per registration
+}
+
+// bulkVsIndividual registers 3 and 8 bindings, in bulk and individually,
+// runs times each, capturing what goes over the HA's core link.
+func (b *bench) bulkVsIndividual(ctx context.Context) (map[string]regFigure, error) {
+	out := map[string]regFigure{}
+	h, err := b.nlHandle(lab.MN)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	for _, n := range []int{3, 8} {
+		if n == 8 {
+			// Five more care-of addresses: 3 on eth0, 3 on wlan0, 2 on wwan0.
+			extra := map[string][]int{"eth0": {0x21, 0x22}, "wlan0": {0x21, 0x22}, "wwan0": {0x21}}
+			for ifn, hosts := range extra {
+				link, err := h.LinkByName(ifn)
+				if err != nil {
+					return nil, err
+				}
+				acc, _ := lab.AccessOf(ifn)
+				for _, host := range hosts {
+					a := acc.Prefix.Addr().As16()
+					a[15] = byte(host)
+					na := &netlink.Addr{IPNet: &net.IPNet{IP: a[:], Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
+					if err := h.AddrAdd(link, na); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+		for _, mode := range []string{"bulk", "individual"} {
+			key := fmt.Sprintf("%s%d", mode, n)
+			b.logf("%s registration of %d care-of addresses, %d runs", mode, n, b.o.runs)
+			cfg := lab.MNConfig{Registration: mode, StateDir: filepath.Join(b.lab.Dir, "state-"+key)}
+			if n == 8 {
+				cfg.BIDMode = "coa"
+			}
+			if err := b.startMN(ctx, cfg, n); err != nil {
+				return nil, err
+			}
+			f, err := b.registerRuns(ctx, n)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", key, err)
+			}
+			out[key] = f
+		}
+	}
+	return out, nil
+}
+
+func (b *bench) registerRuns(ctx context.Context, n int) (regFigure, error) {
+	var f regFigure
+	bs, err := b.mn.Client.Bindings(ctx)
+	if err != nil {
+		return f, err
+	}
+	bids := map[uint16]bool{}
+	for _, x := range bs {
+		bids[x.BID] = true
+	}
+	// Quiet first: MAX_UPDATE_RATE counts the last second's BUs.
+	if err := sleepCtx(ctx, 1100*time.Millisecond); err != nil {
+		return f, err
+	}
+	capFile := filepath.Join(b.lab.Dir, fmt.Sprintf("bench-%d-%d.pcapng", n, time.Now().UnixNano()))
+	tshark, err := b.lab.Start(lab.HA, "tshark", "-n", "-i", lab.Uplink, "-f", "ip6 proto 60 or ip6 proto 43 or ip6 proto 135", "-w", capFile)
+	if err != nil {
+		return f, err
+	}
+	defer tshark.Stop()
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	_, err = lab.Poll(wctx, 20*time.Millisecond, func(context.Context) (bool, error) {
+		if !tshark.Running() {
+			return false, fmt.Errorf("tshark exited: %s", tshark.Tail(1000))
+		}
+		st, err := os.Stat(capFile)
+		return err == nil && st.Size() > 0 && strings.Contains(tshark.Tail(4000), "Capturing on"), nil
+	})
+	cancel()
+	if err != nil {
+		return f, fmt.Errorf("tshark: %w", err)
+	}
+	for range b.o.runs {
+		t0 := time.Now()
+		if err := b.mn.Client.Register(ctx); err != nil {
+			return f, err
+		}
+		seen := map[uint16]bool{}
+		var last time.Time
+		for len(seen) < len(bids) {
+			ev, err := b.mnEv.wait(ctx, 15*time.Second, "re-registration", func(ev control.Event) bool {
+				return ev.Kind == control.EventBinding && ev.Binding != nil && !ev.Removed &&
+					ev.Binding.State == "registered" && ev.Time.After(t0) && bids[ev.Binding.BID]
+			})
+			if err != nil {
+				return f, err
+			}
+			seen[ev.Binding.BID] = true
+			last = ev.Time
+		}
+		f.times = append(f.times, last.Sub(t0))
+		if err := sleepCtx(ctx, 1100*time.Millisecond); err != nil {
+			return f, err
+		}
+	}
+	// SIGINT to tshark alone: it has dumpcap write out what it captured.
+	syscall.Kill(tshark.Pid, syscall.SIGINT)
+	select {
+	case <-tshark.Done():
+	case <-time.After(10 * time.Second):
+	}
+	out, err := exec.CommandContext(ctx, "tshark", "-n", "-r", capFile, "-Y", "mipv6", "-T", "fields", "-e", "frame.len", "-e", "mip6.mhtype").Output()
+	if err != nil {
+		return f, fmt.Errorf("tshark -r: %w", err)
+	}
+	total, pkts := 0, 0
+	for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+		fs := strings.Fields(string(line))
+		if len(fs) != 2 || (fs[1] != "5" && fs[1] != "6") {
+			continue
+		}
+		l, _ := strconv.Atoi(fs[0])
+		total += l
+		pkts++
+	}
+	if pkts == 0 {
+		return f, errors.New("no BU or BA captured")
+	}
+	f.bytes = total / b.o.runs
+	f.packets = pkts / b.o.runs
+	return f, nil
+}
+
+func cpuModel() string {
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				if _, v, ok := strings.Cut(l, ":"); ok {
+					return strings.TrimSpace(v)
+				}
+			}
+		}
+	}
+	return "an unknown CPU"
+}

@@ -1,0 +1,457 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mcoad/mcoad/internal/lab"
+	"github.com/mcoad/mcoad/pkg/control"
+)
+
+// demoPriority is the priority lab.DefaultInterfaceRules give each
+// interface.
+var demoPriority = map[string]uint8{"eth0": 30, "wlan0": 20, "wwan0": 10}
+
+var demoIfaces = []string{"eth0", "wlan0", "wwan0"}
+
+// demo is one run of `mcoa-lab demo`.
+type demo struct {
+	out    io.Writer
+	ctl    string // mcoactl binary
+	lab    *lab.Lab
+	ha, mn *lab.Daemon
+	coas   map[string]netip.Addr
+	bids   map[string]uint16
+	start  time.Time
+}
+
+func cmdDemo(ctx context.Context, stateFile string, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	prefix := fs.String("prefix", "", "namespace name prefix (default: mcoa + 6 random hex digits + -)")
+	backend := fs.String("dataplane", "none", "mcoad's [dataplane] backend")
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	if err := needRoot(); err != nil {
+		return err
+	}
+	d := &demo{out: os.Stdout, start: time.Now()}
+	bins := map[string]string{}
+	for _, b := range []string{lab.MNBinary, lab.HABinary, lab.CtlBinary} {
+		p, err := lab.FindBinary(b)
+		if err != nil {
+			return err
+		}
+		bins[b] = p
+	}
+	d.ctl = bins[lab.CtlBinary]
+	err := d.run(ctx, *prefix, bins, *backend)
+	interrupted := ctx.Err() != nil
+	switch {
+	case interrupted:
+		fmt.Fprintf(d.out, "\ninterrupted after %v\n", d.since())
+	case err != nil:
+		fmt.Fprintf(d.out, "\nFAILED after %v: %v\n", d.since(), err)
+		if d.lab != nil {
+			fmt.Fprintf(os.Stderr, "\n--- daemon logs (%s) ---\n", d.lab.Dir)
+			d.lab.DumpLogs(os.Stderr)
+		}
+	}
+	if d.lab != nil {
+		fmt.Fprintf(d.out, "tearing down lab %s ... ", d.lab.Prefix)
+		t := time.Now()
+		if derr := d.lab.Down(); derr != nil {
+			fmt.Fprintf(d.out, "error: %v\n", derr)
+			err = errors.Join(err, derr)
+		} else {
+			fmt.Fprintf(d.out, "done in %v\n", ms(time.Since(t)))
+		}
+	}
+	switch {
+	case interrupted:
+		return exitError(130)
+	case err != nil:
+		return exitError(1)
+	}
+	fmt.Fprintf(d.out, "\ndemo passed: every step did what it says (%v in all)\n", d.since())
+	return nil
+}
+
+func (d *demo) since() time.Duration { return time.Since(d.start).Round(10 * time.Millisecond) }
+
+func ms(t time.Duration) string {
+	switch {
+	case t < 10*time.Millisecond:
+		return fmt.Sprintf("%.1f ms", float64(t.Microseconds())/1000)
+	case t < 10*time.Second:
+		return fmt.Sprintf("%d ms", t.Milliseconds())
+	}
+	return t.Round(100 * time.Millisecond).String()
+}
+
+func (d *demo) printf(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
+
+// within runs a step's wait with its own timeout.
+func within(parent context.Context, d time.Duration, what string, cond func(context.Context) error) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(parent, d)
+	defer cancel()
+	var last error
+	took, err := lab.Poll(ctx, 2*time.Millisecond, func(ctx context.Context) (bool, error) {
+		last = cond(ctx)
+		return last == nil, nil
+	})
+	if perr := parent.Err(); perr != nil {
+		return took, perr
+	}
+	if err != nil {
+		if last == nil {
+			last = err
+		}
+		return took, fmt.Errorf("%s: not within %v: %w", what, d, last)
+	}
+	return took, nil
+}
+
+func (d *demo) run(ctx context.Context, prefix string, bins map[string]string, backend string) error {
+	d.printf("mcoa-lab demo: Multiple Care-of Addresses registration (draft-ietf-monami6-multiplecoa-00)\n\n")
+	d.printf("Building the lab: a mobile node (mn) with eth0, wlan0 and wwan0 on three access\n")
+	d.printf("routers (ar1..ar3) sending Router Advertisements, a core router, the home agent (ha)\n")
+	d.printf("on the home link %s and a correspondent (cn).\n", lab.HomePrefix)
+	t := time.Now()
+	l, err := lab.Up(ctx, &lab.Config{Prefix: prefix, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	d.lab = l
+	d.coas, err = l.CoAs(ctx)
+	if err != nil {
+		return err
+	}
+	d.printf("  lab %s up in %v; care-of addresses by SLAAC:\n", l.Prefix, ms(time.Since(t)))
+	for _, n := range demoIfaces {
+		a, _ := lab.AccessOf(n)
+		d.printf("    %-6s %-24s (via %s, priority %d)\n", n, d.coas[n], a.Router, demoPriority[n])
+	}
+	if d.ha, err = l.StartHA(ctx, &lab.HAConfig{Bin: bins[lab.HABinary]}); err != nil {
+		return err
+	}
+	d.printf("  mcoa-ha running in %s (pid %d), control socket %s\n", l.NS(lab.HA), d.ha.Proc().Pid, d.ha.Socket)
+
+	steps := []struct {
+		title string
+		run   func(context.Context) error
+	}{
+		{"registration of three care-of addresses in one bulk Binding Update", func(ctx context.Context) error {
+			return d.register(ctx, bins[lab.MNBinary], backend)
+		}},
+		{"flow policy", d.flowPolicy},
+		{"eth0 loses its carrier: its binding is removed through another care-of address", d.cut},
+		{"eth0's carrier comes back: registered again", d.restore},
+		{"returning home (return_home = \"all\") and leaving again", d.returnHome},
+	}
+	for i, s := range steps {
+		d.printf("\n== Step %d/%d: %s\n", i+1, len(steps), s.title)
+		if err := s.run(ctx); err != nil {
+			return fmt.Errorf("step %d (%s): %w", i+1, s.title, err)
+		}
+	}
+	return nil
+}
+
+// tables prints the MN's Binding Update List and the HA's binding cache
+// with mcoactl, as a user would see them.
+func (d *demo) tables(ctx context.Context) {
+	show := func(title string, args ...string) {
+		d.printf("   %s:\n", title)
+		out, err := exec.CommandContext(ctx, d.ctl, args...).CombinedOutput()
+		text := strings.TrimRight(string(out), "\n")
+		if err != nil {
+			text += fmt.Sprintf(" (mcoactl: %v)", err)
+		}
+		for _, line := range strings.Split(text, "\n") {
+			d.printf("     %s\n", line)
+		}
+	}
+	show("MN  mcoactl bindings", "-socket", d.mn.Socket, "bindings")
+	show("HA  mcoactl cache", "-socket", d.ha.Socket, "cache")
+}
+
+// checkCache checks that the HA's cache holds exactly the bindings of
+// want, each with its interface's BID, care-of address and priority.
+func (d *demo) checkCache(ctx context.Context, want ...string) error {
+	c, err := d.ha.Client.Cache(ctx)
+	if err != nil {
+		return err
+	}
+	if len(c) != len(want) {
+		return fmt.Errorf("HA cache has %d bindings, want %d (%s)", len(c), len(want), strings.Join(want, ", "))
+	}
+	for _, n := range want {
+		i := slices.IndexFunc(c, func(x control.CacheEntry) bool { return x.BID == d.bids[n] })
+		if i < 0 {
+			return fmt.Errorf("HA cache has no binding for %s (BID %d)", n, d.bids[n])
+		}
+		x := c[i]
+		if x.HoA != lab.HoA || x.CoA != d.coas[n] || x.Priority != demoPriority[n] || !x.HomeRegistration {
+			return fmt.Errorf("HA binding BID %d is %s -> %s priority %d; want %s -> %s priority %d",
+				x.BID, x.HoA, x.CoA, x.Priority, lab.HoA, d.coas[n], demoPriority[n])
+		}
+	}
+	return nil
+}
+
+func (d *demo) proxied(ctx context.Context) (bool, error) {
+	as, err := d.lab.ProxiedAddrs(ctx)
+	return slices.Contains(as, lab.HoA), err
+}
+
+func (d *demo) register(ctx context.Context, bin, backend string) error {
+	off := d.ha.LogOffset()
+	t := time.Now()
+	var err error
+	d.mn, err = d.lab.StartMN(ctx, &lab.MNConfig{Bin: bin, Backend: backend})
+	if err != nil {
+		return err
+	}
+	d.printf("   mcoad started in %s (pid %d, bulk registration, [dataplane] backend %q)\n", d.lab.NS(lab.MN), d.mn.Proc().Pid, backend)
+	// The BIDs mcoad gave the interfaces.
+	_, err = within(ctx, 5*time.Second, "BIDs", func(ctx context.Context) error {
+		is, err := d.mn.Client.Interfaces(ctx)
+		if err != nil {
+			return err
+		}
+		d.bids = map[string]uint16{}
+		for _, i := range is {
+			if i.BID != 0 {
+				d.bids[i.Name] = i.BID
+			}
+		}
+		for _, n := range demoIfaces {
+			if d.bids[n] == 0 {
+				return fmt.Errorf("%s has no BID", n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := within(ctx, 10*time.Second, "three bindings in the HA's cache", func(ctx context.Context) error {
+		return d.checkCache(ctx, demoIfaces...)
+	}); err != nil {
+		return err
+	}
+	took := time.Since(t)
+	var bulk []lab.LoggedBU
+	for _, bu := range lab.ParseLoggedBUs(d.ha.LogSince(off)) {
+		if bu.Status == 0 {
+			bulk = append(bulk, bu)
+		}
+	}
+	if len(bulk) != 1 || bulk[0].BIDs != 3 {
+		return fmt.Errorf("the HA accepted %d BUs (%+v), want one carrying three BIDs", len(bulk), bulk)
+	}
+	d.printf("   registered %v after mcoad started: one BU from %s carrying BIDs %d, %d, %d; BA status 0\n",
+		ms(took), bulk[0].Src, d.bids["eth0"], d.bids["wlan0"], d.bids["wwan0"])
+	if _, err := within(ctx, 5*time.Second, "MN lists three registered bindings", func(ctx context.Context) error {
+		return d.mnRegistered(ctx, 3)
+	}); err != nil {
+		return err
+	}
+	d.tables(ctx)
+	if ok, err := d.proxied(ctx); err != nil || !ok {
+		return fmt.Errorf("the HA does not defend %s on the home link (%v)", lab.HoA, err)
+	}
+	d.printf("   ok: HA cache holds BIDs %d/%d/%d with the interfaces' care-of addresses and priorities 30/20/10;\n",
+		d.bids["eth0"], d.bids["wlan0"], d.bids["wwan0"])
+	d.printf("       the HA defends %s on the home link (proxy neighbour advertisements)\n", lab.HoA)
+	return nil
+}
+
+func (d *demo) mnRegistered(ctx context.Context, n int) error {
+	bs, err := d.mn.Client.Bindings(ctx)
+	if err != nil {
+		return err
+	}
+	reg := 0
+	for _, b := range bs {
+		if b.State == "registered" && b.LastStatus == 0 {
+			reg++
+		}
+	}
+	if reg != n || len(bs) != n {
+		return fmt.Errorf("MN has %d bindings, %d registered; want %d registered", len(bs), reg, n)
+	}
+	return nil
+}
+
+// flowPolicy asks mcoad to install a flow policy. Policies are compiled
+// by the data plane; until it exists mcoad refuses them, and the step says
+// so instead of pretending.
+func (d *demo) flowPolicy(ctx context.Context) error {
+	p := control.Policy{Name: "demo-voice", Protocol: "udp", DstPort: "5060-5061", Prefer: []string{"eth*", "wlan*", "wwan*"}}
+	err := d.mn.Client.AddPolicy(ctx, p)
+	switch {
+	case errors.Is(err, control.ErrConflict):
+		d.printf("   skipped: data plane not built yet (issue 7)\n")
+		d.printf("   (mcoad refused the policy %q: %v)\n", p.Name, err)
+		return nil
+	case err != nil:
+		return fmt.Errorf("add policy: %w", err)
+	}
+	ps, err := d.mn.Client.Policies(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(ps, func(q control.Policy) bool { return q.Name == p.Name }) {
+		return fmt.Errorf("policy %q accepted but not listed: %+v", p.Name, ps)
+	}
+	d.printf("   policy %q (udp 5060-5061 prefers eth*, wlan*, wwan*) installed and listed;\n", p.Name)
+	d.printf("   checking where its packets go is left to the data plane's own tests\n")
+	return d.mn.Client.DeletePolicy(ctx, p.Name)
+}
+
+func (d *demo) cut(ctx context.Context) error {
+	off := d.ha.LogOffset()
+	if err := d.lab.CutLink("eth0"); err != nil {
+		return err
+	}
+	took, err := within(ctx, 10*time.Second, "eth0's binding removed", func(ctx context.Context) error {
+		return d.checkCache(ctx, "wlan0", "wwan0")
+	})
+	if err != nil {
+		return err
+	}
+	bus := lab.ParseLoggedBUs(d.ha.LogSince(off))
+	if len(bus) == 0 {
+		return errors.New("the HA logged no BU for the removal")
+	}
+	var via []string
+	for _, bu := range bus {
+		if bu.Src == d.coas["eth0"] {
+			return fmt.Errorf("a BU came from eth0's care-of address %s, which has no carrier", bu.Src)
+		}
+		via = append(via, fmt.Sprintf("%s (%s)", bu.Src, d.ifaceOf(bu.Src)))
+	}
+	d.printf("   binding %d (eth0) removed from the HA's cache %v after the carrier loss,\n", d.bids["eth0"], ms(took))
+	d.printf("   by a BU sent from %s\n", strings.Join(via, ", "))
+	if _, err := within(ctx, 5*time.Second, "MN lists two registered bindings", func(ctx context.Context) error {
+		return d.mnRegistered(ctx, 2)
+	}); err != nil {
+		return err
+	}
+	d.tables(ctx)
+	d.printf("   ok: wlan0 and wwan0 stay registered; the home address stays reachable through them\n")
+	return nil
+}
+
+func (d *demo) ifaceOf(a netip.Addr) string {
+	for n, c := range d.coas {
+		if c == a {
+			return n
+		}
+	}
+	return "?"
+}
+
+func (d *demo) restore(ctx context.Context) error {
+	// A second without carrier, as a cable pulled and plugged back: a
+	// link that flaps within milliseconds also makes the access router
+	// miss the MN's first neighbour solicitation, which costs 1 s.
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := d.lab.RestoreLink("eth0"); err != nil {
+		return err
+	}
+	took, err := within(ctx, 10*time.Second, "eth0 registered again", func(ctx context.Context) error {
+		return d.checkCache(ctx, demoIfaces...)
+	})
+	if err != nil {
+		return err
+	}
+	d.printf("   eth0 registered again %v after its carrier came back (same BID %d, same care-of address)\n", ms(took), d.bids["eth0"])
+	if _, err := within(ctx, 5*time.Second, "MN lists three registered bindings", func(ctx context.Context) error {
+		return d.mnRegistered(ctx, 3)
+	}); err != nil {
+		return err
+	}
+	d.tables(ctx)
+	d.printf("   ok: three bindings again\n")
+	return nil
+}
+
+func (d *demo) returnHome(ctx context.Context) error {
+	d.printf("   eth0 is plugged into the home link: with return_home = \"all\" the MN returns home,\n")
+	d.printf("   de-registers every binding (lifetime 0, no BID) and the HA stops defending its home address\n")
+	if err := d.lab.AttachHome("eth0"); err != nil {
+		return err
+	}
+	took, err := within(ctx, 15*time.Second, "back home: every binding de-registered", func(ctx context.Context) error {
+		if err := d.checkCache(ctx); err != nil {
+			return err
+		}
+		if ok, err := d.proxied(ctx); err != nil || ok {
+			return fmt.Errorf("the HA still proxies %s (%v)", lab.HoA, err)
+		}
+		st, err := d.mn.Client.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if !st.AtHome || st.Counts.Bindings != 0 {
+			return fmt.Errorf("MN: at home %v, %d bindings", st.AtHome, st.Counts.Bindings)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	d.printf("   at home %v after the move (learning the home link from a Router Advertisement included)\n", ms(took))
+	d.tables(ctx)
+	d.printf("   HA  ip -6 neigh show proxy dev %s: (none)\n", lab.HomeIface)
+	d.printf("   ok: HA cache empty, proxy neighbour advertisement stopped, MN status at home\n")
+
+	d.printf("\n   eth0 goes back to its access router\n")
+	if err := d.lab.LeaveHome(ctx, "eth0"); err != nil {
+		return err
+	}
+	took, err = within(ctx, 15*time.Second, "away again: three bindings registered", func(ctx context.Context) error {
+		if err := d.checkCache(ctx, demoIfaces...); err != nil {
+			return err
+		}
+		if ok, err := d.proxied(ctx); err != nil || !ok {
+			return fmt.Errorf("the HA does not proxy %s (%v)", lab.HoA, err)
+		}
+		st, err := d.mn.Client.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if st.AtHome {
+			return errors.New("MN still at home")
+		}
+		return d.mnRegistered(ctx, 3)
+	})
+	if err != nil {
+		return err
+	}
+	d.printf("   away from home again: three bindings registered %v after the move\n", ms(took))
+	d.tables(ctx)
+	as, _ := d.lab.ProxiedAddrs(ctx)
+	sort.Slice(as, func(i, j int) bool { return as[i].Less(as[j]) })
+	d.printf("   HA  ip -6 neigh show proxy dev %s: %v\n", lab.HomeIface, as)
+	d.printf("   ok: registered again, the HA defends the home address again\n")
+	return nil
+}

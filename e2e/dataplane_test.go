@@ -1,0 +1,656 @@
+package e2e
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mcoad/mcoad/internal/lab"
+	"github.com/mcoad/mcoad/internal/nstest"
+)
+
+// Ports of the test flows and the policies that steer them.
+const (
+	udpPort   = 5001 // policy "voice": UDP to wlan0, else eth0
+	tcpPort   = 5002 // policy "bulk": TCP to wwan0, else eth0
+	probePort = 6000 // CN -> HoA probes (no policy: the HA's choice)
+)
+
+const dataplanePolicies = `
+[[policy]]
+name = "voice"
+protocol = "udp"
+dst_port = 5001
+prefer = ["wlan*", "eth*"]
+
+[[policy]]
+name = "bulk"
+protocol = "tcp"
+dst_port = 5002
+prefer = ["wwan*", "eth*"]
+`
+
+// setupDataplane is a lab with mcoa-ha and mcoad both running the
+// userspace data plane, every interface registered.
+func setupDataplane(t *testing.T) *env {
+	t.Helper()
+	e := setup(t, opts{noMN: true})
+	// The lab writes mcoa-ha's [dataplane] as "none": switch it on.
+	text, err := os.ReadFile(e.ha.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on := strings.Replace(string(text), "[dataplane]\nbackend = \"none\"", "[dataplane]\nbackend = \"tun\"", 1)
+	if on == string(text) {
+		t.Fatalf("no [dataplane] backend = \"none\" in %s to switch on", e.ha.Config)
+	}
+	if err := os.WriteFile(e.ha.Config, []byte(on), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ha.Restart(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.mnCfg.Backend = "tun"
+	e.mnCfg.Extra = dataplanePolicies
+	e.startMN()
+	e.waitFor("three bindings in the HA's cache", registerTimeout, func() error { return e.cacheIs(ifaces...) })
+	e.waitFor("three bindings registered on the MN", registerTimeout, func() error { return e.registered(ifaces...) })
+	e.waitFor("three tunnels on the MN", registerTimeout, func() error {
+		for _, n := range ifaces {
+			if _, err := e.lab.Exec(e.ctx, lab.MN, "ip", "link", "show", fmt.Sprintf("mcoab%d", e.bids[n])); err != nil {
+				return fmt.Errorf("no tunnel for %s: %v", n, err)
+			}
+		}
+		return nil
+	})
+	return e
+}
+
+// inNode runs fn on a thread inside one of the lab's namespaces; sockets
+// made in fn stay there.
+func (e *env) inNode(node string, fn func() error) error {
+	return (&nstest.NS{Name: e.lab.NS(node)}).Do(fn)
+}
+
+// tunnelTx is the MN's count of packets sent through each interface's
+// tunnel.
+func (e *env) tunnelTx() map[string]float64 {
+	e.t.Helper()
+	m := e.metrics(e.mn)
+	out := map[string]float64{}
+	for _, n := range ifaces {
+		out[n] = m[fmt.Sprintf(`mcoad_tunnel_tx_packets_total{bid="%d"}`, e.bids[n])]
+	}
+	return out
+}
+
+// ourRules is `ip -6 rule` in the mn node, mcoad's rules only.
+func (e *env) ourRules() []string {
+	e.t.Helper()
+	out, err := e.lab.Exec(e.ctx, lab.MN, "ip", "-6", "rule")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var rs []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "proto 77") {
+			rs = append(rs, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	return rs
+}
+
+// leftovers lists what mcoad installed in the mn node that is still there.
+func (e *env) leftovers() []string {
+	e.t.Helper()
+	var left []string
+	for _, r := range e.ourRules() {
+		left = append(left, "rule "+r)
+	}
+	out, err := e.lab.Exec(e.ctx, lab.MN, "nft", "list", "tables")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "mcoad") {
+			left = append(left, l)
+		}
+	}
+	out, err = e.lab.Exec(e.ctx, lab.MN, "ip", "-o", "link", "show")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], "mcoa") {
+			left = append(left, "link "+strings.TrimSuffix(f[1], ":"))
+		}
+	}
+	out, err = e.lab.Exec(e.ctx, lab.MN, "ip", "-6", "addr", "show", "to", lab.HoA.String()+"/128")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if strings.Contains(string(out), lab.HoA.String()) {
+		left = append(left, "address "+lab.HoA.String())
+	}
+	return left
+}
+
+// stream sends numbered datagrams every interval from a socket made in
+// node (to dst, from src if valid) to a receiver in rnode, and records
+// what arrives.
+type stream struct {
+	sent, got atomic.Int64
+	mu        sync.Mutex
+	arrivals  []arrival
+	stop      chan struct{}
+	done      sync.WaitGroup
+	local     netip.Addr // the sender's source address
+}
+
+type arrival struct {
+	seq uint64
+	at  time.Time
+}
+
+func (e *env) startStream(node, rnode string, dst netip.AddrPort, interval time.Duration) *stream {
+	e.t.Helper()
+	s := &stream{stop: make(chan struct{})}
+	var rc *net.UDPConn
+	err := e.inNode(rnode, func() (err error) {
+		rc, err = net.ListenUDP("udp6", &net.UDPAddr{IP: dst.Addr().AsSlice(), Port: int(dst.Port())})
+		return err
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var sc *net.UDPConn
+	err = e.inNode(node, func() (err error) {
+		sc, err = net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(dst))
+		return err
+	})
+	if err != nil {
+		rc.Close()
+		e.t.Fatal(err)
+	}
+	s.local = sc.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	s.done.Add(2)
+	go func() {
+		defer s.done.Done()
+		buf := make([]byte, 64)
+		for {
+			n, err := rc.Read(buf)
+			if err != nil {
+				return
+			}
+			if n >= 8 {
+				s.got.Add(1)
+				s.mu.Lock()
+				s.arrivals = append(s.arrivals, arrival{binary.BigEndian.Uint64(buf), time.Now()})
+				s.mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		defer s.done.Done()
+		defer sc.Close()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		buf := make([]byte, 64)
+		for seq := uint64(0); ; seq++ {
+			select {
+			case <-s.stop:
+				time.Sleep(100 * time.Millisecond) // the last ones in flight
+				rc.Close()
+				return
+			case <-t.C:
+			}
+			binary.BigEndian.PutUint64(buf, seq)
+			sc.Write(buf) // errors (no route for a moment) are losses
+			s.sent.Add(1)
+		}
+	}()
+	e.t.Cleanup(s.close)
+	return s
+}
+
+func (s *stream) close() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.done.Wait()
+}
+
+// gaps returns the outages: for every run of missing sequence numbers, the
+// time between the arrivals around it.
+func (s *stream) gaps() []time.Duration {
+	s.mu.Lock()
+	a := slices.Clone(s.arrivals)
+	s.mu.Unlock()
+	slices.SortFunc(a, func(x, y arrival) int { return int(x.seq) - int(y.seq) })
+	var out []time.Duration
+	for i := 1; i < len(a); i++ {
+		if a[i].seq > a[i-1].seq+1 {
+			out = append(out, a[i].at.Sub(a[i-1].at))
+		}
+	}
+	return out
+}
+
+// tcpFlow keeps writing on one TCP connection from node to dst.
+type tcpFlow struct {
+	written, read atomic.Int64
+	err           atomic.Pointer[error]
+	stop          chan struct{}
+	done          sync.WaitGroup
+	local         netip.Addr
+}
+
+func (e *env) startTCP(node, rnode string, dst netip.AddrPort) *tcpFlow {
+	e.t.Helper()
+	f := &tcpFlow{stop: make(chan struct{})}
+	var ln net.Listener
+	err := e.inNode(rnode, func() (err error) {
+		ln, err = net.Listen("tcp6", dst.String())
+		return err
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var c net.Conn
+	err = e.inNode(node, func() (err error) {
+		c, err = net.DialTimeout("tcp6", dst.String(), 5*time.Second)
+		return err
+	})
+	if err != nil {
+		ln.Close()
+		e.t.Fatal(err)
+	}
+	f.local = c.LocalAddr().(*net.TCPAddr).AddrPort().Addr()
+	f.done.Add(2)
+	go func() {
+		defer f.done.Done()
+		defer ln.Close()
+		sc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer sc.Close()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := sc.Read(buf)
+			f.read.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer f.done.Done()
+		defer c.Close()
+		buf := make([]byte, 1000)
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-f.stop:
+				return
+			case <-t.C:
+			}
+			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			n, err := c.Write(buf)
+			f.written.Add(int64(n))
+			if err != nil {
+				f.err.Store(&err)
+				return
+			}
+		}
+	}()
+	e.t.Cleanup(f.close)
+	return f
+}
+
+func (f *tcpFlow) close() {
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+	}
+	f.done.Wait()
+}
+
+func (f *tcpFlow) failed() error {
+	if p := f.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// rxGrowsOn waits until the MN receives at least n more packets through
+// want's tunnel while the others carry fewer than a tenth of that.
+func (e *env) rxGrowsOn(what, want string, n float64, others ...string) {
+	e.t.Helper()
+	rx := func() map[string]float64 {
+		m := e.metrics(e.mn)
+		out := map[string]float64{}
+		for _, i := range ifaces {
+			out[i] = m[fmt.Sprintf(`mcoad_tunnel_rx_packets_total{bid="%d"}`, e.bids[i])]
+		}
+		return out
+	}
+	base := rx()
+	e.waitFor(what, 10*time.Second, func() error {
+		now := rx()
+		if d := now[want] - base[want]; d < n {
+			return fmt.Errorf("%s's tunnel received %v packets, want %v (all: %v -> %v)", want, d, n, base, now)
+		}
+		for _, o := range others {
+			if d := now[o] - base[o]; d > n/10 {
+				return fmt.Errorf("%s's tunnel received %v packets, want few (all: %v -> %v)", o, d, base, now)
+			}
+		}
+		return nil
+	})
+}
+
+// growsOn waits until the tunnel of want carries at least n more packets
+// while the others carry fewer than a tenth of that.
+func (e *env) growsOn(what, want string, n float64, others ...string) {
+	e.t.Helper()
+	base := e.tunnelTx()
+	e.waitFor(what, 10*time.Second, func() error {
+		now := e.tunnelTx()
+		if d := now[want] - base[want]; d < n {
+			return fmt.Errorf("%s's tunnel sent %v packets, want %v (all: %v -> %v)", want, d, n, base, now)
+		}
+		for _, o := range others {
+			if d := now[o] - base[o]; d > n/10 {
+				return fmt.Errorf("%s's tunnel sent %v packets, want few (all: %v -> %v)", o, d, base, now)
+			}
+		}
+		return nil
+	})
+}
+
+// TestDataPlane: with the userspace data plane on both ends, the home
+// address works both ways; a UDP and a TCP flow at once each go out the
+// interface their policy names; cutting a flow's interface moves it to the
+// next preferred one and restoring it moves it back; a killed mcoad leaves
+// no duplicate rules behind once started again, and nothing at all once
+// stopped or cleaned up.
+func TestDataPlane(t *testing.T) {
+	t.Parallel()
+	e := setupDataplane(t)
+
+	// The home address both ways: CN -> HoA and the replies.
+	if out, err := e.lab.Exec(e.ctx, lab.CN, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", lab.HoA.String()); err != nil {
+		t.Fatalf("ping CN -> HoA: %v\n%s", err, out)
+	}
+	// MN -> CN from a socket that binds nothing: the home address is its
+	// source.
+	if out, err := e.lab.Exec(e.ctx, lab.MN, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", lab.CNAddr.String()); err != nil {
+		t.Fatalf("ping MN -> CN: %v\n%s", err, out)
+	} else if !strings.Contains(string(out), "from "+lab.CNAddr.String()) {
+		t.Errorf("ping MN -> CN: %s", out)
+	}
+
+	// A UDP flow (policy voice: wlan0) and a TCP flow (policy bulk:
+	// wwan0) at the same time; other traffic takes eth0, the best.
+	udp := e.startStream(lab.MN, lab.CN, netip.AddrPortFrom(lab.CNAddr, udpPort), 5*time.Millisecond)
+	tcp := e.startTCP(lab.MN, lab.CN, netip.AddrPortFrom(lab.CNAddr, tcpPort))
+	if udp.local != lab.HoA || tcp.local != lab.HoA {
+		t.Fatalf("flows from %s (udp) and %s (tcp), want the home address %s", udp.local, tcp.local, lab.HoA)
+	}
+	e.waitFor("both flows deliver", 10*time.Second, func() error {
+		if udp.got.Load() < 50 || tcp.read.Load() < 50_000 {
+			return fmt.Errorf("udp %d datagrams, tcp %d bytes", udp.got.Load(), tcp.read.Load())
+		}
+		return nil
+	})
+	e.growsOn("UDP on wlan0", "wlan0", 100, "eth0")
+	e.growsOn("TCP on wwan0", "wwan0", 100, "eth0")
+	e.checkWire("wlan0", "udp", udpPort)
+	e.checkWire("wwan0", "tcp", tcpPort)
+	counters := e.nftCounters()
+	if counters["mcoad: policy voice bid "+strconv.Itoa(int(e.bids["wlan0"]))] == 0 ||
+		counters["mcoad: policy bulk bid "+strconv.Itoa(int(e.bids["wwan0"]))] == 0 {
+		t.Errorf("policy counters %v", counters)
+	}
+
+	// Cut wlan0: the UDP flow goes on over eth0 at once, and comes back
+	// when wlan0 does.
+	lostBefore := udp.sent.Load() - udp.got.Load()
+	if err := e.lab.CutLink("wlan0"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("wlan0's binding gone", registerTimeout, func() error { return e.registered("eth0", "wwan0") })
+	e.growsOn("UDP moves to eth0", "eth0", 100, "wlan0")
+	lost := udp.sent.Load() - udp.got.Load() - lostBefore
+	t.Logf("UDP datagrams lost over the cut of wlan0: %d (one every 5ms); gaps %v", lost, udp.gaps())
+	if err := e.lab.RestoreLink("wlan0"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("wlan0 registered again", 3*registerTimeout, func() error { return e.registered(ifaces...) })
+	e.growsOn("UDP back on wlan0", "wlan0", 100, "eth0")
+	if err := tcp.failed(); err != nil {
+		t.Errorf("TCP flow: %v", err)
+	}
+	udp.close()
+	tcp.close()
+
+	// Killed, then started again: the same rules, once each.
+	before := e.ourRules()
+	if len(before) == 0 {
+		t.Fatal("no ip rules of mcoad")
+	}
+	if err := e.mn.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-e.mn.Proc().Done()
+	if err := e.mn.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("registered after the restart", registerTimeout, func() error { return e.registered(ifaces...) })
+	e.waitFor("the same rules, once each", registerTimeout, func() error {
+		after := e.ourRules()
+		if !slices.Equal(sortedCopy(after), sortedCopy(before)) {
+			return fmt.Errorf("rules:\n%s\nbefore the kill:\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
+		}
+		return nil
+	})
+	if out, err := e.lab.Exec(e.ctx, lab.CN, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", lab.HoA.String()); err != nil {
+		t.Errorf("ping CN -> HoA after the restart: %v\n%s", err, out)
+	}
+
+	// Stopped: nothing left.
+	if err := e.mn.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if left := e.leftovers(); len(left) > 0 {
+		t.Errorf("after mcoad stopped: %s", strings.Join(left, "; "))
+	}
+	// Killed: mcoad -cleanup removes what it left.
+	if err := e.mn.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("registered again", registerTimeout, func() error { return e.registered(ifaces...) })
+	if err := e.mn.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-e.mn.Proc().Done()
+	if len(e.ourRules()) == 0 {
+		t.Error("a killed mcoad left no rules: nothing for -cleanup to do")
+	}
+	if out, err := e.lab.Exec(e.ctx, lab.MN, bins.mcoad, "-cleanup", "-config", e.mn.Config); err != nil {
+		t.Fatalf("mcoad -cleanup: %v\n%s", err, out)
+	}
+	if left := e.leftovers(); len(left) > 0 {
+		t.Errorf("after mcoad -cleanup: %s", strings.Join(left, "; "))
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	sort.Strings(c)
+	return c
+}
+
+var nftCounterRE = regexp.MustCompile(`counter packets (\d+) bytes \d+ .*comment "([^"]+)"`)
+
+// nftCounters are the packet counters of mcoad's nftables rules, by
+// comment.
+func (e *env) nftCounters() map[string]int {
+	e.t.Helper()
+	out, err := e.lab.Exec(e.ctx, lab.MN, "nft", "list", "table", "ip6", "mcoad")
+	if err != nil {
+		e.t.Fatalf("nft: %v: %s", err, out)
+	}
+	m := map[string]int{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if s := nftCounterRE.FindStringSubmatch(l); s != nil {
+			n, _ := strconv.Atoi(s[1])
+			m[s[2]] = n
+		}
+	}
+	return m
+}
+
+// checkWire captures a second of the access link of iface at its router
+// and wants tunnelled packets of the flow there (IPv6 in IPv6 from the
+// interface's care-of address to the HA, inner protocol and port).
+func (e *env) checkWire(iface, proto string, port int) {
+	e.t.Helper()
+	if _, err := os.Stat("/usr/bin/tshark"); err != nil {
+		e.t.Logf("no tshark: wire check of %s skipped", iface)
+		return
+	}
+	acc, err := lab.AccessOf(iface)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+	defer cancel()
+	filter := fmt.Sprintf("ipv6.src == %s && ipv6.dst == %s && ipv6.nxt == 41 && %s.dstport == %d", e.coas[iface], lab.HAAddr, proto, port)
+	out, err := e.lab.Exec(ctx, acc.Router, "tshark", "-n", "-i", lab.RouterDownlink, "-a", "duration:1",
+		"-Y", filter, "-T", "fields", "-e", "frame.number")
+	if err != nil {
+		var ee *lab.ExecError
+		if errors.As(err, &ee) {
+			e.t.Fatalf("tshark on %s %s: %v", acc.Router, lab.RouterDownlink, err)
+		}
+		e.t.Fatal(err)
+	}
+	n := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" && strings.Trim(l, "0123456789") == "" {
+			n++
+		}
+	}
+	if n < 10 {
+		e.t.Errorf("%s: %d tunnelled %s packets to port %d in a second on %s's link, want the flow there\n%s", iface, n, proto, port, acc.Router, out)
+	} else {
+		e.t.Logf("%s: %d tunnelled %s/%d packets in a second on the wire", iface, n, proto, port)
+	}
+}
+
+// outage is the longest silence of s around t: the time between the
+// arrivals on either side of a run of lost datagrams that began within
+// window after t (0: nothing lost).
+func (s *stream) outage(t time.Time, window time.Duration) time.Duration {
+	s.mu.Lock()
+	a := slices.Clone(s.arrivals)
+	s.mu.Unlock()
+	slices.SortFunc(a, func(x, y arrival) int { return int(x.seq) - int(y.seq) })
+	var worst time.Duration
+	for i := 1; i < len(a); i++ {
+		if a[i].seq == a[i-1].seq+1 || a[i-1].at.Before(t.Add(-50*time.Millisecond)) || a[i-1].at.After(t.Add(window)) {
+			continue
+		}
+		worst = max(worst, a[i].at.Sub(a[i-1].at))
+	}
+	return worst
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// TestFailover measures the outage of a stream of datagrams from the CN to
+// the home address, one every millisecond, each time the carrier of the
+// interface it arrives on (eth0, the best) goes, and each time it comes
+// back (the HA moves the stream back to it): 5 cuts, 2 with -short,
+// MCOA_FAILOVER_CUTS=N for more. Cuts are a second and a half apart, so
+// that the BUs they cause stay under RFC 6275's MAX_UPDATE_RATE (3 per
+// second), which would otherwise delay them. It asserts only that the
+// stream survives every cut; the figures are logged.
+func TestFailover(t *testing.T) {
+	t.Parallel()
+	cuts := 5
+	if testing.Short() {
+		cuts = 2
+	}
+	if n, err := strconv.Atoi(os.Getenv("MCOA_FAILOVER_CUTS")); err == nil && n > 0 {
+		cuts = n
+	}
+	e := setupDataplane(t)
+	probe := e.startStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, probePort), time.Millisecond)
+	e.waitFor("probes arrive", 5*time.Second, func() error {
+		if probe.got.Load() < 200 {
+			return fmt.Errorf("%d probes arrived", probe.got.Load())
+		}
+		return nil
+	})
+	e.rxGrowsOn("probes come through eth0", "eth0", 100, "wlan0", "wwan0")
+	var down, up []time.Duration
+	for i := 0; i < cuts; i++ {
+		time.Sleep(time.Second) // MAX_UPDATE_RATE
+		cut := time.Now()
+		if err := e.lab.CutLink("eth0"); err != nil {
+			t.Fatal(err)
+		}
+		e.waitFor(fmt.Sprintf("cut %d: eth0's binding gone", i+1), registerTimeout, func() error { return e.registered("wlan0", "wwan0") })
+		n := probe.got.Load()
+		e.waitFor(fmt.Sprintf("cut %d: probes arrive again", i+1), 5*time.Second, func() error {
+			if probe.got.Load() < n+100 {
+				return fmt.Errorf("%d probes since", probe.got.Load()-n)
+			}
+			return nil
+		})
+		down = append(down, probe.outage(cut, time.Second))
+		back := time.Now()
+		if err := e.lab.RestoreLink("eth0"); err != nil {
+			t.Fatal(err)
+		}
+		e.waitFor(fmt.Sprintf("cut %d: eth0 registered again", i+1), 3*registerTimeout, func() error { return e.registered(ifaces...) })
+		n = probe.got.Load()
+		e.waitFor(fmt.Sprintf("cut %d: probes after the restore", i+1), 5*time.Second, func() error {
+			if probe.got.Load() < n+100 {
+				return fmt.Errorf("%d probes since", probe.got.Load()-n)
+			}
+			return nil
+		})
+		up = append(up, probe.outage(back, time.Second))
+	}
+	probe.close()
+	t.Logf("fail-over outage of a 1ms CN -> HoA stream over %d carrier cuts of eth0: p50 %v, p90 %v, max %v; all %v",
+		cuts, percentile(down, 0.5), percentile(down, 0.9), percentile(down, 1), down)
+	t.Logf("outage when eth0 comes back: p50 %v, max %v; all %v", percentile(up, 0.5), percentile(up, 1), up)
+	t.Logf("probes: %d sent, %d received", probe.sent.Load(), probe.got.Load())
+}

@@ -1,0 +1,496 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mcoad/mcoad/pkg/control"
+)
+
+// Daemon binaries, as `make build` names them.
+const (
+	MNBinary  = "mcoad"
+	HABinary  = "mcoa-ha"
+	CtlBinary = "mcoactl"
+)
+
+// FindBinary returns the path of one of the project's programs: next to the
+// running executable first (bin/ after `make build`), then on PATH.
+func FindBinary(name string) (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("lab: %s not found next to this program nor on PATH (run `make build`): %w", name, err)
+	}
+	return p, nil
+}
+
+// Interface rules the lab's mcoad uses by default: one priority per access
+// link, the Ethernet one preferred.
+var DefaultInterfaceRules = []InterfaceRule{
+	{Match: "eth*", Priority: 30},
+	{Match: "wlan*", Priority: 20},
+	{Match: "wwan*", Priority: 10},
+}
+
+// InterfaceRule is one [[interface]] of mcoad's configuration.
+type InterfaceRule struct {
+	Match    string
+	Priority uint8
+}
+
+// HAConfig chooses how StartHA configures mcoa-ha. The zero value is the
+// lab's home agent with defaults.
+type HAConfig struct {
+	Bin         string        // mcoa-ha binary; default FindBinary(HABinary)
+	NoBulk      bool          // bulk_registration = false (answer bulk BUs with 146)
+	MaxLifetime time.Duration // max_lifetime; default 420s
+	LogLevel    string        // default "debug"
+	Extra       string        // TOML appended to the file as is
+}
+
+// MNConfig chooses how StartMN configures mcoad. The zero value is the
+// lab's mobile node with defaults: bulk registration, one BID per
+// interface, DefaultInterfaceRules, return_home "all", no data plane.
+type MNConfig struct {
+	Bin          string        // mcoad binary; default FindBinary(MNBinary)
+	Registration string        // "bulk" (default) or "individual"
+	BIDMode      string        // "interface" (default) or "coa"
+	Lifetime     time.Duration // requested lifetime; default 420s
+	ReturnHome   string        // "all" (default) or "keep-foreign"
+	// KeepOnStop sets deregister_on_stop = false: a stopped mcoad leaves
+	// its bindings to expire.
+	KeepOnStop bool
+	Backend    string          // [dataplane] backend; default "none"
+	Interfaces []InterfaceRule // default DefaultInterfaceRules
+	StateDir   string          // default: a directory in the lab's Dir
+	LogLevel   string          // default "debug"
+	Extra      string          // TOML appended to the file as is
+}
+
+// Daemon is mcoa-ha or mcoad running in one of the lab's nodes.
+type Daemon struct {
+	Node   string          // node it runs in
+	Bin    string          // binary
+	Config string          // its configuration file
+	Socket string          // its control socket
+	Client *control.Client // talks to Socket
+
+	lab  *Lab
+	mu   sync.Mutex
+	proc *Proc
+}
+
+// RunDir is where the lab's daemons put their control sockets: a short path
+// (unix socket paths are limited to 107 bytes) that Down and Cleanup remove.
+func (l *Lab) RunDir() string {
+	return filepath.Join(os.TempDir(), "mcoa-lab-"+l.Prefix+"run")
+}
+
+// StartHA writes mcoa-ha's configuration (the home agent at HAAddr on
+// HomeIface, serving HomePrefix, no data plane) and starts it in the ha
+// node. It returns once the control socket answers.
+func (l *Lab) StartHA(ctx context.Context, c *HAConfig) (*Daemon, error) {
+	var cfg HAConfig
+	if c != nil {
+		cfg = *c
+	}
+	if cfg.MaxLifetime == 0 {
+		cfg.MaxLifetime = 420 * time.Second
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "debug"
+	}
+	sock := filepath.Join(l.RunDir(), "mcoa-ha.sock")
+	text := fmt.Sprintf(`# written by mcoad's lab (internal/lab)
+[home_agent]
+address = %q
+interface = %q
+home_prefix = %q
+serve = [%q]
+bulk_registration = %v
+max_lifetime = %d
+
+[dataplane]
+backend = "none"
+
+[control]
+socket = %q
+group = ""
+
+[log]
+level = %q
+`, HAAddr, HomeIface, HomePrefix, HomePrefix, !cfg.NoBulk, int(cfg.MaxLifetime/time.Second), sock, cfg.LogLevel)
+	return l.startDaemon(ctx, HA, HABinary, cfg.Bin, "mcoa-ha.toml", text+cfg.Extra, sock)
+}
+
+// StartMN writes mcoad's configuration (home address HoA, home agent
+// HAAddr) and starts it in the mn node. It returns once the control socket
+// answers.
+func (l *Lab) StartMN(ctx context.Context, c *MNConfig) (*Daemon, error) {
+	var cfg MNConfig
+	if c != nil {
+		cfg = *c
+	}
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&cfg.Registration, "bulk")
+	def(&cfg.BIDMode, "interface")
+	def(&cfg.ReturnHome, "all")
+	def(&cfg.Backend, "none")
+	def(&cfg.LogLevel, "debug")
+	def(&cfg.StateDir, filepath.Join(l.Dir, "mcoad-state"))
+	if cfg.Lifetime == 0 {
+		cfg.Lifetime = 420 * time.Second
+	}
+	if cfg.Interfaces == nil {
+		cfg.Interfaces = DefaultInterfaceRules
+	}
+	sock := filepath.Join(l.RunDir(), "mcoad.sock")
+	var b strings.Builder
+	fmt.Fprintf(&b, `# written by mcoad's lab (internal/lab)
+[mobile_node]
+home_address = %q
+home_agent = %q
+home_prefix = %q
+lifetime = %d
+bid_mode = %q
+registration = %q
+return_home = %q
+deregister_on_stop = %v
+state_dir = %q
+`, HoA, HAAddr, HomePrefix, int(cfg.Lifetime/time.Second), cfg.BIDMode, cfg.Registration,
+		cfg.ReturnHome, !cfg.KeepOnStop, cfg.StateDir)
+	for _, r := range cfg.Interfaces {
+		fmt.Fprintf(&b, "\n[[interface]]\nmatch = %q\npriority = %d\n", r.Match, r.Priority)
+	}
+	fmt.Fprintf(&b, `
+[dataplane]
+backend = %q
+
+[control]
+socket = %q
+group = ""
+
+[log]
+level = %q
+`, cfg.Backend, sock, cfg.LogLevel)
+	return l.startDaemon(ctx, MN, MNBinary, cfg.Bin, "mcoad.toml", b.String()+cfg.Extra, sock)
+}
+
+func (l *Lab) startDaemon(ctx context.Context, node, name, bin, file, text, sock string) (*Daemon, error) {
+	if bin == "" {
+		var err error
+		if bin, err = FindBinary(name); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(l.RunDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	path := filepath.Join(l.Dir, file)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	d := &Daemon{Node: node, Bin: bin, Config: path, Socket: sock, Client: control.NewClient(sock), lab: l}
+	if err := d.Start(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// daemonStartTimeout bounds how long a daemon may take to answer on its
+// control socket.
+const daemonStartTimeout = 10 * time.Second
+
+// Start starts the daemon (again, after Stop) with its configuration file
+// and waits until its control socket answers.
+func (d *Daemon) Start(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.proc != nil && d.proc.Running() {
+		return fmt.Errorf("lab: %s already runs in %s (pid %d)", filepath.Base(d.Bin), d.Node, d.proc.Pid)
+	}
+	// A socket file left by a killed daemon would answer nothing: the
+	// daemon replaces it, but waiting must not see it.
+	os.Remove(d.Socket)
+	p, err := d.lab.Start(d.Node, d.Bin, "-config", d.Config)
+	if err != nil {
+		return err
+	}
+	d.proc = p
+	ctx, cancel := context.WithTimeout(ctx, daemonStartTimeout)
+	defer cancel()
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, time.Second)
+		_, err := d.Client.Status(cctx)
+		ccancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("lab: %s in %s exited (%v):\n%s", filepath.Base(d.Bin), d.Node, p.Err(), strings.TrimSpace(p.Tail(4000)))
+		case <-ctx.Done():
+			p.Stop()
+			return fmt.Errorf("lab: %s in %s does not answer on %s: %w (last: %v)\n%s",
+				filepath.Base(d.Bin), d.Node, d.Socket, ctx.Err(), err, strings.TrimSpace(p.Tail(4000)))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Stop sends SIGTERM and waits for the daemon to exit (SIGKILL after 3s).
+func (d *Daemon) Stop() error {
+	d.mu.Lock()
+	p := d.proc
+	d.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.Stop()
+}
+
+// Restart stops the daemon and starts it again with the same
+// configuration.
+func (d *Daemon) Restart(ctx context.Context) error {
+	if err := d.Stop(); err != nil {
+		return err
+	}
+	return d.Start(ctx)
+}
+
+// Proc returns the daemon's current process.
+func (d *Daemon) Proc() *Proc {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.proc
+}
+
+// Signal sends sig to the daemon's process group.
+func (d *Daemon) Signal(sig syscall.Signal) error {
+	p := d.Proc()
+	if p == nil {
+		return nil
+	}
+	return p.Signal(sig)
+}
+
+// LogOffset returns the current size of the daemon's log, so that LogSince
+// can return what it writes from now on.
+func (d *Daemon) LogOffset() int64 {
+	p := d.Proc()
+	if p == nil {
+		return 0
+	}
+	st, err := os.Stat(p.Log)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// LogSince returns the daemon's log from offset on (see LogOffset).
+func (d *Daemon) LogSince(off int64) string {
+	p := d.Proc()
+	if p == nil {
+		return ""
+	}
+	f, err := os.Open(p.Log)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, 0); err != nil {
+		return ""
+	}
+	var b strings.Builder
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		b.WriteString(sc.Text())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// Poll calls cond every interval until it reports true, returns an error,
+// or ctx ends; it returns how long that took. The error of a timeout wraps
+// ctx's and the last error cond returned.
+func Poll(ctx context.Context, interval time.Duration, cond func(context.Context) (bool, error)) (time.Duration, error) {
+	start := time.Now()
+	var last error
+	for {
+		ok, err := cond(ctx)
+		if ok && err == nil {
+			return time.Since(start), nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return time.Since(start), fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
+			}
+			return time.Since(start), ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// ProxiedAddrs returns the addresses the ha node answers neighbour
+// solicitations for on its home link (`ip -6 neigh show proxy`).
+func (l *Lab) ProxiedAddrs(ctx context.Context) ([]netip.Addr, error) {
+	out, err := l.Exec(ctx, HA, "ip", "-6", "neigh", "show", "proxy", "dev", HomeIface)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []netip.Addr
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if a, err := netip.ParseAddr(f[0]); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs, nil
+}
+
+// CoAs returns the usable SLAAC address of each of the MN's access
+// interfaces in its access router's prefix (interfaces without one are
+// left out).
+func (l *Lab) CoAs(ctx context.Context) (map[string]netip.Addr, error) {
+	out := map[string]netip.Addr{}
+	var errs []error
+	for _, a := range Accesses {
+		addr, ok, err := l.coa(ctx, a.Iface, a.Prefix)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if ok {
+			out[a.Iface] = addr
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// LeaveHome moves an MN interface from the home link back to its access
+// router the way a host's network manager sees it: the carrier goes, the
+// addresses and routes the home link gave it are flushed (Linux itself
+// would keep the home-prefix SLAAC address for its whole valid lifetime),
+// and the interface comes up on the foreign link.
+func (l *Lab) LeaveHome(ctx context.Context, mnIface string) error {
+	if err := l.CutLink(mnIface); err != nil {
+		return err
+	}
+	p := HomePrefix.String()
+	if err := l.ip(ctx, "-n", l.NS(MN), "-6", "addr", "flush", "dev", mnIface, "to", p); err != nil {
+		return fmt.Errorf("lab: leave home: %w", err)
+	}
+	if err := l.ip(ctx, "-n", l.NS(MN), "-6", "route", "flush", "dev", mnIface, "root", p); err != nil {
+		return fmt.Errorf("lab: leave home: %w", err)
+	}
+	// The home agent's default route: it would outlive the move by up to
+	// radvd's AdvDefaultLifetime (3 * MaxRtrAdvInterval).
+	if err := l.ip(ctx, "-n", l.NS(MN), "-6", "route", "flush", "dev", mnIface, "proto", "ra"); err != nil {
+		return fmt.Errorf("lab: leave home: %w", err)
+	}
+	return l.DetachHome(mnIface)
+}
+
+// Metrics returns the daemon's Prometheus metrics (GET /metrics) keyed by
+// series as written, e.g. `mcoa_ha_bu_rejected_total{status="135"}`.
+func (d *Daemon) Metrics(ctx context.Context) (map[string]float64, error) {
+	text, err := d.Client.Metrics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ParseMetrics(text), nil
+}
+
+// ParseMetrics parses the Prometheus text format into series → value.
+// Comments and malformed lines are skipped.
+func ParseMetrics(text string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i <= 0 {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[i+1:], &v); err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// LoggedBU is one Binding Update as mcoa-ha logs it at level debug
+// (msg="binding update" src=... hoa=... seq=... bids=... status=...).
+type LoggedBU struct {
+	Src    netip.Addr
+	HoA    netip.Addr // invalid for a BU without Home Address option (from the home link)
+	Seq    int
+	BIDs   int // number of BID sub-options
+	Status int // BA status
+}
+
+// ParseLoggedBUs returns the Binding Updates mcoa-ha logged (debug level)
+// in log, in order.
+func ParseLoggedBUs(log string) []LoggedBU {
+	var out []LoggedBU
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, `msg="binding update"`) {
+			continue
+		}
+		var bu LoggedBU
+		for _, f := range strings.Fields(line) {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				continue
+			}
+			v = strings.Trim(v, `"`)
+			switch k {
+			case "src":
+				bu.Src, _ = netip.ParseAddr(v)
+			case "hoa":
+				bu.HoA, _ = netip.ParseAddr(v)
+			case "seq":
+				fmt.Sscan(v, &bu.Seq)
+			case "bids":
+				fmt.Sscan(v, &bu.BIDs)
+			case "status":
+				fmt.Sscan(v, &bu.Status)
+			}
+		}
+		out = append(out, bu)
+	}
+	return out
+}
