@@ -278,9 +278,12 @@ func (c *core) build(links []netlink.Link, addrs []netlink.Addr, now time.Time, 
 			w.coas = nil
 			continue
 		}
-		if rv.home || len(homeAddrs) > 0 {
-			// Draft 3.3: the home link. Its addresses are not care-of
-			// addresses; one entry says the interface is home.
+		// Draft 3.3: the home link. Its addresses are not care-of
+		// addresses; one entry says the interface is home. An address in
+		// the home prefix says so only while no router heard since the
+		// carrier came up says otherwise: after a move from the home link
+		// the kernel keeps the old SLAAC address for its whole lifetime.
+		if rv.home || (len(homeAddrs) > 0 && len(rv.routers) == 0) {
 			w.home = true
 			w.coas = nil
 			w.ifi.State = StateHome

@@ -327,6 +327,22 @@ func TestBuildHomeLinkByRA(t *testing.T) {
 			t.Errorf("eth0 = %+v", eth0)
 		}
 	})
+	t.Run("moved away: stale home-prefix address, foreign router", func(t *testing.T) {
+		// The kernel keeps the home link's SLAAC address after a move; the
+		// foreign router heard since says the link is not home any more.
+		c, st := testCore(t, &Config{HomeAddress: hoa})
+		stale := append([]netlink.Addr{mkAddr(2, "2001:db8:aaaa::ff:fe00:1/64", 0), mkAddr(2, "2001:db8:1::1/64", 0)}, addrs...)
+		s := c.build(links, stale, t0, st)
+		if eth0, _ := s.Interface("eth0"); !eth0.HomeLink {
+			t.Fatalf("before any RA, a home-prefix address means home: %+v", eth0)
+		}
+		c.ra.update(2, foreignRA, t0)
+		s = c.build(links, stale, t0, st)
+		eth0, _ := s.Interface("eth0")
+		if eth0.HomeLink || eth0.State != StateCoA || eth0.CoA != netip.MustParseAddr("2001:db8:1::1") {
+			t.Errorf("after a foreign RA: %+v", eth0)
+		}
+	})
 	t.Run("carrier loss forgets the routers", func(t *testing.T) {
 		c, st := testCore(t, &Config{HomeAddress: hoa})
 		c.ra.update(2, homeRA, t0)
