@@ -7,7 +7,7 @@ CMDS     := mcoad mcoactl mcoa-ha mcoa-lab
 FUZZTIME ?= 10s
 export PATH := /usr/local/go/bin:$(GOBIN):$(PATH)
 
-.PHONY: all build deps lab test check unit e2e fuzz wirecheck bench clean
+.PHONY: all build deps lab test check unit e2e fuzz wirecheck bench clean deb debcheck
 
 all: build
 
@@ -29,7 +29,7 @@ lab: deps build
 # The whole test suite: formatting, vet, staticcheck, unit and end-to-end
 # tests (end-to-end ones need root; MCOA_E2E=1 makes them mandatory), short
 # fuzz runs of every target, and the tshark wire check.
-test: deps check unit fuzz wirecheck
+test: deps check unit fuzz wirecheck debcheck
 	@echo "test: all passed"
 
 check:
@@ -46,6 +46,15 @@ fuzz:
 # Our packets decoded field by field by Wireshark's dissector.
 wirecheck:
 	@set -o pipefail; MCOA_E2E=1 $(GO) test -count=1 -run 'Tshark' -v ./pkg/proto | grep -E '^(=== RUN|\s*--- |ok|FAIL|PASS)'
+
+# dist/mcoad_VERSION_ARCH.deb (VERSION: packaging/deb/debian/changelog).
+deb:
+	@bash packaging/deb/build.sh dist
+
+# The .deb built, linted, installed into a throw-away root, upgraded,
+# purged; its systemd units verified (packaging/deb/check.sh).
+debcheck:
+	@bash packaging/deb/check.sh
 
 bench: build
 	@bash scripts/bench.sh

@@ -426,6 +426,28 @@ func TestDataPlane(t *testing.T) {
 	e.growsOn("TCP on wwan0", "wwan0", 100, "eth0")
 	e.checkWire("wlan0", "udp", udpPort)
 	e.checkWire("wwan0", "tcp", tcpPort)
+	// Downstream, the HA sends each flow back the way it came: the TCP
+	// flow's acknowledgements through wwan0's tunnel.
+	haTx := func() map[string]float64 {
+		m := e.metrics(e.ha)
+		out := map[string]float64{}
+		for k, v := range m {
+			for _, n := range ifaces {
+				if strings.HasPrefix(k, "mcoa_ha_tunnel_tx_packets_total{") && strings.Contains(k, fmt.Sprintf(`bid="%d"`, e.bids[n])) {
+					out[n] += v
+				}
+			}
+		}
+		return out
+	}
+	haBase := haTx()
+	e.waitFor("the HA sends the TCP flow's ACKs through wwan0", 10*time.Second, func() error {
+		now := haTx()
+		if d := now["wwan0"] - haBase["wwan0"]; d < 100 {
+			return fmt.Errorf("HA tunnelled %v packets to wwan0 (%v -> %v)", d, haBase, now)
+		}
+		return nil
+	})
 	counters := e.nftCounters()
 	if counters["mcoad: policy voice bid "+strconv.Itoa(int(e.bids["wlan0"]))] == 0 ||
 		counters["mcoad: policy bulk bid "+strconv.Itoa(int(e.bids["wwan0"]))] == 0 {
@@ -452,6 +474,28 @@ func TestDataPlane(t *testing.T) {
 	}
 	udp.close()
 	tcp.close()
+
+	// A policy added at run time (mcoactl) takes a flow that followed the
+	// priorities (eth0) to wwan0. Deleted, it leaves that flow where it is
+	// (a flow keeps its BID while the BID lives) and new flows follow the
+	// priorities again.
+	other := e.startStream(lab.MN, lab.CN, netip.AddrPortFrom(lab.CNAddr, 5003), 5*time.Millisecond)
+	e.growsOn("UDP to 5003 on eth0, the best", "eth0", 100, "wlan0", "wwan0")
+	e.mcoactl(e.mn, "policy", "add", "late", "-protocol", "udp", "-dst-port", "5003", "-prefer", "wwan*")
+	if out := string(e.mcoactl(e.mn, "policy", "list")); !strings.Contains(out, "late") || !strings.Contains(out, "voice") {
+		t.Errorf("mcoactl policy list:\n%s", out)
+	}
+	e.growsOn("UDP to 5003 on wwan0 after policy add", "wwan0", 100, "eth0", "wlan0")
+	e.mcoactl(e.mn, "policy", "delete", "late")
+	e.growsOn("the flow stays on wwan0 after policy delete", "wwan0", 100, "eth0", "wlan0")
+	other.close()
+	other = e.startStream(lab.MN, lab.CN, netip.AddrPortFrom(lab.CNAddr, 5003), 5*time.Millisecond)
+	e.growsOn("a new flow to 5003 on eth0", "eth0", 100, "wlan0", "wwan0")
+	other.close()
+
+	// Large transfers through the tunnels, both ways, do not stall.
+	e.bulk(lab.MN, lab.CN, netip.AddrPortFrom(lab.CNAddr, tcpPort), 8<<20)
+	e.bulk(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, 7000), 8<<20)
 
 	// Killed, then started again: the same rules, once each.
 	before := e.ourRules()
@@ -488,13 +532,21 @@ func TestDataPlane(t *testing.T) {
 	if err := e.mn.Start(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFor("registered again", registerTimeout, func() error { return e.registered(ifaces...) })
+	e.waitFor("registered again, rules in place", registerTimeout, func() error {
+		if err := e.registered(ifaces...); err != nil {
+			return err
+		}
+		if n := len(e.ourRules()); n != len(before) {
+			return fmt.Errorf("%d rules, want %d", n, len(before))
+		}
+		return nil
+	})
 	if err := e.mn.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-e.mn.Proc().Done()
 	if len(e.ourRules()) == 0 {
-		t.Error("a killed mcoad left no rules: nothing for -cleanup to do")
+		t.Fatal("a killed mcoad left no rules: nothing for -cleanup to do")
 	}
 	if out, err := e.lab.Exec(e.ctx, lab.MN, bins.mcoad, "-cleanup", "-config", e.mn.Config); err != nil {
 		t.Fatalf("mcoad -cleanup: %v\n%s", err, out)
@@ -653,4 +705,53 @@ func TestFailover(t *testing.T) {
 		cuts, percentile(down, 0.5), percentile(down, 0.9), percentile(down, 1), down)
 	t.Logf("outage when eth0 comes back: p50 %v, max %v; all %v", percentile(up, 0.5), percentile(up, 1), up)
 	t.Logf("probes: %d sent, %d received", probe.sent.Load(), probe.got.Load())
+}
+
+// bulk sends n bytes on a new TCP connection from node to dst and checks
+// they all arrive.
+func (e *env) bulk(node, rnode string, dst netip.AddrPort, n int) {
+	e.t.Helper()
+	var ln net.Listener
+	if err := e.inNode(rnode, func() (err error) { ln, err = net.Listen("tcp6", dst.String()); return err }); err != nil {
+		e.t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan int64, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		var total int64
+		buf := make([]byte, 256<<10)
+		for {
+			k, err := c.Read(buf)
+			total += int64(k)
+			if err != nil {
+				got <- total
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	err := e.inNode(node, func() error {
+		c, err := net.DialTimeout("tcp6", dst.String(), 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		_, err = c.Write(make([]byte, n))
+		return err
+	})
+	if err != nil {
+		e.t.Fatalf("bulk %s -> %s: %v", node, dst, err)
+	}
+	if total := <-got; total != int64(n) {
+		e.t.Fatalf("bulk %s -> %s: %d of %d bytes arrived", node, dst, total, n)
+	}
+	e.t.Logf("bulk %s -> %s: %d MiB in %v", node, dst, n>>20, time.Since(start).Round(time.Millisecond))
 }

@@ -14,6 +14,16 @@ have dbus-daemon || need+=(dbus-daemon)
 have busctl    || need+=(systemd)
 have tcpdump   || need+=(tcpdump)
 have ping      || need+=(iputils-ping)
+# The .deb (make deb, make debcheck).
+have dpkg-deb  || need+=(dpkg)
+have dpkg-shlibdeps || need+=(dpkg-dev)
+have lintian   || need+=(lintian)
+have systemd-analyze || need+=(systemd)
+have objcopy   || need+=(binutils)
+have gcc       || need+=(gcc)        # cgo: the packaged programs are PIE with RELRO
+[ -x /bin/kill ] || need+=(procps)  # systemd-analyze checks ExecReload's /bin/kill
+have dbus-send || need+=(dbus-bin)  # pkg/nm tests: dbus-send, dbus-monitor
+[ -r /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then

@@ -87,9 +87,23 @@ func serve(ctx context.Context, cfg *config.HA, log *slog.Logger) error {
 		proxy = p
 	}
 
+	var plane ha.Plane
+	var planeStats func() dataplane.HAStats
+	if cfg.Dataplane.Backend != config.BackendNone {
+		// Home-address traffic through tunnels to the bindings; the
+		// home agent's data plane is the userspace one whatever the
+		// backend (it needs no ip6_tunnel).
+		p, err := dataplane.NewHAPlane(&dataplane.HAConfig{Address: cfg.HomeAgent.Address, Logger: log})
+		if err != nil {
+			return fmt.Errorf("data plane: %w", err)
+		}
+		defer p.Close()
+		plane, planeStats = ha.NewPlane(p), p.Stats
+	}
+
 	events := control.NewEvents(0)
 	defer events.Close()
-	agent, err := ha.New(ha.Config{HA: cfg, Transport: conn, Proxy: proxy, Events: events, Logger: log, Version: version})
+	agent, err := ha.New(ha.Config{HA: cfg, Transport: conn, Proxy: proxy, Plane: plane, Events: events, Logger: log, Version: version})
 	if err != nil {
 		return err
 	}
@@ -98,7 +112,14 @@ func serve(ctx context.Context, cfg *config.HA, log *slog.Logger) error {
 	}
 	srv, err := control.NewServer(control.Config{
 		Socket: cfg.Control.Socket, Group: cfg.Control.Group, Name: "mcoa-ha",
-		HA: agent, Events: events, Metrics: agent, Logger: log,
+		HA: agent, Events: events, Logger: log,
+		Metrics: control.MetricsFunc(func() []control.Metric {
+			ms := agent.Metrics()
+			if planeStats != nil {
+				ms = append(ms, ha.PlaneMetrics(planeStats())...)
+			}
+			return ms
+		}),
 	})
 	if err != nil {
 		return err

@@ -30,11 +30,27 @@ func run(args []string) int {
 	cfgPath := fs.String("config", config.DefaultMNPath, "configuration file")
 	check := fs.String("check-config", "", "check this configuration file, print its errors and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	dbusAddr := fs.String("dbus", "", `D-Bus address for mcoad's service and NetworkManager ("" the system bus, "none" no D-Bus)`)
+	watchConfig := fs.Bool("watch-config", true, "reload when the configuration file changes")
+	cleanup := fs.Bool("cleanup", false, "remove what a mcoad that did not stop cleanly left in the kernel, and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *showVersion {
 		fmt.Println("mcoad", version)
+		return 0
+	}
+	if *cleanup {
+		// The marks and tables of the configuration when it loads, the
+		// defaults otherwise: cleaning up must not depend on a good file.
+		dp := config.Dataplane{Mark: config.DefaultMark, Mask: config.DefaultMask, TableBase: config.DefaultTableBase}
+		if cfg, err := config.LoadMN(*cfgPath); err == nil {
+			dp = cfg.Dataplane
+		}
+		if err := cleanupKernel(dp); err != nil {
+			fmt.Fprintln(os.Stderr, "mcoad: cleanup:", err)
+			return 1
+		}
 		return 0
 	}
 	if *check != "" {
@@ -60,8 +76,9 @@ func run(args []string) int {
 	var daemon atomic.Pointer[mn.Daemon]
 	opt := mn.Options{
 		ConfigPath: *cfgPath, Logger: log, Level: level, Version: version,
-		Ready:   func() { sdNotify("READY=1") },
-		Started: daemon.Store,
+		Ready:       func() { sdNotify("READY=1") },
+		Started:     daemon.Store,
+		DBusAddress: *dbusAddr, WatchConfig: *watchConfig,
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

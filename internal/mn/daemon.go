@@ -38,6 +38,11 @@ type Options struct {
 	Ready func()
 	// Started hands out the daemon before Ready, for SIGHUP reloads.
 	Started func(*Daemon)
+	// DBusAddress is the bus of mcoad's D-Bus service and of
+	// NetworkManager (dbus.go): "" the system bus, NoDBus none.
+	DBusAddress string
+	// WatchConfig reloads the configuration when its file changes.
+	WatchConfig bool
 }
 
 // Daemon is a running mcoad.
@@ -51,6 +56,7 @@ type Daemon struct {
 	watcher *iface.Watcher
 	engine  *bul.Engine
 	events  *control.Events
+	dp      *dataPath // dataplane.go; nil with [dataplane] backend = "none"
 
 	mu  sync.Mutex // guards cfg
 	cfg *config.MN
@@ -118,8 +124,15 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 	if err != nil {
 		return err
 	}
+	if d.dp, err = newDataPath(d, cfg); err != nil { // dataplane.go
+		return err
+	}
+	defer d.dp.close()
 
-	ctx, cancel := context.WithCancel(ctx)
+	// The goroutines outlive the caller's ctx until the engine has
+	// stopped: de-registering on stop needs the receive loop for its BA.
+	stopped := ctx.Done()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
@@ -141,6 +154,7 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 	spawn("interface watcher", d.watcher.Run)
 	spawn("care-of addresses", d.forwardSnapshots)
 	spawn("receive", d.receive)
+	spawn("data plane", d.dp.run)
 
 	if err := os.MkdirAll(filepath.Dir(cfg.Control.Socket), 0o755); err != nil {
 		return fmt.Errorf("control socket directory: %w", err)
@@ -157,6 +171,10 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 		return err
 	}
 	spawn("control", func(ctx context.Context) error { return srv.Serve(ctx, l) })
+	spawn("d-bus", d.runDBus) // dbus.go; never fails the daemon
+	if opt.WatchConfig {
+		spawn("configuration watch", d.watchConfig) // configwatch.go
+	}
 
 	d.log.Info("mcoad running", "home_address", mnc.HomeAddress, "home_agent", mnc.HomeAgent,
 		"registration", mnc.Registration, "bid_mode", mnc.BIDMode, "profile", prof.Name,
@@ -170,7 +188,7 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 
 	var runErr error
 	select {
-	case <-ctx.Done():
+	case <-stopped:
 	case runErr = <-errc:
 	case err := <-engineDone:
 		runErr = fmt.Errorf("binding update list: %w", err)
@@ -202,6 +220,7 @@ func watcherConfig(cfg *config.MN, log *slog.Logger) *iface.Config {
 		Rules:           rules(cfg.Interfaces),
 		StateDir:        mnc.StateDir,
 		AllowDeprecated: mnc.AllowDeprecated,
+		MeteredPriority: meteredCap(cfg.Interfaces), // dbus.go
 		Logger:          log,
 	}
 }
@@ -272,6 +291,7 @@ func (d *Daemon) receive(ctx context.Context) error {
 }
 
 func (d *Daemon) onEngineChange(ev bul.Event) {
+	d.dp.observe(ev)
 	e := control.Event{Time: ev.Time, Kind: control.EventBinding}
 	switch ev.Type {
 	case bul.EventBinding, bul.EventRemoved:
@@ -331,7 +351,7 @@ func (d *Daemon) Status(ctx context.Context) (control.Status, error) {
 		Daemon: "mcoad", Version: d.opt.Version,
 		HomeAddress: cfg.MobileNode.HomeAddress, HomeAgent: cfg.MobileNode.HomeAgent,
 		Mode: string(st.Mode), BIDMode: string(cfg.MobileNode.BIDMode), Profile: d.prof.Name,
-		Dataplane: string(cfg.Dataplane.Backend), AtHome: st.AtHome,
+		Dataplane: d.dp.name(), AtHome: st.AtHome,
 		Uptime: int64(time.Since(d.started) / time.Second),
 		Counts: control.Counts{Bindings: st.Bindings, Registered: registered,
 			Interfaces: len(snap.Interfaces), Policies: len(cfg.Policies)},
@@ -377,44 +397,7 @@ func (d *Daemon) SetPriority(ctx context.Context, bid uint16, prio uint8) error 
 	return nil
 }
 
-func (d *Daemon) Policies(ctx context.Context) ([]control.Policy, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]control.Policy, 0, len(d.cfg.Policies))
-	for _, p := range d.cfg.Policies {
-		out = append(out, controlPolicy(p))
-	}
-	return out, nil
-}
-
-func controlPolicy(p config.Policy) control.Policy {
-	cp := control.Policy{Name: p.Name}
-	if p.Protocol != config.ProtoAny {
-		cp.Protocol = string(p.Protocol)
-	}
-	if !p.SrcPort.IsZero() {
-		cp.SrcPort = p.SrcPort.String()
-	}
-	if !p.DstPort.IsZero() {
-		cp.DstPort = p.DstPort.String()
-	}
-	if p.DstPrefix.IsValid() {
-		cp.DstPrefix = p.DstPrefix.String()
-	}
-	for _, pr := range p.Prefer {
-		cp.Prefer = append(cp.Prefer, pr.String())
-	}
-	return cp
-}
-
-// errNoPolicyEngine: flow policies are compiled by the data plane, which
-// this daemon does not run yet; configured policies are listed but not
-// changed at run time.
-var errNoPolicyEngine = fmt.Errorf("%w: flow policies need the data plane, which is not running", control.ErrConflict)
-
-func (d *Daemon) AddPolicy(ctx context.Context, p control.Policy) error { return errNoPolicyEngine }
-
-func (d *Daemon) DeletePolicy(ctx context.Context, name string) error { return errNoPolicyEngine }
+// Policies, AddPolicy and DeletePolicy are in dataplane.go.
 
 // Reload re-reads the configuration file. A bad file is refused with its
 // errors and the running configuration stays. What can change at run time
@@ -457,6 +440,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	d.mu.Lock()
 	d.cfg = cfg
 	d.mu.Unlock()
+	d.dp.kick() // the policies of the new file
 	d.log.Info("configuration reloaded", "changed", changed)
 	d.events.Publish(control.Event{Time: time.Now(), Kind: control.EventReload, Message: "reloaded: " + strings.Join(changed, ", ")})
 	return nil
@@ -498,7 +482,7 @@ func (d *Daemon) metrics() []control.Metric {
 	for s, n := range counts {
 		byState.Samples = append(byState.Samples, control.Sample{Labels: map[string]string{"state": s}, Value: float64(n)})
 	}
-	return []control.Metric{
+	return append([]control.Metric{
 		byState, ign,
 		g("mcoad_bu_sent_total", "Binding Updates sent.", "counter", float64(c.BUsSent)),
 		g("mcoad_retransmissions_total", "Binding Updates retransmitted.", "counter", float64(c.Retransmissions)),
@@ -507,5 +491,5 @@ func (d *Daemon) metrics() []control.Metric {
 		g("mcoad_brr_total", "Binding Refresh Requests received.", "counter", float64(c.BRRs)),
 		g("mcoad_be_total", "Binding Errors received.", "counter", float64(c.BEs)),
 		g("mcoad_send_errors_total", "Binding Updates the transport could not send.", "counter", float64(c.SendErrors)),
-	}
+	}, d.dp.metrics()...) // dataplane.go
 }

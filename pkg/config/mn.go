@@ -198,6 +198,20 @@ func (w *walker) policies(list []*tbl) []Policy {
 				}
 			}
 		}
+		if s, ok := t.str("user"); ok {
+			if err := CheckPolicyUser(s); err != nil {
+				w.errf(t.at("user"), "%v", err)
+			} else {
+				p.User = s
+			}
+		}
+		if s, ok := t.str("cgroup"); ok {
+			if err := CheckPolicyCgroup(s); err != nil {
+				w.errf(t.at("cgroup"), "%v", err)
+			} else {
+				p.Cgroup = s
+			}
+		}
 		if vals, paths, ok := t.strs("prefer"); ok {
 			if len(vals) == 0 && len(paths) == 0 {
 				w.errf(t.at("prefer"), "is empty")

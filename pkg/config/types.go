@@ -146,6 +146,8 @@ type Policy struct {
 	DstPrefix netip.Prefix // dst_prefix; invalid (zero) = any
 	SrcPort   PortRange    // src_port: "N" or "lo-hi"; zero = any; tcp or udp only
 	DstPort   PortRange    // dst_port
+	User      string       // user: a user name or uid; "" = any
+	Cgroup    string       // cgroup: a cgroup v2 path; "" = any
 	Prefer    []Preference // prefer (required, non-empty)
 }
 
@@ -153,7 +155,7 @@ type Policy struct {
 func (p Policy) Equal(q Policy) bool {
 	return p.Name == q.Name && p.Protocol == q.Protocol && p.SrcPrefix == q.SrcPrefix &&
 		p.DstPrefix == q.DstPrefix && p.SrcPort == q.SrcPort && p.DstPort == q.DstPort &&
-		slices.Equal(p.Prefer, q.Prefer)
+		p.User == q.User && p.Cgroup == q.Cgroup && slices.Equal(p.Prefer, q.Prefer)
 }
 
 // Protocol is a policy's transport protocol.

@@ -96,6 +96,12 @@ type Config struct {
 	// NetNS is the network namespace to watch: a name under /run/netns, or
 	// a path such as /proc/PID/ns/net. Empty: the caller's namespace.
 	NetNS string
+	// ConfirmTimeout is how long the addresses of a link that comes back
+	// from a carrier loss wait for a Router Advertisement before they are
+	// used again (DefaultConfirmTimeout): the link may be another one, and
+	// registering a care-of address of the old link would send traffic
+	// nowhere. The watcher solicits one at once. Negative: no wait.
+	ConfirmTimeout time.Duration
 	// DisableRA turns off Router Solicitations and the Router
 	// Advertisement listener (movement and home-link detection by RA).
 	DisableRA bool
@@ -111,11 +117,12 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultDebounce     = 2 * time.Millisecond
-	DefaultMaxDelay     = 50 * time.Millisecond
-	DefaultMaxRate      = 10.0
-	DefaultBurst        = 8
-	DefaultTunnelPrefix = "mip"
+	DefaultDebounce       = 2 * time.Millisecond
+	DefaultConfirmTimeout = time.Second
+	DefaultMaxDelay       = 50 * time.Millisecond
+	DefaultMaxRate        = 10.0
+	DefaultBurst          = 8
+	DefaultTunnelPrefix   = "mip"
 	// StateFile is the BID file in Config.StateDir.
 	StateFile = "iface-bids.json"
 )
@@ -193,6 +200,9 @@ func (c *Config) normalize() (Config, error) {
 	}
 	if n.Debounce == 0 {
 		n.Debounce = DefaultDebounce
+	}
+	if n.ConfirmTimeout == 0 {
+		n.ConfirmTimeout = DefaultConfirmTimeout
 	}
 	if n.MaxDelay == 0 {
 		n.MaxDelay = DefaultMaxDelay

@@ -149,6 +149,11 @@ func testCore(t testing.TB, cfg *Config) (*core, *settings) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.NewFake(t0)
 	}
+	if cfg.ConfirmTimeout == 0 {
+		// Most tables are about other rules; TestBuildReattachConfirm
+		// tests the wait.
+		cfg.ConfirmTimeout = -1
+	}
 	n, err := cfg.normalize()
 	if err != nil {
 		t.Fatal(err)

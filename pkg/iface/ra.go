@@ -108,6 +108,12 @@ type raLink struct {
 	routers  map[netip.Addr]*raRouter
 	moves    uint64
 	lastMove time.Time
+	// detached: the link lost its carrier (or went down). When it comes
+	// back it may be another link (the cable moved, another access point):
+	// its old addresses are not trusted until a Router Advertisement, or
+	// confirmBy passes (RFC 6059's idea, without its probes).
+	detached  bool
+	confirmBy time.Time
 }
 
 // raState is what the RAs heard on each link say now. Owned by the Run
@@ -116,10 +122,38 @@ type raState struct {
 	homePrefix netip.Prefix
 	homeAgent  netip.Addr
 	links      map[int]*raLink
+	// confirm is how long a re-attached link's addresses wait for a
+	// Router Advertisement; 0: they are used at once.
+	confirm time.Duration
 }
 
 func newRAState(cfg *Config) *raState {
-	return &raState{homePrefix: cfg.HomePrefix, homeAgent: cfg.HomeAgent, links: map[int]*raLink{}}
+	s := &raState{homePrefix: cfg.HomePrefix, homeAgent: cfg.HomeAgent, links: map[int]*raLink{}}
+	if !cfg.DisableRA && cfg.Source == nil {
+		s.confirm = cfg.ConfirmTimeout
+	}
+	return s
+}
+
+// attached notes that link ifindex has its carrier; after a detach its
+// addresses wait for confirmation. It reports whether they wait now.
+func (s *raState) attached(ifindex int, now time.Time) bool {
+	l := s.links[ifindex]
+	if l == nil || s.confirm <= 0 {
+		return false
+	}
+	if l.detached {
+		l.detached = false
+		l.confirmBy = now.Add(s.confirm)
+	}
+	if l.confirmBy.IsZero() {
+		return false
+	}
+	if !now.Before(l.confirmBy) {
+		l.confirmBy = time.Time{}
+		return false
+	}
+	return true
 }
 
 func (s *raState) isHome(addr netip.Addr, r *raRouter) bool {
@@ -153,6 +187,11 @@ func (s *raState) update(ifindex int, ra raInfo, now time.Time) (changed bool) {
 		s.links[ifindex] = l
 	}
 	s.pruneLink(l, now)
+	if !l.confirmBy.IsZero() || l.detached {
+		// Heard a router: the link is known again (home, same or new).
+		l.confirmBy, l.detached = time.Time{}, false
+		defer func() { changed = true }()
+	}
 	wasHome := s.linkHome(l)
 	known := map[netip.Prefix]bool{}
 	for _, r := range l.routers {
@@ -226,6 +265,13 @@ func (s *raState) prune(now time.Time) (changed bool, next time.Time) {
 		if s.pruneLink(l, now) {
 			changed = true
 		}
+		if !l.confirmBy.IsZero() {
+			if now.Before(l.confirmBy) {
+				next = earlier(next, l.confirmBy)
+			} else {
+				changed = true // the wait is over: read again
+			}
+		}
 		for _, r := range l.routers {
 			if !r.until.IsZero() && now.Before(r.until) {
 				next = earlier(next, r.until)
@@ -242,9 +288,14 @@ func (s *raState) prune(now time.Time) (changed bool, next time.Time) {
 // down: on the next attachment its RAs are news (movement). The movement
 // counter stays.
 func (s *raState) detach(ifindex int) {
-	if l := s.links[ifindex]; l != nil {
-		clear(l.routers)
+	l := s.links[ifindex]
+	if l == nil {
+		l = &raLink{routers: map[netip.Addr]*raRouter{}}
+		s.links[ifindex] = l
 	}
+	clear(l.routers)
+	l.detached = true
+	l.confirmBy = time.Time{}
 }
 
 // forget drops a link that no longer exists.

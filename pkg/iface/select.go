@@ -230,6 +230,9 @@ func (c *core) build(links []netlink.Link, addrs []netlink.Addr, now time.Time, 
 			c.ra.detach(a.Index)
 		}
 		rv := c.ra.view(a.Index, now)
+		// Back from a carrier loss, the link may be another one: its
+		// addresses wait for a Router Advertisement (or the timeout).
+		confirming := w.ok && c.ra.attached(a.Index, now)
 		w.ifi.Routers, w.ifi.Prefixes, w.ifi.Moves, w.ifi.LastMove = rv.routers, rv.prefixes, rv.moves, rv.lastMove
 
 		var homeAddrs []netip.Addr
@@ -283,7 +286,7 @@ func (c *core) build(links []netlink.Link, addrs []netlink.Addr, now time.Time, 
 		// the home prefix says so only while no router heard since the
 		// carrier came up says otherwise: after a move from the home link
 		// the kernel keeps the old SLAAC address for its whole lifetime.
-		if rv.home || (len(homeAddrs) > 0 && len(rv.routers) == 0) {
+		if rv.home || (!confirming && len(homeAddrs) > 0 && len(rv.routers) == 0) {
 			w.home = true
 			w.coas = nil
 			w.ifi.State = StateHome
@@ -297,6 +300,10 @@ func (c *core) build(links []netlink.Link, addrs []netlink.Addr, now time.Time, 
 				w.homeAddr = cfg.HomeAddress // may be invalid: then no entry
 			}
 			continue
+		}
+		if confirming {
+			w.coas = nil
+			w.ifi.Reason = "re-attached: waiting for a router advertisement"
 		}
 		slices.SortFunc(w.coas, better)
 		if len(w.coas) > 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -434,5 +435,51 @@ func TestSnapshotJSON(t *testing.T) {
 	var back Snapshot
 	if err := json.Unmarshal(b, &back); err != nil || !equalCareOfs(back.CareOfs, s.CareOfs) || back.Interfaces[0].CoA != s.Interfaces[0].CoA {
 		t.Errorf("round trip: %v %+v", err, back)
+	}
+}
+
+// A link back from a carrier loss may be another link: its old care-of
+// address waits for a Router Advertisement (or the timeout) before it is
+// used again, so that a stale address is never registered.
+func TestBuildReattachConfirm(t *testing.T) {
+	links := []netlink.Link{eth(2, "eth0", up), eth(3, "eth1", up)}
+	down := []netlink.Link{eth(2, "eth0", noCarrier), eth(3, "eth1", up)}
+	addrs := []netlink.Addr{mkAddr(2, "2001:db8:1::2/64", 0), mkAddr(3, "2001:db8:2::3/64", 0)}
+	foreignRA := raInfo{Router: ll2, Lifetime: 30 * time.Minute, Prefixes: []raPrefix{{Prefix: foreign1, Valid: time.Hour}}}
+	ifaces := func(s *Snapshot) []string {
+		var out []string
+		for _, c := range s.CareOfs {
+			out = append(out, c.Iface)
+		}
+		return out
+	}
+
+	c, st := testCore(t, &Config{HomeAddress: hoa, ConfirmTimeout: time.Second})
+	if got := ifaces(c.build(links, addrs, t0, st)); !slices.Equal(got, []string{"eth0", "eth1"}) {
+		t.Fatalf("at start: %v (no wait for links never detached)", got)
+	}
+	c.build(down, addrs, t0, st)
+	s := c.build(links, addrs, t0.Add(time.Millisecond), st)
+	if got := ifaces(s); !slices.Equal(got, []string{"eth1"}) {
+		t.Fatalf("right after the carrier came back: %v, want eth0 held back", got)
+	}
+	if eth0, _ := s.Interface("eth0"); eth0.State != StateNoAddress || eth0.Reason == "" {
+		t.Errorf("eth0 while confirming: %+v", eth0)
+	}
+	if _, next := c.ra.prune(t0.Add(time.Millisecond)); !next.Equal(t0.Add(time.Second + time.Millisecond)) {
+		t.Errorf("next wake-up %v, want the end of the wait", next)
+	}
+	// A Router Advertisement ends the wait at once.
+	if !c.ra.update(2, foreignRA, t0.Add(2*time.Millisecond)) {
+		t.Error("an RA that confirms the link is not reported as a change")
+	}
+	if got := ifaces(c.build(links, addrs, t0.Add(3*time.Millisecond), st)); !slices.Equal(got, []string{"eth0", "eth1"}) {
+		t.Fatalf("after an RA: %v", got)
+	}
+	// Without an RA, the timeout ends it.
+	c.build(down, addrs, t0.Add(time.Second), st)
+	c.build(links, addrs, t0.Add(time.Second), st)
+	if got := ifaces(c.build(links, addrs, t0.Add(2*time.Second), st)); !slices.Equal(got, []string{"eth0", "eth1"}) {
+		t.Fatalf("after the timeout: %v", got)
 	}
 }

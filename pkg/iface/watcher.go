@@ -383,6 +383,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-readT.C():
 			if ok, next := p.fire(w.clk.Now()); ok {
 				read()
+				raTick() // a re-attached link's wait may have started
 			} else if !next.IsZero() {
 				arm(readT, next)
 			}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+
+	"github.com/mcoad/mcoad/pkg/config"
+	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/mhsock"
+	"github.com/mcoad/mcoad/pkg/policy"
+)
+
+// cleanupKernel removes what a mcoad killed without stopping leaves in the
+// kernel: its nftables tables (the one that silences the kernel's ICMP
+// errors about Mobility Header packets, and the flow policy's), its ip
+// rules (tagged with policy.RuleProtocol), and the kernel backend's tunnel
+// and home devices with the routes of the BIDs' tables (TUN devices go with
+// the process). systemd runs it as ExecStopPost. Nothing to remove is
+// success.
+func cleanupKernel(dp config.Dataplane) error {
+	var errs []error
+	if err := policy.Cleanup(&policy.Config{Mark: dp.Mark, Mask: dp.Mask, TableBase: dp.TableBase}); err != nil {
+		errs = append(errs, err)
+	}
+	if err := deleteNFTable(mhsock.DefaultNFTable); err != nil {
+		errs = append(errs, err)
+	}
+	if err := deleteDevices(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func deleteNFTable(name string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv6)
+	if err != nil {
+		return fmt.Errorf("nftables: list tables: %w", err)
+	}
+	for _, t := range tables {
+		if t.Name == name {
+			c.DelTable(t)
+			if err := c.Flush(); err != nil {
+				return fmt.Errorf("nftables: delete table ip6 %s: %w", t.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// tunnelName matches dataplane.DeviceName.
+var tunnelName = regexp.MustCompile(`^mcoab[0-9]+$`)
+
+// deleteDevices removes the data plane's devices, recognised by name and
+// kind, so that nothing else is ever touched.
+func deleteDevices() error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	var errs []error
+	for _, l := range links {
+		name, kind := l.Attrs().Name, l.Type()
+		ours := (tunnelName.MatchString(name) && (kind == "ip6tnl" || kind == "tuntap")) ||
+			(name == dataplane.DefaultHomeDevice && (kind == "dummy" || kind == "tuntap"))
+		if !ours {
+			continue
+		}
+		if err := netlink.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s %s: %w", kind, name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

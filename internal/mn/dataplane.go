@@ -1,0 +1,313 @@
+package mn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mcoad/mcoad/pkg/bul"
+	"github.com/mcoad/mcoad/pkg/config"
+	"github.com/mcoad/mcoad/pkg/control"
+	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/policy"
+)
+
+// healEvery is how often the data path is checked against the kernel even
+// when nothing changed: a rule or route someone removed is put back.
+const healEvery = 5 * time.Second
+
+// dataPath moves the home address's traffic: one tunnel per registered
+// binding (pkg/dataplane) and the flow policy that chooses among them
+// (pkg/policy). The engine's events keep its view of the bindings; one
+// goroutine (run) owns applying it, so the engine never waits on netlink.
+type dataPath struct {
+	d       *Daemon
+	log     *slog.Logger
+	backend dataplane.Backend
+	pol     *policy.Engine
+	polCfg  *policy.Config
+	hoa, ha netip.Addr
+
+	mu    sync.Mutex
+	byBID map[uint16]bul.Entry // the home agent's bindings, as last reported
+	kickc chan struct{}
+
+	lastErr string // run's: the last error logged
+}
+
+// newDataPath starts the data plane and the policy engine, or returns nil
+// with [dataplane] backend = "none".
+func newDataPath(d *Daemon, cfg *config.MN) (*dataPath, error) {
+	dc := cfg.Dataplane
+	if dc.Backend == config.BackendNone {
+		return nil, nil
+	}
+	log := d.log.With("component", "dataplane")
+	b, err := dataplane.New(&dataplane.Config{
+		Backend: string(dc.Backend), Mark: dc.Mark, Mask: dc.Mask, TableBase: dc.TableBase, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("data plane: %w", err)
+	}
+	pc := &policy.Config{Mark: dc.Mark, Mask: dc.Mask, TableBase: dc.TableBase, Logger: log}
+	pol, err := policy.New(pc)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("flow policy: %w", err)
+	}
+	log.Info("data plane ready", "backend", b.Name(), "mark", fmt.Sprintf("%#x/%#x", dc.Mark, dc.Mask), "table_base", dc.TableBase)
+	return &dataPath{
+		d: d, log: log, backend: b, pol: pol, polCfg: pc,
+		hoa: cfg.MobileNode.HomeAddress, ha: cfg.MobileNode.HomeAgent,
+		byBID: map[uint16]bul.Entry{}, kickc: make(chan struct{}, 1),
+	}, nil
+}
+
+// observe keeps the latest state of each home-agent binding; it runs on
+// the engine's goroutine and never blocks.
+func (p *dataPath) observe(ev bul.Event) {
+	if p == nil || ev.Binding == nil || ev.Binding.Role != "ha" {
+		return
+	}
+	p.mu.Lock()
+	switch ev.Type {
+	case bul.EventBinding:
+		p.byBID[ev.Binding.BID] = *ev.Binding
+	case bul.EventRemoved:
+		delete(p.byBID, ev.Binding.BID)
+	}
+	p.mu.Unlock()
+	p.kick()
+}
+
+// kick asks run to apply the state now (several kicks coalesce).
+func (p *dataPath) kick() {
+	if p == nil {
+		return
+	}
+	select {
+	case p.kickc <- struct{}{}:
+	default:
+	}
+}
+
+func alive(s bul.State) bool { return s == bul.StateRegistered || s == bul.StateRefreshing }
+
+// state is what the kernel should hold now: a tunnel and a policy binding
+// for every registered binding.
+func (p *dataPath) state() ([]dataplane.Tunnel, []policy.Binding) {
+	p.mu.Lock()
+	entries := make([]bul.Entry, 0, len(p.byBID))
+	for _, e := range p.byBID {
+		if alive(e.State) && e.CoA.IsValid() && e.Interface != "" {
+			entries = append(entries, e)
+		}
+	}
+	p.mu.Unlock()
+	slices.SortFunc(entries, func(a, b bul.Entry) int { return int(a.BID) - int(b.BID) })
+	var tunnels []dataplane.Tunnel
+	var bindings []policy.Binding
+	for _, e := range entries {
+		bid := e.BID
+		if bid == 0 {
+			// Registered without BID (the RFC 6275 fallback): the
+			// tunnel still needs a number; the watcher's for the
+			// interface.
+			if snap, ok := p.d.watcher.Current(); ok {
+				if i, ok := snap.Interface(e.Interface); ok {
+					bid = i.BID
+				}
+			}
+			if bid == 0 {
+				continue
+			}
+		}
+		tunnels = append(tunnels, dataplane.Tunnel{BID: bid, Iface: e.Interface, CoA: e.CoA, HA: p.ha, HoA: p.hoa})
+		bindings = append(bindings, policy.Binding{BID: bid, Interface: e.Interface, CoA: e.CoA, Priority: e.Priority})
+	}
+	return tunnels, bindings
+}
+
+// run applies the state after every kick, and every healEvery, until ctx
+// ends.
+func (p *dataPath) run(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
+	go func() {
+		if err := policy.Watch(ctx, p.polCfg, p.kick); err != nil {
+			p.log.Warn("not watching ip rules and routes: they are checked every "+healEvery.String(), "err", err)
+		}
+	}()
+	tick := time.NewTicker(healEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.kickc:
+		case <-tick.C:
+		}
+		p.apply(ctx)
+	}
+}
+
+func (p *dataPath) apply(ctx context.Context) {
+	tunnels, bindings := p.state()
+	var errs []error
+	if err := p.backend.SetTunnels(ctx, tunnels); err != nil {
+		errs = append(errs, err)
+	}
+	st := policy.State{HomeAddress: p.hoa, Bindings: bindings, Policies: p.d.config().Policies}
+	if err := p.pol.Apply(ctx, st); err != nil {
+		errs = append(errs, err)
+	}
+	err := errors.Join(errs...)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != p.lastErr && ctx.Err() == nil {
+		if err != nil {
+			p.log.Warn("data plane", "err", err)
+		} else if p.lastErr != "" {
+			p.log.Info("data plane in order again")
+		}
+		p.lastErr = msg
+	}
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.Debug("data plane applied", "tunnels", len(tunnels), "marks", p.pol.Marks())
+	}
+}
+
+// close removes the tunnels, the home address, the rules and the table.
+func (p *dataPath) close() {
+	if p == nil {
+		return
+	}
+	if err := p.pol.Close(); err != nil {
+		p.log.Warn("flow policy cleanup", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.backend.SetTunnels(ctx, nil); err != nil {
+		p.log.Warn("data plane cleanup", "err", err)
+	}
+	if err := p.backend.Close(); err != nil {
+		p.log.Warn("data plane close", "err", err)
+	}
+}
+
+// name is the backend in use ("none" without a data plane).
+func (p *dataPath) name() string {
+	if p == nil {
+		return string(config.BackendNone)
+	}
+	return p.backend.Name()
+}
+
+// metrics are the tunnels' counters and the drops, by reason.
+func (p *dataPath) metrics() []control.Metric {
+	if p == nil {
+		return nil
+	}
+	st := p.backend.Stats()
+	bid := func(b uint16) map[string]string { return map[string]string{"bid": strconv.Itoa(int(b))} }
+	tx := control.Metric{Name: "mcoad_tunnel_tx_packets_total", Help: "Packets sent through a BID's tunnel.", Type: "counter"}
+	rx := control.Metric{Name: "mcoad_tunnel_rx_packets_total", Help: "Packets received through a BID's tunnel.", Type: "counter"}
+	txb := control.Metric{Name: "mcoad_tunnel_tx_bytes_total", Help: "Bytes (inner packets) sent through a BID's tunnel.", Type: "counter"}
+	rxb := control.Metric{Name: "mcoad_tunnel_rx_bytes_total", Help: "Bytes (inner packets) received through a BID's tunnel.", Type: "counter"}
+	txe := control.Metric{Name: "mcoad_tunnel_tx_errors_total", Help: "Packets a BID's tunnel could not send.", Type: "counter"}
+	bids := make([]uint16, 0, len(st.Tunnels))
+	for b := range st.Tunnels {
+		bids = append(bids, b)
+	}
+	slices.Sort(bids)
+	for _, b := range bids {
+		c := st.Tunnels[b]
+		tx.Samples = append(tx.Samples, control.Sample{Labels: bid(b), Value: float64(c.TxPackets)})
+		rx.Samples = append(rx.Samples, control.Sample{Labels: bid(b), Value: float64(c.RxPackets)})
+		txb.Samples = append(txb.Samples, control.Sample{Labels: bid(b), Value: float64(c.TxBytes)})
+		rxb.Samples = append(rxb.Samples, control.Sample{Labels: bid(b), Value: float64(c.RxBytes)})
+		txe.Samples = append(txe.Samples, control.Sample{Labels: bid(b), Value: float64(c.TxErrors)})
+	}
+	dr := st.Drops
+	drops := control.Metric{Name: "mcoad_dataplane_drops_total", Help: "Packets the data plane dropped, by reason.", Type: "counter"}
+	for _, r := range []struct {
+		reason string
+		n      uint64
+	}{{"malformed", dr.Malformed}, {"not_home", dr.NotHome}, {"unknown", dr.Unknown}, {"too_big", dr.TooBig}, {"write_error", dr.WriteErr}} {
+		drops.Samples = append(drops.Samples, control.Sample{Labels: map[string]string{"reason": r.reason}, Value: float64(r.n)})
+	}
+	return []control.Metric{tx, rx, txb, rxb, txe, drops}
+}
+
+// The control API's flow policies: the policies of the configuration file
+// plus those added at run time, until the next reload.
+
+func toControlPolicy(p config.Policy) control.Policy {
+	t := p.Text()
+	return control.Policy{Name: t.Name, Protocol: t.Protocol, SrcPort: t.SrcPort, DstPort: t.DstPort,
+		DstPrefix: t.DstPrefix, User: t.User, Cgroup: t.Cgroup, Prefer: t.Prefer}
+}
+
+func (d *Daemon) Policies(ctx context.Context) ([]control.Policy, error) {
+	cfg := d.config()
+	out := make([]control.Policy, 0, len(cfg.Policies))
+	for _, p := range cfg.Policies {
+		out = append(out, toControlPolicy(p))
+	}
+	return out, nil
+}
+
+// AddPolicy appends a policy (the last to match); its user and cgroup must
+// exist. A name in use is refused: delete it first.
+func (d *Daemon) AddPolicy(ctx context.Context, cp control.Policy) error {
+	p, err := config.ParsePolicy(config.PolicyText{Name: cp.Name, Protocol: cp.Protocol, SrcPort: cp.SrcPort,
+		DstPort: cp.DstPort, DstPrefix: cp.DstPrefix, User: cp.User, Cgroup: cp.Cgroup, Prefer: cp.Prefer})
+	if err != nil {
+		return fmt.Errorf("%w: %v", control.ErrInvalid, err)
+	}
+	if err := policy.Check(p); err != nil {
+		return fmt.Errorf("%w: %v", control.ErrInvalid, err)
+	}
+	d.mu.Lock()
+	if slices.ContainsFunc(d.cfg.Policies, func(q config.Policy) bool { return q.Name == p.Name }) {
+		d.mu.Unlock()
+		return fmt.Errorf("%w: a policy named %q exists (delete it first)", control.ErrConflict, p.Name)
+	}
+	cfg := *d.cfg // the old one may be in use: copy on write
+	cfg.Policies = append(slices.Clone(cfg.Policies), p)
+	d.cfg = &cfg
+	d.mu.Unlock()
+	d.dp.kick()
+	d.log.Info("policy added", "name", p.Name, "prefer", toControlPolicy(p).Prefer)
+	out := toControlPolicy(p)
+	d.events.Publish(control.Event{Time: time.Now(), Kind: control.EventPolicy, Policy: &out})
+	return nil
+}
+
+func (d *Daemon) DeletePolicy(ctx context.Context, name string) error {
+	d.mu.Lock()
+	i := slices.IndexFunc(d.cfg.Policies, func(q config.Policy) bool { return q.Name == name })
+	if i < 0 {
+		d.mu.Unlock()
+		return fmt.Errorf("%w: no policy named %q", control.ErrNotFound, name)
+	}
+	old := d.cfg.Policies[i]
+	cfg := *d.cfg
+	cfg.Policies = slices.Delete(slices.Clone(cfg.Policies), i, i+1)
+	d.cfg = &cfg
+	d.mu.Unlock()
+	d.dp.kick()
+	d.log.Info("policy deleted", "name", name)
+	out := toControlPolicy(old)
+	d.events.Publish(control.Event{Time: time.Now(), Kind: control.EventPolicy, Removed: true, Policy: &out})
+	return nil
+}

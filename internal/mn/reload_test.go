@@ -1,0 +1,164 @@
+package mn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcoad/mcoad/pkg/control"
+)
+
+// A reload changes priorities at once, keeps the BIDs (the bindings stay),
+// refuses a bad file with file, line and key while the running
+// configuration stays, and keeps what needs a restart.
+func TestReloadAppliesPriorities(t *testing.T) {
+	d := newTestDaemon(t, defaultRules)
+	d.waitPriority(t, "wwan0", 10)
+	_, ethBID, _ := d.priority("eth0")
+	_, wwanBID, _ := d.priority("wwan0")
+	sub := d.events.Subscribe()
+	defer sub.Close()
+	dir := filepath.Dir(d.path)
+
+	d.rewrite(t, testConfig(dir, strings.Replace(defaultRules, "priority = 30", "priority = 5", 1))+"\n[log]\nlevel = \"debug\"\n")
+	if err := d.Reload(context.Background()); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	d.waitPriority(t, "eth0", 5)
+	if p, bid, _ := d.priority("wwan0"); p != 10 || bid != wwanBID {
+		t.Errorf("wwan0: priority %d BID %d, want 10 and %d (unchanged)", p, bid, wwanBID)
+	}
+	if _, bid, _ := d.priority("eth0"); bid != ethBID {
+		t.Errorf("eth0's BID changed from %d to %d: the binding would be dropped", ethBID, bid)
+	}
+	if d.opt.Level.Level() != slog.LevelDebug {
+		t.Errorf("log level %v after reload", d.opt.Level.Level())
+	}
+	ev, err := sub.Next(context.Background())
+	if err != nil || ev.Kind != control.EventReload || !strings.Contains(ev.Message, "interface") {
+		t.Errorf("event %+v %v, want a reload naming interface", ev, err)
+	}
+
+	// A bad value: refused with where and what, nothing changes.
+	bad := testConfig(dir, strings.Replace(defaultRules, "priority = 20", "priority = 300", 1))
+	d.rewrite(t, bad)
+	err = d.Reload(context.Background())
+	if !errors.Is(err, control.ErrInvalid) {
+		t.Fatalf("bad reload: %v, want ErrInvalid", err)
+	}
+	line := 0
+	for i, l := range strings.Split(bad, "\n") {
+		if strings.Contains(l, "300") {
+			line = i + 1
+		}
+	}
+	if want := fmt.Sprintf("%s:%d", d.path, line); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "priority") {
+		t.Errorf("bad reload error %q lacks %q and the key", err, want)
+	}
+	if d.config().Interfaces[0].Priority != 5 || d.config().Interfaces[1].Priority != 20 {
+		t.Errorf("running configuration changed by a refused reload: %+v", d.config().Interfaces)
+	}
+	if p, _, _ := d.priority("eth0"); p != 5 {
+		t.Errorf("eth0 priority %d after a refused reload", p)
+	}
+
+	// An unknown key is as bad.
+	d.rewrite(t, testConfig(dir, defaultRules+"colour = \"blue\"\n"))
+	if err := d.Reload(context.Background()); !errors.Is(err, control.ErrInvalid) || !strings.Contains(err.Error(), "colour") {
+		t.Errorf("reload with an unknown key: %v", err)
+	}
+
+	// The home address needs a restart: kept, while the priority that
+	// came with it applies.
+	changed := strings.Replace(testConfig(dir, defaultRules), "2001:db8:aaaa::100", "2001:db8:aaaa::200", 1)
+	d.rewrite(t, changed)
+	if err := d.Reload(context.Background()); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	d.waitPriority(t, "eth0", 30)
+	if got := d.config().MobileNode.HomeAddress.String(); got != "2001:db8:aaaa::100" {
+		t.Errorf("home address %s after reload, want the running one", got)
+	}
+	if !strings.Contains(d.logs.String(), "change only on restart") {
+		t.Errorf("no word about the restart")
+	}
+}
+
+// The configuration file is watched: saving it reloads, a bad save is
+// refused and the running configuration stays.
+func TestConfigFileWatch(t *testing.T) {
+	d := newTestDaemon(t, defaultRules)
+	d.opt.WatchConfig = true
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.watchConfig(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watchConfig: %v", err)
+		}
+	}()
+	dir := filepath.Dir(d.path)
+
+	// The watch starts on its own time, and waits for writes to settle:
+	// save (with a new comment each time, so that the content changes),
+	// give it a moment, save again, until it is seen.
+	n := 0
+	saveUntil := func(what, content string, cond func() bool) {
+		t.Helper()
+		for range 20 {
+			n++
+			d.rewrite(t, fmt.Sprintf("# save %d\n%s", n, content))
+			deadline := time.Now().Add(500 * time.Millisecond)
+			for time.Now().Before(deadline) {
+				if cond() {
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		t.Fatalf("timed out waiting for %s", what)
+	}
+	saveUntil("the saved priority to apply", testConfig(dir, strings.Replace(defaultRules, "priority = 10", "priority = 15", 1)), func() bool {
+		p, _, _ := d.priority("wwan0")
+		return p == 15
+	})
+	saveUntil("the bad save to be refused", testConfig(dir, strings.Replace(defaultRules, "priority = 10", "priority = -1", 1)), func() bool {
+		return strings.Contains(d.logs.String(), "reload refused")
+	})
+	if p, _, _ := d.priority("wwan0"); p != 15 || d.config().Interfaces[2].Priority != 15 {
+		t.Errorf("wwan0 priority %d after a bad save", p)
+	}
+}
+
+// BenchmarkReload is a reload that changes a priority: read, validate,
+// diff and hand the rules to the interface watcher (what SIGHUP, mcoactl
+// reload and a saved file cost before the next Binding Update).
+func BenchmarkReload(b *testing.B) {
+	d := newTestDaemon(b, defaultRules)
+	dir := filepath.Dir(d.path)
+	a := testConfig(dir, defaultRules)
+	c := testConfig(dir, strings.Replace(defaultRules, "priority = 30", "priority = 31", 1))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		content := a
+		if i%2 == 0 {
+			content = c
+		}
+		if err := os.WriteFile(d.path, []byte(content), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := d.Reload(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
