@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -128,6 +129,17 @@ func serve(ctx context.Context, cfg *config.HA, log *slog.Logger) error {
 	defer cancel()
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.ListenAndServe(ctx) }()
+	if addr := cfg.Control.MetricsAddress; addr != "" {
+		ml, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("metrics address: %w", err)
+		}
+		go func() {
+			if err := srv.ServeMetrics(ctx, ml); err != nil {
+				log.Warn("metrics", "err", err)
+			}
+		}()
+	}
 
 	log.Info("mcoa-ha running", "address", cfg.HomeAgent.Address, "home_link", cfg.HomeAgent.Interface,
 		"serve", cfg.HomeAgent.Serve, "bulk", cfg.HomeAgent.BulkRegistration, "profile", prof.Name,

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -171,6 +172,13 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 		return err
 	}
 	spawn("control", func(ctx context.Context) error { return srv.Serve(ctx, l) })
+	if addr := cfg.Control.MetricsAddress; addr != "" {
+		ml, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("metrics address: %w", err)
+		}
+		spawn("metrics", func(ctx context.Context) error { return srv.ServeMetrics(ctx, ml) })
+	}
 	spawn("d-bus", d.runDBus) // dbus.go; never fails the daemon
 	if opt.WatchConfig {
 		spawn("configuration watch", d.watchConfig) // configwatch.go

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -59,6 +60,13 @@ func (t *tbl) control(c *Control) {
 			t.w.errf(t.at("group"), "%q is not a valid group name", s)
 		} else {
 			c.Group = s
+		}
+	}
+	if s, ok := t.str("metrics_address"); ok {
+		if _, err := netip.ParseAddrPort(s); err != nil {
+			t.w.errf(t.at("metrics_address"), "%q is not an address and port like \"[::1]:9477\"", s)
+		} else {
+			c.MetricsAddress = s
 		}
 	}
 	t.done()

@@ -61,3 +61,18 @@ func checkErrs(t *testing.T, file string, err error, want []wantErr) {
 		}
 	}
 }
+
+func TestMetricsAddress(t *testing.T) {
+	base := "[mobile_node]\nhome_address = \"2001:db8:aaaa::100\"\nhome_agent = \"2001:db8:aaaa::1\"\nhome_prefix = \"2001:db8:aaaa::/64\"\n[control]\n"
+	cfg, err := ParseMN("m.toml", []byte(base+"metrics_address = \"[::1]:9477\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Control.MetricsAddress != "[::1]:9477" {
+		t.Fatalf("metrics_address = %q", cfg.Control.MetricsAddress)
+	}
+	_, err = ParseMN("m.toml", []byte(base+"metrics_address = \"localhost\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "m.toml:6: control.metrics_address") {
+		t.Fatalf("bad metrics_address: %v", err)
+	}
+}

@@ -244,6 +244,10 @@ type Control struct {
 	// Group: group; members may use mutating calls (besides root). ""
 	// means root only.
 	Group string
+	// MetricsAddress: metrics_address, a TCP address ("[::1]:9477") where
+	// GET /metrics is served read-only besides the control socket; ""
+	// means none.
+	MetricsAddress string
 }
 
 // Log is [log].

@@ -545,3 +545,20 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	w.Write(append(b, '\n'))
 }
+
+// ServeMetrics serves GET /metrics, and nothing else, on l (a TCP listener
+// from [control] metrics_address) until ctx ends: a Prometheus scraper gets
+// the figures without access to the control socket.
+func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", s.metrics)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		hs.Close()
+	}()
+	if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics on %s: %w", l.Addr(), err)
+	}
+	return nil
+}
