@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"net/netip"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -18,15 +17,6 @@ var (
 	tCoA2 = netip.MustParseAddr("2001:db8:2::100")
 	tCoA3 = netip.MustParseAddr("2001:db8:3::100")
 )
-
-// requireE2E skips t, or fails it when MCOA_E2E=1 makes the check mandatory.
-func requireE2E(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("MCOA_E2E") == "1" {
-		t.Fatalf("MCOA_E2E=1 but %s", why)
-	}
-	t.Skip(why)
-}
 
 // refSum is an independent Internet checksum, written the way RFC 1071
 // describes it: 16-bit big-endian words, odd octet padded, carries folded.

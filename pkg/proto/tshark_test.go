@@ -2,16 +2,13 @@ package proto
 
 import (
 	"bytes"
-	"encoding/binary"
-	"encoding/xml"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mcoad/mcoad/internal/tsharktest"
 )
 
 // The wire check: our packets written to a pcap and decoded by Wireshark's
@@ -21,107 +18,6 @@ import (
 // and mip6.bi.coa_ipv6. Wireshark 4.0 shows the MH checksum (mip6.csum)
 // but does not validate it, so the test checks that the value it shows is
 // the one the independent RFC 1071 sum says is right.
-
-// writePcap writes packets as a pcap file with LINKTYPE_RAW (101): each
-// record is a bare IPv6 packet.
-func writePcap(path string, pkts [][]byte) error {
-	var b bytes.Buffer
-	le := binary.LittleEndian
-	b.Write(le.AppendUint32(nil, 0xa1b2c3d4))
-	b.Write(le.AppendUint16(nil, 2))
-	b.Write(le.AppendUint16(nil, 4))
-	b.Write(make([]byte, 8))             // thiszone, sigfigs
-	b.Write(le.AppendUint32(nil, 65535)) // snaplen
-	b.Write(le.AppendUint32(nil, 101))   // LINKTYPE_RAW
-	for i, p := range pkts {
-		b.Write(le.AppendUint32(nil, 1700000000+uint32(i)))
-		b.Write(le.AppendUint32(nil, 0))
-		b.Write(le.AppendUint32(nil, uint32(len(p))))
-		b.Write(le.AppendUint32(nil, uint32(len(p))))
-		b.Write(p)
-	}
-	return os.WriteFile(path, b.Bytes(), 0o644)
-}
-
-// pdmlField is a PDML <field>, nested.
-type pdmlField struct {
-	Name   string      `xml:"name,attr"`
-	Show   string      `xml:"show,attr"`
-	Value  string      `xml:"value,attr"`
-	Fields []pdmlField `xml:"field"`
-}
-
-// pdmlProto is a PDML <proto>; extension headers and the MH come nested
-// inside the ipv6 one.
-type pdmlProto struct {
-	Name   string      `xml:"name,attr"`
-	Fields []pdmlField `xml:"field"`
-	Protos []pdmlProto `xml:"proto"`
-}
-
-type pdmlPacket struct {
-	Protos []pdmlProto `xml:"proto"`
-}
-
-// decoded maps field names to their shown values in document order.
-type decoded map[string][]string
-
-func (d decoded) add(fs []pdmlField) {
-	for _, f := range fs {
-		if f.Name != "" {
-			d[f.Name] = append(d[f.Name], f.Show)
-		}
-		d.add(f.Fields)
-	}
-}
-
-func (d decoded) addProtos(ps []pdmlProto) {
-	for _, pr := range ps {
-		d["proto:"+pr.Name] = []string{"1"}
-		d.add(pr.Fields)
-		d.addProtos(pr.Protos)
-	}
-}
-
-func runTshark(t *testing.T, pkts [][]byte) []decoded {
-	t.Helper()
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		requireE2E(t, "tshark is not installed")
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "mh.pcap")
-	if err := writePcap(path, pkts); err != nil {
-		t.Fatal(err)
-	}
-	if os.Getenv("MCOA_KEEP_PCAP") != "" {
-		_ = writePcap(os.Getenv("MCOA_KEEP_PCAP"), pkts)
-	}
-	cmd := exec.Command(tshark, "-n", "-r", path, "-T", "pdml")
-	cmd.Env = append(os.Environ(), "HOME="+dir) // no user preferences
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark: %v: %s", err, stderr.String())
-	}
-	var doc struct {
-		Packets []pdmlPacket `xml:"packet"`
-	}
-	if err := xml.Unmarshal(out, &doc); err != nil {
-		t.Fatalf("PDML: %v", err)
-	}
-	var res []decoded
-	for _, p := range doc.Packets {
-		d := decoded{}
-		d.addProtos(p.Protos)
-		res = append(res, d)
-	}
-	if len(res) != len(pkts) {
-		t.Fatalf("tshark decoded %d packets, wrote %d", len(res), len(pkts))
-	}
-	return res
-}
 
 // tsharkCase is one packet and the fields tshark must show for it.
 type tsharkCase struct {
@@ -253,7 +149,7 @@ func TestTsharkWireCheck(t *testing.T) {
 		}
 		pkts = append(pkts, b)
 	}
-	got := runTshark(t, pkts)
+	got := tsharktest.Decode(t, pkts)
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d := got[i]

@@ -4,7 +4,6 @@ import (
 	"errors"
 	mrand "math/rand/v2"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -21,15 +20,6 @@ var (
 	tCoAs = []netip.Addr{tCoA1, tCoA2, tCoA3}
 	t0    = time.Unix(1_700_000_000, 0)
 )
-
-// requireE2E skips, or fails when MCOA_E2E=1 asks for every check to run.
-func requireE2E(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("MCOA_E2E") == "1" {
-		t.Fatalf("MCOA_E2E=1 but %s", why)
-	}
-	t.Skip(why)
-}
 
 // seeded is a deterministic random source.
 func seeded(seed byte) *mrand.ChaCha8 {

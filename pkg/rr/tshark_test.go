@@ -1,113 +1,16 @@
 package rr
 
 import (
-	"bytes"
 	"encoding/binary"
-	"encoding/xml"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mcoad/mcoad/internal/clock"
+	"github.com/mcoad/mcoad/internal/tsharktest"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
-
-// The wire check of what this package builds, as pkg/proto's tshark test
-// does it: the packets go into a pcap (LINKTYPE_RAW) and Wireshark's MIPv6
-// dissector decodes them field by field.
-
-func writePcap(path string, pkts [][]byte) error {
-	var b bytes.Buffer
-	le := binary.LittleEndian
-	b.Write(le.AppendUint32(nil, 0xa1b2c3d4))
-	b.Write(le.AppendUint16(nil, 2))
-	b.Write(le.AppendUint16(nil, 4))
-	b.Write(make([]byte, 8))
-	b.Write(le.AppendUint32(nil, 65535))
-	b.Write(le.AppendUint32(nil, 101)) // LINKTYPE_RAW
-	for i, p := range pkts {
-		b.Write(le.AppendUint32(nil, 1700000000+uint32(i)))
-		b.Write(le.AppendUint32(nil, 0))
-		b.Write(le.AppendUint32(nil, uint32(len(p))))
-		b.Write(le.AppendUint32(nil, uint32(len(p))))
-		b.Write(p)
-	}
-	return os.WriteFile(path, b.Bytes(), 0o644)
-}
-
-type pdmlField struct {
-	Name   string      `xml:"name,attr"`
-	Show   string      `xml:"show,attr"`
-	Fields []pdmlField `xml:"field"`
-}
-
-type pdmlProto struct {
-	Name   string      `xml:"name,attr"`
-	Fields []pdmlField `xml:"field"`
-	Protos []pdmlProto `xml:"proto"`
-}
-
-type decoded map[string][]string
-
-func (d decoded) add(fs []pdmlField) {
-	for _, f := range fs {
-		if f.Name != "" {
-			d[f.Name] = append(d[f.Name], f.Show)
-		}
-		d.add(f.Fields)
-	}
-}
-
-func (d decoded) addProtos(ps []pdmlProto) {
-	for _, pr := range ps {
-		d["proto:"+pr.Name] = []string{"1"}
-		d.add(pr.Fields)
-		d.addProtos(pr.Protos)
-	}
-}
-
-func runTshark(t *testing.T, pkts [][]byte) []decoded {
-	t.Helper()
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		requireE2E(t, "tshark is not installed")
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "rr.pcap")
-	if err := writePcap(path, pkts); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(tshark, "-n", "-r", path, "-T", "pdml")
-	cmd.Env = append(os.Environ(), "HOME="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark: %v: %s", err, stderr.String())
-	}
-	var doc struct {
-		Packets []struct {
-			Protos []pdmlProto `xml:"proto"`
-		} `xml:"packet"`
-	}
-	if err := xml.Unmarshal(out, &doc); err != nil {
-		t.Fatalf("PDML: %v", err)
-	}
-	var res []decoded
-	for _, p := range doc.Packets {
-		d := decoded{}
-		d.addProtos(p.Protos)
-		res = append(res, d)
-	}
-	if len(res) != len(pkts) {
-		t.Fatalf("tshark decoded %d packets, wrote %d", len(res), len(pkts))
-	}
-	return res
-}
 
 func hex64(b [8]byte) string { return fmt.Sprintf("0x%x", b[:]) }
 
@@ -195,7 +98,7 @@ func TestTsharkDecodesRR(t *testing.T) {
 	for _, x := range all {
 		raw = append(raw, x.b)
 	}
-	got := runTshark(t, raw)
+	got := tsharktest.Decode(t, raw)
 	for i, x := range all {
 		t.Run(x.name, func(t *testing.T) {
 			d := got[i]
