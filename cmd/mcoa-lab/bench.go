@@ -220,7 +220,7 @@ func (b *bench) run(ctx context.Context) (string, error) {
 	if b.coas, err = b.lab.CoAs(ctx); err != nil {
 		return "", err
 	}
-	if b.ha, err = b.lab.StartHA(ctx, &lab.HAConfig{Bin: b.bins[lab.HABinary], LogLevel: "info"}); err != nil {
+	if b.ha, err = b.lab.StartHA(ctx, &lab.HAConfig{Bin: b.bins[lab.HABinary], LogLevel: "info", Backend: "tun"}); err != nil {
 		return "", err
 	}
 	if err := b.startMN(ctx, lab.MNConfig{}, 3); err != nil {
@@ -243,7 +243,7 @@ func (b *bench) run(ctx context.Context) (string, error) {
 	cpu := cpuModel()
 	fmt.Fprintf(&md, "## Lab figures (`mcoa-lab bench`)\n\n")
 	fmt.Fprintf(&md, "The lab of `make lab` (network namespaces joined by veth pairs, radvd on every link) with mcoa-ha and mcoad\n")
-	fmt.Fprintf(&md, "(bulk registration, one BID per interface, `[dataplane] backend = \"none\"`: signaling only), on %s, %d cores.\n", cpu, runtime.NumCPU())
+	fmt.Fprintf(&md, "(bulk registration, one BID per interface, `[dataplane] backend = \"tun\"` on both), on %s, %d cores.\n", cpu, runtime.NumCPU())
 	fmt.Fprintf(&md, "Percentiles are nearest-rank over the n samples (with n < 100, p99 is the maximum).\n\n")
 
 	rtt, err := b.rtt(ctx)
@@ -258,7 +258,11 @@ func (b *bench) run(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cutS, upS, err := b.failover(ctx)
+	cutS, upS, gapM, err := b.failover(ctx)
+	if err != nil {
+		return "", err
+	}
+	gapS, cutLen, err := b.singleCoA(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -278,7 +282,10 @@ func (b *bench) run(ctx context.Context) (string, error) {
 		fmtDur(upS.pct(50)), fmtDur(upS.pct(99)), len(upS), ratio(float64(upS.pct(50)), rtt50))
 	fmt.Fprintf(&md, "| fail-over, signaling: carrier lost → binding removed from the HA's cache (BU via another CoA) | %s | %s | %d | MN↔HA RTT | %s |\n",
 		fmtDur(cutS.pct(50)), fmtDur(cutS.pct(99)), len(cutS), ratio(float64(cutS.pct(50)), rtt50))
-	fmt.Fprintf(&md, "| fail-over, data: gap in a 1 ms UDP probe stream CN → home address | n/a | n/a | - | single-CoA mode | needs the data plane (issue 7) and a single-CoA switch |\n\n")
+	fmt.Fprintf(&md, "| fail-over, data: gap in a 1 ms UDP probe stream CN → home address while the active interface (eth0) loses its carrier, MCoA | %s | %s | %d | single-CoA mode (below) | %s |\n",
+		fmtDur(gapM.pct(50)), fmtDur(gapM.pct(99)), len(gapM), ratio(float64(gapS.pct(50)), float64(gapM.pct(50))))
+	fmt.Fprintf(&md, "| the same gap, single-CoA mode (only eth0 registered: wlan0 and wwan0 `exclude = true`; no fail-over, outage until the carrier returns %s later and eth0 is registered again) | %s | %s | %d | MCoA gap | %s |\n\n",
+		fmtDur(cutLen), fmtDur(gapS.pct(50)), fmtDur(gapS.pct(99)), len(gapS), ratio(float64(gapS.pct(50)), float64(gapM.pct(50))))
 
 	fmt.Fprintf(&md, "Bulk versus individual registration (`POST /v1/register` re-registers every binding; time until mcoad has\n")
 	fmt.Fprintf(&md, "accepted the BA of each; bytes are whole Ethernet frames of BUs and BAs captured on the HA's core link;\n")
@@ -315,6 +322,7 @@ func (b *bench) startMN(ctx context.Context, cfg lab.MNConfig, n int) error {
 	}
 	cfg.Bin = b.bins[lab.MNBinary]
 	cfg.LogLevel = "info"
+	cfg.Backend = "tun"
 	var err error
 	if b.mn, err = b.lab.StartMN(ctx, &cfg); err != nil {
 		return err
@@ -482,59 +490,147 @@ func (b *bench) regLatency(ctx context.Context) (stats, error) {
 // failover cuts eth0's carrier (its access router's end goes down) and
 // measures until the HA's cache loses the binding, then restores it a
 // second later and measures until mcoad has the BA that registers it again.
-func (b *bench) failover(ctx context.Context) (cut, up stats, err error) {
-	b.logf("fail-over, %d carrier cuts", b.o.cuts)
+func (b *bench) failover(ctx context.Context) (cut, up, gap stats, err error) {
+	b.logf("fail-over, %d carrier cuts, 1 ms probes CN -> HoA", b.o.cuts)
 	h, err := b.nlHandle(lab.AR1)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer h.Close()
 	link, err := h.LinkByName(lab.RouterDownlink)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// The binding is back on the SLAAC address after regLatency removed
 	// its addresses; wait for that to settle.
 	if _, err := b.mnEv.wait(ctx, 10*time.Second, "eth0 back on its SLAAC address", func(ev control.Event) bool {
 		return ev.Kind == control.EventBinding && ev.Binding != nil && ev.Binding.CoA == b.coas["eth0"] && ev.Binding.State == "registered"
 	}); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := sleepCtx(ctx, time.Second); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	for range b.o.cuts {
+	probe, err := b.lab.StartStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, benchProbePort), time.Millisecond)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer probe.Close()
+	if err := b.probesFlow(ctx, probe); err != nil {
+		return nil, nil, nil, err
+	}
+	for i := range b.o.cuts {
 		t0 := time.Now()
 		if err := h.LinkSetDown(link); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		ev, err := b.haEv.wait(ctx, 10*time.Second, "removal from the HA's cache", func(ev control.Event) bool {
 			return ev.Kind == control.EventCache && ev.Removed && ev.Cache != nil && ev.Cache.BID == b.bidEth
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		cut = append(cut, ev.Time.Sub(t0))
+		if err := b.probesFlow(ctx, probe); err != nil {
+			return nil, nil, nil, fmt.Errorf("cut %d: %w", i+1, err)
+		}
+		g, _ := probe.Outage(t0, time.Second)
+		gap = append(gap, g)
 		if err := sleepCtx(ctx, time.Second); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		t0 = time.Now()
 		if err := h.LinkSetUp(link); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		ev, err = b.mnEv.wait(ctx, 10*time.Second, "registration after the carrier came back", func(ev control.Event) bool {
 			return ev.Kind == control.EventBinding && ev.Binding != nil && !ev.Removed &&
 				ev.Binding.BID == b.bidEth && ev.Binding.State == "registered" && ev.Time.After(t0)
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		up = append(up, ev.Time.Sub(t0))
 		if err := sleepCtx(ctx, 700*time.Millisecond); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return cut, up, nil
+	return cut, up, gap, nil
+}
+
+const benchProbePort = 6000
+
+// probesFlow waits until 100 more probes arrived.
+func (b *bench) probesFlow(ctx context.Context, probe *lab.Stream) error {
+	n := probe.Got()
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := lab.Poll(wctx, 5*time.Millisecond, func(context.Context) (bool, error) {
+		return probe.Got() >= n+100, nil
+	})
+	if err != nil {
+		return fmt.Errorf("CN -> HoA probes: %d arrived in 5s: %w", probe.Got()-n, err)
+	}
+	return nil
+}
+
+// singleCoA restarts mcoad with only eth0 usable (wlan0 and wwan0
+// excluded): one care-of address, as without MCoA. Cutting eth0's carrier
+// then leaves no path: the probes stop until the carrier returns (held
+// down as long as a cut of failover lasts) and eth0 is registered again.
+// It returns the gaps and how long the carrier was down.
+func (b *bench) singleCoA(ctx context.Context) (gap stats, down time.Duration, err error) {
+	b.logf("single-CoA mode, %d carrier cuts, 1 ms probes CN -> HoA", b.o.cuts)
+	cfg := lab.MNConfig{
+		StateDir: filepath.Join(b.lab.Dir, "state-single"),
+		Interfaces: []lab.InterfaceRule{
+			{Match: "eth*", Priority: 30},
+			{Match: "wlan*", Exclude: true},
+			{Match: "wwan*", Exclude: true},
+		},
+	}
+	if err := b.startMN(ctx, cfg, 1); err != nil {
+		return nil, 0, err
+	}
+	h, err := b.nlHandle(lab.AR1)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(lab.RouterDownlink)
+	if err != nil {
+		return nil, 0, err
+	}
+	probe, err := b.lab.StartStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, benchProbePort), time.Millisecond)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer probe.Close()
+	if err := b.probesFlow(ctx, probe); err != nil {
+		return nil, 0, err
+	}
+	const hold = time.Second
+	for i := range b.o.cuts {
+		t0 := time.Now()
+		if err := h.LinkSetDown(link); err != nil {
+			return nil, 0, err
+		}
+		if err := sleepCtx(ctx, hold); err != nil {
+			return nil, 0, err
+		}
+		if err := h.LinkSetUp(link); err != nil {
+			return nil, 0, err
+		}
+		if err := b.probesFlow(ctx, probe); err != nil {
+			return nil, 0, fmt.Errorf("single-CoA cut %d: %w", i+1, err)
+		}
+		g, _ := probe.Outage(t0, hold+time.Second)
+		gap = append(gap, g)
+		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+			return nil, 0, err
+		}
+	}
+	return gap, hold, nil
 }
 
 type regFigure struct {

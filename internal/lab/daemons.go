@@ -52,6 +52,7 @@ var DefaultInterfaceRules = []InterfaceRule{
 type InterfaceRule struct {
 	Match    string
 	Priority uint8
+	Exclude  bool // exclude = true: mcoad never uses matching interfaces
 }
 
 // HAConfig chooses how StartHA configures mcoa-ha. The zero value is the
@@ -60,6 +61,7 @@ type HAConfig struct {
 	Bin         string        // mcoa-ha binary; default FindBinary(HABinary)
 	NoBulk      bool          // bulk_registration = false (answer bulk BUs with 146)
 	MaxLifetime time.Duration // max_lifetime; default 420s
+	Backend     string        // [dataplane] backend; default "none"
 	LogLevel    string        // default "debug"
 	Extra       string        // TOML appended to the file as is
 }
@@ -103,8 +105,8 @@ func (l *Lab) RunDir() string {
 }
 
 // StartHA writes mcoa-ha's configuration (the home agent at HAAddr on
-// HomeIface, serving HomePrefix, no data plane) and starts it in the ha
-// node. It returns once the control socket answers.
+// HomeIface, serving HomePrefix, the data plane cfg.Backend names) and
+// starts it in the ha node. It returns once the control socket answers.
 func (l *Lab) StartHA(ctx context.Context, c *HAConfig) (*Daemon, error) {
 	var cfg HAConfig
 	if c != nil {
@@ -115,6 +117,9 @@ func (l *Lab) StartHA(ctx context.Context, c *HAConfig) (*Daemon, error) {
 	}
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "debug"
+	}
+	if cfg.Backend == "" {
+		cfg.Backend = "none"
 	}
 	sock := filepath.Join(l.RunDir(), "mcoa-ha.sock")
 	text := fmt.Sprintf(`# written by mcoad's lab (internal/lab)
@@ -127,7 +132,7 @@ bulk_registration = %v
 max_lifetime = %d
 
 [dataplane]
-backend = "none"
+backend = %q
 
 [control]
 socket = %q
@@ -135,7 +140,7 @@ group = ""
 
 [log]
 level = %q
-`, HAAddr, HomeIface, HomePrefix, HomePrefix, !cfg.NoBulk, int(cfg.MaxLifetime/time.Second), sock, cfg.LogLevel)
+`, HAAddr, HomeIface, HomePrefix, HomePrefix, !cfg.NoBulk, int(cfg.MaxLifetime/time.Second), cfg.Backend, sock, cfg.LogLevel)
 	return l.startDaemon(ctx, HA, HABinary, cfg.Bin, "mcoa-ha.toml", text+cfg.Extra, sock)
 }
 
@@ -180,6 +185,10 @@ state_dir = %q
 `, HoA, HAAddr, HomePrefix, int(cfg.Lifetime/time.Second), cfg.BIDMode, cfg.Registration,
 		cfg.ReturnHome, !cfg.KeepOnStop, cfg.StateDir)
 	for _, r := range cfg.Interfaces {
+		if r.Exclude {
+			fmt.Fprintf(&b, "\n[[interface]]\nmatch = %q\nexclude = true\n", r.Match)
+			continue
+		}
 		fmt.Fprintf(&b, "\n[[interface]]\nmatch = %q\npriority = %d\n", r.Match, r.Priority)
 	}
 	fmt.Fprintf(&b, `
