@@ -24,6 +24,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/bul"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
+	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/iface"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 	"github.com/mcoad/mcoad/pkg/proto"
@@ -113,6 +114,22 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 		Clock:       clock.Real{},
 		Logger:      d.log,
 		OnChange:    d.onEngineChange,
+	}
+	for _, c := range cfg.Correspondents {
+		if c.RouteOptimization {
+			engCfg.Correspondents = append(engCfg.Correspondents, c.Address)
+		}
+	}
+	if cfg.Dataplane.Backend != config.BackendNone {
+		// The HoTI leaves from the home address through the tunnel of a
+		// registered BID (the data plane makes it after the registration).
+		engCfg.HomeTunnel = func(bid uint16) int {
+			ifi, err := net.InterfaceByName(dataplane.DeviceName(bid))
+			if err != nil {
+				return 0
+			}
+			return ifi.Index
+		}
 	}
 	if key := mnc.MNHAKey.Bytes(); len(key) > 0 {
 		auth, err := bul.NewMNHAAuth(mnc.MNHASPI, key)
@@ -351,7 +368,7 @@ func (d *Daemon) Status(ctx context.Context) (control.Status, error) {
 	snap, _ := d.watcher.Current()
 	registered := 0
 	for _, e := range d.engine.Snapshot() {
-		if e.State == bul.StateRegistered || e.State == bul.StateRefreshing {
+		if e.Role == "ha" && (e.State == bul.StateRegistered || e.State == bul.StateRefreshing) {
 			registered++
 		}
 	}

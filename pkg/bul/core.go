@@ -160,9 +160,11 @@ type inbound struct {
 	badBID     bool
 	beHoA      netip.Addr
 	authErr    error
+	// pkt is a copy of a packet from a correspondent, for pkg/rr.
+	pkt *proto.Packet
 }
 
-func newInbound(p *proto.Packet, auth Auth, peer netip.Addr) *inbound {
+func newInbound(p *proto.Packet, auth Auth, peer netip.Addr, cns []netip.Addr) *inbound {
 	in := &inbound{
 		typ:      p.MH.Type,
 		src:      p.Src,
@@ -186,6 +188,12 @@ func newInbound(p *proto.Packet, auth Auth, peer netip.Addr) *inbound {
 	// Only BAs from the peer are worth an HMAC; others are dropped anyway.
 	if p.MH.Type == proto.TypeBA && auth != nil && p.Src == peer {
 		in.authErr = auth.Verify(p)
+	}
+	if p.Src != peer && slices.Contains(cns, p.Src) {
+		q := *p
+		q.MH.Options.BIDs = slices.Clone(p.MH.Options.BIDs)
+		q.MHBytes = slices.Clone(p.MHBytes)
+		in.pkt = &q
 	}
 	return in
 }
@@ -225,6 +233,8 @@ type core struct {
 	homeIface   string
 	homeIfindex int
 
+	cn *cnState // nil without correspondents
+
 	counters Counters
 	pkt      proto.Packet
 	scratch  []*entry
@@ -254,6 +264,7 @@ func newCore(cfg Config) *core {
 		c.seq = uint16(rand.Uint32())
 	}
 	c.seqReserved = c.seq // the first BU reserves a new window
+	c.cn = newCNState(c)
 	return c
 }
 
@@ -332,7 +343,7 @@ func (c *core) stopDone() bool {
 	if c.atHome {
 		return c.homeDone
 	}
-	return c.allDownDone || c.bestSendable() == nil
+	return (c.allDownDone || c.bestSendable() == nil) && c.cnSettled()
 }
 
 func (c *core) tick(now time.Time) { c.pump(now) }
@@ -345,7 +356,9 @@ func (c *core) pump(now time.Time) {
 	c.expire(now)
 	c.schedule(now)
 	c.transmit(now)
+	c.cnPump(now)
 	c.report(now)
+	c.cnReport(now)
 }
 
 func (c *core) reconcile(now time.Time) {

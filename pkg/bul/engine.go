@@ -20,7 +20,8 @@ type Engine struct {
 	c    *core
 	clk  clock.Clock
 	auth Auth
-	peer netip.Addr // immutable copy for HandlePacket's goroutine
+	peer netip.Addr   // immutable copy for HandlePacket's goroutine
+	cns  []netip.Addr // likewise
 
 	coMu    sync.Mutex
 	coNext  []CareOf
@@ -63,6 +64,7 @@ func New(cfg Config) (*Engine, error) {
 		clk:     cfg.Clock,
 		auth:    cfg.Auth,
 		peer:    cfg.HomeAgent,
+		cns:     slices.Clone(cfg.Correspondents),
 		coKick:  make(chan struct{}, 1),
 		inbound: make(chan *inbound, inboundQueue),
 		cmds:    make(chan command),
@@ -176,6 +178,7 @@ func (e *Engine) publish() {
 	for _, en := range c.ents {
 		v.entries = append(v.entries, c.entryView(en))
 	}
+	v.entries = c.cnViews(v.entries)
 	e.view.Store(v)
 }
 
@@ -201,7 +204,7 @@ func (e *Engine) SetCareOfs(cos []CareOf) error {
 // the engine keeps (and checks the BA's authenticator while p.MHBytes is
 // valid), so the caller may reuse p at once. It never blocks.
 func (e *Engine) HandlePacket(p *proto.Packet) {
-	in := newInbound(p, e.auth, e.peer)
+	in := newInbound(p, e.auth, e.peer, e.cns)
 	select {
 	case e.inbound <- in:
 	default:

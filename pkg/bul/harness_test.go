@@ -37,6 +37,7 @@ type sent struct {
 	ifindex int
 	signed  bool
 	at      time.Time
+	wire    []byte // the packet as sent (signed)
 }
 
 func (s sent) String() string {
@@ -64,10 +65,10 @@ type fakeTransport struct {
 func (f *fakeTransport) record(ifindex int, p *proto.Packet, sign proto.Signer) error {
 	// Every BU the engine sends must be one the codec can put on the wire.
 	var err error
-	if f.buf, err = proto.AppendPacket(f.buf[:0], p, nil, nil); err != nil && f.encErr == nil {
+	if f.buf, err = proto.AppendPacket(f.buf[:0], p, nil, sign); err != nil && f.encErr == nil {
 		f.encErr = fmt.Errorf("BU %v does not encode: %w", p, err)
 	}
-	s := sent{p: *p, ifindex: ifindex, signed: sign != nil}
+	s := sent{p: *p, ifindex: ifindex, signed: sign != nil, wire: slices.Clone(f.buf)}
 	s.p.MH.Options.BIDs = slices.Clone(p.MH.Options.BIDs)
 	if f.clk != nil {
 		s.at = f.clk.Now()
@@ -222,7 +223,7 @@ func (h *harness) accept(bu sent) {
 }
 
 func (h *harness) deliver(p *proto.Packet) {
-	h.c.handleInbound(newInbound(p, h.cfg.Auth, ha), h.now())
+	h.c.handleInbound(newInbound(p, h.cfg.Auth, ha, h.cfg.Correspondents), h.now())
 }
 
 func (h *harness) entry(bid uint16) (Entry, bool) {

@@ -9,6 +9,11 @@ import (
 )
 
 func (c *core) handleInbound(in *inbound, now time.Time) {
+	if p := c.cnPeer(in.src); p != nil && in.pkt != nil && in.src != c.cfg.HomeAgent {
+		c.cnInbound(p, in, now)
+		c.pump(now)
+		return
+	}
 	switch in.typ {
 	case proto.TypeBA:
 		c.handleBA(in, now)

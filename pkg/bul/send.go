@@ -266,5 +266,6 @@ func (c *core) nextDeadline(now time.Time) time.Time {
 			consider(c.maxExpiry(e))
 		}
 	}
+	c.cnDeadline(now, consider)
 	return d
 }

@@ -218,6 +218,14 @@ type Config struct {
 	Transport Transport // required
 	Clock     clock.Clock
 	Logger    *slog.Logger
+	// Correspondents are registered with after return routability
+	// (route optimisation): one binding per BID, never bulk.
+	Correspondents []netip.Addr
+	// HomeTunnel returns the interface index of the home agent tunnel of
+	// bid (0: not there yet). The HoTI leaves from the home address through
+	// it. nil: no data plane, so return routability cannot run and the
+	// correspondents are not registered.
+	HomeTunnel func(bid uint16) int
 	// OnChange is called on the engine goroutine for every change. It must
 	// not block (hand the event to a buffered channel, or drop it).
 	OnChange func(Event)

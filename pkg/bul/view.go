@@ -74,6 +74,11 @@ func (c *core) snapshot(now time.Time) []Entry {
 		v.fill(now)
 		out = append(out, v)
 	}
+	n := len(out)
+	out = c.cnViews(out)
+	for i := n; i < len(out); i++ {
+		out[i].fill(now)
+	}
 	return out
 }
 
