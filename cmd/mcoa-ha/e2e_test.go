@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,6 +41,9 @@ type haEnv struct {
 	log      string
 	received mhsock.Received
 	lastBU   time.Time
+	proc     *exec.Cmd
+	cfgPath  string
+	cfgText  string
 }
 
 func buildHA(t *testing.T) string {
@@ -98,6 +102,7 @@ level = "debug"
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	e.proc, e.cfgPath, e.cfgText = cmd, cfgPath, cfg
 	t.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
@@ -374,4 +379,47 @@ func bidOption(t *testing.T, mh []byte) int {
 	}
 	t.Fatal("no BID sub-option in the BU")
 	return 0
+}
+
+// SIGHUP reloads: switching bulk registration off turns the next bulk BU
+// into 146 while the bindings stay; a bad file changes nothing.
+func TestHomeAgentReload(t *testing.T) {
+	e := startHA(t, true)
+	bulkBU := func() *proto.Packet {
+		return e.bu(coas[0], 105, []proto.BID{
+			{ID: 1, PrioStatus: 30, C: true, CoA: coas[0]},
+			{ID: 2, PrioStatus: 20, C: true, CoA: coas[1]},
+		}, nil)
+	}
+	if ba := bulkBU(); ba.MH.Status != proto.StatusAccepted {
+		t.Fatalf("bulk BU: status %d", ba.MH.Status)
+	}
+	rewrite := func(text string) {
+		if err := os.WriteFile(e.cfgPath, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.proc.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rewrite(strings.Replace(e.cfgText, "bulk_registration = true", "bulk_registration = maybe", 1))
+	time.Sleep(300 * time.Millisecond)
+	if ba := bulkBU(); ba.MH.Status != proto.StatusAccepted {
+		t.Fatalf("a bad file was applied: bulk BU status %d", ba.MH.Status)
+	}
+	rewrite(strings.Replace(e.cfgText, "bulk_registration = true", "bulk_registration = false", 1))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ba := bulkBU()
+		if ba.MH.Status == proto.StatusDraftBulkRegNotSupported {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bulk BU after the reload: status %d, want 146", ba.MH.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got, want := e.cache(), fmt.Sprintf("1:%s:p30 2:%s:p20", coas[0], coas[1]); got != want {
+		t.Fatalf("cache after the reload: %s, want %s", got, want)
+	}
 }

@@ -58,14 +58,14 @@ func run(args []string) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, *cfgPath, level, log); err != nil {
 		log.Error("mcoa-ha stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(ctx context.Context, cfg *config.HA, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVar, log *slog.Logger) error {
 	prof, err := cfg.HomeAgent.WireProfile()
 	if err != nil {
 		return err
@@ -144,6 +144,43 @@ func serve(ctx context.Context, cfg *config.HA, log *slog.Logger) error {
 	log.Info("mcoa-ha running", "address", cfg.HomeAgent.Address, "home_link", cfg.HomeAgent.Interface,
 		"serve", cfg.HomeAgent.Serve, "bulk", cfg.HomeAgent.BulkRegistration, "profile", prof.Name,
 		"control", cfg.Control.Socket)
+	// Reload on SIGHUP and when the file changes; a bad file is refused
+	// with its errors and the running configuration stays.
+	reload := func(why string) {
+		next, err := config.LoadHA(path)
+		if err != nil {
+			log.Error("reload refused", "trigger", why, "err", err)
+			return
+		}
+		restart, err := agent.Reload(ctx, next)
+		if err != nil {
+			log.Error("reload", "trigger", why, "err", err)
+			return
+		}
+		level.Set(next.Log.Level)
+		if len(restart) > 0 {
+			log.Warn("reload: these change only on restart", "sections", restart)
+		}
+		log.Info("configuration reloaded", "trigger", why)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload("SIGHUP")
+			}
+		}
+	}()
+	go func() {
+		if err := config.Watch(ctx, path, func() { reload("file changed") }); err != nil && ctx.Err() == nil {
+			log.Warn("configuration file not watched", "err", err)
+		}
+	}()
 	runErr := agent.Run(ctx)
 	cancel()
 	if err := <-srvErr; err != nil && !errors.Is(err, context.Canceled) {

@@ -96,7 +96,28 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := cfg.HA.HomeAgent
+	bc := cacheConfig(cfg.HA, prof)
+	a := &Agent{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		clk:     cfg.Clock,
+		prof:    prof,
+		cache:   bcache.New(bc, cfg.Clock),
+		started: cfg.Clock.Now(),
+		reqs:    make(chan func()),
+		proxied: map[netip.Addr]bool{},
+	}
+	if cfg.HA.Correspondent.Enabled {
+		if a.cn, err = newCNRole(cfg, prof); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// cacheConfig is the binding cache's configuration from [home_agent].
+func cacheConfig(ha *config.HA, prof *proto.Profile) bcache.Config {
+	h := ha.HomeAgent
 	keys := map[netip.Addr]bcache.MNHAKey{}
 	for _, mn := range h.MNs {
 		if mn.Key != "" {
@@ -123,22 +144,41 @@ func New(cfg Config) (*Agent, error) {
 			return k, ok
 		}
 	}
-	a := &Agent{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		clk:     cfg.Clock,
-		prof:    prof,
-		cache:   bcache.New(bc, cfg.Clock),
-		started: cfg.Clock.Now(),
-		reqs:    make(chan func()),
-		proxied: map[netip.Addr]bool{},
-	}
-	if cfg.HA.Correspondent.Enabled {
-		if a.cn, err = newCNRole(cfg, prof); err != nil {
-			return nil, err
+	return bc
+}
+
+// Reload applies a new configuration to the running agent: what BUs are
+// accepted from now on (served prefixes, bulk registration, lifetime cap,
+// MN-HA keys) changes at once and the cache keeps its bindings. The
+// address, the home link, the wire profile, the correspondent role, the
+// data plane and the control socket change only on restart: the running
+// values stay and the changed sections are returned.
+func (a *Agent) Reload(ctx context.Context, cfg *config.HA) (restart []string, err error) {
+	err = a.do(ctx, func() {
+		old := a.cfg.HA
+		h, oh := cfg.HomeAgent, old.HomeAgent
+		if h.Address != oh.Address || h.Interface != oh.Interface || h.Profile != oh.Profile || h.BIDOptionType != oh.BIDOptionType {
+			restart = append(restart, "home_agent (address, interface, profile)")
+			h.Address, h.Interface, h.Profile, h.BIDOptionType = oh.Address, oh.Interface, oh.Profile, oh.BIDOptionType
 		}
-	}
-	return a, nil
+		next := *cfg
+		next.HomeAgent = h
+		if cfg.Correspondent != old.Correspondent {
+			restart = append(restart, "correspondent")
+			next.Correspondent = old.Correspondent
+		}
+		if cfg.Dataplane != old.Dataplane {
+			restart = append(restart, "dataplane")
+			next.Dataplane = old.Dataplane
+		}
+		if cfg.Control != old.Control {
+			restart = append(restart, "control")
+			next.Control = old.Control
+		}
+		a.cfg.HA = &next
+		a.cache.Reconfigure(cacheConfig(&next, a.prof))
+	})
+	return restart, err
 }
 
 const recvQueue = 64

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -233,5 +234,35 @@ func TestAgentReturningHomeReachesMAC(t *testing.T) {
 	}
 	if got := px.proxied(); len(got) != 0 {
 		t.Fatalf("still proxying %v after returning home", got)
+	}
+}
+
+// A reload changes what later BUs get and keeps the bindings.
+func TestAgentReload(t *testing.T) {
+	a, tr, _, _ := startAgent(t)
+	tr.in <- bu(coa1, 1, 10, proto.BID{ID: 1, PrioStatus: 9, C: true, CoA: coa1}, proto.BID{ID: 2, PrioStatus: 5, C: true, CoA: coa2})
+	if ba := tr.next(t); ba.MH.Status != proto.StatusAccepted {
+		t.Fatalf("bulk BU before the reload: status %d", ba.MH.Status)
+	}
+	cfg := haConfig(t)
+	cfg.HomeAgent.BulkRegistration = false
+	cfg.HomeAgent.Address = netip.MustParseAddr("2001:db8:aaaa::2")
+	restart, err := a.Reload(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(restart) != 1 || !strings.Contains(restart[0], "address") {
+		t.Errorf("sections needing a restart: %q", restart)
+	}
+	if es, _ := a.Cache(context.Background()); len(es) != 2 {
+		t.Fatalf("cache after the reload: %+v", es)
+	}
+	tr.in <- bu(coa1, 2, 10, proto.BID{ID: 1, PrioStatus: 9, C: true, CoA: coa1})
+	ba := tr.next(t)
+	if ba.MH.Status != proto.StatusDraftBulkRegNotSupported {
+		t.Fatalf("bulk BU after switching bulk off: status %d, want 146", ba.MH.Status)
+	}
+	if ba.Src != haAddr {
+		t.Fatalf("BA from %v: the address changes only on restart", ba.Src)
 	}
 }

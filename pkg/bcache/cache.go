@@ -349,3 +349,11 @@ func insertBinding(h *hoaState, b binding) {
 	}
 	h.binds = slices.Insert(h.binds, lowerBound(h.binds, b.bid), b)
 }
+
+// Reconfigure applies a new configuration (a reload): later BUs are
+// processed by it, bindings already in the cache keep the lifetime they
+// were granted. Call it from the goroutine that owns the Cache.
+func (c *Cache) Reconfigure(cfg Config) {
+	c.cfg = cfg.withDefaults()
+	c.prof = c.cfg.Profile
+}
