@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -149,107 +148,16 @@ func (e *env) leftovers() []string {
 	return left
 }
 
-// stream sends numbered datagrams every interval from a socket made in
-// node (to dst, from src if valid) to a receiver in rnode, and records
-// what arrives.
-type stream struct {
-	sent, got atomic.Int64
-	mu        sync.Mutex
-	arrivals  []arrival
-	stop      chan struct{}
-	done      sync.WaitGroup
-	local     netip.Addr // the sender's source address
-}
-
-type arrival struct {
-	seq uint64
-	at  time.Time
-}
-
-func (e *env) startStream(node, rnode string, dst netip.AddrPort, interval time.Duration) *stream {
+// startStream sends a datagram from node to dst (an address of rnode)
+// every interval until the test ends (lab.Stream).
+func (e *env) startStream(node, rnode string, dst netip.AddrPort, interval time.Duration) *lab.Stream {
 	e.t.Helper()
-	s := &stream{stop: make(chan struct{})}
-	var rc *net.UDPConn
-	err := e.inNode(rnode, func() (err error) {
-		rc, err = net.ListenUDP("udp6", &net.UDPAddr{IP: dst.Addr().AsSlice(), Port: int(dst.Port())})
-		return err
-	})
+	s, err := e.lab.StartStream(node, rnode, dst, interval)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var sc *net.UDPConn
-	err = e.inNode(node, func() (err error) {
-		sc, err = net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(dst))
-		return err
-	})
-	if err != nil {
-		rc.Close()
-		e.t.Fatal(err)
-	}
-	s.local = sc.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
-	s.done.Add(2)
-	go func() {
-		defer s.done.Done()
-		buf := make([]byte, 64)
-		for {
-			n, err := rc.Read(buf)
-			if err != nil {
-				return
-			}
-			if n >= 8 {
-				s.got.Add(1)
-				s.mu.Lock()
-				s.arrivals = append(s.arrivals, arrival{binary.BigEndian.Uint64(buf), time.Now()})
-				s.mu.Unlock()
-			}
-		}
-	}()
-	go func() {
-		defer s.done.Done()
-		defer sc.Close()
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		buf := make([]byte, 64)
-		for seq := uint64(0); ; seq++ {
-			select {
-			case <-s.stop:
-				time.Sleep(100 * time.Millisecond) // the last ones in flight
-				rc.Close()
-				return
-			case <-t.C:
-			}
-			binary.BigEndian.PutUint64(buf, seq)
-			sc.Write(buf) // errors (no route for a moment) are losses
-			s.sent.Add(1)
-		}
-	}()
-	e.t.Cleanup(s.close)
+	e.t.Cleanup(s.Close)
 	return s
-}
-
-func (s *stream) close() {
-	select {
-	case <-s.stop:
-	default:
-		close(s.stop)
-	}
-	s.done.Wait()
-}
-
-// gaps returns the outages: for every run of missing sequence numbers, the
-// time between the arrivals around it.
-func (s *stream) gaps() []time.Duration {
-	s.mu.Lock()
-	a := slices.Clone(s.arrivals)
-	s.mu.Unlock()
-	slices.SortFunc(a, func(x, y arrival) int { return int(x.seq) - int(y.seq) })
-	var out []time.Duration
-	for i := 1; i < len(a); i++ {
-		if a[i].seq > a[i-1].seq+1 {
-			out = append(out, a[i].at.Sub(a[i-1].at))
-		}
-	}
-	return out
 }
 
 // tcpFlow keeps writing on one TCP connection from node to dst.
@@ -413,12 +321,12 @@ func TestDataPlane(t *testing.T) {
 	// wwan0) at the same time; other traffic takes eth0, the best.
 	udp := e.startStream(lab.MN, lab.CN, netip.AddrPortFrom(lab.CNAddr, udpPort), 5*time.Millisecond)
 	tcp := e.startTCP(lab.MN, lab.CN, netip.AddrPortFrom(lab.CNAddr, tcpPort))
-	if udp.local != lab.HoA || tcp.local != lab.HoA {
-		t.Fatalf("flows from %s (udp) and %s (tcp), want the home address %s", udp.local, tcp.local, lab.HoA)
+	if udp.Local != lab.HoA || tcp.local != lab.HoA {
+		t.Fatalf("flows from %s (udp) and %s (tcp), want the home address %s", udp.Local, tcp.local, lab.HoA)
 	}
 	e.waitFor("both flows deliver", 10*time.Second, func() error {
-		if udp.got.Load() < 50 || tcp.read.Load() < 50_000 {
-			return fmt.Errorf("udp %d datagrams, tcp %d bytes", udp.got.Load(), tcp.read.Load())
+		if udp.Got() < 50 || tcp.read.Load() < 50_000 {
+			return fmt.Errorf("udp %d datagrams, tcp %d bytes", udp.Got(), tcp.read.Load())
 		}
 		return nil
 	})
@@ -456,14 +364,14 @@ func TestDataPlane(t *testing.T) {
 
 	// Cut wlan0: the UDP flow goes on over eth0 at once, and comes back
 	// when wlan0 does.
-	lostBefore := udp.sent.Load() - udp.got.Load()
+	lostBefore := udp.Sent() - udp.Got()
 	if err := e.lab.CutLink("wlan0"); err != nil {
 		t.Fatal(err)
 	}
 	e.waitFor("wlan0's binding gone", registerTimeout, func() error { return e.registered("eth0", "wwan0") })
 	e.growsOn("UDP moves to eth0", "eth0", 100, "wlan0")
-	lost := udp.sent.Load() - udp.got.Load() - lostBefore
-	t.Logf("UDP datagrams lost over the cut of wlan0: %d (one every 5ms); gaps %v", lost, udp.gaps())
+	lost := udp.Sent() - udp.Got() - lostBefore
+	t.Logf("UDP datagrams lost over the cut of wlan0: %d (one every 5ms); gaps %v", lost, udp.Gaps())
 	if err := e.lab.RestoreLink("wlan0"); err != nil {
 		t.Fatal(err)
 	}
@@ -472,7 +380,7 @@ func TestDataPlane(t *testing.T) {
 	if err := tcp.failed(); err != nil {
 		t.Errorf("TCP flow: %v", err)
 	}
-	udp.close()
+	udp.Close()
 	tcp.close()
 
 	// A policy added at run time (mcoactl) takes a flow that followed the
@@ -488,10 +396,10 @@ func TestDataPlane(t *testing.T) {
 	e.growsOn("UDP to 5003 on wwan0 after policy add", "wwan0", 100, "eth0", "wlan0")
 	e.mcoactl(e.mn, "policy", "delete", "late")
 	e.growsOn("the flow stays on wwan0 after policy delete", "wwan0", 100, "eth0", "wlan0")
-	other.close()
+	other.Close()
 	other = e.startStream(lab.MN, lab.CN, netip.AddrPortFrom(lab.CNAddr, 5003), 5*time.Millisecond)
 	e.growsOn("a new flow to 5003 on eth0", "eth0", 100, "wlan0", "wwan0")
-	other.close()
+	other.Close()
 
 	// Large transfers through the tunnels, both ways, do not stall.
 	e.bulk(lab.MN, lab.CN, netip.AddrPortFrom(lab.CNAddr, tcpPort), 8<<20)
@@ -620,24 +528,6 @@ func (e *env) checkWire(iface, proto string, port int) {
 	}
 }
 
-// outage is the longest silence of s around t: the time between the
-// arrivals on either side of a run of lost datagrams that began within
-// window after t (0: nothing lost).
-func (s *stream) outage(t time.Time, window time.Duration) time.Duration {
-	s.mu.Lock()
-	a := slices.Clone(s.arrivals)
-	s.mu.Unlock()
-	slices.SortFunc(a, func(x, y arrival) int { return int(x.seq) - int(y.seq) })
-	var worst time.Duration
-	for i := 1; i < len(a); i++ {
-		if a[i].seq == a[i-1].seq+1 || a[i-1].at.Before(t.Add(-50*time.Millisecond)) || a[i-1].at.After(t.Add(window)) {
-			continue
-		}
-		worst = max(worst, a[i].at.Sub(a[i-1].at))
-	}
-	return worst
-}
-
 func percentile(ds []time.Duration, p float64) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
@@ -664,8 +554,8 @@ func TestFailover(t *testing.T) {
 	e := setupDataplane(t)
 	probe := e.startStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, probePort), time.Millisecond)
 	e.waitFor("probes arrive", 5*time.Second, func() error {
-		if probe.got.Load() < 200 {
-			return fmt.Errorf("%d probes arrived", probe.got.Load())
+		if probe.Got() < 200 {
+			return fmt.Errorf("%d probes arrived", probe.Got())
 		}
 		return nil
 	})
@@ -678,33 +568,35 @@ func TestFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.waitFor(fmt.Sprintf("cut %d: eth0's binding gone", i+1), registerTimeout, func() error { return e.registered("wlan0", "wwan0") })
-		n := probe.got.Load()
+		n := probe.Got()
 		e.waitFor(fmt.Sprintf("cut %d: probes arrive again", i+1), 5*time.Second, func() error {
-			if probe.got.Load() < n+100 {
-				return fmt.Errorf("%d probes since", probe.got.Load()-n)
+			if probe.Got() < n+100 {
+				return fmt.Errorf("%d probes since", probe.Got()-n)
 			}
 			return nil
 		})
-		down = append(down, probe.outage(cut, time.Second))
+		d, _ := probe.Outage(cut, time.Second)
+		down = append(down, d)
 		back := time.Now()
 		if err := e.lab.RestoreLink("eth0"); err != nil {
 			t.Fatal(err)
 		}
 		e.waitFor(fmt.Sprintf("cut %d: eth0 registered again", i+1), 3*registerTimeout, func() error { return e.registered(ifaces...) })
-		n = probe.got.Load()
+		n = probe.Got()
 		e.waitFor(fmt.Sprintf("cut %d: probes after the restore", i+1), 5*time.Second, func() error {
-			if probe.got.Load() < n+100 {
-				return fmt.Errorf("%d probes since", probe.got.Load()-n)
+			if probe.Got() < n+100 {
+				return fmt.Errorf("%d probes since", probe.Got()-n)
 			}
 			return nil
 		})
-		up = append(up, probe.outage(back, time.Second))
+		d, _ = probe.Outage(back, time.Second)
+		up = append(up, d)
 	}
-	probe.close()
+	probe.Close()
 	t.Logf("fail-over outage of a 1ms CN -> HoA stream over %d carrier cuts of eth0: p50 %v, p90 %v, max %v; all %v",
 		cuts, percentile(down, 0.5), percentile(down, 0.9), percentile(down, 1), down)
 	t.Logf("outage when eth0 comes back: p50 %v, max %v; all %v", percentile(up, 0.5), percentile(up, 1), up)
-	t.Logf("probes: %d sent, %d received", probe.sent.Load(), probe.got.Load())
+	t.Logf("probes: %d sent, %d received", probe.Sent(), probe.Got())
 }
 
 // bulk sends n bytes on a new TCP connection from node to dst and checks
