@@ -550,12 +550,6 @@ func (d *demo) returnHome(ctx context.Context) error {
 	d.printf("   HA  ip -6 neigh show proxy dev %s: (none)\n", lab.HomeIface)
 	d.printf("   ok: HA cache empty, proxy neighbour advertisement stopped, MN status at home\n")
 
-	// A second at home, as a laptop docked and undocked by hand. Leaving
-	// within ~100 ms of arriving, while the TUN data plane is still being
-	// torn down, sometimes leaves mcoad at home (an open mcoad bug).
-	if err := sleepCtx(ctx, time.Second); err != nil {
-		return err
-	}
 	d.printf("\n   eth0 goes back to its access router\n")
 	if err := d.lab.LeaveHome(ctx, "eth0"); err != nil {
 		return err

@@ -37,6 +37,41 @@ type kernel struct {
 	// hold, in tests, stalls the forwarders until closed (to overflow
 	// the subscription sockets on purpose).
 	hold chan struct{}
+
+	// lost collects the links a notification showed without carrier (or
+	// down) since the last read: a flap shorter than the debounce never
+	// shows in a reading, yet the link may be another one when it is back.
+	lostMu sync.Mutex
+	lost   map[int]bool
+}
+
+// lostCarrier returns, and forgets, the links seen without carrier since
+// the last call.
+func (k *kernel) lostCarrier() []int {
+	k.lostMu.Lock()
+	defer k.lostMu.Unlock()
+	out := make([]int, 0, len(k.lost))
+	for idx := range k.lost {
+		out = append(out, idx)
+	}
+	clear(k.lost)
+	return out
+}
+
+func (k *kernel) noteLink(u netlink.LinkUpdate) {
+	if u.Link == nil {
+		return
+	}
+	a := u.Link.Attrs()
+	if a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0 {
+		return
+	}
+	k.lostMu.Lock()
+	if k.lost == nil {
+		k.lost = map[int]bool{}
+	}
+	k.lost[a.Index] = true
+	k.lostMu.Unlock()
 }
 
 func openKernel(name string, log *slog.Logger) (*kernel, error) {
@@ -144,7 +179,8 @@ func (k *kernel) subscribe(done <-chan struct{}, onErr func(error)) (_, _ <-chan
 		if hold != nil {
 			<-hold
 		}
-		for range lc {
+		for u := range lc {
+			k.noteLink(u)
 			notify()
 		}
 		end()

@@ -401,6 +401,13 @@ func (w *Watcher) read(b backend) error {
 	if err != nil {
 		return fmt.Errorf("listing addresses: %w", err)
 	}
+	if lc, ok := b.(interface{ lostCarrier() []int }); ok {
+		// A carrier loss between two readings still counts: the link
+		// must confirm again that it is the one we knew.
+		for _, idx := range lc.lostCarrier() {
+			w.core.ra.detach(idx)
+		}
+	}
 	st := w.settings()
 	s := w.core.build(links, addrs, w.clk.Now(), &st)
 	if err := w.core.bids.save(); err != nil {
