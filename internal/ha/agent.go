@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -119,9 +120,13 @@ func New(cfg Config) (*Agent, error) {
 func cacheConfig(ha *config.HA, prof *proto.Profile) bcache.Config {
 	h := ha.HomeAgent
 	keys := map[netip.Addr]bcache.MNHAKey{}
+	routers := map[netip.Addr][]netip.Prefix{}
 	for _, mn := range h.MNs {
 		if mn.Key != "" {
 			keys[mn.HomeAddress] = bcache.MNHAKey{SPI: mn.SPI, Key: mn.Key.Bytes()}
+		}
+		if len(mn.Prefixes) > 0 {
+			routers[mn.HomeAddress] = slices.Clone(mn.Prefixes)
 		}
 	}
 	bc := bcache.Config{
@@ -131,6 +136,13 @@ func cacheConfig(ha *config.HA, prof *proto.Profile) bcache.Config {
 		HomePrefix:       h.HomePrefix,
 		MaxLifetime:      h.MaxLifetime,
 		BulkRegistration: h.BulkRegistration,
+	}
+	if len(routers) > 0 {
+		// NEMO (RFC 3963): the MNs with prefixes are mobile routers.
+		bc.MobileRouters = func(hoa netip.Addr) ([]netip.Prefix, bool) {
+			ps, ok := routers[hoa]
+			return ps, ok
+		}
 	}
 	if len(keys) > 0 || h.RequireAuth {
 		require := h.RequireAuth
@@ -340,6 +352,9 @@ func (a *Agent) apply(changes []bcache.Change) {
 		case bcache.HoADown:
 			delete(a.proxied, c.HoA)
 			proxyChanged = true
+		case bcache.PrefixesChanged:
+			// NEMO: the data plane routes them with the bindings below.
+			a.log.Info("mobile network prefixes", "hoa", c.HoA, "prefixes", c.Prefixes)
 		default:
 			a.log.Info("binding "+c.Kind.String(), "hoa", c.HoA, "bid", c.BID, "coa", c.CoA, "priority", c.Priority)
 			if a.cfg.Events != nil {

@@ -31,7 +31,7 @@ func (a planeAdapter) SetBindings(bs []bcache.Binding) error {
 		if !b.HomeRegistration {
 			continue // a correspondent's binding: route optimisation, no tunnel
 		}
-		out = append(out, dataplane.HABinding{HoA: b.HoA, BID: b.BID, CoA: b.CoA, Priority: b.Priority})
+		out = append(out, dataplane.HABinding{HoA: b.HoA, BID: b.BID, CoA: b.CoA, Priority: b.Priority, Prefixes: b.Prefixes})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), planeTimeout)
 	defer cancel()

@@ -27,15 +27,16 @@ func TestPlaneAdapter(t *testing.T) {
 	p := NewPlane(r)
 	hoa := netip.MustParseAddr("2001:db8:aaaa::100")
 	coa1, coa2 := netip.MustParseAddr("2001:db8:1::2"), netip.MustParseAddr("2001:db8:2::2")
+	mnps := []netip.Prefix{netip.MustParsePrefix("2001:db8:aaab::/64")}
 	err := p.SetBindings([]bcache.Binding{
 		{HoA: hoa, BID: 1, CoA: coa1, Priority: 30, HomeRegistration: true},
-		{HoA: hoa, BID: 2, CoA: coa2, Priority: 20, HomeRegistration: true},
+		{HoA: hoa, BID: 2, CoA: coa2, Priority: 20, HomeRegistration: true, Prefixes: mnps},
 		{HoA: netip.MustParseAddr("2001:db8:cccc::5"), BID: 1, CoA: coa1},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []dataplane.HABinding{{HoA: hoa, BID: 1, CoA: coa1, Priority: 30}, {HoA: hoa, BID: 2, CoA: coa2, Priority: 20}}
+	want := []dataplane.HABinding{{HoA: hoa, BID: 1, CoA: coa1, Priority: 30}, {HoA: hoa, BID: 2, CoA: coa2, Priority: 20, Prefixes: mnps}}
 	if len(r.got) != 1 || !reflect.DeepEqual(r.got[0], want) {
 		t.Errorf("data plane got %+v, want %+v", r.got, want)
 	}

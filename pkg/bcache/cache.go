@@ -24,7 +24,7 @@ type binding struct {
 
 const (
 	flagHome    uint8 = 1 << iota // H: home registration
-	flagRouter                    // R: NEMO mobile router (RFC 3963), kept for later
+	flagRouter                    // R: NEMO mobile router (RFC 3963)
 	flagBRRSent                   // the BRR of this lifetime went out
 )
 
@@ -48,6 +48,12 @@ type Cache struct {
 	newTAT int64 // GCRA of MaxBAPerSecondNew
 
 	cnt counters
+
+	// mnps holds the mobile network prefixes registered by each mobile
+	// router's home address (RFC 3963), beside the table: few home
+	// addresses have them and the table's slots stay 64 octets. A slice
+	// in it is never modified, so Binding and Change may share it.
+	mnps map[[16]byte][]netip.Prefix
 
 	// Scratch reused across calls so that the hot path does not allocate.
 	changes []Change
@@ -107,10 +113,19 @@ type Binding struct {
 	HomeRegistration bool
 	// MobileRouter: the BU had NEMO's R flag.
 	MobileRouter bool
+	// Prefixes are the mobile network prefixes registered for the home
+	// address (RFC 3963), to be routed to its mobile router. Shared: do
+	// not modify.
+	Prefixes []netip.Prefix
 }
 
 func (c *Cache) export(h *hoaState, b *binding) Binding {
+	var ps []netip.Prefix
+	if b.flags&flagRouter != 0 {
+		ps = c.mnps[h.key]
+	}
 	return Binding{
+		Prefixes:         ps,
 		HoA:              netip.AddrFrom16(h.key),
 		BID:              b.bid,
 		CoA:              netip.AddrFrom16(b.coa),
@@ -239,6 +254,8 @@ type Entry struct {
 	Lifetime         uint32     `json:"lifetime"`   // seconds granted
 	ExpiresIn        int64      `json:"expires_in"` // seconds left, 0 when past
 	HomeRegistration bool       `json:"home_registration"`
+	// Prefixes: the home address's mobile network prefixes (NEMO).
+	Prefixes []netip.Prefix `json:"prefixes,omitempty"`
 }
 
 // Entries returns a snapshot of the cache ordered by home address and BID.
@@ -261,6 +278,7 @@ func (c *Cache) Entries(now time.Time) []Entry {
 				Lifetime:         uint32(b.life) * proto.LifetimeUnitSeconds,
 				ExpiresIn:        left,
 				HomeRegistration: b.flags&flagHome != 0,
+				Prefixes:         c.mnps[h.key],
 			})
 		}
 	}
@@ -291,9 +309,13 @@ const (
 	// HoADown: the home address lost its last binding (stop proxying). It
 	// comes after that binding's Removed.
 	HoADown
+	// PrefixesChanged: the mobile network prefixes registered by the home
+	// address's mobile router changed (RFC 3963); Change.Prefixes holds
+	// the new list, empty when they are gone (then before HoADown).
+	PrefixesChanged
 )
 
-var changeNames = [...]string{"", "hoa-up", "added", "updated", "removed", "hoa-down"}
+var changeNames = [...]string{"", "hoa-up", "added", "updated", "removed", "hoa-down", "prefixes"}
 
 func (k ChangeKind) String() string {
 	if int(k) < len(changeNames) {
@@ -311,6 +333,8 @@ type Change struct {
 	BID      uint16
 	CoA      netip.Addr
 	Priority uint8
+	// Prefixes: PrefixesChanged only. Shared: do not modify.
+	Prefixes []netip.Prefix
 }
 
 func (c *Cache) note(kind ChangeKind, h *hoaState, b *binding) {
@@ -335,6 +359,7 @@ func (c *Cache) dropIfEmpty(h *hoaState) {
 	if len(h.binds) > 0 {
 		return
 	}
+	c.setPrefixes(h.key, nil)
 	c.note(HoADown, h, nil)
 	c.tab.remove(h.key)
 }
@@ -356,4 +381,22 @@ func insertBinding(h *hoaState, b binding) {
 func (c *Cache) Reconfigure(cfg Config) {
 	c.cfg = cfg.withDefaults()
 	c.prof = c.cfg.Profile
+}
+
+// setPrefixes records the mobile network prefixes of a home address (nil:
+// none), noting a change when they differ.
+func (c *Cache) setPrefixes(key [16]byte, ps []netip.Prefix) {
+	old, had := c.mnps[key]
+	if slices.Equal(old, ps) && had == (len(ps) > 0) {
+		return
+	}
+	if len(ps) == 0 {
+		delete(c.mnps, key)
+	} else {
+		if c.mnps == nil {
+			c.mnps = map[[16]byte][]netip.Prefix{}
+		}
+		c.mnps[key] = ps
+	}
+	c.changes = append(c.changes, Change{Kind: PrefixesChanged, HoA: netip.AddrFrom16(key), Prefixes: ps})
 }

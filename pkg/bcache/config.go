@@ -74,6 +74,12 @@ type Config struct {
 	// insufficient resources, beyond them); defaults 64 and 4,194,304.
 	MaxBindingsPerHoA int
 	MaxBindings       int
+
+	// MobileRouters returns the mobile network prefixes a home address may
+	// register as a NEMO mobile router (RFC 3963); ok false (or nil, or no
+	// prefix): it is not one, and BUs with the R flag get status 140. A
+	// home agent only. The cache does not modify the slice.
+	MobileRouters func(hoa netip.Addr) (prefixes []netip.Prefix, ok bool)
 }
 
 const (
@@ -99,6 +105,7 @@ func (c Config) withDefaults() Config {
 		c.BulkRegistration = false
 		c.KeyManagement = false
 		c.MNHAKeys = nil
+		c.MobileRouters = nil
 	}
 	if c.MaxBAPerSecondPerHoA == 0 {
 		c.MaxBAPerSecondPerHoA = proto.MaxUpdateRatePerSecond

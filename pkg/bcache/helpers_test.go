@@ -37,7 +37,8 @@ type buSpec struct {
 	bids          []proto.BID
 	parseErr      error
 	reject        proto.Status
-	mnha          *MNHAKey // sign with this SA
+	mnha          *MNHAKey       // sign with this SA
+	prefixes      []netip.Prefix // Mobile Network Prefix options (NEMO)
 }
 
 type env struct {
@@ -93,6 +94,7 @@ func (e *env) input(s buSpec) *BUInput {
 	}
 	m.Options.AltCoA = s.alt
 	m.Options.BIDs = slices.Clone(s.bids)
+	m.Options.Prefixes = slices.Clone(s.prefixes)
 	in := &BUInput{Src: s.src, HoA: s.hoa, Msg: m, ParseErr: s.parseErr, Reject: s.reject}
 	if !in.Src.IsValid() {
 		in.Src = coa1

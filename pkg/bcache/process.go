@@ -3,6 +3,7 @@ package bcache
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/mcoad/mcoad/pkg/proto"
@@ -76,9 +77,17 @@ func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 	if m == nil || m.Type != proto.TypeBU {
 		return c.drop(DropNotBU)
 	}
+	badMNP := false
 	if in.ParseErr != nil {
 		var be *proto.BIDError
-		if !errors.As(in.ParseErr, &be) {
+		switch {
+		case errors.As(in.ParseErr, &be):
+		case errors.Is(in.ParseErr, proto.ErrBadPrefix) && m.Flags&proto.FlagR != 0 && c.cfg.Role == RoleHA:
+			// RFC 3963 6.1.2: a mobile router's prefix length over 128
+			// is answered 141, not dropped. The options after it are
+			// lost, so nothing else of the BU is used.
+			badMNP = true
+		default:
 			return c.drop(DropMalformed)
 		}
 	}
@@ -134,6 +143,9 @@ func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 	if early == 0 && in.Reject >= 128 {
 		early = in.Reject
 	}
+	if early == 0 && badMNP {
+		early = proto.StatusInvalidPrefix
+	}
 	if !c.allow(h, now) {
 		return c.drop(DropRateLimited)
 	}
@@ -149,10 +161,27 @@ func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 		// RFC 6275 9.5.1: not greater than the last accepted one. The BA
 		// carries the last accepted number.
 		st, seq = proto.StatusSequenceOutOfWindow, h.lastSeq
-	case len(m.Options.BIDs) == 0:
-		st, life = c.plain(in, hoa, key, h, now)
 	default:
-		st, life = c.withBIDs(in, hoa, key, h, now)
+		// RFC 3963 6.1: a registration with the R flag is checked before
+		// anything changes; a de-registration needs no check.
+		router := c.cfg.Role == RoleHA && m.Flags&proto.FlagR != 0
+		var mnps []netip.Prefix
+		if router && m.Lifetime != 0 {
+			mnps, st = c.checkPrefixes(hoa, m)
+		}
+		if st != 0 {
+			break
+		}
+		if len(m.Options.BIDs) == 0 {
+			st, life = c.plain(in, hoa, key, h, now)
+		} else {
+			st, life = c.withBIDs(in, hoa, key, h, now)
+		}
+		if life > 0 && c.tab.find(key) != nil {
+			// Registered: a mobile router's prefixes are (re)set, and a
+			// registration without R means a mobile host now (6.2).
+			c.setPrefixes(key, mnps)
+		}
 	}
 	if !st.Accepted() && st != c.prof.StatusBulkRegFail && st != c.prof.StatusMCoAConflict {
 		// Rejected as a whole: every sub-option carries the status.
@@ -456,6 +485,10 @@ func (c *Cache) fillBA(ba *proto.Message, bu *proto.Message, st proto.Status, se
 	if c.cfg.KeyManagement && bu.Flags&proto.FlagK != 0 && st.Accepted() {
 		ba.Flags |= proto.BAFlagK
 	}
+	if c.cfg.Role == RoleHA && bu.Flags&proto.FlagR != 0 {
+		// RFC 3963 6.2: tells the mobile router that NEMO is supported.
+		ba.Flags |= proto.BAFlagR
+	}
 	for i, b := range bu.Options.BIDs {
 		s := c.status[i]
 		if s == 0 {
@@ -470,4 +503,41 @@ func (c *Cache) fillBA(ba *proto.Message, bu *proto.Message, st proto.Status, se
 		}
 		ba.Options.BIDs = append(ba.Options.BIDs, nb)
 	}
+}
+
+// checkPrefixes checks a mobile router's registration (RFC 3963 6.1): the
+// home address must be configured as a mobile router (else 140); each
+// Mobile Network Prefix option must be a well-formed prefix (else 141)
+// inside the configured ones (else 142). Without options (implicit mode)
+// the configured prefixes are registered.
+func (c *Cache) checkPrefixes(hoa netip.Addr, m *proto.Message) ([]netip.Prefix, proto.Status) {
+	var allowed []netip.Prefix
+	ok := false
+	if c.cfg.MobileRouters != nil {
+		allowed, ok = c.cfg.MobileRouters(hoa)
+	}
+	if !ok || len(allowed) == 0 {
+		return nil, proto.StatusMRNotAuthorized
+	}
+	opts := m.Options.Prefixes
+	if len(opts) == 0 {
+		return slices.Clone(allowed), 0
+	}
+	for _, p := range opts {
+		if !p.IsValid() || p.Bits() == 0 || !p.Addr().Is6() || p.Addr().Is4In6() || p.Masked() != p {
+			return nil, proto.StatusInvalidPrefix
+		}
+	}
+	out := make([]netip.Prefix, 0, len(opts))
+	for _, p := range opts {
+		if !slices.ContainsFunc(allowed, func(a netip.Prefix) bool {
+			return a.Bits() <= p.Bits() && a.Contains(p.Addr())
+		}) {
+			return nil, proto.StatusNotAuthorizedForPrefix
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out, 0
 }

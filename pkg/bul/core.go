@@ -156,6 +156,7 @@ type inbound struct {
 	status     proto.Status
 	hasRefresh bool
 	refresh    uint16
+	flagR      bool // BA: NEMO R flag (RFC 3963 4.2)
 	bids       []proto.BID
 	badBID     bool
 	beHoA      netip.Addr
@@ -176,6 +177,7 @@ func newInbound(p *proto.Packet, auth Auth, peer netip.Addr, cns []netip.Addr) *
 		beHoA:    p.MH.BEHomeAddress,
 	}
 	in.hasRefresh, in.refresh = p.MH.Options.HasRefreshAdvice, p.MH.Options.RefreshInterval
+	in.flagR = p.MH.Type == proto.TypeBA && p.MH.Flags&proto.BAFlagR != 0
 	if n := len(p.MH.Options.BIDs); n > 0 {
 		in.bids = make([]proto.BID, n)
 		copy(in.bids, p.MH.Options.BIDs)
@@ -219,6 +221,11 @@ type core struct {
 	mode     Mode
 	fallback string
 	conflict bool // a 144 was seen
+
+	// NEMO (RFC 3963), with Config.MobileRouter.
+	nemoNoR     bool // an accepting BA came without the R flag
+	nemoStatus  int  // last 140-143, 0 none
+	nemoLastErr string
 
 	seq, seqReserved uint16
 	sends            [maxUpdateRate]time.Time

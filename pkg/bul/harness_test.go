@@ -70,6 +70,7 @@ func (f *fakeTransport) record(ifindex int, p *proto.Packet, sign proto.Signer) 
 	}
 	s := sent{p: *p, ifindex: ifindex, signed: sign != nil, wire: slices.Clone(f.buf)}
 	s.p.MH.Options.BIDs = slices.Clone(p.MH.Options.BIDs)
+	s.p.MH.Options.Prefixes = slices.Clone(p.MH.Options.Prefixes)
 	if f.clk != nil {
 		s.at = f.clk.Now()
 	}

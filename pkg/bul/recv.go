@@ -111,6 +111,9 @@ func (c *core) sentFrom(addr netip.Addr) bool {
 
 func (c *core) applyBA(t *txn, s sentSeq, in *inbound, now time.Time) {
 	st := in.status
+	if c.cfg.MobileRouter != nil {
+		c.nemoBA(t, in)
+	}
 	withBIDs := t.kind == txIndividual || t.kind == txBulk
 	items := t.items
 	switch {
@@ -174,6 +177,39 @@ func (c *core) applyBA(t *txn, s sentSeq, in *inbound, now time.Time) {
 	}
 }
 
+// isNEMOStatus reports the RFC 3963 rejections (section 4.2).
+func isNEMOStatus(st proto.Status) bool {
+	return st >= proto.StatusMRNotAuthorized && st <= proto.StatusForwardingSetupFailed
+}
+
+// nemoBA records what a BA says about NEMO support (RFC 3963 5.3).
+func (c *core) nemoBA(t *txn, in *inbound) {
+	nemo := proto.Status(0)
+	if isNEMOStatus(in.status) {
+		nemo = in.status
+	}
+	for _, b := range in.bids {
+		if ps := proto.Status(b.PrioStatus); isNEMOStatus(ps) {
+			nemo = ps
+		}
+	}
+	switch {
+	case nemo != 0:
+		c.nemoStatus, c.nemoLastErr = int(nemo), "home agent rejected the mobile router: "+nemo.String()
+		c.log.Warn("home agent rejected the mobile router registration", "status", nemo)
+	case in.status.Accepted() && in.lifetime > 0 && t.kind != txHome && t.kind != txDeregAll:
+		if !in.flagR {
+			if !c.nemoNoR {
+				c.log.Warn("home agent acknowledged a mobile router BU without the R flag: it does not support NEMO; the mobile network prefixes are not routed")
+			}
+			c.nemoNoR = true
+			c.nemoStatus, c.nemoLastErr = 0, "home agent does not support NEMO (BA without R flag)"
+			return
+		}
+		c.nemoNoR, c.nemoStatus, c.nemoLastErr = false, 0, ""
+	}
+}
+
 func findBID(bids []proto.BID, id uint16) *proto.BID {
 	for i := range bids {
 		if bids[i].ID == id {
@@ -213,6 +249,10 @@ func (c *core) bindingFailed(e *entry, st proto.Status, why string, now time.Tim
 	e.lastStatus, e.lastErr = int(st), why
 	e.force = true
 	switch {
+	case c.cfg.MobileRouter != nil && isNEMOStatus(st) && st != proto.StatusForwardingSetupFailed:
+		// RFC 3963 6.6: 140-142 are configuration problems on either
+		// side: nothing changes in a second, so retry at the slowest rate.
+		e.backoff = maxTimeout
 	case e.backoff == 0:
 		e.backoff = initialTimeout
 	default:

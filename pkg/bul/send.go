@@ -232,6 +232,15 @@ func (c *core) build(t *txn) (int, bool) {
 	}
 	m.Lifetime = lifetime
 	m.Options.AltCoA = alt
+	if r := c.cfg.MobileRouter; r != nil {
+		// RFC 3963 5.1: R on every BU to the home agent; the prefixes in
+		// explicit mode, only in registrations (a lifetime-0 BU removes
+		// every prefix with the binding).
+		m.Flags |= proto.FlagR
+		if !r.Implicit && lifetime > 0 {
+			m.Options.Prefixes = append(m.Options.Prefixes, r.Prefixes...)
+		}
+	}
 	if c.cfg.Auth != nil {
 		c.cfg.Auth.AddOption(m)
 	}

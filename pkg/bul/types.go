@@ -180,6 +180,8 @@ type Status struct {
 	Sequence uint16   `json:"sequence"` // last sequence number used
 	Bindings int      `json:"bindings"`
 	Counters Counters `json:"counters"`
+	// MobileRouter is set when the node is a NEMO mobile router.
+	MobileRouter *MobileRouterStatus `json:"mobile_router,omitempty"`
 }
 
 // EventType says what an Event reports.
@@ -229,6 +231,32 @@ type Config struct {
 	// OnChange is called on the engine goroutine for every change. It must
 	// not block (hand the event to a buffered channel, or drop it).
 	OnChange func(Event)
+	// MobileRouter makes the node a NEMO mobile router (RFC 3963): every
+	// BU to the home agent carries the R flag. nil: a mobile host.
+	MobileRouter *MobileRouter
+}
+
+// MobileRouter configures NEMO Basic Support (RFC 3963).
+type MobileRouter struct {
+	// Prefixes are the mobile network prefixes. In explicit mode each
+	// goes in a Mobile Network Prefix option of every registration BU.
+	Prefixes []netip.Prefix
+	// Implicit: send no Mobile Network Prefix option; the home agent
+	// uses the prefixes it is configured with (RFC 3963 5.1).
+	Implicit bool
+}
+
+// MobileRouterStatus is the NEMO part of Status.
+type MobileRouterStatus struct {
+	Mode     string         `json:"mode"` // "explicit" or "implicit"
+	Prefixes []netip.Prefix `json:"prefixes"`
+	// HomeAgentNoNEMO: the home agent accepted a BU with the R flag with
+	// a BA without it: it does not support NEMO (RFC 3963 5.3), so the
+	// home address is registered but the prefixes are not routed.
+	HomeAgentNoNEMO bool `json:"ha_no_nemo"`
+	// LastStatus is the last NEMO rejection (140-143), 0 when none.
+	LastStatus int    `json:"last_status"`
+	LastError  string `json:"last_error,omitempty"`
 }
 
 // Errors.
@@ -293,6 +321,19 @@ func (c *Config) normalize() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if r := c.MobileRouter; r != nil {
+		if !r.Implicit && len(r.Prefixes) == 0 {
+			return fmt.Errorf("%w: an explicit-mode mobile router needs at least one prefix", ErrInvalidConfig)
+		}
+		ps := make([]netip.Prefix, len(r.Prefixes))
+		for i, p := range r.Prefixes {
+			if !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+				return fmt.Errorf("%w: mobile network prefix %v is not an IPv6 prefix", ErrInvalidConfig, p)
+			}
+			ps[i] = p.Masked()
+		}
+		c.MobileRouter = &MobileRouter{Prefixes: ps, Implicit: r.Implicit} // ours: the caller may reuse its copy
 	}
 	return nil
 }

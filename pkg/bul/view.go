@@ -2,6 +2,7 @@ package bul
 
 import (
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -102,5 +103,13 @@ func (c *core) status() Status {
 		s.HomeLinkInterface = c.homeIface
 	}
 	s.Counters.BAsIgnored = maps.Clone(c.counters.BAsIgnored)
+	if r := c.cfg.MobileRouter; r != nil {
+		ms := &MobileRouterStatus{Mode: "explicit", Prefixes: slices.Clone(r.Prefixes),
+			HomeAgentNoNEMO: c.nemoNoR, LastStatus: c.nemoStatus, LastError: c.nemoLastErr}
+		if r.Implicit {
+			ms.Mode = "implicit"
+		}
+		s.MobileRouter = ms
+	}
 	return s
 }

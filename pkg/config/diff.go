@@ -27,7 +27,8 @@ func DiffMN(old, cur *MN) []string {
 	add("control", old.Control == cur.Control)
 	add("log", old.Log == cur.Log)
 	add("mobile_router", old.MobileRouter.Enabled == cur.MobileRouter.Enabled &&
-		slices.Equal(old.MobileRouter.Prefixes, cur.MobileRouter.Prefixes))
+		slices.Equal(old.MobileRouter.Prefixes, cur.MobileRouter.Prefixes) &&
+		old.MobileRouter.Mode == cur.MobileRouter.Mode && slices.Equal(old.MobileRouter.Ingress, cur.MobileRouter.Ingress))
 	return out
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 )
@@ -83,6 +84,7 @@ func (t *tbl) homeAgent(h *HomeAgent) {
 	t.boolean("require_auth", &h.RequireAuth)
 
 	seen := map[netip.Addr]string{}
+	var claimed claims
 	keyed := false
 	for _, m := range t.list("mn") {
 		var e HAMobileNode
@@ -106,8 +108,23 @@ func (t *tbl) homeAgent(h *HomeAgent) {
 		}
 		m.auth("spi", "key", &e.SPI, &e.Key)
 		keyed = keyed || m.has("spi") && m.has("key")
-		if ps, ok := m.prefixes("prefixes"); ok {
-			e.Prefixes = ps
+		// A mobile network prefix is routed to one mobile router: it may
+		// not overlap the home link nor another router's prefixes.
+		vals, paths, _ := m.strs("prefixes")
+		for i, s := range vals {
+			pf, ok := m.w.prefix(paths[i], s)
+			switch {
+			case !ok:
+			case pfx && pf.Overlaps(h.HomePrefix):
+				m.w.errf(paths[i], "%s overlaps home_prefix %s", pf, h.HomePrefix)
+			default:
+				if prev, dup := claimed.overlap(pf); dup {
+					m.w.errf(paths[i], "%s overlaps %s", pf, prev)
+					continue
+				}
+				claimed = append(claimed, claim{pf, paths[i]})
+				e.Prefixes = append(e.Prefixes, pf)
+			}
 		}
 		m.done()
 		h.MNs = append(h.MNs, e)
@@ -116,4 +133,21 @@ func (t *tbl) homeAgent(h *HomeAgent) {
 		t.w.errf(t.at("require_auth"), "no [[home_agent.mn]] has an spi and key, so every binding update would be refused")
 	}
 	t.done()
+}
+
+type claim struct {
+	pf   netip.Prefix
+	path string
+}
+
+type claims []claim
+
+// overlap returns where a prefix overlapping pf was listed.
+func (cs claims) overlap(pf netip.Prefix) (string, bool) {
+	for _, c := range cs {
+		if c.pf.Overlaps(pf) {
+			return fmt.Sprintf("%s at %s", c.pf, displayKey(c.path)), true
+		}
+	}
+	return "", false
 }

@@ -182,6 +182,18 @@ func TestParseHAInvalid(t *testing.T) {
 			{20, "home_agent.mn[4].home_address", "is the home agent's address"},
 			{21, "home_agent.mn[4].pin", "unknown key (did you mean spi?)"},
 		}},
+		{"mobile network prefixes", withHead(haHead,
+			`[[home_agent.mn]]`, // 5
+			`home_address = "2001:db8:aaaa::100"`,
+			`prefixes = ["2001:db8:aaab::/48", "2001:db8:aaaa:0:8000::/65"]`,
+			`[[home_agent.mn]]`, // 8
+			`home_address = "2001:db8:aaaa::101"`,
+			`prefixes = ["2001:db8:aaac::/64", "2001:db8:aaab:5::/64", "x"]`,
+		), []wantErr{
+			{7, "home_agent.mn[0].prefixes[1]", "overlaps home_prefix 2001:db8:aaaa::/64"},
+			{10, "home_agent.mn[1].prefixes[1]", "overlaps 2001:db8:aaab::/48 at home_agent.mn[0].prefixes[0]"},
+			{10, "home_agent.mn[1].prefixes[2]", `"x" is not an IPv6 prefix`},
+		}},
 		{"require_auth without keys", withHead(haHead, `require_auth = true`, `[[home_agent.mn]]`, `home_address = "2001:db8:aaaa::100"`),
 			[]wantErr{{5, "home_agent.require_auth", "no [[home_agent.mn]] has an spi and key"}}},
 		{"mn must be an array of tables", withHead(haHead, `[home_agent.mn]`, `home_address = "2001:db8:aaaa::100"`),

@@ -3,6 +3,7 @@ package config
 import (
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -21,9 +22,10 @@ func DefaultMN() *MN {
 			ReturnHome:       ReturnHomeAll,
 			DeregisterOnStop: true,
 		},
-		Dataplane: defaultDataplane(),
-		Control:   Control{Socket: DefaultMNSocket, Group: DefaultGroup},
-		Log:       defaultLog(),
+		Dataplane:    defaultDataplane(),
+		Control:      Control{Socket: DefaultMNSocket, Group: DefaultGroup},
+		Log:          defaultLog(),
+		MobileRouter: MobileRouter{Mode: NEMOExplicit},
 	}
 }
 
@@ -293,10 +295,27 @@ func (t *tbl) mobileRouter(r *MobileRouter, home netip.Prefix) {
 			t.w.errf(paths[i], "%s overlaps home_prefix %s", pf, home)
 			continue
 		}
+		if j := slices.IndexFunc(r.Prefixes, pf.Overlaps); j >= 0 {
+			t.w.errf(paths[i], "%s overlaps %s listed before it", pf, r.Prefixes[j])
+			continue
+		}
 		r.Prefixes = append(r.Prefixes, pf)
 	}
 	if r.Enabled && (!ok || len(vals) == 0) {
 		t.w.errf(t.at("prefixes"), "a mobile router needs at least one mobile network prefix")
+	}
+	if s, ok := t.enum("mode", string(NEMOExplicit), string(NEMOImplicit)); ok {
+		r.Mode = NEMOMode(s)
+	}
+	names, npaths, _ := t.strs("ingress")
+	for i, n := range names {
+		switch {
+		case !t.w.ifname(npaths[i], n):
+		case slices.Contains(r.Ingress, n):
+			t.w.errf(npaths[i], "%q is listed twice", n)
+		default:
+			r.Ingress = append(r.Ingress, n)
+		}
 	}
 	t.done()
 }

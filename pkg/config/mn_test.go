@@ -111,6 +111,8 @@ func TestParseMNValid(t *testing.T) {
 			`[mobile_router]`,
 			`enabled = true`,
 			`prefixes = ["2001:db8:aaab::/64", "2001:db8:aaac::/64"]`,
+			`mode = "implicit"`,
+			`ingress = ["eth1", "wlan-ap"]`,
 		), func(c *MN) {
 			m := &c.MobileNode
 			m.Lifetime = 88 * time.Second
@@ -138,7 +140,8 @@ func TestParseMNValid(t *testing.T) {
 			c.Control = Control{Socket: "/tmp/x.sock"}
 			c.Log.Level = slog.LevelDebug
 			c.MobileRouter = MobileRouter{Enabled: true, Prefixes: []netip.Prefix{
-				netip.MustParsePrefix("2001:db8:aaab::/64"), netip.MustParsePrefix("2001:db8:aaac::/64")}}
+				netip.MustParsePrefix("2001:db8:aaab::/64"), netip.MustParsePrefix("2001:db8:aaac::/64")},
+				Mode: NEMOImplicit, Ingress: []string{"eth1", "wlan-ap"}}
 		}},
 		{"lifetime rounded down to 4 s", withHead(mnHead, `lifetime = 423`), func(c *MN) {
 			c.MobileNode.Lifetime = 420 * time.Second
@@ -441,6 +444,17 @@ func TestParseMNInvalid(t *testing.T) {
 			}},
 		{"mobile router without prefixes", withHead(mnHead, `[mobile_router]`, `enabled = true`),
 			[]wantErr{{5, "mobile_router.prefixes", "needs at least one"}}},
+		{"mobile router overlapping prefixes, mode, ingress", withHead(mnHead, `[mobile_router]`, `enabled = true`,
+			`prefixes = ["2001:db8:aaab::/48", "2001:db8:aaab:1::/64"]`,
+			`mode = "auto"`,
+			`ingress = ["eth1", "bad/name", "eth1", 3]`),
+			[]wantErr{
+				{7, "mobile_router.prefixes[1]", "overlaps 2001:db8:aaab::/48 listed before it"},
+				{8, "mobile_router.mode", `"auto" is not one of "explicit", "implicit"`},
+				{9, "mobile_router.ingress[3]", "must be a string"},
+				{9, "mobile_router.ingress[1]", `"bad/name" is not a valid interface name`},
+				{9, "mobile_router.ingress[2]", `"eth1" is listed twice`},
+			}},
 		{"quoted key", lines(
 			`[mobile_node]`,
 			`"home_address" = "2001:db8:aaaa::100"`,

@@ -256,11 +256,25 @@ type Log struct {
 }
 
 // MobileRouter is [mobile_router]: NEMO (RFC 3963) mobile network
-// prefixes, for later.
+// prefixes.
 type MobileRouter struct {
 	Enabled  bool           // enabled
-	Prefixes []netip.Prefix // prefixes: required when enabled; disjoint from home_prefix
+	Prefixes []netip.Prefix // prefixes: required when enabled; disjoint from home_prefix and each other
+	// Mode: mode; explicit (default) lists the prefixes in the BU as
+	// Mobile Network Prefix options, implicit lets the HA use its own list
+	// (RFC 3963 section 5.1).
+	Mode NEMOMode
+	// Ingress: ingress; the interfaces the mobile networks live on.
+	Ingress []string
 }
+
+// NEMOMode is a NEMO registration mode (RFC 3963 section 5.1).
+type NEMOMode string
+
+const (
+	NEMOExplicit NEMOMode = "explicit"
+	NEMOImplicit NEMOMode = "implicit"
+)
 
 // HA is the configuration of mcoa-ha.
 type HA struct {
@@ -303,7 +317,8 @@ type HAMobileNode struct {
 	// (SPI 0 = none).
 	SPI uint32
 	Key Secret
-	// Prefixes: prefixes; NEMO mobile network prefixes of this MN, for later.
+	// Prefixes: prefixes; NEMO mobile network prefixes this MN may
+	// register as a mobile router (RFC 3963). Empty: not a mobile router.
 	Prefixes []netip.Prefix
 }
 

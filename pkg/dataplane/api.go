@@ -240,6 +240,10 @@ type HABinding struct {
 	BID      uint16 // 0 for a binding without BID
 	CoA      netip.Addr
 	Priority uint8 // the draft's priority: higher is preferred, 0 none
+	// Prefixes are the mobile network prefixes of HoA's mobile router
+	// (NEMO, RFC 3963): routed into the tunnel like HoA, and accepted as
+	// inner sources from it. Every binding of a HoA carries the same list.
+	Prefixes []netip.Prefix
 }
 
 // HAConfig configures the home agent's data plane. Address is required.
@@ -302,6 +306,11 @@ func checkHABindings(in []HABinding) ([]HABinding, error) {
 		for _, a := range []netip.Addr{b.HoA, b.CoA} {
 			if !a.Is6() || a.Is4In6() || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.Zone() != "" {
 				return nil, fmt.Errorf("%w binding %s bid %d: %v is not a unicast IPv6 address", ErrInvalid, b.HoA, b.BID, a)
+			}
+		}
+		for _, pf := range b.Prefixes {
+			if !pf.IsValid() || !pf.Addr().Is6() || pf.Addr().Is4In6() || pf.Masked() != pf || pf.Contains(b.HoA) {
+				return nil, fmt.Errorf("%w binding %s bid %d: %v is not a mobile network prefix", ErrInvalid, b.HoA, b.BID, pf)
 			}
 		}
 		if i > 0 && out[i-1].HoA == b.HoA && out[i-1].BID == b.BID {

@@ -49,7 +49,7 @@ type HAPlane struct {
 
 	mu     sync.Mutex // serializes SetBindings and Close
 	closed bool
-	routed map[netip.Addr]bool
+	routed map[netip.Prefix]bool // HoA/128s and mobile network prefixes
 	ctrs   map[HAKey]*tunnelCounters
 
 	state atomic.Pointer[haState]
@@ -74,12 +74,53 @@ type HAStats struct {
 type haState struct {
 	byHoA map[[16]byte][]*haBinding // best first
 	byCoA map[[16]byte][]*haBinding
+	// nets are the mobile network prefixes (NEMO), longest first, each
+	// with its mobile router's home address.
+	nets []haNet
+}
+
+type haNet struct {
+	pfx netip.Prefix
+	hoa [16]byte
+}
+
+// bindings returns the bindings for packets to dst: its home address's,
+// or those of the mobile router whose network holds dst.
+func (st *haState) bindings(dst [16]byte) []*haBinding {
+	if bs := st.byHoA[dst]; len(bs) > 0 || len(st.nets) == 0 {
+		return bs
+	}
+	a := netip.AddrFrom16(dst)
+	for _, n := range st.nets {
+		if n.pfx.Contains(a) {
+			return st.byHoA[n.hoa]
+		}
+	}
+	return nil
 }
 
 type haBinding struct {
 	b        HABinding
 	hoa, coa [16]byte
 	ctr      *tunnelCounters
+}
+
+// sourceOK reports whether src may send through this binding: its home
+// address, or an address of its mobile networks.
+func (b *haBinding) sourceOK(src [16]byte) bool {
+	if src == b.hoa {
+		return true
+	}
+	if len(b.b.Prefixes) == 0 {
+		return false
+	}
+	a := netip.AddrFrom16(src)
+	for _, p := range b.b.Prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func findBID(bs []*haBinding, bid uint16) *haBinding {
@@ -104,7 +145,7 @@ func NewHAPlane(cfg *HAConfig) (*HAPlane, error) {
 	}
 	p := &HAPlane{
 		cfg: c, log: c.Logger.With("dataplane", "ha"), run: run, addr: c.Address.As16(),
-		routed: map[netip.Addr]bool{}, ctrs: map[HAKey]*tunnelCounters{}, flows: newFlowMemory(),
+		routed: map[netip.Prefix]bool{}, ctrs: map[HAKey]*tunnelCounters{}, flows: newFlowMemory(),
 	}
 	p.state.Store(&haState{byHoA: map[[16]byte][]*haBinding{}, byCoA: map[[16]byte][]*haBinding{}})
 	err = run.do(func() error {
@@ -175,21 +216,21 @@ func (p *HAPlane) SetBindings(ctx context.Context, bs []HABinding) error {
 	p.state.Store(st)
 	return p.run.do(func() error {
 		var errs []error
-		for hoa := range homes {
-			if !p.routed[hoa] {
-				if err := p.nl.RouteReplace(p.route(hoa)); err != nil {
-					errs = append(errs, fmt.Errorf("route %s dev %s: %w", hoa, p.dev.name, err))
+		for dst := range homes {
+			if !p.routed[dst] {
+				if err := p.nl.RouteReplace(p.route(dst)); err != nil {
+					errs = append(errs, fmt.Errorf("route %s dev %s: %w", dst, p.dev.name, err))
 					continue
 				}
-				p.routed[hoa] = true
+				p.routed[dst] = true
 			}
 		}
-		for hoa := range p.routed {
-			if !homes[hoa] {
-				if err := p.nl.RouteDel(p.route(hoa)); err != nil && !errors.Is(err, unix.ESRCH) {
-					errs = append(errs, fmt.Errorf("route %s dev %s: delete: %w", hoa, p.dev.name, err))
+		for dst := range p.routed {
+			if !homes[dst] {
+				if err := p.nl.RouteDel(p.route(dst)); err != nil && !errors.Is(err, unix.ESRCH) {
+					errs = append(errs, fmt.Errorf("route %s dev %s: delete: %w", dst, p.dev.name, err))
 				}
-				delete(p.routed, hoa)
+				delete(p.routed, dst)
 			}
 		}
 		return errors.Join(errs...)
@@ -197,11 +238,13 @@ func (p *HAPlane) SetBindings(ctx context.Context, bs []HABinding) error {
 }
 
 // buildHAState indexes checked bindings for the packet loops, each home
-// address's best first, keeping the counters of bindings that stay.
-func buildHAState(want []HABinding, old map[HAKey]*tunnelCounters) (*haState, map[HAKey]*tunnelCounters, map[netip.Addr]bool) {
+// address's best first, keeping the counters of bindings that stay. homes
+// are the destinations to route into the device: home addresses (/128) and
+// mobile network prefixes.
+func buildHAState(want []HABinding, old map[HAKey]*tunnelCounters) (*haState, map[HAKey]*tunnelCounters, map[netip.Prefix]bool) {
 	st := &haState{byHoA: map[[16]byte][]*haBinding{}, byCoA: map[[16]byte][]*haBinding{}}
 	ctrs := map[HAKey]*tunnelCounters{}
-	homes := map[netip.Addr]bool{}
+	homes := map[netip.Prefix]bool{}
 	for _, b := range want {
 		k := HAKey{b.HoA, b.BID}
 		c := old[k]
@@ -212,8 +255,15 @@ func buildHAState(want []HABinding, old map[HAKey]*tunnelCounters) (*haState, ma
 		hb := &haBinding{b: b, hoa: b.HoA.As16(), coa: b.CoA.As16(), ctr: c}
 		st.byHoA[hb.hoa] = append(st.byHoA[hb.hoa], hb)
 		st.byCoA[hb.coa] = append(st.byCoA[hb.coa], hb)
-		homes[b.HoA] = true
+		homes[netip.PrefixFrom(b.HoA, 128)] = true
+		for _, pf := range b.Prefixes {
+			if !homes[pf] {
+				homes[pf] = true
+				st.nets = append(st.nets, haNet{pfx: pf, hoa: hb.hoa})
+			}
+		}
 	}
+	slices.SortStableFunc(st.nets, func(a, b haNet) int { return b.pfx.Bits() - a.pfx.Bits() })
 	for _, l := range st.byHoA {
 		slices.SortStableFunc(l, func(a, b *haBinding) int {
 			if a.b.Priority != b.b.Priority {
@@ -225,10 +275,10 @@ func buildHAState(want []HABinding, old map[HAKey]*tunnelCounters) (*haState, ma
 	return st, ctrs, homes
 }
 
-func (p *HAPlane) route(hoa netip.Addr) *netlink.Route {
+func (p *HAPlane) route(dst netip.Prefix) *netlink.Route {
 	return &netlink.Route{
 		Family:    netlink.FAMILY_V6,
-		Dst:       &net.IPNet{IP: hoa.AsSlice(), Mask: net.CIDRMask(128, 128)},
+		Dst:       &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 128)},
 		LinkIndex: p.dev.index,
 		Table:     p.cfg.Table,
 	}
@@ -283,7 +333,7 @@ func (p *HAPlane) txLoop() {
 				p.drops.malformed.Add(1)
 				continue
 			}
-			bs := st.byHoA[[16]byte(pkt[24:40])]
+			bs := st.bindings([16]byte(pkt[24:40]))
 			if len(bs) == 0 {
 				p.drops.noBinding.Add(1)
 				continue
@@ -379,7 +429,7 @@ func (p *HAPlane) rxLoop() {
 			}
 			var b *haBinding
 			for _, c := range bs {
-				if c.hoa == [16]byte(inner[8:24]) {
+				if c.sourceOK([16]byte(inner[8:24])) {
 					b = c
 					break
 				}
