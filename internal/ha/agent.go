@@ -452,7 +452,8 @@ func (a *Agent) Cache(ctx context.Context) ([]control.CacheEntry, error) {
 		out = make([]control.CacheEntry, len(es))
 		for i, e := range es {
 			out[i] = control.CacheEntry{HoA: e.HoA, BID: e.BID, CoA: e.CoA, Priority: e.Priority,
-				Sequence: e.Sequence, Lifetime: e.Lifetime, ExpiresIn: e.ExpiresIn, HomeRegistration: e.HomeRegistration}
+				Sequence: e.Sequence, Lifetime: e.Lifetime, ExpiresIn: e.ExpiresIn, HomeRegistration: e.HomeRegistration,
+				Prefixes: e.Prefixes}
 		}
 		out = a.cnEntries(out)
 	})

@@ -120,6 +120,11 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 			engCfg.Correspondents = append(engCfg.Correspondents, c.Address)
 		}
 	}
+	if mr := cfg.MobileRouter; mr.Enabled {
+		// NEMO (RFC 3963): every BU carries the R flag, and in explicit
+		// mode the mobile network prefixes.
+		engCfg.MobileRouter = &bul.MobileRouter{Prefixes: mr.Prefixes, Implicit: mr.Mode == config.NEMOImplicit}
+	}
 	if cfg.Dataplane.Backend != config.BackendNone {
 		// The HoTI leaves from the home address through the tunnel of a
 		// registered BID (the data plane makes it after the registration).

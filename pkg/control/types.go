@@ -52,6 +52,9 @@ type CacheEntry struct {
 	// HomeRegistration is true for a home registration (served as home
 	// agent), false for a binding held as correspondent node.
 	HomeRegistration bool `json:"home_registration"`
+	// Prefixes are the NEMO mobile network prefixes registered for the
+	// home address (RFC 3963), routed through its bindings.
+	Prefixes []netip.Prefix `json:"prefixes,omitempty"`
 }
 
 // Counts summarises a daemon's state in Status.
