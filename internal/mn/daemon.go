@@ -129,6 +129,9 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 		// The HoTI leaves from the home address through the tunnel of a
 		// registered BID (the data plane makes it after the registration).
 		engCfg.HomeTunnel = func(bid uint16) int {
+			if !d.dp.tunnelReady(bid) {
+				return 0
+			}
 			ifi, err := net.InterfaceByName(dataplane.DeviceName(bid))
 			if err != nil {
 				return 0

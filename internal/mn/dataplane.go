@@ -36,6 +36,7 @@ type dataPath struct {
 
 	mu    sync.Mutex
 	byBID map[uint16]bul.Entry // the home agent's bindings, as last reported
+	ready map[uint16]bool      // BIDs whose tunnel, routes and rules are all in place
 	kickc chan struct{}
 
 	lastErr string // run's: the last error logged
@@ -169,6 +170,16 @@ func (p *dataPath) apply(ctx context.Context) {
 		errs = append(errs, err)
 	}
 	err := errors.Join(errs...)
+	p.mu.Lock()
+	ready := make(map[uint16]bool, len(tunnels))
+	for _, t := range tunnels {
+		// After a failure only what was already complete stays ready.
+		if err == nil || p.ready[t.BID] {
+			ready[t.BID] = true
+		}
+	}
+	p.ready = ready
+	p.mu.Unlock()
 	msg := ""
 	if err != nil {
 		msg = err.Error()
@@ -184,6 +195,18 @@ func (p *dataPath) apply(ctx context.Context) {
 	if p.log.Enabled(ctx, slog.LevelDebug) {
 		p.log.Debug("data plane applied", "tunnels", len(tunnels), "marks", p.pol.Marks())
 	}
+}
+
+// tunnelReady reports whether bid's tunnel carries packets: the device
+// exists before its routes and rules do, and a packet sent into it in
+// between is lost (network unreachable).
+func (p *dataPath) tunnelReady(bid uint16) bool {
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ready[bid]
 }
 
 // close removes the tunnels, the home address, the rules and the table.
