@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcoad/mcoad/internal/testutil"
+
 	"github.com/mcoad/mcoad/pkg/control"
 )
 
@@ -380,34 +382,11 @@ func TestNotRunning(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer that a running monitor writes while the
-// test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for range 500 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("condition not reached in 5 s")
+	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, "the condition", cond)
 }
 
 func publishSample(e *control.Events) {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcoad/mcoad/internal/testutil"
 )
 
 func TestEventsOrderAndLost(t *testing.T) {
@@ -274,13 +276,7 @@ func TestServeEndsStreamsOnShutdown(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for range 500 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("condition not reached in 5 s")
+	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, "the condition", cond)
 }
 
 func BenchmarkPublish(b *testing.B) {

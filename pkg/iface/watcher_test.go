@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcoad/mcoad/internal/testutil"
+
 	"github.com/mcoad/mcoad/internal/clock"
 	"github.com/vishvananda/netlink"
 )
@@ -78,13 +80,7 @@ func (c closerFunc) Close() error { return c() }
 // pass: the fake clock stands still meanwhile.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
+	testutil.Eventually(t, 5*time.Second, 100*time.Microsecond, what, cond)
 }
 
 // waitPending waits until the watcher armed a timer due within d.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcoad/mcoad/internal/testutil"
+
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
@@ -124,16 +126,9 @@ func kernelHasMIP6() bool {
 	return err == nil
 }
 
-// eventually polls cond (for things the kernel does asynchronously).
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for range 200 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	testutil.Eventually(t, 2*time.Second, 10*time.Millisecond, what, cond)
 }
 
 func suppressed(t testing.TB, c *Conn) uint64 {
