@@ -4,8 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,8 +30,9 @@ type cnEnv struct {
 	cnSock string
 }
 
-// startCN runs mcoa-ha in the cn node with [correspondent] enabled. Its
-// [home_agent] section is the CN prefix, where no mobile node lives: it is required, and
+// startCN runs mcoa-ha in the cn node with [correspondent] enabled and its
+// route-optimised data path (the userspace data plane). Its [home_agent]
+// section is the CN prefix, where no mobile node lives: it is required, and
 // serves nothing here.
 func (e *env) startCN() (*control.Client, string) {
 	e.t.Helper()
@@ -41,7 +47,7 @@ serve = ["2001:db8:cccc::/64"]
 enabled = true
 
 [dataplane]
-backend = "none"
+backend = "tun"
 
 [control]
 socket = %q
@@ -278,4 +284,216 @@ func pingRTT(t *testing.T, e *env) time.Duration {
 	}
 	d, _ := time.ParseDuration(f[1] + "ms")
 	return d
+}
+
+// waitCNRegistered waits until the CN holds a binding for each of want
+// and the MN lists them registered.
+func (ce *cnEnv) waitCNRegistered(want ...string) {
+	e := ce.env
+	e.t.Helper()
+	e.waitFor(fmt.Sprintf("%v in the CN's cache", want), registerTimeout, func() error { return ce.cnCacheIs(want...) })
+	e.waitFor(fmt.Sprintf("cn bindings of %v on the MN", want), registerTimeout, func() error {
+		bs, err := ce.mnCNBindings()
+		if err != nil {
+			return err
+		}
+		for _, n := range want {
+			if b, ok := bs[e.bids[n]]; !ok || b.CoA != e.coas[n] {
+				return fmt.Errorf("cn bindings %+v, want BID %d with %v", bs, e.bids[n], e.coas[n])
+			}
+		}
+		return nil
+	})
+}
+
+// cnMetrics are the correspondent's metrics.
+func (ce *cnEnv) cnMetrics() map[string]float64 {
+	ce.t.Helper()
+	ctx, cancel := context.WithTimeout(ce.ctx, 5*time.Second)
+	defer cancel()
+	text, err := ce.cn.Metrics(ctx)
+	if err != nil {
+		ce.t.Fatalf("metrics of the CN: %v", err)
+	}
+	return lab.ParseMetrics(text)
+}
+
+// haTunnel sums the HA's tunnel packet counters, both directions.
+func (e *env) haTunnel() float64 {
+	var n float64
+	for k, v := range e.metrics(e.ha) {
+		if strings.HasPrefix(k, "mcoa_ha_tunnel_tx_packets_total") || strings.HasPrefix(k, "mcoa_ha_tunnel_rx_packets_total") {
+			n += v
+		}
+	}
+	return n
+}
+
+// roCounts are the MN's route-optimised packet counters (tx, rx) by
+// interface; ok is false while the data plane has no route for iface.
+func (e *env) roCounts() (tx, rx map[string]float64, routes map[string]bool) {
+	m := e.metrics(e.mn)
+	tx, rx, routes = map[string]float64{}, map[string]float64{}, map[string]bool{}
+	for _, n := range ifaces {
+		k := fmt.Sprintf(`{bid="%d"}`, e.bids[n])
+		v, ok := m["mcoad_ro_tx_packets_total"+k]
+		tx[n], rx[n], routes[n] = v, m["mcoad_ro_rx_packets_total"+k], ok
+	}
+	return tx, rx, routes
+}
+
+// TestCorrespondentRouteOptimisation: with the CN bindings registered, a
+// ping from the CN to the home address goes route-optimised both ways on
+// eth0 (the best BID): a type 2 routing header to eth0's care-of address,
+// the answer from it with a Home Address option, as Wireshark decodes them
+// on eth0, and nothing through the home agent's tunnels. Cutting eth0
+// moves the ping to wlan0's route-optimised path once eth0's CN binding is
+// gone; the ping goes on.
+func TestCorrespondentRouteOptimisation(t *testing.T) {
+	ce := setupCN(t)
+	e := ce.env
+	nstest.Require(t, "tshark")
+	ce.waitCNRegistered(ifaces...)
+	e.waitFor("route-optimised routes in the MN's data plane", 10*time.Second, func() error {
+		if _, _, routes := e.roCounts(); !routes["eth0"] || !routes["wlan0"] || !routes["wwan0"] {
+			return fmt.Errorf("routes %v", routes)
+		}
+		return nil
+	})
+
+	c := e.startCapture(lab.MN, "eth0")
+	ha0 := e.haTunnel()
+	tx0, rx0, _ := e.roCounts()
+	const pings = 5
+	if out, err := e.lab.Exec(e.ctx, lab.CN, "ping", "-6", "-c", strconv.Itoa(pings), "-i", "0.2", "-W", "2", lab.HoA.String()); err != nil {
+		t.Fatalf("ping CN -> HoA: %v\n%s", err, out)
+	}
+	time.Sleep(300 * time.Millisecond) // the last reply into the capture file
+	c.stop(t)
+	if d := e.haTunnel() - ha0; d != 0 {
+		t.Errorf("the HA's tunnels carried %v packets during the ping, want none", d)
+	}
+	tx1, rx1, _ := e.roCounts()
+	if tx1["eth0"]-tx0["eth0"] < pings || rx1["eth0"]-rx0["eth0"] < pings {
+		t.Errorf("route-optimised on eth0: tx %v -> %v, rx %v -> %v, want %d more each", tx0, tx1, rx0, rx1, pings)
+	}
+	cm := ce.cnMetrics()
+	if v := cm[fmt.Sprintf(`mcoa_cn_ro_tx_packets_total{bid="%d",hoa="%s"}`, e.bids["eth0"], lab.HoA)]; v < pings {
+		t.Errorf("CN sent %v packets with a type 2 routing header to eth0's binding, want %d (%v)", v, pings, cm)
+	}
+
+	// Wireshark on eth0: requests with a type 2 routing header to the
+	// care-of address, replies from it with a Home Address option; the
+	// ICMPv6 checksums check out over the home address.
+	out, err := exec.CommandContext(e.ctx, "tshark", "-n", "-r", c.file, "-Y", "icmpv6.type == 128 || icmpv6.type == 129",
+		"-T", "fields", "-E", "separator=/t", "-e", "ipv6.src", "-e", "ipv6.dst", "-e", "icmpv6.type",
+		"-e", "ipv6.routing.type", "-e", "ipv6.routing.mipv6.home_address", "-e", "ipv6.opt.mipv6.home_address",
+		"-e", "icmpv6.checksum.status").Output()
+	if err != nil {
+		t.Fatalf("tshark -r %s: %v", c.file, err)
+	}
+	coa, cn, hoa := e.coas["eth0"].String(), lab.CNAddr.String(), lab.HoA.String()
+	wantReq := strings.Join([]string{cn, coa, "128", "2", hoa, "", "1"}, "\t")
+	wantRep := strings.Join([]string{coa, cn, "129", "", "", hoa, "1"}, "\t")
+	var req, rep int
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		switch l {
+		case wantReq:
+			req++
+		case wantRep:
+			rep++
+		default:
+			t.Errorf("on eth0: %q, want %q or %q", l, wantReq, wantRep)
+		}
+	}
+	// The counters above count every packet; a capture stopped by a
+	// signal may lose its last one.
+	if req < pings-1 || rep < pings-1 {
+		t.Errorf("on eth0: %d requests with a type 2 routing header, %d replies with a Home Address option, want %d each:\n%s", req, rep, pings, out)
+	}
+
+	// Cut eth0 while pinging: once eth0's CN binding is gone (removed
+	// through another care-of address), the CN answers through wlan0's,
+	// the next best, and the ping goes on.
+	type result struct {
+		out []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := e.lab.Exec(e.ctx, lab.CN, "ping", "-6", "-i", "0.05", "-w", "8", "-W", "1", lab.HoA.String())
+		done <- result{out, err}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	tx0, rx0, _ = e.roCounts()
+	if err := e.lab.CutLink("eth0"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("eth0's CN binding removed", registerTimeout, func() error { return ce.cnCacheIs("wlan0", "wwan0") })
+	e.waitFor("the ping route-optimised on wlan0", 5*time.Second, func() error {
+		tx, rx, routes := e.roCounts()
+		if routes["eth0"] {
+			return fmt.Errorf("eth0 still has a route: %v", routes)
+		}
+		if tx["wlan0"]-tx0["wlan0"] < 10 || rx["wlan0"]-rx0["wlan0"] < 10 {
+			return fmt.Errorf("wlan0: tx %v -> %v, rx %v -> %v", tx0, tx, rx0, rx)
+		}
+		return nil
+	})
+	r := <-done
+	m := regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`).FindSubmatch(r.out)
+	if m == nil {
+		t.Fatalf("ping during the cut: %v\n%s", r.err, r.out)
+	}
+	sent, got := atoi(m[1]), atoi(m[2])
+	t.Logf("ping every 50 ms over the cut of eth0: %d sent, %d answered", sent, got)
+	if got < sent/2 {
+		t.Errorf("ping over the cut: %d of %d answered", got, sent)
+	}
+
+	// A data packet with a Home Address option that no binding covers
+	// (another home address, from wlan0's care-of address) is dropped
+	// and answered with a Binding Error (status 1).
+	be0 := ce.cnMetrics()
+	stranger := netip.MustParseAddr("2001:db8:aaaa::200")
+	pkt := make([]byte, 40+24+8)
+	pkt[0], pkt[6], pkt[7] = 0x60, 60, 64
+	pkt[5] = 24 + 8
+	copy(pkt[8:24], e.coas["wlan0"].AsSlice())
+	copy(pkt[24:40], lab.CNAddr.AsSlice())
+	copy(pkt[40:48], []byte{17, 2, 1, 2, 0, 0, 201, 16})
+	copy(pkt[48:64], stranger.AsSlice())
+	copy(pkt[64:], []byte{0x12, 0x34, 0x56, 0x78, 0, 8, 0, 0})
+	var conn *mhsock.Conn
+	var wlan0 int
+	if err := e.inNode(lab.MN, func() (err error) {
+		i, err := net.InterfaceByName("wlan0")
+		if err != nil {
+			return err
+		}
+		wlan0 = i.Index
+		conn, err = mhsock.Listen(&mhsock.Config{NoICMPFilter: true})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	e.waitFor("a Binding Error for an unbound Home Address option", 5*time.Second, func() error {
+		if err := conn.SendRaw(pkt, wlan0); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+		m := ce.cnMetrics()
+		drops := m[`mcoa_cn_dataplane_drops_total{reason="no_binding"}`] - be0[`mcoa_cn_dataplane_drops_total{reason="no_binding"}`]
+		bes := m["mcoa_ha_be_sent_total"] - be0["mcoa_ha_be_sent_total"]
+		if drops < 1 || bes < 1 {
+			return fmt.Errorf("no-binding drops %v, Binding Errors sent %v", drops, bes)
+		}
+		return nil
+	})
+}
+
+func atoi(b []byte) int {
+	n, _ := strconv.Atoi(string(b))
+	return n
 }

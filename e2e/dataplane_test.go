@@ -12,8 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -160,93 +158,16 @@ func (e *env) startStream(node, rnode string, dst netip.AddrPort, interval time.
 	return s
 }
 
-// tcpFlow keeps writing on one TCP connection from node to dst.
-type tcpFlow struct {
-	written, read atomic.Int64
-	err           atomic.Pointer[error]
-	stop          chan struct{}
-	done          sync.WaitGroup
-	local         netip.Addr
-}
-
-func (e *env) startTCP(node, rnode string, dst netip.AddrPort) *tcpFlow {
+// startTCP keeps writing on one TCP connection from node to dst until
+// the test ends (lab.TCPFlow).
+func (e *env) startTCP(node, rnode string, dst netip.AddrPort) *lab.TCPFlow {
 	e.t.Helper()
-	f := &tcpFlow{stop: make(chan struct{})}
-	var ln net.Listener
-	err := e.inNode(rnode, func() (err error) {
-		ln, err = net.Listen("tcp6", dst.String())
-		return err
-	})
+	f, err := e.lab.StartTCP(node, rnode, dst)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var c net.Conn
-	err = e.inNode(node, func() (err error) {
-		c, err = net.DialTimeout("tcp6", dst.String(), 5*time.Second)
-		return err
-	})
-	if err != nil {
-		ln.Close()
-		e.t.Fatal(err)
-	}
-	f.local = c.LocalAddr().(*net.TCPAddr).AddrPort().Addr()
-	f.done.Add(2)
-	go func() {
-		defer f.done.Done()
-		defer ln.Close()
-		sc, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer sc.Close()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := sc.Read(buf)
-			f.read.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	}()
-	go func() {
-		defer f.done.Done()
-		defer c.Close()
-		buf := make([]byte, 1000)
-		t := time.NewTicker(2 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-f.stop:
-				return
-			case <-t.C:
-			}
-			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
-			n, err := c.Write(buf)
-			f.written.Add(int64(n))
-			if err != nil {
-				f.err.Store(&err)
-				return
-			}
-		}
-	}()
-	e.t.Cleanup(f.close)
+	e.t.Cleanup(f.Close)
 	return f
-}
-
-func (f *tcpFlow) close() {
-	select {
-	case <-f.stop:
-	default:
-		close(f.stop)
-	}
-	f.done.Wait()
-}
-
-func (f *tcpFlow) failed() error {
-	if p := f.err.Load(); p != nil {
-		return *p
-	}
-	return nil
 }
 
 // rxGrowsOn waits until the MN receives at least n more packets through
@@ -321,12 +242,12 @@ func TestDataPlane(t *testing.T) {
 	// wwan0) at the same time; other traffic takes eth0, the best.
 	udp := e.startStream(lab.MN, lab.CN, netip.AddrPortFrom(lab.CNAddr, udpPort), 5*time.Millisecond)
 	tcp := e.startTCP(lab.MN, lab.CN, netip.AddrPortFrom(lab.CNAddr, tcpPort))
-	if udp.Local != lab.HoA || tcp.local != lab.HoA {
-		t.Fatalf("flows from %s (udp) and %s (tcp), want the home address %s", udp.Local, tcp.local, lab.HoA)
+	if udp.Local != lab.HoA || tcp.Local != lab.HoA {
+		t.Fatalf("flows from %s (udp) and %s (tcp), want the home address %s", udp.Local, tcp.Local, lab.HoA)
 	}
 	e.waitFor("both flows deliver", 10*time.Second, func() error {
-		if udp.Got() < 50 || tcp.read.Load() < 50_000 {
-			return fmt.Errorf("udp %d datagrams, tcp %d bytes", udp.Got(), tcp.read.Load())
+		if udp.Got() < 50 || tcp.Read() < 50_000 {
+			return fmt.Errorf("udp %d datagrams, tcp %d bytes", udp.Got(), tcp.Read())
 		}
 		return nil
 	})
@@ -377,11 +298,11 @@ func TestDataPlane(t *testing.T) {
 	}
 	e.waitFor("wlan0 registered again", 3*registerTimeout, func() error { return e.registered(ifaces...) })
 	e.growsOn("UDP back on wlan0", "wlan0", 100, "eth0")
-	if err := tcp.failed(); err != nil {
+	if err := tcp.Err(); err != nil {
 		t.Errorf("TCP flow: %v", err)
 	}
 	udp.Close()
-	tcp.close()
+	tcp.Close()
 
 	// A policy added at run time (mcoactl) takes a flow that followed the
 	// priorities (eth0) to wwan0. Deleted, it leaves that flow where it is
@@ -562,34 +483,14 @@ func TestFailover(t *testing.T) {
 	e.rxGrowsOn("probes come through eth0", "eth0", 100, "wlan0", "wwan0")
 	var down, up []time.Duration
 	for i := 0; i < cuts; i++ {
-		time.Sleep(time.Second) // MAX_UPDATE_RATE
-		cut := time.Now()
-		if err := e.lab.CutLink("eth0"); err != nil {
-			t.Fatal(err)
-		}
-		e.waitFor(fmt.Sprintf("cut %d: eth0's binding gone", i+1), registerTimeout, func() error { return e.registered("wlan0", "wwan0") })
-		n := probe.Got()
-		e.waitFor(fmt.Sprintf("cut %d: probes arrive again", i+1), 5*time.Second, func() error {
-			if probe.Got() < n+100 {
-				return fmt.Errorf("%d probes since", probe.Got()-n)
-			}
-			return nil
-		})
-		d, _ := probe.Outage(cut, time.Second)
-		down = append(down, d)
+		down = append(down, e.cutEth0(i, probe, nil))
 		back := time.Now()
 		if err := e.lab.RestoreLink("eth0"); err != nil {
 			t.Fatal(err)
 		}
 		e.waitFor(fmt.Sprintf("cut %d: eth0 registered again", i+1), 3*registerTimeout, func() error { return e.registered(ifaces...) })
-		n = probe.Got()
-		e.waitFor(fmt.Sprintf("cut %d: probes after the restore", i+1), 5*time.Second, func() error {
-			if probe.Got() < n+100 {
-				return fmt.Errorf("%d probes since", probe.Got()-n)
-			}
-			return nil
-		})
-		d, _ = probe.Outage(back, time.Second)
+		e.probesFlow(fmt.Sprintf("cut %d: probes after the restore", i+1), probe)
+		d, _ := probe.Outage(back, time.Second)
 		up = append(up, d)
 	}
 	probe.Close()
@@ -597,6 +498,38 @@ func TestFailover(t *testing.T) {
 		cuts, percentile(down, 0.5), percentile(down, 0.9), percentile(down, 1), down)
 	t.Logf("outage when eth0 comes back: p50 %v, max %v; all %v", percentile(up, 0.5), percentile(up, 1), up)
 	t.Logf("probes: %d sent, %d received", probe.Sent(), probe.Got())
+}
+
+// cutEth0 cuts eth0's carrier (cut i of a series, a second after the last
+// so that the BUs stay under RFC 6275's MAX_UPDATE_RATE), waits until eth0's
+// binding is gone, then for after (if any), then until probe's stream flows
+// again, and returns the stream's outage.
+func (e *env) cutEth0(i int, probe *lab.Stream, after func()) time.Duration {
+	e.t.Helper()
+	time.Sleep(time.Second)
+	cut := time.Now()
+	if err := e.lab.CutLink("eth0"); err != nil {
+		e.t.Fatal(err)
+	}
+	e.waitFor(fmt.Sprintf("cut %d: eth0's binding gone", i+1), registerTimeout, func() error { return e.registered("wlan0", "wwan0") })
+	if after != nil {
+		after()
+	}
+	e.probesFlow(fmt.Sprintf("cut %d: probes arrive again", i+1), probe)
+	d, _ := probe.Outage(cut, time.Second)
+	return d
+}
+
+// probesFlow waits until 100 more of probe's packets arrived.
+func (e *env) probesFlow(what string, probe *lab.Stream) {
+	e.t.Helper()
+	n := probe.Got()
+	e.waitFor(what, 5*time.Second, func() error {
+		if probe.Got() < n+100 {
+			return fmt.Errorf("%d probes since", probe.Got()-n)
+		}
+		return nil
+	})
 }
 
 // bulk sends n bytes on a new TCP connection from node to dst and checks

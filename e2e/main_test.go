@@ -94,10 +94,11 @@ type env struct {
 }
 
 type opts struct {
-	ha    lab.HAConfig
-	mn    lab.MNConfig
-	noMN  bool     // do not start mcoad yet (env.startMN)
-	tools []string // tools besides ip, radvd and ping
+	ha      lab.HAConfig
+	mn      lab.MNConfig
+	noMN    bool     // do not start mcoad yet (env.startMN)
+	tools   []string // tools besides ip, radvd and ping
+	vehicle bool     // the vehicle lab (lab.Config.Vehicle)
 }
 
 // setup builds a lab and starts the daemons in it; Cleanup tears it all
@@ -112,9 +113,10 @@ func setup(t *testing.T, o opts) *env {
 	t.Cleanup(cancel)
 	start := time.Now()
 	l, err := lab.Up(ctx, &lab.Config{
-		Prefix: nstest.Prefix(),
-		Dir:    t.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Prefix:  nstest.Prefix(),
+		Dir:     t.TempDir(),
+		Vehicle: o.vehicle,
+		Logger:  slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		t.Fatalf("lab up: %v", err)

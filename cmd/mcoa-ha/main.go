@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/mcoad/mcoad/internal/ha"
@@ -102,12 +104,36 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 		plane, planeStats = ha.NewPlane(p), p.Stats
 	}
 
+	// The correspondent's route-optimised data path (type 2 routing
+	// headers out, Home Address options in); packets with a Home Address
+	// option and no binding get a Binding Error from the agent.
+	var agentRef atomic.Pointer[ha.Agent] // set once the agent exists
+	var cnPlane ha.CNPlane
+	var cnStats func() dataplane.HAStats
+	if cfg.Correspondent.Enabled && cfg.Dataplane.Backend != config.BackendNone {
+		p, err := dataplane.NewCNPlane(&dataplane.CNConfig{Logger: log, BindingError: func(src, dst, hoa netip.Addr) {
+			agent := agentRef.Load()
+			if agent == nil {
+				return
+			}
+			if _, err := agent.HomeAddressOption(ctx, src, dst, hoa); err != nil && ctx.Err() == nil {
+				log.Warn("binding error for a home address option", "src", src, "hoa", hoa, "err", err)
+			}
+		}})
+		if err != nil {
+			return fmt.Errorf("correspondent data plane: %w", err)
+		}
+		defer p.Close()
+		cnPlane, cnStats = p, p.Stats
+	}
+
 	events := control.NewEvents(0)
 	defer events.Close()
-	agent, err := ha.New(ha.Config{HA: cfg, Transport: conn, Proxy: proxy, Plane: plane, Events: events, Logger: log, Version: version})
+	agent, err := ha.New(ha.Config{HA: cfg, Transport: conn, Proxy: proxy, Plane: plane, CNPlane: cnPlane, Events: events, Logger: log, Version: version})
 	if err != nil {
 		return err
 	}
+	agentRef.Store(agent)
 	if err := os.MkdirAll(filepath.Dir(cfg.Control.Socket), 0o755); err != nil {
 		return fmt.Errorf("control socket directory: %w", err)
 	}
@@ -118,6 +144,9 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 			ms := agent.Metrics()
 			if planeStats != nil {
 				ms = append(ms, ha.PlaneMetrics(planeStats())...)
+			}
+			if cnStats != nil {
+				ms = append(ms, ha.CNPlaneMetrics(cnStats())...)
 			}
 			return ms
 		}),

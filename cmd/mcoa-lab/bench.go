@@ -35,7 +35,7 @@ import (
 
 type benchOpts struct {
 	cycles, cuts, runs int
-	idle               time.Duration
+	idle, iperf        time.Duration
 	prefix             string
 }
 
@@ -47,17 +47,18 @@ func cmdBench(ctx context.Context, stateFile string, args []string) error {
 	fs.IntVar(&o.cuts, "cuts", 20, "fail-over samples (carrier cuts)")
 	fs.IntVar(&o.runs, "runs", 5, "registrations per bulk/individual configuration")
 	fs.DurationVar(&o.idle, "idle", 60*time.Second, "idle run for memory and CPU")
+	fs.DurationVar(&o.iperf, "iperf", 5*time.Second, "length of each iperf3 run of the data plane figures")
 	fs.StringVar(&o.prefix, "prefix", "", "namespace name prefix (default: mcoa + 6 random hex digits + -)")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
-	if o.cycles < 1 || o.cuts < 1 || o.runs < 1 {
-		return fmt.Errorf("bench: -cycles, -cuts and -runs must be at least 1")
+	if o.cycles < 1 || o.cuts < 1 || o.runs < 1 || o.iperf < time.Second {
+		return fmt.Errorf("bench: -cycles, -cuts and -runs must be at least 1, -iperf at least 1s")
 	}
 	if err := needRoot(); err != nil {
 		return err
 	}
-	if err := lab.CheckTools("ip", "radvd", "ping", "tshark"); err != nil {
+	if err := lab.CheckTools("ip", "radvd", "ping", "tshark", "iperf3"); err != nil {
 		return err
 	}
 	bins := map[string]string{}
@@ -250,6 +251,10 @@ func (b *bench) run(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	dp, err := b.dataplane(ctx) // bench_dataplane.go
+	if err != nil {
+		return "", err
+	}
 	idle, err := b.idle(ctx)
 	if err != nil {
 		return "", err
@@ -271,6 +276,10 @@ func (b *bench) run(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	gapV, err := b.vehicleFailover(ctx)
+	if err != nil {
+		return "", err
+	}
 
 	rtt50 := float64(rtt.pct(50))
 	fmt.Fprintf(&md, "| figure | p50 | p99 | n | compared with | ratio (p50) |\n|---|---|---|---|---|---|\n")
@@ -284,9 +293,12 @@ func (b *bench) run(ctx context.Context) (string, error) {
 		fmtDur(cutS.pct(50)), fmtDur(cutS.pct(99)), len(cutS), ratio(float64(cutS.pct(50)), rtt50))
 	fmt.Fprintf(&md, "| fail-over, data: gap in a 1 ms UDP probe stream CN → home address while the active interface (eth0) loses its carrier, MCoA | %s | %s | %d | single-CoA mode (below) | %s |\n",
 		fmtDur(gapM.pct(50)), fmtDur(gapM.pct(99)), len(gapM), ratio(float64(gapS.pct(50)), float64(gapM.pct(50))))
-	fmt.Fprintf(&md, "| the same gap, single-CoA mode (only eth0 registered: wlan0 and wwan0 `exclude = true`; no fail-over, outage until the carrier returns %s later and eth0 is registered again) | %s | %s | %d | MCoA gap | %s |\n\n",
+	fmt.Fprintf(&md, "| the same gap, single-CoA mode (only eth0 registered: wlan0 and wwan0 `exclude = true`; no fail-over, outage until the carrier returns %s later and eth0 is registered again) | %s | %s | %d | MCoA gap | %s |\n",
 		fmtDur(cutLen), fmtDur(gapS.pct(50)), fmtDur(gapS.pct(99)), len(gapS), ratio(float64(gapS.pct(50)), float64(gapM.pct(50))))
+	fmt.Fprintf(&md, "| fail-over, vehicle: gap in a 1 ms UDP probe stream CN → a host behind mcoad as NEMO mobile router (`mcoa-lab up -vehicle`) while eth0 loses its carrier | %s | %s | %d | home address gap (MCoA) | %s |\n\n",
+		fmtDur(gapV.pct(50)), fmtDur(gapV.pct(99)), len(gapV), ratio(float64(gapV.pct(50)), float64(gapM.pct(50))))
 
+	dp.markdown(&md, b.o.iperf)
 	fmt.Fprintf(&md, "Bulk versus individual registration (`POST /v1/register` re-registers every binding; time until mcoad has\n")
 	fmt.Fprintf(&md, "accepted the BA of each; bytes are whole Ethernet frames of BUs and BAs captured on the HA's core link;\n")
 	fmt.Fprintf(&md, "8 CoAs: `bid_mode = \"coa\"` with extra addresses on the three links). Individual registration is paced\n")
@@ -357,19 +369,7 @@ var pingTime = regexp.MustCompile(`time=([0-9.]+) ms`)
 
 func (b *bench) rtt(ctx context.Context) (stats, error) {
 	b.logf("MN-HA round trip")
-	out, err := b.lab.Exec(ctx, lab.MN, "ping", "-6", "-n", "-c", "50", "-i", "0.01", "-I", b.coas["eth0"].String(), lab.HAAddr.String())
-	if err != nil {
-		return nil, err
-	}
-	var s stats
-	for _, m := range pingTime.FindAllStringSubmatch(string(out), -1) {
-		f, _ := strconv.ParseFloat(m[1], 64)
-		s = append(s, time.Duration(f*float64(time.Millisecond)))
-	}
-	if len(s) < 40 {
-		return nil, fmt.Errorf("ping: %d answers of 50:\n%s", len(s), out)
-	}
-	return s, nil
+	return b.pingStats(ctx, lab.MN, "-I", b.coas["eth0"].String(), lab.HAAddr.String())
 }
 
 type idleFigure struct {
@@ -782,4 +782,101 @@ func cpuModel() string {
 		}
 	}
 	return "an unknown CPU"
+}
+
+// vehicleFailover replaces the lab with the vehicle lab (a host behind
+// mcoad as NEMO mobile router) and measures, as failover does for the
+// home address, the gap in a 1 ms probe stream from the CN to the host
+// each time eth0's carrier goes.
+func (b *bench) vehicleFailover(ctx context.Context) (gap stats, err error) {
+	b.logf("vehicle fail-over, %d carrier cuts, 1 ms probes CN -> host", b.o.cuts)
+	if b.mnEv != nil {
+		b.mnEv.stream.Close()
+	}
+	if b.haEv != nil {
+		b.haEv.stream.Close()
+	}
+	prefix := b.lab.Prefix
+	if err := b.lab.Down(); err != nil {
+		return nil, err
+	}
+	b.lab, b.mn, b.ha, b.mnEv, b.haEv = nil, nil, nil, nil, nil
+	if b.lab, err = lab.Up(ctx, &lab.Config{Prefix: prefix, Vehicle: true, Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		return nil, err
+	}
+	host, err := b.lab.WaitHostAddr(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if b.ha, err = b.lab.StartHA(ctx, &lab.HAConfig{Bin: b.bins[lab.HABinary], LogLevel: "info", Backend: "tun", Vehicle: true}); err != nil {
+		return nil, err
+	}
+	if err := b.startMN(ctx, lab.MNConfig{Vehicle: true}, 3); err != nil {
+		return nil, err
+	}
+	h, err := b.nlHandle(lab.AR1)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(lab.RouterDownlink)
+	if err != nil {
+		return nil, err
+	}
+	// The HA routes the mobile network once the registrations carry it.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = lab.Poll(wctx, 5*time.Millisecond, func(ctx context.Context) (bool, error) {
+		c, err := b.ha.Client.Cache(ctx)
+		return err == nil && len(c) == 3 && len(c[0].Prefixes) == 1, err
+	})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("mobile network not registered: %w", err)
+	}
+	probe, err := b.lab.StartStream(lab.CN, lab.Host, netip.AddrPortFrom(host, benchProbePort), time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	defer probe.Close()
+	if err := b.probesFlow(ctx, probe); err != nil {
+		return nil, err
+	}
+	bidEth := uint16(0)
+	is, err := b.mn.Client.Interfaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range is {
+		if i.Name == "eth0" {
+			bidEth = i.BID
+		}
+	}
+	for i := range b.o.cuts {
+		t0 := time.Now()
+		if err := h.LinkSetDown(link); err != nil {
+			return nil, err
+		}
+		if err := b.probesFlow(ctx, probe); err != nil {
+			return nil, fmt.Errorf("vehicle cut %d: %w", i+1, err)
+		}
+		g, _ := probe.Outage(t0, time.Second)
+		gap = append(gap, g)
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			return nil, err
+		}
+		t0 = time.Now()
+		if err := h.LinkSetUp(link); err != nil {
+			return nil, err
+		}
+		if _, err := b.mnEv.wait(ctx, 10*time.Second, "vehicle: registration after the carrier came back", func(ev control.Event) bool {
+			return ev.Kind == control.EventBinding && ev.Binding != nil && !ev.Removed &&
+				ev.Binding.BID == bidEth && ev.Binding.State == "registered" && ev.Time.After(t0)
+		}); err != nil {
+			return nil, err
+		}
+		if err := sleepCtx(ctx, 700*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	return gap, nil
 }

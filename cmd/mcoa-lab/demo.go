@@ -42,6 +42,7 @@ func cmdDemo(ctx context.Context, stateFile string, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	prefix := fs.String("prefix", "", "namespace name prefix (default: mcoa + 6 random hex digits + -)")
 	backend := fs.String("dataplane", "tun", `both daemons' [dataplane] backend ("none": signaling only, no flow checks)`)
+	vehicle := fs.Bool("vehicle", false, "the vehicle demo: a host behind mcoad as NEMO mobile router (needs -dataplane tun)")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -58,7 +59,15 @@ func cmdDemo(ctx context.Context, stateFile string, args []string) error {
 		bins[b] = p
 	}
 	d.ctl = bins[lab.CtlBinary]
-	err := d.run(ctx, *prefix, bins, *backend)
+	var err error
+	switch {
+	case *vehicle && *backend != "tun":
+		return fmt.Errorf("-vehicle needs -dataplane tun")
+	case *vehicle:
+		err = d.runVehicle(ctx, *prefix, bins)
+	default:
+		err = d.run(ctx, *prefix, bins, *backend)
+	}
 	interrupted := ctx.Err() != nil
 	switch {
 	case interrupted:

@@ -3,11 +3,12 @@
 // home agent on its home link and a correspondent node) and runs commands in
 // it. See DESIGN.md section 6, "Lab network".
 //
-//	mcoa-lab up [-daemons]       build the lab and leave it running (with mcoa-ha and mcoad)
+//	mcoa-lab up [-daemons] [-vehicle]  build the lab and leave it running (with mcoa-ha and mcoad;
+//	                             -vehicle: a host behind the MN as NEMO mobile router)
 //	mcoa-lab status              nodes, interfaces, addresses, processes
 //	mcoa-lab exec NODE CMD...    run CMD inside NODE (mn ar1 ar2 ar3 core ha cn)
 //	mcoa-lab down                tear it down
-//	mcoa-lab demo                the live demo (make lab): its own lab, torn down at the end
+//	mcoa-lab demo [-vehicle]     the live demo (make lab): its own lab, torn down at the end
 //	mcoa-lab bench [-md FILE]    the lab's performance figures (make bench)
 package main
 
@@ -40,11 +41,11 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"up", "[-prefix P] [-daemons] [-ra-min D] [-ra-max D] [-dad] [-no-radvd]", "build the lab and leave it running (-daemons: with mcoa-ha and mcoad)", cmdUp},
+		{"up", "[-prefix P] [-daemons] [-vehicle] [-ra-min D] [-ra-max D] [-dad] [-no-radvd]", "build the lab and leave it running (-daemons: with mcoa-ha and mcoad; -vehicle: a host behind the MN, a NEMO mobile router)", cmdUp},
 		{"down", "[-all]", "tear the lab down (-all: also every stale lab of crashed runs)", cmdDown},
 		{"exec", "NODE CMD [ARG...]", "run CMD inside NODE (" + strings.Join(lab.Nodes, " ") + ")", cmdExec},
 		{"status", "[-json]", "list nodes, interfaces, addresses and processes", cmdStatus},
-		{"demo", "[-prefix P] [-dataplane B]", "the live demo (what `make lab` runs): registration, link loss, returning home", cmdDemo},
+		{"demo", "[-prefix P] [-dataplane B] [-vehicle]", "the live demo (what `make lab` runs): registration, link loss, returning home; -vehicle: a host behind the MN as mobile router", cmdDemo},
 		{"bench", "[-md FILE] [-idle D] [-cycles N]", "measure registration latency, fail-over, bulk vs individual, idle cost", cmdBench},
 		{"help", "", "this list", cmdHelp},
 	}
@@ -138,8 +139,12 @@ func cmdUp(ctx context.Context, stateFile string, args []string) error {
 	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for the MN's care-of addresses")
 	quiet := fs.Bool("q", false, "print only errors")
 	daemons := fs.Bool("daemons", false, "also start mcoa-ha in ha and mcoad in mn (binaries next to mcoa-lab or on PATH)")
+	vehicle := fs.Bool("vehicle", false, "a vehicle: node host behind the MN's lan0 on "+lab.MobileNetPrefix.String()+" (with -daemons: mcoad as NEMO mobile router, both data planes tun)")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
+	}
+	if *vehicle && *noRadvd {
+		return fmt.Errorf("-vehicle needs Router Advertisements (drop -no-radvd)")
 	}
 	if *daemons && *noRadvd {
 		return fmt.Errorf("-daemons needs Router Advertisements (drop -no-radvd)")
@@ -167,6 +172,7 @@ func cmdUp(ctx context.Context, stateFile string, args []string) error {
 		NoRadvd:       *noRadvd,
 		WaitTimeout:   *timeout,
 		Detach:        true, // radvd outlives this command
+		Vehicle:       *vehicle,
 		Logger:        log,
 	})
 	if err != nil {
@@ -181,11 +187,17 @@ func cmdUp(ctx context.Context, stateFile string, args []string) error {
 	}
 	var ds []*lab.Daemon
 	if *daemons {
-		ha, err := l.StartHA(ctx, nil)
+		var hc lab.HAConfig
+		var mc lab.MNConfig
+		if *vehicle {
+			hc = lab.HAConfig{Vehicle: true, Backend: "tun"}
+			mc = lab.MNConfig{Vehicle: true, Backend: "tun"}
+		}
+		ha, err := l.StartHA(ctx, &hc)
 		if err != nil {
 			return errors.Join(err, l.Down(), os.Remove(stateFile))
 		}
-		mn, err := l.StartMN(ctx, nil)
+		mn, err := l.StartMN(ctx, &mc)
 		if err != nil {
 			return errors.Join(err, l.Down(), os.Remove(stateFile))
 		}
@@ -195,8 +207,12 @@ func cmdUp(ctx context.Context, stateFile string, args []string) error {
 		if err := printStatus(ctx, os.Stdout, l); err != nil {
 			return err
 		}
-		fmt.Printf("\nlab %s up in %v. Try: mcoa-lab exec mn ping -c1 %s; mcoa-lab down\n",
-			l.Prefix, time.Since(start).Round(time.Millisecond), lab.HAAddr)
+		try := fmt.Sprintf("mcoa-lab exec mn ping -c1 %s", lab.HAAddr)
+		if *vehicle {
+			try = fmt.Sprintf("mcoa-lab exec host ping -c1 %s", lab.CNAddr)
+		}
+		fmt.Printf("\nlab %s up in %v. Try: %s; mcoa-lab down\n",
+			l.Prefix, time.Since(start).Round(time.Millisecond), try)
 		for _, d := range ds {
 			fmt.Printf("%s runs in %s (pid %d, config %s, log %s): mcoactl -socket %s %s\n",
 				filepath.Base(d.Bin), l.NS(d.Node), d.Proc().Pid, d.Config, d.Proc().Log, d.Socket,

@@ -53,6 +53,27 @@ func writeStatus(w io.Writer, s control.Status) error {
 	kv("bindings", fmt.Sprintf("%d (%d registered)", s.Counts.Bindings, s.Counts.Registered))
 	kv("interfaces", strconv.Itoa(s.Counts.Interfaces))
 	kv("policies", strconv.Itoa(s.Counts.Policies))
+	if r := s.MobileRouter; r != nil {
+		kv("mobile router", yesNo(r.Enabled)+", "+r.Mode+" mode")
+		var ps []string
+		for _, p := range r.Prefixes {
+			ps = append(ps, p.String())
+		}
+		kv("mobile networks", strings.Join(ps, " "))
+		kv("ingress", strings.Join(r.Ingress, " "))
+		kv("forwarding", yesNo(r.Forwarding))
+		nemo := "-"
+		if r.LastStatus != 0 {
+			nemo = status(r.LastStatus, r.LastStatusText)
+		}
+		if r.HomeAgentNoNEMO {
+			nemo = "home agent without NEMO support: prefixes not routed"
+		}
+		kv("last NEMO status", nemo)
+		if r.LastError != "" {
+			kv("NEMO error", r.LastError)
+		}
+	}
 	return tw.Flush()
 }
 

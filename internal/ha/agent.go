@@ -50,8 +50,9 @@ type Plane interface {
 type Config struct {
 	HA        *config.HA
 	Transport Transport
-	Proxy     Proxy // nil: no proxy neighbour advertisements
-	Plane     Plane // nil: signaling only
+	Proxy     Proxy   // nil: no proxy neighbour advertisements
+	Plane     Plane   // nil: signaling only
+	CNPlane   CNPlane // nil: the correspondent does not route-optimise (cn.go)
 	Events    *control.Events
 	Clock     clock.Clock // nil: the wall clock
 	Logger    *slog.Logger

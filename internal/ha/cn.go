@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/mcoad/mcoad/pkg/bcache"
 	"github.com/mcoad/mcoad/pkg/control"
+	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 	"github.com/mcoad/mcoad/pkg/proto"
 	"github.com/mcoad/mcoad/pkg/rr"
@@ -153,10 +156,19 @@ func (a *Agent) cnBU(r *mhsock.Received) {
 	c.ba = c.out.MH // take the slices back for reuse
 }
 
+// CNPlane is told the correspondent's whole cache after every change, so
+// that its data path route-optimises (pkg/dataplane's CNPlane).
+type CNPlane interface {
+	SetBindings(ctx context.Context, bs []dataplane.CNBinding) error
+}
+
 // cnApply logs and publishes correspondent cache changes; local is the
 // correspondent address the BU was sent to (invalid from a tick).
 func (a *Agent) cnApply(changes []bcache.Change, local netip.Addr) {
 	c := a.cn
+	if len(changes) > 0 {
+		defer a.cnPublish()
+	}
 	for _, ch := range changes {
 		switch ch.Kind {
 		case bcache.HoAUp:
@@ -181,6 +193,58 @@ func (a *Agent) cnApply(changes []bcache.Change, local netip.Addr) {
 			}
 		}
 	}
+}
+
+// cnPublish hands the correspondent cache to the data plane: every live
+// binding with the address it was registered with.
+func (a *Agent) cnPublish() {
+	if a.cfg.CNPlane == nil {
+		return
+	}
+	c := a.cn
+	var bs []dataplane.CNBinding
+	for _, e := range c.cache.Entries(a.clk.Now()) {
+		if l, ok := c.local[e.HoA]; ok && !e.HomeRegistration {
+			bs = append(bs, dataplane.CNBinding{HoA: e.HoA, BID: e.BID, CoA: e.CoA, Priority: e.Priority, Local: l})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), planeTimeout)
+	defer cancel()
+	if err := a.cfg.CNPlane.SetBindings(ctx, bs); err != nil {
+		a.log.Warn("correspondent data plane", "err", err)
+	}
+}
+
+// CNPlaneMetrics are the correspondent's route-optimised packet counters,
+// per binding, and what its data plane dropped (GET /metrics).
+func CNPlaneMetrics(st dataplane.HAStats) []control.Metric {
+	keys := make([]dataplane.HAKey, 0, len(st.Bindings))
+	for k := range st.Bindings {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b dataplane.HAKey) int {
+		if c := a.HoA.Compare(b.HoA); c != 0 {
+			return c
+		}
+		return int(a.BID) - int(b.BID)
+	})
+	tx := control.Metric{Name: "mcoa_cn_ro_tx_packets_total", Help: "Packets sent to a binding's care-of address with a type 2 routing header.", Type: "counter"}
+	rx := control.Metric{Name: "mcoa_cn_ro_rx_packets_total", Help: "Packets received from a binding's care-of address with a Home Address option.", Type: "counter"}
+	for _, k := range keys {
+		c := st.Bindings[k]
+		l := map[string]string{"hoa": k.HoA.String(), "bid": strconv.Itoa(int(k.BID))}
+		tx.Samples = append(tx.Samples, control.Sample{Labels: l, Value: float64(c.TxPackets)})
+		rx.Samples = append(rx.Samples, control.Sample{Labels: l, Value: float64(c.RxPackets)})
+	}
+	d := st.Drops
+	drops := control.Metric{Name: "mcoa_cn_dataplane_drops_total", Help: "Packets the correspondent data plane dropped, by reason.", Type: "counter"}
+	for _, r := range []struct {
+		reason string
+		n      uint64
+	}{{"malformed", d.Malformed}, {"no_binding", d.NoBinding}, {"too_big", d.TooBig}, {"write_error", d.WriteErr}} {
+		drops.Samples = append(drops.Samples, control.Sample{Labels: map[string]string{"reason": r.reason}, Value: float64(r.n)})
+	}
+	return []control.Metric{tx, rx, drops}
 }
 
 // nextDue is when the agent's timer must fire: the earlier of the two

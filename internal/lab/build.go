@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 )
 
@@ -41,6 +42,13 @@ func (l *Lab) nodeSysctls(node string) []sysctl {
 			sysctl{"net/ipv6/conf/default/router_solicitation_delay", "0"},
 			sysctl{"net/ipv6/conf/default/router_solicitation_interval", "1"},
 			sysctl{"net/ipv6/conf/default/router_solicitations", "5"},
+		)
+	case node == Host:
+		s = append(s,
+			sysctl{"net/ipv6/conf/all/forwarding", "0"},
+			sysctl{"net/ipv6/conf/default/accept_ra", "1"},
+			sysctl{"net/ipv6/conf/default/router_solicitation_delay", "0"},
+			sysctl{"net/ipv6/conf/default/router_solicitation_interval", "1"},
 		)
 	case isRouter(node):
 		s = append(s,
@@ -126,6 +134,46 @@ func (l *Lab) build(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("lab: building: %w", err)
 		}
+		if err := l.ip(ctx, c...); err != nil {
+			return fmt.Errorf("lab: building: %w", err)
+		}
+	}
+	return nil
+}
+
+// buildVehicle adds the vehicle lab's mobile network: Host behind the MN's
+// Ingress, on MobileNetPrefix. The MN's end holds MRLanAddr and forwards
+// (its own flag: the namespace's forwarding is mcoad's to switch on); the
+// host's end is left down until radvd runs.
+func (l *Lab) buildVehicle(ctx context.Context) error {
+	ns := l.NS
+	if err := l.ip(ctx, "netns", "add", ns(Host)); err != nil {
+		return err
+	}
+	if err := l.ip(ctx, "-n", ns(Host), "link", "set", "lo", "up"); err != nil {
+		return err
+	}
+	if err := setSysctls(ns(Host), l.nodeSysctls(Host)); err != nil {
+		return fmt.Errorf("lab: sysctls of %s: %w", ns(Host), err)
+	}
+	if err := l.ip(ctx, "-n", ns(MN), "link", "add", Ingress, "type", "veth",
+		"peer", "name", HostIface, "address", hostMAC, "netns", ns(Host)); err != nil {
+		return fmt.Errorf("lab: building: %w", err)
+	}
+	if err := setSysctls(ns(MN), []sysctl{
+		{"net/ipv6/conf/" + Ingress + "/forwarding", "1"},
+		{"net/ipv6/conf/" + Ingress + "/accept_ra", "0"},
+	}); err != nil {
+		return fmt.Errorf("lab: sysctls of %s: %w", ns(MN), err)
+	}
+	// The home agent owns the mobile network's route in the core, as it
+	// would announce it to its routers.
+	ha := transits[slices.IndexFunc(transits, func(t transit) bool { return t.node == HA })]
+	for _, c := range [][]string{
+		{"-n", ns(MN), "addr", "add", pfx(MRLanAddr, 64), "dev", Ingress, "nodad"},
+		{"-n", ns(MN), "link", "set", Ingress, "up"},
+		{"-n", ns(Core), "-6", "route", "add", MobileNetPrefix.String(), "via", ha.peer.String(), "dev", HA},
+	} {
 		if err := l.ip(ctx, c...); err != nil {
 			return fmt.Errorf("lab: building: %w", err)
 		}

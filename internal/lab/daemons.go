@@ -64,6 +64,9 @@ type HAConfig struct {
 	Backend     string        // [dataplane] backend; default "none"
 	LogLevel    string        // default "debug"
 	Extra       string        // TOML appended to the file as is
+	// Vehicle: the HoA's mobile router may register MobileNetPrefix
+	// ([[home_agent.mn]] prefixes).
+	Vehicle bool
 }
 
 // MNConfig chooses how StartMN configures mcoad. The zero value is the
@@ -83,6 +86,11 @@ type MNConfig struct {
 	StateDir   string          // default: a directory in the lab's Dir
 	LogLevel   string          // default "debug"
 	Extra      string          // TOML appended to the file as is
+	// Vehicle makes mcoad a NEMO mobile router for MobileNetPrefix on
+	// Ingress ([mobile_router], explicit mode unless NEMOMode says
+	// "implicit").
+	Vehicle  bool
+	NEMOMode string
 }
 
 // Daemon is mcoa-ha or mcoad running in one of the lab's nodes.
@@ -141,6 +149,9 @@ group = ""
 [log]
 level = %q
 `, HAAddr, HomeIface, HomePrefix, HomePrefix, !cfg.NoBulk, int(cfg.MaxLifetime/time.Second), cfg.Backend, sock, cfg.LogLevel)
+	if cfg.Vehicle {
+		text += fmt.Sprintf("\n[[home_agent.mn]]\nhome_address = %q\nprefixes = [%q]\n", HoA, MobileNetPrefix)
+	}
 	return l.startDaemon(ctx, HA, HABinary, cfg.Bin, "mcoa-ha.toml", text+cfg.Extra, sock)
 }
 
@@ -202,6 +213,10 @@ group = ""
 [log]
 level = %q
 `, cfg.Backend, sock, cfg.LogLevel)
+	if cfg.Vehicle {
+		def(&cfg.NEMOMode, "explicit")
+		fmt.Fprintf(&b, "\n[mobile_router]\nenabled = true\nprefixes = [%q]\nmode = %q\ningress = [%q]\n", MobileNetPrefix, cfg.NEMOMode, Ingress)
+	}
 	return l.startDaemon(ctx, MN, MNBinary, cfg.Bin, "mcoad.toml", b.String()+cfg.Extra, sock)
 }
 

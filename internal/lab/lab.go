@@ -72,6 +72,10 @@ type Config struct {
 	// calling process, as `mcoa-lab up` needs. Default: they are killed
 	// when the calling process dies, so a crashed test leaves no daemons.
 	Detach bool
+	// Vehicle adds the node Host behind the MN's interface Ingress, on
+	// MobileNetPrefix, which radvd advertises from the MN: the MN is then
+	// a NEMO mobile router (MNConfig.Vehicle, HAConfig.Vehicle).
+	Vehicle bool
 	// Logger receives progress messages. Default: discarded.
 	Logger *slog.Logger
 }
@@ -127,7 +131,7 @@ func NewPrefix() string {
 
 // labNS matches the namespaces of labs with default prefixes, and of tests
 // using internal/nstest prefixes ("mcoaT" + 6 hex digits + "-").
-var labNS = regexp.MustCompile(`^(mcoaT?[0-9a-f]{6}-)(mn|ar1|ar2|ar3|core|ha|cn)$`)
+var labNS = regexp.MustCompile(`^(mcoaT?[0-9a-f]{6}-)(mn|ar1|ar2|ar3|core|ha|cn|host)$`)
 
 // Lab is a running lab network. Its methods are safe for concurrent use.
 type Lab struct {
@@ -160,7 +164,7 @@ func Up(ctx context.Context, cfg *Config) (_ *Lab, err error) {
 		return nil, err
 	}
 	l := &Lab{Prefix: c.Prefix, Dir: c.Dir, cfg: c}
-	for _, n := range Nodes {
+	for _, n := range allNodes {
 		if nsExists(l.NS(n)) {
 			return nil, fmt.Errorf("lab: namespace %s already exists (another lab with prefix %q is up?)", l.NS(n), l.Prefix)
 		}
@@ -185,6 +189,11 @@ func Up(ctx context.Context, cfg *Config) (_ *Lab, err error) {
 	if err := l.build(ctx); err != nil {
 		return nil, err
 	}
+	if c.Vehicle {
+		if err := l.buildVehicle(ctx); err != nil {
+			return nil, err
+		}
+	}
 	c.Logger.Info("lab network built", "prefix", l.Prefix, "took", time.Since(start))
 	if c.NoRadvd {
 		return l, nil
@@ -200,11 +209,21 @@ func Up(ctx context.Context, cfg *Config) (_ *Lab, err error) {
 			return nil, err
 		}
 	}
+	if c.Vehicle {
+		if err := l.ip(ctx, "-n", l.NS(Host), "link", "set", HostIface, "up"); err != nil {
+			return nil, err
+		}
+	}
 	if c.NoWait {
 		return l, nil
 	}
 	if err := l.waitCoAs(ctx, radvds); err != nil {
 		return nil, err
+	}
+	if c.Vehicle {
+		if _, err := l.WaitHostAddr(ctx); err != nil {
+			return nil, err
+		}
 	}
 	c.Logger.Info("lab up", "prefix", l.Prefix, "took", time.Since(start))
 	return l, nil
@@ -214,12 +233,12 @@ func Up(ctx context.Context, cfg *Config) (_ *Lab, err error) {
 func (l *Lab) NS(node string) string { return l.Prefix + node }
 
 func checkNode(node string) error {
-	for _, n := range Nodes {
+	for _, n := range allNodes {
 		if n == node {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %q (want one of %s)", ErrUnknownNode, node, strings.Join(Nodes, ", "))
+	return fmt.Errorf("%w: %q (want one of %s)", ErrUnknownNode, node, strings.Join(allNodes, ", "))
 }
 
 // ExecError is a command that failed, with its output.
@@ -334,7 +353,7 @@ func (l *Lab) Down() error {
 func cleanupNamespaces(prefix string) error {
 	var errs []error
 	var nss []string
-	for _, n := range Nodes {
+	for _, n := range allNodes {
 		if nsExists(prefix + n) {
 			nss = append(nss, prefix+n)
 		}

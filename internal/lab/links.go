@@ -318,8 +318,11 @@ type ProcInfo struct {
 func (l *Lab) Status(ctx context.Context) ([]NodeStatus, error) {
 	var out []NodeStatus
 	var errs []error
-	for _, n := range Nodes {
+	for _, n := range allNodes {
 		ns := NodeStatus{Node: n, NS: l.NS(n)}
+		if n == Host && !nsExists(ns.NS) {
+			continue // not a vehicle lab
+		}
 		if nsExists(ns.NS) {
 			links, err := l.ipLinks(ctx, n)
 			errs = append(errs, err)

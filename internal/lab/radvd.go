@@ -52,6 +52,11 @@ func (l *Lab) startRadvds() ([]*Proc, error) {
 		links = append(links, link{a.Router, RouterDownlink, a.Prefix, false})
 	}
 	links = append(links, link{HA, HomeIface, HomePrefix, true})
+	if l.cfg.Vehicle {
+		// The mobile router advertises its mobile network, as radvd
+		// does on a vehicle's passenger LAN.
+		links = append(links, link{MN, Ingress, MobileNetPrefix, false})
+	}
 	var procs []*Proc
 	for _, k := range links {
 		conf := filepath.Join(l.Dir, "radvd-"+k.node+".conf")
@@ -124,4 +129,34 @@ func (l *Lab) waitCoAs(ctx context.Context, radvds []*Proc) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// WaitHostAddr waits until the vehicle lab's Host has a usable SLAAC
+// address in MobileNetPrefix and a default route (both from the mobile
+// router's Router Advertisements).
+func (l *Lab) WaitHostAddr(ctx context.Context) (netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.WaitTimeout)
+	defer cancel()
+	var addr netip.Addr
+	_, err := Poll(ctx, 50*time.Millisecond, func(ctx context.Context) (bool, error) {
+		addrs, err := l.Addrs(ctx, Host, HostIface)
+		if err != nil {
+			return false, err
+		}
+		addr = netip.Addr{}
+		for _, a := range addrs {
+			if a.Scope == "global" && a.Dynamic && !a.Tentative && !a.DADFailed && !a.Deprecated && MobileNetPrefix.Contains(a.Prefix.Addr()) {
+				addr = a.Prefix.Addr()
+			}
+		}
+		if !addr.IsValid() {
+			return false, nil
+		}
+		out, err := l.Exec(ctx, Host, "ip", "-6", "route", "show", "default")
+		return err == nil && strings.Contains(string(out), "via"), err
+	})
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("lab: no address in %s with a default route on the host: %w", MobileNetPrefix, err)
+	}
+	return addr, nil
 }

@@ -40,7 +40,7 @@ func Open(st State) (*Lab, error) {
 
 // Exists reports whether any of the lab's namespaces exists.
 func (l *Lab) Exists() bool {
-	for _, n := range Nodes {
+	for _, n := range allNodes {
 		if nsExists(l.NS(n)) {
 			return true
 		}

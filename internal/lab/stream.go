@@ -155,3 +155,97 @@ func (s *Stream) Outage(t time.Time, window time.Duration) (time.Duration, int) 
 	}
 	return worst, lost
 }
+
+// TCPFlow keeps writing 1000 bytes every 2 ms on one TCP connection from
+// one node to a listener in another: the probe of a flow that must
+// survive a fail-over.
+type TCPFlow struct {
+	Local         netip.Addr // the sender's source address
+	written, read atomic.Int64
+	err           atomic.Pointer[error]
+	stop          chan struct{}
+	done          sync.WaitGroup
+	once          sync.Once
+}
+
+// StartTCP connects from node to dst (an address of rnode) and writes
+// until Close.
+func (l *Lab) StartTCP(node, rnode string, dst netip.AddrPort) (*TCPFlow, error) {
+	if err := checkNode(node); err != nil {
+		return nil, err
+	}
+	if err := checkNode(rnode); err != nil {
+		return nil, err
+	}
+	f := &TCPFlow{stop: make(chan struct{})}
+	var ln net.Listener
+	if err := inNS(l.NS(rnode), func() (err error) { ln, err = net.Listen("tcp6", dst.String()); return err }); err != nil {
+		return nil, fmt.Errorf("lab: tcp listener in %s: %w", rnode, err)
+	}
+	var c net.Conn
+	err := inNS(l.NS(node), func() (err error) { c, err = net.DialTimeout("tcp6", dst.String(), 5*time.Second); return err })
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("lab: tcp from %s: %w", node, err)
+	}
+	f.Local = c.LocalAddr().(*net.TCPAddr).AddrPort().Addr()
+	f.done.Add(2)
+	go func() {
+		defer f.done.Done()
+		defer ln.Close()
+		sc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer sc.Close()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := sc.Read(buf)
+			f.read.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer f.done.Done()
+		defer c.Close()
+		buf := make([]byte, 1000)
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-f.stop:
+				return
+			case <-t.C:
+			}
+			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			n, err := c.Write(buf)
+			f.written.Add(int64(n))
+			if err != nil {
+				f.err.Store(&err)
+				return
+			}
+		}
+	}()
+	return f, nil
+}
+
+// Written and Read are the bytes sent and received so far.
+func (f *TCPFlow) Written() int64 { return f.written.Load() }
+func (f *TCPFlow) Read() int64    { return f.read.Load() }
+
+// Err is the write error that ended the flow, if any.
+func (f *TCPFlow) Err() error {
+	if p := f.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Close stops writing and waits for both ends. It may be called more than
+// once.
+func (f *TCPFlow) Close() {
+	f.once.Do(func() { close(f.stop) })
+	f.done.Wait()
+}

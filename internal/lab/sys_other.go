@@ -20,3 +20,6 @@ func labProcess(int, string) bool              { return false }
 func comm(int) string { return "" }
 
 func inNS(string, func() error) error { return errNotLinux }
+
+// SetSegmentation needs Linux.
+func SetSegmentation(string, string, bool) error { return errNotLinux }

@@ -15,10 +15,16 @@ const (
 	Core = "core" // the routed core
 	HA   = "ha"   // the home agent, on the home link
 	CN   = "cn"   // the correspondent node
+	// Host is a passenger's device behind the mobile router, in the
+	// vehicle lab only (Config.Vehicle).
+	Host = "host"
 )
 
 // Nodes lists every node of the lab, in the order they are built.
 var Nodes = []string{MN, AR1, AR2, AR3, Core, HA, CN}
+
+// allNodes are Nodes and the vehicle lab's Host: what may exist.
+var allNodes = append(slices.Clone(Nodes), Host)
 
 // Interface names inside the nodes. They are fixed because every node is a
 // namespace of its own; only namespace names carry the lab's prefix.
@@ -44,6 +50,18 @@ var (
 	HoA      = netip.MustParseAddr("2001:db8:aaaa::100")
 	CNPrefix = netip.MustParsePrefix("2001:db8:cccc::/64")
 	CNAddr   = netip.MustParseAddr("2001:db8:cccc::1")
+	// MobileNetPrefix is the vehicle lab's mobile network (NEMO): the MN,
+	// as mobile router, has MRLanAddr on Ingress and advertises the prefix
+	// there; Host configures its address by SLAAC on HostIface.
+	MobileNetPrefix = netip.MustParsePrefix("2001:db8:bbbb::/64")
+	MRLanAddr       = netip.MustParseAddr("2001:db8:bbbb::1")
+)
+
+// Interface names of the vehicle lab's mobile network.
+const (
+	Ingress   = "lan0" // the MN's interface towards Host
+	HostIface = "eth0" // Host's interface towards the MN
+	hostMAC   = "02:00:00:00:00:b1"
 )
 
 // Access describes one of the MN's access links.

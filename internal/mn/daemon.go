@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -250,12 +251,24 @@ func watcherConfig(cfg *config.MN, log *slog.Logger) *iface.Config {
 		HomeAgent:       mnc.HomeAgent,
 		HomePrefix:      mnc.HomePrefix,
 		BIDMode:         iface.BIDMode(mnc.BIDMode),
-		Rules:           rules(cfg.Interfaces),
+		Rules:           watchRules(cfg),
 		StateDir:        mnc.StateDir,
 		AllowDeprecated: mnc.AllowDeprecated,
 		MeteredPriority: meteredCap(cfg.Interfaces), // dbus.go
 		Logger:          log,
 	}
+}
+
+// watchRules are the [[interface]] rules, after a mobile router's ingress
+// interfaces: those are never care-of interfaces.
+func watchRules(cfg *config.MN) []iface.Rule {
+	var out []iface.Rule
+	if mr := cfg.MobileRouter; mr.Enabled {
+		for _, n := range mr.Ingress {
+			out = append(out, iface.Rule{Match: n, Exclude: true})
+		}
+	}
+	return append(out, rules(cfg.Interfaces)...)
 }
 
 func rules(in []config.Interface) []iface.Rule {
@@ -283,9 +296,24 @@ func (d *Daemon) forwardSnapshots(ctx context.Context) error {
 				d.log.Warn("care-of addresses refused by the engine", "err", err)
 			}
 			d.publishInterfaces(&last, &s)
+			d.dp.setUplinks(uplinks(&s))
 			last = s
 		}
 	}
+}
+
+// uplinks are the interfaces the watcher may take care-of addresses from
+// (neither excluded, like a mobile router's ingress, nor ignored, like
+// tunnels).
+func uplinks(s *iface.Snapshot) []string {
+	var out []string
+	for _, i := range s.Interfaces {
+		if i.State != iface.StateExcluded && i.State != iface.StateIgnored {
+			out = append(out, i.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (d *Daemon) publishInterfaces(old, cur *iface.Snapshot) {
@@ -380,7 +408,7 @@ func (d *Daemon) Status(ctx context.Context) (control.Status, error) {
 			registered++
 		}
 	}
-	return control.Status{
+	out := control.Status{
 		Daemon: "mcoad", Version: d.opt.Version,
 		HomeAddress: cfg.MobileNode.HomeAddress, HomeAgent: cfg.MobileNode.HomeAgent,
 		Mode: string(st.Mode), BIDMode: string(cfg.MobileNode.BIDMode), Profile: d.prof.Name,
@@ -388,7 +416,16 @@ func (d *Daemon) Status(ctx context.Context) (control.Status, error) {
 		Uptime: int64(time.Since(d.started) / time.Second),
 		Counts: control.Counts{Bindings: st.Bindings, Registered: registered,
 			Interfaces: len(snap.Interfaces), Policies: len(cfg.Policies)},
-	}, nil
+	}
+	if r := st.MobileRouter; r != nil {
+		out.MobileRouter = &control.MobileRouter{Enabled: true, Mode: r.Mode, Prefixes: r.Prefixes,
+			Ingress: cfg.MobileRouter.Ingress, Forwarding: d.dp.forwarding(), HomeAgentNoNEMO: r.HomeAgentNoNEMO,
+			LastStatus: r.LastStatus, LastError: r.LastError}
+		if r.LastStatus != 0 {
+			out.MobileRouter.LastStatusText = proto.Status(r.LastStatus).String()
+		}
+	}
+	return out, nil
 }
 
 func (d *Daemon) Bindings(ctx context.Context) ([]control.Binding, error) {
@@ -454,7 +491,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 				d.opt.Level.Set(cfg.Log.Level)
 			}
 		case "interface":
-			if err := d.watcher.SetRules(rules(cfg.Interfaces)); err != nil {
+			if err := d.watcher.SetRules(watchRules(cfg)); err != nil {
 				return fmt.Errorf("%w: %v", control.ErrInvalid, err)
 			}
 		case "policy", "correspondent":

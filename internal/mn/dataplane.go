@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcoad/mcoad/pkg/bul"
@@ -33,11 +34,19 @@ type dataPath struct {
 	pol     *policy.Engine
 	polCfg  *policy.Config
 	hoa, ha netip.Addr
+	// nets: a mobile router's networks (NEMO), nil for a mobile host;
+	// fwd switches forwarding on for them (run's), fwdOn tells the others.
+	nets  *policy.Networks
+	fwd   *forwarding
+	fwdOn atomic.Bool
 
-	mu    sync.Mutex
-	byBID map[uint16]bul.Entry // the home agent's bindings, as last reported
-	ready map[uint16]bool      // BIDs whose tunnel, routes and rules are all in place
-	kickc chan struct{}
+	mu      sync.Mutex
+	byBID   map[uint16]bul.Entry // the home agent's bindings, as last reported
+	ready   map[uint16]bool      // BIDs whose tunnel, routes and rules are all in place
+	uplinks []string             // the care-of interfaces, once the watcher reported them
+	seenUp  bool                 // uplinks is known
+	kickc   chan struct{}
+	ro      roView // route optimisation (ro.go), under mu
 
 	lastErr string // run's: the last error logged
 }
@@ -50,9 +59,19 @@ func newDataPath(d *Daemon, cfg *config.MN) (*dataPath, error) {
 		return nil, nil
 	}
 	log := d.log.With("component", "dataplane")
-	b, err := dataplane.New(&dataplane.Config{
-		Backend: string(dc.Backend), Mark: dc.Mark, Mask: dc.Mask, TableBase: dc.TableBase, Logger: log,
-	})
+	var nets *policy.Networks
+	if mr := cfg.MobileRouter; mr.Enabled {
+		if len(mr.Ingress) > 0 {
+			nets = &policy.Networks{Prefixes: mr.Prefixes, Ingress: mr.Ingress}
+		} else {
+			log.Warn("mobile router without ingress interfaces: its networks are registered but not forwarded")
+		}
+	}
+	dpc := &dataplane.Config{Backend: string(dc.Backend), Mark: dc.Mark, Mask: dc.Mask, TableBase: dc.TableBase, Logger: log}
+	if nets != nil {
+		dpc.MobileNetworks = nets.Prefixes
+	}
+	b, err := dataplane.New(dpc)
 	if err != nil {
 		return nil, fmt.Errorf("data plane: %w", err)
 	}
@@ -63,17 +82,40 @@ func newDataPath(d *Daemon, cfg *config.MN) (*dataPath, error) {
 		return nil, fmt.Errorf("flow policy: %w", err)
 	}
 	log.Info("data plane ready", "backend", b.Name(), "mark", fmt.Sprintf("%#x/%#x", dc.Mark, dc.Mask), "table_base", dc.TableBase)
-	return &dataPath{
+	p := &dataPath{
 		d: d, log: log, backend: b, pol: pol, polCfg: pc,
-		hoa: cfg.MobileNode.HomeAddress, ha: cfg.MobileNode.HomeAgent,
+		hoa: cfg.MobileNode.HomeAddress, ha: cfg.MobileNode.HomeAgent, nets: nets,
 		byBID: map[uint16]bul.Entry{}, kickc: make(chan struct{}, 1),
-	}, nil
+	}
+	if nets != nil {
+		p.fwd = newForwarding(procSysctls{}, nets.Ingress, log)
+	}
+	return p, nil
 }
+
+// setUplinks takes the care-of interfaces from the watcher's snapshot: a
+// mobile router forwards nothing to or from them untunnelled, and keeps
+// them hosts when it switches forwarding on.
+func (p *dataPath) setUplinks(names []string) {
+	if p == nil || p.nets == nil {
+		return
+	}
+	p.mu.Lock()
+	same := p.seenUp && slices.Equal(p.uplinks, names)
+	p.uplinks, p.seenUp = names, true
+	p.mu.Unlock()
+	if !same {
+		p.kick()
+	}
+}
+
+// forwarding reports whether a mobile router forwards now.
+func (p *dataPath) forwarding() bool { return p != nil && p.fwdOn.Load() }
 
 // observe keeps the latest state of each home-agent binding; it runs on
 // the engine's goroutine and never blocks.
 func (p *dataPath) observe(ev bul.Event) {
-	if p == nil || ev.Binding == nil || ev.Binding.Role != "ha" {
+	if p == nil || ev.Binding == nil || p.observeCN(ev) || ev.Binding.Role != "ha" {
 		return
 	}
 	p.mu.Lock()
@@ -165,9 +207,31 @@ func (p *dataPath) apply(ctx context.Context) {
 	if err := p.backend.SetTunnels(ctx, tunnels); err != nil {
 		errs = append(errs, err)
 	}
-	st := policy.State{HomeAddress: p.hoa, Bindings: bindings, Policies: p.d.config().Policies}
-	if err := p.pol.Apply(ctx, st); err != nil {
+	if err := p.applyRO(ctx, tunnels); err != nil { // ro.go
 		errs = append(errs, err)
+	}
+	st := policy.State{HomeAddress: p.hoa, Bindings: bindings, Policies: p.d.config().Policies}
+	var uplinks []string
+	seenUp := false
+	if p.nets != nil {
+		p.mu.Lock()
+		uplinks, seenUp = p.uplinks, p.seenUp
+		p.mu.Unlock()
+		n := *p.nets
+		n.Uplinks = uplinks
+		st.Networks = &n
+	}
+	polErr := p.pol.Apply(ctx, st)
+	if polErr != nil {
+		errs = append(errs, polErr)
+	}
+	// Forwarding only once the forward chain and the guards are in place,
+	// and the uplinks are known (they must keep their RAs).
+	if p.fwd != nil && seenUp && (polErr == nil || p.fwd.enabled()) {
+		if err := p.fwd.apply(uplinks); err != nil {
+			errs = append(errs, err)
+		}
+		p.fwdOn.Store(p.fwd.enabled())
 	}
 	err := errors.Join(errs...)
 	p.mu.Lock()
@@ -214,6 +278,11 @@ func (p *dataPath) close() {
 	if p == nil {
 		return
 	}
+	// Forwarding off first, while the forward chain still guards.
+	if err := p.fwd.restore(); err != nil {
+		p.log.Warn("forwarding settings", "err", err)
+	}
+	p.fwdOn.Store(false)
 	if err := p.pol.Close(); err != nil {
 		p.log.Warn("flow policy cleanup", "err", err)
 	}
@@ -268,7 +337,7 @@ func (p *dataPath) metrics() []control.Metric {
 	}{{"malformed", dr.Malformed}, {"not_home", dr.NotHome}, {"unknown", dr.Unknown}, {"too_big", dr.TooBig}, {"write_error", dr.WriteErr}} {
 		drops.Samples = append(drops.Samples, control.Sample{Labels: map[string]string{"reason": r.reason}, Value: float64(r.n)})
 	}
-	return []control.Metric{tx, rx, txb, rxb, txe, drops}
+	return append([]control.Metric{tx, rx, txb, rxb, txe, drops}, p.roMetrics()...)
 }
 
 // The control API's flow policies: the policies of the configuration file

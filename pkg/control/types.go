@@ -79,6 +79,28 @@ type Status struct {
 	AtHome      bool       `json:"at_home"`
 	Uptime      int64      `json:"uptime"` // seconds
 	Counts      Counts     `json:"counts"`
+	// MobileRouter is mcoad's NEMO state (RFC 3963); absent for a mobile
+	// host and for mcoa-ha.
+	MobileRouter *MobileRouter `json:"mobile_router,omitempty"`
+}
+
+// MobileRouter is the NEMO part of mcoad's status.
+type MobileRouter struct {
+	Enabled  bool           `json:"enabled"`
+	Mode     string         `json:"mode"` // "explicit" or "implicit"
+	Prefixes []netip.Prefix `json:"prefixes"`
+	Ingress  []string       `json:"ingress"`
+	// Forwarding: mcoad has switched IPv6 forwarding on for the ingress
+	// interfaces (it needs the data plane and a first look at the uplinks).
+	Forwarding bool `json:"forwarding"`
+	// HomeAgentNoNEMO: the home agent accepted the R flag with a BA
+	// without it (RFC 3963 5.3): the prefixes are not routed.
+	HomeAgentNoNEMO bool `json:"ha_no_nemo"`
+	// LastStatus is the last NEMO rejection (140-143), 0 when none;
+	// LastStatusText names it, LastError explains it.
+	LastStatus     int    `json:"last_status"`
+	LastStatusText string `json:"last_status_text,omitempty"`
+	LastError      string `json:"last_error,omitempty"`
 }
 
 // Interface is one interface (or, with bid_mode "coa", one care-of address

@@ -76,6 +76,11 @@ type Config struct {
 	// NoOffload turns off TSO/GRO on the userspace backend's TUN devices
 	// (one packet per read and write).
 	NoOffload bool
+	// MobileNetworks are a mobile router's mobile network prefixes (NEMO,
+	// RFC 3963): packets from them enter the tunnels like the home
+	// address's, and packets to them coming out of the tunnels are handed
+	// to the kernel to forward. nil: a mobile host.
+	MobileNetworks []netip.Prefix
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -118,7 +123,7 @@ func (c *Config) validate() error {
 	if len(c.HomeDevice) > 15 || c.HomeDevice == "" {
 		return fmt.Errorf("%w config: home device name %q", ErrInvalid, c.HomeDevice)
 	}
-	return nil
+	return checkMobileNets(c.MobileNetworks)
 }
 
 // Backend is the mobile node's tunnel data plane. SetTunnels is

@@ -1,19 +1,15 @@
 package dataplane
 
 import (
-	"encoding/json"
 	"flag"
-	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/mcoad/mcoad/internal/lab"
 	"github.com/mcoad/mcoad/internal/nstest"
-	"golang.org/x/sys/unix"
 )
 
 // benchWanted: the throughput measurement runs with MCOA_BENCH=1 or when
@@ -24,18 +20,6 @@ func benchWanted() bool {
 	}
 	f := flag.Lookup("test.run")
 	return f != nil && strings.Contains(f.Value.String(), "Throughput")
-}
-
-type iperfResult struct {
-	End struct {
-		SumSent struct {
-			BitsPerSecond float64 `json:"bits_per_second"`
-			Retransmits   int     `json:"retransmits"`
-		} `json:"sum_sent"`
-		SumReceived struct {
-			BitsPerSecond float64 `json:"bits_per_second"`
-		} `json:"sum_received"`
-	} `json:"end"`
 }
 
 func iperf(t *testing.T, ns *nstest.NS, args ...string) (bps float64, retrans int) {
@@ -52,11 +36,11 @@ func iperf(t *testing.T, ns *nstest.NS, args ...string) (bps float64, retrans in
 	if err != nil {
 		t.Fatalf("iperf3 %v: %v\n%s", args, err, out)
 	}
-	var r iperfResult
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("iperf3 output: %v\n%s", err, out)
+	r, err := lab.ParseIperf([]byte(out))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
 	}
-	return r.End.SumReceived.BitsPerSecond, r.End.SumSent.Retransmits
+	return r.BitsPerSecond, r.Retransmits
 }
 
 func median(v []float64) float64 {
@@ -116,48 +100,26 @@ func TestThroughput(t *testing.T) {
 	if len(direct) < 45 || len(tunnelled) < 45 {
 		t.Fatalf("pings lost:\n%s\n%s", out, out2)
 	}
+	// The tunnel's path is the triangle MN -> HA -> CN; the same triangle
+	// routed by the kernel alone is what the tunnel itself adds to.
+	_, toHA, out3 := ping(tl.mn, "-c", "50", "-i", "0.01", "-I", coa, lab.HAAddr.String())
+	_, haCN, out4 := ping(tl.ha, "-c", "50", "-i", "0.01", lab.CNAddr.String())
+	if len(toHA) < 45 || len(haCN) < 45 {
+		t.Fatalf("pings lost:\n%s\n%s", out3, out4)
+	}
 	dm, tm := median(direct)*1000, median(tunnelled)*1000
-	t.Logf("RTT p50: direct %.0f us, tunnel %.0f us, added %.0f us (target < 100 us)", dm, tm, tm-dm)
+	tri := (median(toHA) + median(haCN)) * 1000
+	t.Logf("RTT p50: direct %.0f us, tunnel %.0f us, added %.0f us (target < 100 us); the triangle MN-HA-CN without tunnel %.0f us, tunnel overhead over it %.0f us",
+		dm, tm, tm-dm, tri, tm-tri)
 	st := tl.be.Stats()
 	t.Logf("MN counters %+v drops %+v", st.Tunnels[1], st.Drops)
 	hs := tl.hp.Stats()
 	t.Logf("HA counters %+v drops %+v", hs.Bindings[HAKey{lab.HoA, 1}], hs.Drops)
 }
 
-// setSegmentation switches TSO and GSO of a device (the legacy ethtool
-// ioctls: there is no ethtool binary on the test machines).
 func setSegmentation(t *testing.T, ns *nstest.NS, dev string, on bool) {
 	t.Helper()
-	const (
-		ethtoolSTSO = 0x1f
-		ethtoolSGSO = 0x24
-	)
-	var val uint32
-	if on {
-		val = 1
-	}
-	err := ns.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		for _, cmd := range []uint32{ethtoolSTSO, ethtoolSGSO} {
-			ev := [2]uint32{cmd, val}
-			var ifr struct {
-				name [unix.IFNAMSIZ]byte
-				data unsafe.Pointer
-				_    [16]byte
-			}
-			copy(ifr.name[:], dev)
-			ifr.data = unsafe.Pointer(&ev)
-			if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); e != 0 {
-				return fmt.Errorf("ethtool %#x on %s: %w", cmd, dev, e)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := lab.SetSegmentation(ns.Name, dev, on); err != nil {
 		t.Fatal(err)
 	}
 }

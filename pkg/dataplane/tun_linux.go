@@ -40,6 +40,8 @@ type tunBackend struct {
 
 	rxTab atomic.Pointer[mnRxTable]
 	drops dropCounters
+
+	ro roState // route optimisation (ro_linux.go)
 }
 
 // mnRxTable is the receive path's view: which tunnel a CoA belongs to.
@@ -392,6 +394,7 @@ func (b *tunBackend) txLoop(t *mnTunnel) {
 		wb    = newMsgBatch(batchSize, false, false)
 		ptb   = make([]byte, virtioNetHdrLen+minMTU)
 		slots [][]byte
+		ro    = b.newROTx(t) // route optimisation (ro_linux.go)
 	)
 	for {
 		p := t.path.Load()
@@ -418,7 +421,7 @@ func (b *tunBackend) txLoop(t *mnTunnel) {
 				b.drops.malformed.Add(1)
 				continue
 			}
-			if [16]byte(pkt[8:24]) != p.hoa {
+			if [16]byte(pkt[8:24]) != p.hoa && !mobileNets(b.cfg.MobileNetworks).contains(pkt[8:24]) {
 				// Not ours to tunnel (the kernel's own packets on a
 				// fresh device, a misrouted source).
 				b.drops.notHome.Add(1)
@@ -426,6 +429,9 @@ func (b *tunBackend) txLoop(t *mnTunnel) {
 			}
 			if size > p.mtu {
 				b.sendPTB(t.dev, ptb, pkt[:min(size, len(pkt))], p.mtu, &p.src)
+				continue
+			}
+			if ro.add(buf, size, p) { // to a correspondent with a binding for this BID
 				continue
 			}
 			m, err := encap(buf[:headroom+size], &p.src, &p.dst)
@@ -436,6 +442,7 @@ func (b *tunBackend) txLoop(t *mnTunnel) {
 			wb.set(k, buf[:m])
 			k++
 		}
+		ro.flush()
 		if k == 0 {
 			continue
 		}
@@ -519,7 +526,7 @@ func (b *tunBackend) rxLoop(s *rawSocket, done chan struct{}) {
 				b.drops.malformed.Add(1)
 				continue
 			}
-			if [16]byte(inner[24:40]) != tab.hoa {
+			if [16]byte(inner[24:40]) != tab.hoa && !mobileNets(b.cfg.MobileNetworks).contains(inner[24:40]) {
 				b.drops.notHome.Add(1)
 				continue
 			}
@@ -554,6 +561,7 @@ func (b *tunBackend) Close() error {
 	}
 	b.closed = true
 	err := b.run.do(func() error { return b.reconcile(nil) })
+	b.ro.close()
 	b.nl.Close()
 	b.run.close()
 	return err

@@ -57,6 +57,14 @@
 // when a mark moved a connection onto a tunnel with a smaller MTU than the
 // one its SYN was sized for.
 //
+// A mobile router (State.Networks, NEMO) adds, for each mobile network
+// prefix N and ingress interface I: "from N iif I lookup TableBase+b_i"
+// next to each home-address rule, "from N iif I unreachable" at P+80 (kept
+// while no binding is alive), a prerouting chain that jumps to a regular
+// chain "mobile" (the policies without user or cgroup, and the restores) for
+// packets from N on I, and a forward chain: I <-> mcoab* accepted, other
+// forwarding to or from I or an uplink dropped.
+//
 // Watch reports deletions of ip rules and of routes in the BIDs' tables, so
 // that the caller can Apply again at once; Apply also checks the nftables
 // table (present, with the right number of rules in each chain).

@@ -79,6 +79,25 @@ func (f *fakeOps) tableRules(name string) (map[string]int, bool, error) {
 
 func (f *fakeOps) close() error { f.log = append(f.log, "close"); return nil }
 
+// stepper returns a golden-file step: it runs fn and writes to out what fn
+// did to the kernel, its error, and the rules that are ours afterwards.
+func (f *fakeOps) stepper(t *testing.T, out *strings.Builder) func(title string, fn func() error) {
+	return func(title string, fn func() error) {
+		t.Helper()
+		err := fn()
+		fmt.Fprintf(out, "== %s\n%s\n", title, f.take())
+		if err != nil {
+			fmt.Fprintf(out, "error: %v\n", err)
+		}
+		var rs []string
+		for _, r := range f.rs {
+			rs = append(rs, r.String())
+		}
+		slices.Sort(rs)
+		fmt.Fprintf(out, "-- ip -6 rule (ours)\n%s\n\n", strings.Join(rs, "\n"))
+	}
+}
+
 func (f *fakeOps) take() string {
 	s := strings.Join(f.log, "\n")
 	f.log = nil
@@ -139,20 +158,7 @@ func TestEngineGolden(t *testing.T) {
 	}
 	f.table = &nftTable{name: "mcoad"}
 	var out strings.Builder
-	step := func(title string, fn func() error) {
-		t.Helper()
-		err := fn()
-		fmt.Fprintf(&out, "== %s\n%s\n", title, f.take())
-		if err != nil {
-			fmt.Fprintf(&out, "error: %v\n", err)
-		}
-		var rs []string
-		for _, r := range f.rs {
-			rs = append(rs, r.String())
-		}
-		slices.Sort(rs)
-		fmt.Fprintf(&out, "-- ip -6 rule (ours)\n%s\n\n", strings.Join(rs, "\n"))
-	}
+	step := f.stepper(t, &out)
 	var e *Engine
 	step("start after a crash", func() (err error) {
 		e, err = newEngine(testConfig(), f)

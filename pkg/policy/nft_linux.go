@@ -35,8 +35,11 @@ type nftRule struct {
 
 // Chain names.
 const (
-	chainOutput = "output"
-	chainPost   = "postrouting"
+	chainOutput  = "output"
+	chainPost    = "postrouting"
+	chainPre     = "prerouting" // a mobile router's forwarded packets
+	chainMobile  = "mobile"     // their policies and mark restores
+	chainForward = "forward"
 )
 
 // buildTable turns a plan into the table's content.
@@ -53,26 +56,10 @@ func buildTable(c *Config, pl *plan) *nftTable {
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		}})
 	for _, cp := range pl.policies {
-		ex := matchExprs(cp)
-		ex = append(ex, &expr.Counter{})
-		ex = append(ex, setMark(cp.mark)...)
-		ex = append(ex,
-			&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
-			bitwise(^c.Mask, cp.mark),
-			&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true},
-			&expr.Verdict{Kind: expr.VerdictAccept})
-		out.rules = append(out.rules, nftRule{comment: fmt.Sprintf("mcoad: policy %s bid %d", cp.p.Name, cp.bid), exprs: ex})
+		out.rules = append(out.rules, nftRule{comment: fmt.Sprintf("mcoad: policy %s bid %d", cp.p.Name, cp.bid), exprs: policyExprs(c, cp)})
 	}
 	for _, b := range pl.restore {
-		mk := pl.marks[b]
-		ex := []expr.Any{
-			&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
-			bitwise(c.Mask, 0),
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: u32(mk)},
-		}
-		ex = append(ex, setMark(mk)...)
-		ex = append(ex, &expr.Verdict{Kind: expr.VerdictAccept})
-		out.rules = append(out.rules, nftRule{comment: fmt.Sprintf("mcoad: restore bid %d", b), exprs: ex})
+		out.rules = append(out.rules, nftRule{comment: fmt.Sprintf("mcoad: restore bid %d", b), exprs: restoreExprs(c, pl.marks[b])})
 	}
 	post := nftChain{name: chainPost, typ: nftables.ChainTypeFilter,
 		hook: nftables.ChainHookPostrouting, prio: nftables.ChainPriorityMangle}
@@ -92,7 +79,115 @@ func buildTable(c *Config, pl *plan) *nftTable {
 			&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 2, Size: 2},
 			&expr.Exthdr{SourceRegister: 1, Type: 2, Offset: 2, Len: 2, Op: expr.ExthdrOpTcpopt},
 		}})
-	return &nftTable{name: c.NFTable, chains: []nftChain{out, post}}
+	chains := []nftChain{out, post}
+	if pl.networks != nil {
+		chains = append(chains, networkChains(c, pl)...)
+	}
+	return &nftTable{name: c.NFTable, chains: chains}
+}
+
+// networkChains are a mobile router's (NEMO): packets from a mobile network
+// arriving on an ingress interface get the marks of the policies (or of
+// their connection) in prerouting, before the routing decision, as local
+// packets do in output; and forwarding is allowed between the ingress
+// interfaces and the tunnels only, never to or from an uplink.
+//
+//	chain prerouting (type filter, hook prerouting, priority mangle)
+//	  iifname <ingress> ip6 saddr <prefix> jump mobile
+//	chain mobile
+//	  <policy match> meta mark |= mark(b) ct mark = ct mark &^ Mask | mark(b) accept
+//	  ct mark & Mask == mark(b) meta mark |= mark(b) accept
+//	chain forward (type filter, hook forward, priority filter)
+//	  iifname <ingress> oifname "mcoab*" accept, and to the other ingress interfaces
+//	  iifname <ingress> drop
+//	  iifname "mcoab*" oifname <ingress> accept, and from the other ingress interfaces
+//	  oifname <ingress> drop
+//	  iifname <uplink> drop; oifname <uplink> drop
+func networkChains(c *Config, pl *plan) []nftChain {
+	n := pl.networks
+	pre := nftChain{name: chainPre, typ: nftables.ChainTypeFilter,
+		hook: nftables.ChainHookPrerouting, prio: nftables.ChainPriorityMangle}
+	for _, i := range n.Ingress {
+		for _, p := range n.Prefixes {
+			ex := ifname(expr.MetaKeyIIFNAME, i)
+			ex = append(ex, prefixExprs(8, p.Addr().AsSlice(), p.Bits())...)
+			ex = append(ex, &expr.Verdict{Kind: expr.VerdictJump, Chain: chainMobile})
+			pre.rules = append(pre.rules, nftRule{comment: fmt.Sprintf("mcoad: from %s on %s", p, i), exprs: ex})
+		}
+	}
+	mob := nftChain{name: chainMobile}
+	for _, cp := range pl.policies {
+		if cp.hasUID || cp.p.Cgroup != "" {
+			continue // forwarded packets have no socket
+		}
+		mob.rules = append(mob.rules, nftRule{comment: fmt.Sprintf("mcoad: policy %s bid %d", cp.p.Name, cp.bid), exprs: policyExprs(c, cp)})
+	}
+	for _, b := range pl.restore {
+		mob.rules = append(mob.rules, nftRule{comment: fmt.Sprintf("mcoad: restore bid %d", b), exprs: restoreExprs(c, pl.marks[b])})
+	}
+	fwd := nftChain{name: chainForward, typ: nftables.ChainTypeFilter,
+		hook: nftables.ChainHookForward, prio: nftables.ChainPriorityFilter}
+	verdict := func(k expr.VerdictKind) *expr.Verdict { return &expr.Verdict{Kind: k} }
+	add := func(comment string, ex ...expr.Any) {
+		fwd.rules = append(fwd.rules, nftRule{comment: "mcoad: " + comment, exprs: ex})
+	}
+	tunnels := []expr.Any{&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(TunnelPrefix)}}
+	for _, dir := range []struct {
+		from, to expr.MetaKey
+		name     string
+	}{{expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME, "from"}, {expr.MetaKeyOIFNAME, expr.MetaKeyIIFNAME, "to"}} {
+		for _, i := range n.Ingress {
+			ex := ifname(dir.from, i)
+			ex = append(ex, &expr.Meta{Key: dir.to, Register: 1}, tunnels[1], verdict(expr.VerdictAccept))
+			add(fmt.Sprintf("%s %s via tunnels", dir.name, i), ex...)
+			for _, j := range n.Ingress {
+				if j != i {
+					ex := append(ifname(dir.from, i), ifname(dir.to, j)...)
+					add(fmt.Sprintf("%s %s via %s", dir.name, i, j), append(ex, verdict(expr.VerdictAccept))...)
+				}
+			}
+			add(fmt.Sprintf("%s %s untunnelled", dir.name, i), append(ifname(dir.from, i), &expr.Counter{}, verdict(expr.VerdictDrop))...)
+		}
+	}
+	for _, u := range n.Uplinks {
+		add("from uplink "+u, append(ifname(expr.MetaKeyIIFNAME, u), &expr.Counter{}, verdict(expr.VerdictDrop))...)
+		add("to uplink "+u, append(ifname(expr.MetaKeyOIFNAME, u), &expr.Counter{}, verdict(expr.VerdictDrop))...)
+	}
+	// mobile first: a jump needs its chain in place.
+	return []nftChain{mob, pre, fwd}
+}
+
+// ifname matches an interface name exactly (NUL-padded to IFNAMSIZ, as
+// nft compares it).
+func ifname(key expr.MetaKey, name string) []expr.Any {
+	d := make([]byte, 16)
+	copy(d, name)
+	return []expr.Any{&expr.Meta{Key: key, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: d}}
+}
+
+// policyExprs sends a policy's packets to its BID and remembers the BID
+// in the connection's mark.
+func policyExprs(c *Config, cp compiled) []expr.Any {
+	ex := matchExprs(cp)
+	ex = append(ex, &expr.Counter{})
+	ex = append(ex, setMark(cp.mark)...)
+	return append(ex,
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
+		bitwise(^c.Mask, cp.mark),
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true},
+		&expr.Verdict{Kind: expr.VerdictAccept})
+}
+
+// restoreExprs gives a packet its connection's BID while that BID lives.
+func restoreExprs(c *Config, mk uint32) []expr.Any {
+	ex := []expr.Any{
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
+		bitwise(c.Mask, 0),
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: u32(mk)},
+	}
+	ex = append(ex, setMark(mk)...)
+	return append(ex, &expr.Verdict{Kind: expr.VerdictAccept})
 }
 
 // matchExprs matches a policy's packets (output direction).
@@ -197,8 +292,11 @@ func (t *nftTable) queue(c *nftables.Conn) {
 	c.AddTable(tab)
 	accept := nftables.ChainPolicyAccept
 	for _, ch := range t.chains {
-		chain := c.AddChain(&nftables.Chain{Name: ch.name, Table: tab, Type: ch.typ,
-			Hooknum: ch.hook, Priority: ch.prio, Policy: &accept})
+		nc := &nftables.Chain{Name: ch.name, Table: tab}
+		if ch.hook != nil { // a base chain; the others are jumped to
+			nc.Type, nc.Hooknum, nc.Priority, nc.Policy = ch.typ, ch.hook, ch.prio, &accept
+		}
+		chain := c.AddChain(nc)
 		for _, r := range ch.rules {
 			c.AddRule(&nftables.Rule{Table: tab, Chain: chain, Exprs: r.exprs, UserData: comment(r.comment)})
 		}
@@ -246,7 +344,7 @@ func words(d []byte) string {
 
 var metaKeys = map[expr.MetaKey]string{
 	expr.MetaKeyMARK: "mark", expr.MetaKeyOIFNAME: "oifname", expr.MetaKeyL4PROTO: "l4proto",
-	expr.MetaKeySKUID: "skuid",
+	expr.MetaKeySKUID: "skuid", expr.MetaKeyIIFNAME: "iifname",
 }
 
 var cmpOps = map[expr.CmpOp]string{
@@ -279,8 +377,13 @@ func formatExpr(e expr.Any) string {
 	case *expr.Counter:
 		return "counter pkts 0 bytes 0"
 	case *expr.Verdict:
-		if e.Kind == expr.VerdictAccept {
+		switch e.Kind {
+		case expr.VerdictAccept:
 			return "immediate reg 0 accept"
+		case expr.VerdictDrop:
+			return "immediate reg 0 drop"
+		case expr.VerdictJump:
+			return "immediate reg 0 jump -> " + e.Chain
 		}
 		return fmt.Sprintf("immediate reg 0 verdict %d", e.Kind)
 	case *expr.Rt:

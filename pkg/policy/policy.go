@@ -138,6 +138,23 @@ type State struct {
 	Bindings []Binding
 	// Policies in order: the first that matches a packet decides.
 	Policies []config.Policy
+	// Networks makes the node a mobile router (NEMO, RFC 3963); nil for
+	// a mobile host. Unlike the rest, its guards stay installed while no
+	// binding is alive.
+	Networks *Networks
+}
+
+// Networks are a mobile router's mobile networks ([mobile_router]): their
+// packets arriving on Ingress follow the home address's rules and the
+// policies (those that match on neither user nor cgroup, which forwarded
+// packets have not), and forwarding is allowed only between Ingress and
+// the tunnels.
+type Networks struct {
+	Prefixes []netip.Prefix // mobile network prefixes
+	Ingress  []string       // interfaces the mobile networks live on
+	// Uplinks are the interfaces nothing may be forwarded to or from
+	// untunnelled (the care-of interfaces).
+	Uplinks []string
 }
 
 // sortBindings orders bindings best first: priority, then the lower BID.
@@ -178,6 +195,9 @@ func resolveSorted(best []Binding, p config.Policy) (uint16, bool) {
 }
 
 func checkState(st State) error {
+	if err := checkNetworks(st.Networks); err != nil {
+		return err
+	}
 	if len(st.Bindings) == 0 {
 		return nil
 	}
@@ -195,6 +215,33 @@ func checkState(st State) error {
 		seen[b.BID] = true
 		if b.CoA.IsValid() && (!b.CoA.Is6() || b.CoA.Is4In6() || b.CoA.Zone() != "") {
 			return fmt.Errorf("%w state: bid %d: care-of address %v is not an IPv6 address", ErrInvalid, b.BID, b.CoA)
+		}
+	}
+	return nil
+}
+
+func checkNetworks(n *Networks) error {
+	if n == nil {
+		return nil
+	}
+	if len(n.Prefixes) == 0 || len(n.Ingress) == 0 {
+		return fmt.Errorf("%w state: a mobile router needs prefixes and ingress interfaces", ErrInvalid)
+	}
+	for _, p := range n.Prefixes {
+		if !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6() || p.Masked() != p || p.Bits() == 0 {
+			return fmt.Errorf("%w state: %v is not a mobile network prefix", ErrInvalid, p)
+		}
+	}
+	for _, l := range [][]string{n.Ingress, n.Uplinks} {
+		for _, name := range l {
+			if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \x00*") {
+				return fmt.Errorf("%w state: interface name %q", ErrInvalid, name)
+			}
+		}
+	}
+	for _, name := range n.Uplinks {
+		if slices.Contains(n.Ingress, name) {
+			return fmt.Errorf("%w state: %s is both an ingress interface and an uplink", ErrInvalid, name)
 		}
 	}
 	return nil
@@ -345,7 +392,8 @@ type plan struct {
 	policies []compiled // policy rules of the nftables table, in order
 	restore  []uint16   // alive BIDs with a mark, ascending
 	marks    map[uint16]uint32
-	skipped  []error // policies left out (user or cgroup unknown)
+	skipped  []error   // policies left out (user or cgroup unknown)
+	networks *Networks // a mobile router's: prerouting and forward chains
 }
 
 // compiled is one policy resolved to a BID, ready for nftables.
@@ -359,11 +407,41 @@ type compiled struct {
 	hasUID bool
 }
 
+// networkRules are a mobile router's rules: packets from a mobile network
+// prefix arriving on an ingress interface go where the home address's go,
+// best binding first, and never out untunnelled.
+func networkRules(c *Config, n *Networks, best []Binding) []Rule {
+	if n == nil {
+		return nil
+	}
+	var out []Rule
+	each := func(fn func(src netip.Prefix, iif string)) {
+		for _, p := range n.Prefixes {
+			for _, i := range n.Ingress {
+				fn(p, i)
+			}
+		}
+	}
+	for i, b := range best {
+		if i == maxHomeRules {
+			break
+		}
+		each(func(src netip.Prefix, iif string) {
+			out = append(out, Rule{Priority: c.Priority + offHome + i, Src: src, Iif: iif, Table: c.Table(b.BID), SuppressPrefixlen: -1})
+		})
+	}
+	each(func(src netip.Prefix, iif string) {
+		out = append(out, Rule{Priority: c.Priority + offUnreachable, Src: src, Iif: iif, Unreachable: true, SuppressPrefixlen: -1})
+	})
+	return out
+}
+
 // compile turns a State into the rules and the nftables content. It
 // allocates marks for new BIDs.
 func compile(c *Config, m *marks, st State) plan {
-	var pl plan
+	pl := plan{networks: st.Networks}
 	if len(st.Bindings) == 0 {
+		pl.rules = networkRules(c, st.Networks, nil) // only the guards
 		return pl
 	}
 	best := sortBindings(st.Bindings)
@@ -406,6 +484,7 @@ func compile(c *Config, m *marks, st State) plan {
 		rule(Rule{Priority: P + offHome + i, Src: hoa, Table: c.Table(b.BID), SuppressPrefixlen: -1})
 	}
 	rule(Rule{Priority: P + offUnreachable, Src: hoa, Unreachable: true, SuppressPrefixlen: -1})
+	pl.rules = append(pl.rules, networkRules(c, st.Networks, best)...)
 	if !c.NoDefaultSource {
 		// Only packets without a mark of ours: the bypass mark must never
 		// reach a tunnel, even when the main table has no route for it.

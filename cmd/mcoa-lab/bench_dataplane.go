@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mcoad/mcoad/internal/lab"
+)
+
+// dataplaneFigures is the userspace data plane against the kernel alone in
+// the same lab: TCP throughput home address <-> CN through the MN's and the
+// HA's TUN backends versus a care-of address talking to the CN directly,
+// and the round trip the tunnel adds.
+type dataplaneFigures struct {
+	dirs []tcpFigure
+
+	rttDirect, rttTunnel, rttToHA, rttHACN stats
+}
+
+type tcpFigure struct {
+	name                      string
+	tunnel, direct, segmented lab.IperfResult
+}
+
+// pingStats pings from node and returns the round trips of the answers
+// (at least 40 of 50).
+func (b *bench) pingStats(ctx context.Context, node string, args ...string) (stats, error) {
+	out, err := b.lab.Exec(ctx, node, "ping", append([]string{"-6", "-n", "-c", "50", "-i", "0.01"}, args...)...)
+	if err != nil {
+		return nil, err
+	}
+	var s stats
+	for _, m := range pingTime.FindAllStringSubmatch(string(out), -1) {
+		f, _ := strconv.ParseFloat(m[1], 64)
+		s = append(s, time.Duration(f*float64(time.Millisecond)))
+	}
+	if len(s) < 40 {
+		return nil, fmt.Errorf("ping %s: %d answers of 50:\n%s", strings.Join(args, " "), len(s), out)
+	}
+	return s, nil
+}
+
+// dataplane measures with mcoad's three bindings registered, eth0's the
+// best: the home address's traffic goes through eth0's tunnel. The direct
+// path is pinned to eth0 too (a rule for eth0's CoA), so both cross the
+// same access link.
+func (b *bench) dataplane(ctx context.Context) (_ dataplaneFigures, err error) {
+	var f dataplaneFigures
+	coa := b.coas["eth0"].String()
+	router := lab.Accesses[0].RouterAddr.String()
+	undo := [][]string{}
+	defer func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			if _, uerr := b.lab.Exec(context.Background(), lab.MN, "ip", undo[i]...); uerr != nil {
+				err = errors.Join(err, uerr)
+			}
+		}
+	}()
+	for _, c := range [][2][]string{
+		{{"-6", "route", "add", lab.CNPrefix.String(), "via", router, "dev", "eth0", "table", "900"}, {"-6", "route", "del", lab.CNPrefix.String(), "table", "900"}},
+		{{"-6", "rule", "add", "from", coa, "lookup", "900", "pref", "90"}, {"-6", "rule", "del", "pref", "90"}},
+	} {
+		if _, err := b.lab.Exec(ctx, lab.MN, "ip", c[0]...); err != nil {
+			return f, err
+		}
+		undo = append(undo, c[1])
+	}
+
+	b.logf("data plane: round trips")
+	if f.rttDirect, err = b.pingStats(ctx, lab.MN, "-I", coa, lab.CNAddr.String()); err != nil {
+		return f, err
+	}
+	if f.rttTunnel, err = b.pingStats(ctx, lab.MN, "-I", lab.HoA.String(), lab.CNAddr.String()); err != nil {
+		return f, err
+	}
+	if f.rttToHA, err = b.pingStats(ctx, lab.MN, "-I", coa, lab.HAAddr.String()); err != nil {
+		return f, err
+	}
+	if f.rttHACN, err = b.pingStats(ctx, lab.HA, lab.CNAddr.String()); err != nil {
+		return f, err
+	}
+
+	srv, err := b.lab.Command(ctx, lab.CN, "iperf3", "-s", "-B", lab.CNAddr.String())
+	if err != nil {
+		return f, err
+	}
+	if err := srv.Start(); err != nil {
+		return f, fmt.Errorf("iperf3 server: %w", err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	secs := strconv.Itoa(int(b.o.iperf / time.Second))
+	for _, dir := range []struct {
+		name string
+		args []string
+	}{{"MN → CN", nil}, {"CN → MN", []string{"-R"}}} {
+		b.logf("data plane: TCP %s", dir.name)
+		run := func(src string) (lab.IperfResult, error) {
+			return b.lab.Iperf(ctx, lab.MN, append([]string{"-c", lab.CNAddr.String(), "-B", src, "-t", secs}, dir.args...)...)
+		}
+		t := tcpFigure{name: dir.name}
+		if t.direct, err = run(coa); err != nil {
+			return f, err
+		}
+		if t.tunnel, err = run(lab.HoA.String()); err != nil {
+			return f, err
+		}
+		// The lab's veths pass 64 KiB TSO packets whole through every
+		// hop of the direct path, which no real access link does; the
+		// tunnel's outer packets are real segments. The direct path
+		// with TSO and GSO off at both ends forwards segments too.
+		if err := b.segmentation(false); err != nil {
+			return f, err
+		}
+		t.segmented, err = run(coa)
+		if serr := b.segmentation(true); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		if err != nil {
+			return f, err
+		}
+		f.dirs = append(f.dirs, t)
+	}
+	return f, nil
+}
+
+func (b *bench) segmentation(on bool) error {
+	return errors.Join(b.lab.SetSegmentation(lab.MN, "eth0", on), b.lab.SetSegmentation(lab.CN, lab.Uplink, on))
+}
+
+func gbit(r lab.IperfResult) string { return fmt.Sprintf("%.2f Gbit/s", r.BitsPerSecond/1e9) }
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
+
+// markdown writes the data plane section.
+func (f *dataplaneFigures) markdown(md *strings.Builder, secs time.Duration) {
+	fmt.Fprintf(md, "Data plane (userspace TUN backend on mcoad and mcoa-ha; home address traffic through eth0's tunnel, the\n")
+	fmt.Fprintf(md, "direct path from eth0's CoA over the same access link; iperf3 %v per run, TCP, one stream):\n\n", secs)
+	fmt.Fprintf(md, "| figure | value | compared with | that | ratio | target |\n|---|---|---|---|---|---|\n")
+	for _, t := range f.dirs {
+		fmt.Fprintf(md, "| TCP %s, home address through the tunnels (%d retransmits) | %s | direct, TSO/GSO on (%d retransmits) | %s | %s | ≥ 0.3 |\n",
+			t.name, t.tunnel.Retransmits, gbit(t.tunnel), t.direct.Retransmits, gbit(t.direct), ratio(t.tunnel.BitsPerSecond, t.direct.BitsPerSecond))
+		fmt.Fprintf(md, "| the same | %s | direct, TSO/GSO off at both ends (segments, as the tunnel's outer packets) | %s | %s | |\n",
+			gbit(t.tunnel), gbit(t.segmented), ratio(t.tunnel.BitsPerSecond, t.segmented.BitsPerSecond))
+	}
+	d, tun := f.rttDirect.pct(50), f.rttTunnel.pct(50)
+	tri := f.rttToHA.pct(50) + f.rttHACN.pct(50)
+	fmt.Fprintf(md, "| round trip p50 home address ↔ CN through the tunnel (p99 %s) | %s | direct CoA ↔ CN | %s | +%s | < +100 µs |\n",
+		us(f.rttTunnel.pct(99)), us(tun), us(d), us(tun-d))
+	fmt.Fprintf(md, "| the same | %s | the triangle MN → HA → CN routed by the kernel alone (CoA ↔ HA %s + HA ↔ CN %s) | %s | +%s | |\n\n",
+		us(tun), us(f.rttToHA.pct(50)), us(f.rttHACN.pct(50)), us(tri), us(tun-tri))
+}

@@ -1,0 +1,49 @@
+package dataplane
+
+import (
+	"testing"
+
+	"github.com/mcoad/mcoad/internal/tsharktest"
+)
+
+// TestTsharkDecodesRO: Wireshark reads the data packets route optimisation
+// makes as RFC 6275 lays them out: the Home Address option with the home
+// address from the care-of address, and the type 2 routing header with the
+// home address to the care-of address, the upper layer intact behind them.
+func TestTsharkDecodesRO(t *testing.T) {
+	coa := tCoA[1].As16()
+	b := room(roUDP(64))
+	ns, nn, err := insertHAO(b, headroom, len(b)-headroom, &coa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hao := b[ns : ns+nn]
+	b = room(ip6(0, 0, protoICMPv6, 64, tCN, tHoA, echo(128, 7, 3, 32)))
+	ns, nn, err = insertRH2(b, headroom, len(b)-headroom, &coa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rh2 := b[ns : ns+nn]
+	got := tsharktest.Decode(t, [][]byte{hao, rh2})
+	for i, want := range []map[string]string{{
+		"ipv6.src": tCoA[1].String(), "ipv6.dst": tCN.String(),
+		"ipv6.opt.type": "0xc9", "ipv6.opt.length": "16", "ipv6.opt.mipv6.home_address": tHoA.String(),
+		"ipv6.dstopts.nxt": "17", "ipv6.dstopts.len_oct": "24",
+		"udp.srcport": "4000", "udp.dstport": "5000", "udp.length": "72",
+	}, {
+		"ipv6.src": tCN.String(), "ipv6.dst": tCoA[1].String(),
+		"ipv6.routing.type": "2", "ipv6.routing.segleft": "1", "ipv6.routing.len_oct": "24", "ipv6.routing.mipv6.home_address": tHoA.String(),
+		"icmpv6.type": "128", "icmpv6.echo.identifier": "0x0007", "icmpv6.checksum.status": "1",
+	}} {
+		for k, v := range want {
+			if vs := got[i][k]; len(vs) == 0 || vs[len(vs)-1] != v {
+				t.Errorf("packet %d: %s = %q, want %q", i, k, vs, v)
+			}
+		}
+		if t.Failed() {
+			for k, v := range got[i] {
+				t.Logf("%s = %q", k, v)
+			}
+		}
+	}
+}
