@@ -271,6 +271,27 @@ func (c *core) cnPump(now time.Time) {
 			}
 			c.cnStep(p, e, now)
 		}
+		c.cnPrefetch(p, now)
+	}
+}
+
+// cnPrefetch starts the care-of test of each usable CoA that the home agent
+// does not hold yet, while the home address is registered through another:
+// the correspondent BU waits for the home binding of its CoA, but its
+// care-of keygen token is then already there, one round trip sooner.
+func (c *core) cnPrefetch(p *cnPeer, now time.Time) {
+	if p.single || c.atHome || c.allDown || c.cn.noPlane || c.bestTunnel() == 0 {
+		return
+	}
+	for i := range c.careofs {
+		co := &c.careofs[i]
+		if !c.usable(co) || c.haRegistered(co.Addr) != nil {
+			continue
+		}
+		if e := p.find(co.BID); e != nil && e.coa == co.Addr {
+			continue // its entry asks for the tokens itself
+		}
+		c.cnNeed(p, co.Addr, now)
 	}
 }
 

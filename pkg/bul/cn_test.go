@@ -406,3 +406,53 @@ func TestCNDeregisterOnStop(t *testing.T) {
 		t.Fatalf("cn entries after stop: %+v", cnEntries(h.harness))
 	}
 }
+
+// TestCNPrefetchCareofTest: a new CoA's care-of test starts while its home
+// BU is in flight, so that its correspondent BU leaves with the home
+// agent's BA, not a round trip later.
+func TestCNPrefetchCareofTest(t *testing.T) {
+	h := newCNHarness(t)
+	h.converge(h.homeUp(eth0, wlan))
+	if len(h.bindings) != 2 {
+		t.Fatalf("bindings %v", h.bindings)
+	}
+	h.advance(time.Second) // out of MAX_UPDATE_RATE's window
+	h.converge(h.take())
+	h.set(eth0, wlan, wwan)
+	var home []sent
+	var cotis int
+	for _, s := range h.take() {
+		switch {
+		case s.p.Dst != cnAddr:
+			home = append(home, s)
+		case s.p.MH.Type == proto.TypeCoTI && s.p.Src == wwan.Addr:
+			cotis++
+			h.serve([]sent{s}) // the CoT comes back before the home BA
+		case s.p.MH.Type == proto.TypeBU:
+			t.Fatalf("correspondent BU before the home agent holds the CoA: %v", s)
+		}
+	}
+	if cotis != 1 {
+		t.Fatalf("%d CoTIs from the new CoA before its home registration, want 1", cotis)
+	}
+	if len(home) == 0 {
+		t.Fatal("no BU to the home agent for the new CoA")
+	}
+	for _, s := range home {
+		h.accept(s)
+	}
+	ss := h.take()
+	var bu *sent
+	for i, s := range ss {
+		if s.p.Dst == cnAddr && s.p.MH.Type == proto.TypeBU {
+			bu = &ss[i]
+		}
+	}
+	if bu == nil || bu.p.Src != wwan.Addr || count(ss, proto.TypeCoTI) != 0 {
+		t.Fatalf("with the home BA, want the correspondent BU from %v at once and no new CoTI, got %v", wwan.Addr, ss)
+	}
+	h.converge(ss)
+	if len(h.bindings) != 3 || h.bindings[wwan.BID] != wwan.Addr {
+		t.Fatalf("CN bindings %v", h.bindings)
+	}
+}
