@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,54 +28,27 @@ type cnEnv struct {
 	cnSock string
 }
 
-// startCN runs mcoa-ha in the cn node with [correspondent] enabled and its
-// route-optimised data path (the userspace data plane). Its [home_agent]
-// section is the CN prefix, where no mobile node lives: it is required, and
-// serves nothing here.
+// startCN runs mcoa-ha in the cn node as a correspondent node alone (no
+// [home_agent]) with its route-optimised data path (the userspace data
+// plane), and checks that it says so.
 func (e *env) startCN() (*control.Client, string) {
 	e.t.Helper()
-	sock := filepath.Join(e.lab.RunDir(), "mcoa-cn.sock")
-	text := fmt.Sprintf(`[home_agent]
-address = %q
-interface = "core0"
-home_prefix = "2001:db8:cccc::/64"
-serve = ["2001:db8:cccc::/64"]
-
-[correspondent]
-enabled = true
-
-[dataplane]
-backend = "tun"
-
-[control]
-socket = %q
-group = ""
-
-[log]
-level = "debug"
-`, lab.CNAddr, sock)
-	path := filepath.Join(e.lab.Dir, "mcoa-cn.toml")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-	p, err := e.lab.Start(lab.CN, bins.ha, "-config", path)
+	d, err := e.lab.StartCN(e.ctx, &lab.CNConfig{Bin: bins.ha})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.t.Cleanup(func() { p.Stop() })
-	c := control.NewClient(sock)
-	e.waitFor("correspondent mcoa-ha answers", 10*time.Second, func() error {
-		select {
-		case <-p.Done():
-			e.t.Fatalf("mcoa-ha in cn exited: %v\n%s", p.Err(), p.Tail(4000))
-		default:
-		}
-		ctx, cancel := context.WithTimeout(e.ctx, time.Second)
-		defer cancel()
-		_, err := c.Status(ctx)
-		return err
-	})
-	return c, sock
+	e.t.Cleanup(func() { d.Stop() })
+	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+	defer cancel()
+	st, err := d.Client.Status(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(st.Roles) != 1 || st.Roles[0] != "correspondent" || st.HomeAgent.IsValid() ||
+		len(st.Correspondent) != 1 || st.Correspondent[0] != lab.CNAddr {
+		e.t.Fatalf("correspondent mcoa-ha status: roles %v, home agent %v, correspondent %v", st.Roles, st.HomeAgent, st.Correspondent)
+	}
+	return d.Client, d.Socket
 }
 
 func setupCN(t *testing.T) *cnEnv {

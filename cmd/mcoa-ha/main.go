@@ -2,7 +2,8 @@
 // registration (draft-ietf-monami6-multiplecoa-00 section 6): it keeps a
 // binding cache of several care-of addresses per home address, answers
 // Binding Updates, defends the home addresses on the home link, and serves
-// its cache on the control socket (`mcoactl cache`).
+// its cache on the control socket (`mcoactl cache`). With [correspondent]
+// enabled it is also, or only (no [home_agent]), a correspondent node.
 package main
 
 import (
@@ -68,7 +69,7 @@ func run(args []string) int {
 }
 
 func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVar, log *slog.Logger) error {
-	prof, err := cfg.HomeAgent.WireProfile()
+	prof, err := cfg.WireProfile()
 	if err != nil {
 		return err
 	}
@@ -80,8 +81,11 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 	}
 	defer conn.Close()
 
+	// A correspondent node alone has no home link: no proxy neighbour
+	// advertisements and no home agent data plane.
+	isHA := cfg.HomeAgentRole()
 	var proxy ha.Proxy
-	if ifname := cfg.HomeAgent.Interface; ifname != "" {
+	if ifname := cfg.HomeAgent.Interface; isHA && ifname != "" {
 		p, err := dataplane.NewProxyND(ifname, log)
 		if err != nil {
 			return err
@@ -92,7 +96,7 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 
 	var plane ha.Plane
 	var planeStats func() dataplane.HAStats
-	if cfg.Dataplane.Backend != config.BackendNone {
+	if isHA && cfg.Dataplane.Backend != config.BackendNone {
 		// Home-address traffic through tunnels to the bindings; the
 		// home agent's data plane is the userspace one whatever the
 		// backend (it needs no ip6_tunnel).
@@ -170,9 +174,15 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 		}()
 	}
 
-	log.Info("mcoa-ha running", "address", cfg.HomeAgent.Address, "home_link", cfg.HomeAgent.Interface,
-		"serve", cfg.HomeAgent.Serve, "bulk", cfg.HomeAgent.BulkRegistration, "profile", prof.Name,
-		"control", cfg.Control.Socket)
+	if isHA {
+		log.Info("mcoa-ha running as home agent", "address", cfg.HomeAgent.Address, "home_link", cfg.HomeAgent.Interface,
+			"serve", cfg.HomeAgent.Serve, "bulk", cfg.HomeAgent.BulkRegistration, "profile", prof.Name,
+			"control", cfg.Control.Socket)
+	}
+	if cn := cfg.Correspondent; cn.Enabled {
+		log.Info("mcoa-ha running as correspondent node", "address", cn.Addresses, "max_lifetime", cn.MaxLifetime,
+			"route_optimisation", cnPlane != nil, "profile", prof.Name, "control", cfg.Control.Socket)
+	}
 	// Reload on SIGHUP and when the file changes; a bad file is refused
 	// with its errors and the running configuration stays.
 	reload := func(why string) {

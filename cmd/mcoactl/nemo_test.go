@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"net/netip"
 	"strings"
 	"testing"
@@ -36,5 +37,23 @@ func TestStatusMobileRouter(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "mobile") {
 		t.Errorf("a mobile host's status mentions a mobile router:\n%s", b.String())
+	}
+}
+
+// TestStatusRoles: mcoa-ha's status names the roles it runs and the
+// correspondent's addresses.
+func TestStatusRoles(t *testing.T) {
+	s := control.Status{Daemon: "mcoa-ha", Roles: []string{"correspondent"}, Correspondent: []netip.Addr{netip.MustParseAddr("2001:db8:cccc::1")}}
+	var b bytes.Buffer
+	if err := writeStatus(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"roles:          correspondent\n", "correspondent:  2001:db8:cccc::1\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "home agent:") {
+		t.Errorf("a correspondent-only status names a home agent:\n%s", b.String())
 	}
 }

@@ -44,6 +44,14 @@ func writeStatus(w io.Writer, s control.Status) error {
 	kv("profile", s.Profile)
 	kv("dataplane", s.Dataplane)
 	if s.Daemon == "mcoa-ha" {
+		kv("roles", strings.Join(s.Roles, ", "))
+		if len(s.Correspondent) > 0 {
+			addrs := make([]string, len(s.Correspondent))
+			for i, a := range s.Correspondent {
+				addrs[i] = a.String()
+			}
+			kv("correspondent", strings.Join(addrs, ", "))
+		}
 		kv("uptime", secs(s.Uptime))
 		kv("cache entries", strconv.Itoa(s.Counts.CacheEntries))
 		return tw.Flush()

@@ -88,7 +88,10 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.HA == nil || cfg.Transport == nil {
 		return nil, errors.New("ha: configuration and transport are required")
 	}
-	prof, err := cfg.HA.HomeAgent.WireProfile()
+	if !cfg.HA.HomeAgentRole() && !cfg.HA.Correspondent.Enabled {
+		return nil, errors.New("ha: neither the home agent nor the correspondent role is configured")
+	}
+	prof, err := cfg.HA.WireProfile()
 	if err != nil {
 		return nil, err
 	}
@@ -161,25 +164,38 @@ func cacheConfig(ha *config.HA, prof *proto.Profile) bcache.Config {
 }
 
 // Reload applies a new configuration to the running agent: what BUs are
-// accepted from now on (served prefixes, bulk registration, lifetime cap,
-// MN-HA keys) changes at once and the cache keeps its bindings. The
-// address, the home link, the wire profile, the correspondent role, the
-// data plane and the control socket change only on restart: the running
-// values stay and the changed sections are returned.
+// accepted from now on (served prefixes, bulk registration, lifetime caps,
+// MN-HA keys) changes at once and the caches keep their bindings. The
+// roles, the address, the home link, the wire profile, the correspondent's
+// addresses, the data plane and the control socket change only on
+// restart: the running values stay and the changed sections are returned.
 func (a *Agent) Reload(ctx context.Context, cfg *config.HA) (restart []string, err error) {
 	err = a.do(ctx, func() {
 		old := a.cfg.HA
 		h, oh := cfg.HomeAgent, old.HomeAgent
-		if h.Address != oh.Address || h.Interface != oh.Interface || h.Profile != oh.Profile || h.BIDOptionType != oh.BIDOptionType {
+		switch {
+		case cfg.HomeAgentRole() != old.HomeAgentRole():
+			restart = append(restart, "home_agent (the role)")
+			h = oh
+		case h.Address != oh.Address || h.Interface != oh.Interface || h.Profile != oh.Profile || h.BIDOptionType != oh.BIDOptionType:
 			restart = append(restart, "home_agent (address, interface, profile)")
 			h.Address, h.Interface, h.Profile, h.BIDOptionType = oh.Address, oh.Interface, oh.Profile, oh.BIDOptionType
 		}
 		next := *cfg
 		next.HomeAgent = h
-		if cfg.Correspondent != old.Correspondent {
-			restart = append(restart, "correspondent")
-			next.Correspondent = old.Correspondent
+		// The correspondent's lifetime cap applies at once; its profile
+		// follows [home_agent]'s, reported above.
+		c, oc := cfg.Correspondent, old.Correspondent
+		c.MaxLifetime = oc.MaxLifetime
+		if old.HomeAgentRole() {
+			c.Profile, c.BIDOptionType = oc.Profile, oc.BIDOptionType
 		}
+		if !c.Equal(oc) {
+			restart = append(restart, "correspondent")
+			c = oc
+		}
+		c.MaxLifetime = cfg.Correspondent.MaxLifetime
+		next.Correspondent = c
 		if cfg.Dataplane != old.Dataplane {
 			restart = append(restart, "dataplane")
 			next.Dataplane = old.Dataplane
@@ -190,6 +206,9 @@ func (a *Agent) Reload(ctx context.Context, cfg *config.HA) (restart []string, e
 		}
 		a.cfg.HA = &next
 		a.cache.Reconfigure(cacheConfig(&next, a.prof))
+		if a.cn != nil {
+			a.cn.cache.Reconfigure(cnCacheConfig(&next, a.prof))
+		}
 	})
 	return restart, err
 }
@@ -276,10 +295,17 @@ func (a *Agent) handle(r *mhsock.Received) {
 	}
 	switch p.MH.Type {
 	case proto.TypeBU:
+		if !a.cfg.HA.HomeAgentRole() {
+			// A correspondent node alone, at an address it does not
+			// answer on (cnHandle took the others).
+			a.ignored++
+			a.log.Debug("ignored binding update", "src", p.Src, "dst", p.Dst)
+			return
+		}
 		a.handleBU(r)
 	default:
-		// HoTI/CoTI are the correspondent role (issue 8); a home agent
-		// gets nothing else from a mobile node.
+		// HoTI/CoTI not for the correspondent role; a home agent gets
+		// nothing else from a mobile node.
 		a.ignored++
 		a.log.Debug("ignored mobility message", "type", p.MH.Type, "src", p.Src)
 	}
@@ -467,18 +493,31 @@ func (a *Agent) Status(ctx context.Context) (control.Status, error) {
 	err := a.do(ctx, func() {
 		h := a.cfg.HA.HomeAgent
 		mode := "bulk"
-		if !h.BulkRegistration {
-			mode = "individual"
+		if !h.BulkRegistration || !a.cfg.HA.HomeAgentRole() {
+			mode = "individual" // a correspondent refuses bulk BUs (146)
+		}
+		n := a.cache.Len()
+		var roles []string
+		if a.cfg.HA.HomeAgentRole() {
+			roles = append(roles, "home_agent")
+		}
+		var cnAddrs []netip.Addr
+		if a.cn != nil {
+			roles = append(roles, "correspondent")
+			cnAddrs = slices.Clone(a.cn.addrs)
+			n += a.cn.cache.Len()
 		}
 		st = control.Status{
-			Daemon:    "mcoa-ha",
-			Version:   a.cfg.Version,
-			HomeAgent: h.Address,
-			Mode:      mode,
-			Profile:   a.prof.Name,
-			Dataplane: string(a.cfg.HA.Dataplane.Backend),
-			Uptime:    int64(a.clk.Now().Sub(a.started) / time.Second),
-			Counts:    control.Counts{Bindings: a.cache.Len(), CacheEntries: a.cache.Len()},
+			Daemon:        "mcoa-ha",
+			Version:       a.cfg.Version,
+			HomeAgent:     h.Address,
+			Roles:         roles,
+			Correspondent: cnAddrs,
+			Mode:          mode,
+			Profile:       a.prof.Name,
+			Dataplane:     string(a.cfg.HA.Dataplane.Backend),
+			Uptime:        int64(a.clk.Now().Sub(a.started) / time.Second),
+			Counts:        control.Counts{Bindings: n, CacheEntries: n},
 		}
 	})
 	return st, err

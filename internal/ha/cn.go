@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/mcoad/mcoad/pkg/bcache"
+	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/mhsock"
@@ -22,9 +22,12 @@ import (
 // correspondent role. It belongs to the Agent's owner goroutine.
 //
 // Decisions:
+//   - The correspondent answers HoTI, CoTI and BUs sent to its addresses
+//     ([correspondent] address) only.
 //   - Binding Updates without the H flag go to the correspondent; those
-//     with it stay with the home agent (which is also what a correspondent
-//     answers them: 131 when the home agent does not serve the address).
+//     with it stay with the home agent. A correspondent node alone (no
+//     [home_agent]) answers them 131 without return routability and keeps
+//     nothing (RFC 6275 9.5.1, 10.3.1).
 //   - The return routability check comes first (RFC 6275 9.5.1, draft 6.2
 //     "MUST validate ... according to 9.5.1"): a BU without valid Nonce
 //     Indices and Binding Authorization Data is silently discarded, even a
@@ -39,6 +42,7 @@ import (
 type cnRole struct {
 	rr    *rr.CN
 	cache *bcache.Cache
+	addrs []netip.Addr // the addresses it answers on
 	// local is the correspondent address each home address registered
 	// with: the source of its Binding Refresh Requests.
 	local map[netip.Addr]netip.Addr
@@ -60,34 +64,44 @@ func newCNRole(cfg Config, prof *proto.Profile) (*cnRole, error) {
 		return nil, fmt.Errorf("ha: correspondent: %w", err)
 	}
 	return &cnRole{
-		rr: c,
-		cache: bcache.New(bcache.Config{
-			Profile:     prof,
-			Role:        bcache.RoleCN,
-			MaxLifetime: cfg.HA.HomeAgent.MaxLifetime,
-		}, cfg.Clock),
+		rr:    c,
+		cache: bcache.New(cnCacheConfig(cfg.HA, prof), cfg.Clock),
+		addrs: slices.Clone(cfg.HA.Correspondent.Addresses),
 		local: map[netip.Addr]netip.Addr{},
 	}, nil
 }
 
-// cnHandle takes what the correspondent serves (HoTI, CoTI, BUs without
-// the H flag) and reports whether it did.
+// cnCacheConfig is the correspondent cache's configuration.
+func cnCacheConfig(ha *config.HA, prof *proto.Profile) bcache.Config {
+	return bcache.Config{Profile: prof, Role: bcache.RoleCN, MaxLifetime: ha.Correspondent.MaxLifetime}
+}
+
+// cnHandle takes what the correspondent serves (HoTI, CoTI and BUs to its
+// addresses; with a home agent, BUs without the H flag only) and reports
+// whether it did.
 func (a *Agent) cnHandle(r *mhsock.Received) bool {
 	if a.cn == nil || r.Err != nil && !isBIDError(r.Err) {
 		return false
 	}
-	switch p := &r.Packet; p.MH.Type {
+	p := &r.Packet
+	switch p.MH.Type {
+	case proto.TypeHoTI, proto.TypeCoTI, proto.TypeBU:
+	default:
+		return false
+	}
+	if !slices.Contains(a.cn.addrs, p.Dst) {
+		return false
+	}
+	switch p.MH.Type {
 	case proto.TypeHoTI, proto.TypeCoTI:
 		a.cnAnswer(p)
-		return true
-	case proto.TypeBU:
-		if p.MH.Flags&proto.FlagH != 0 {
+	default:
+		if p.MH.Flags&proto.FlagH != 0 && a.cfg.HA.HomeAgentRole() {
 			return false
 		}
 		a.cnBU(r)
-		return true
 	}
-	return false
+	return true
 }
 
 func isBIDError(err error) bool {
@@ -119,15 +133,20 @@ func (a *Agent) cnAnswer(p *proto.Packet) {
 }
 
 // cnBU checks a BU's return routability authorization, hands it to the
-// correspondent cache and sends the BA.
+// correspondent cache and sends the BA. A home registration (H flag) needs
+// no authorization: the cache answers it 131 and keeps nothing.
 func (a *Agent) cnBU(r *mhsock.Received) {
 	c := a.cn
 	p := &r.Packet
-	st, err := c.rr.VerifyBU(p)
-	if err != nil {
-		c.verifyDropped++
-		a.log.Debug("correspondent binding update dropped", "src", p.Src, "hoa", p.HomeAddress, "err", err)
-		return
+	home := p.MH.Flags&proto.FlagH != 0
+	var st proto.Status
+	if !home {
+		var err error
+		if st, err = c.rr.VerifyBU(p); err != nil {
+			c.verifyDropped++
+			a.log.Debug("correspondent binding update dropped", "src", p.Src, "hoa", p.HomeAddress, "err", err)
+			return
+		}
 	}
 	in := bcache.BUInput{Src: p.Src, Dst: p.Dst, HoA: p.HomeAddress, Msg: &p.MH, MH: p.MHBytes, Reject: st}
 	if isBIDError(r.Err) {
@@ -146,7 +165,7 @@ func (a *Agent) cnBU(r *mhsock.Received) {
 	}
 	c.out = proto.Packet{Src: p.Dst, Dst: res.Dst, RoutingHome: res.RoutingHome, MH: c.ba}
 	var sign proto.Signer
-	if rr.NeedsAuthData(res.Status) {
+	if !home && rr.NeedsAuthData(res.Status) {
 		c.out.MH.Options.HasAuthData = true
 		sign = c.rr.BASigner(rr.Addrs(p).CareOf, p.Dst)
 	}
@@ -218,32 +237,13 @@ func (a *Agent) cnPublish() {
 // CNPlaneMetrics are the correspondent's route-optimised packet counters,
 // per binding, and what its data plane dropped (GET /metrics).
 func CNPlaneMetrics(st dataplane.HAStats) []control.Metric {
-	keys := make([]dataplane.HAKey, 0, len(st.Bindings))
-	for k := range st.Bindings {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b dataplane.HAKey) int {
-		if c := a.HoA.Compare(b.HoA); c != 0 {
-			return c
-		}
-		return int(a.BID) - int(b.BID)
-	})
-	tx := control.Metric{Name: "mcoa_cn_ro_tx_packets_total", Help: "Packets sent to a binding's care-of address with a type 2 routing header.", Type: "counter"}
-	rx := control.Metric{Name: "mcoa_cn_ro_rx_packets_total", Help: "Packets received from a binding's care-of address with a Home Address option.", Type: "counter"}
-	for _, k := range keys {
-		c := st.Bindings[k]
-		l := map[string]string{"hoa": k.HoA.String(), "bid": strconv.Itoa(int(k.BID))}
-		tx.Samples = append(tx.Samples, control.Sample{Labels: l, Value: float64(c.TxPackets)})
-		rx.Samples = append(rx.Samples, control.Sample{Labels: l, Value: float64(c.RxPackets)})
-	}
+	tx, rx := bindingMetrics(st,
+		control.Metric{Name: "mcoa_cn_ro_tx_packets_total", Help: "Packets sent to a binding's care-of address with a type 2 routing header.", Type: "counter"},
+		control.Metric{Name: "mcoa_cn_ro_rx_packets_total", Help: "Packets received from a binding's care-of address with a Home Address option.", Type: "counter"})
 	d := st.Drops
-	drops := control.Metric{Name: "mcoa_cn_dataplane_drops_total", Help: "Packets the correspondent data plane dropped, by reason.", Type: "counter"}
-	for _, r := range []struct {
-		reason string
-		n      uint64
-	}{{"malformed", d.Malformed}, {"no_binding", d.NoBinding}, {"too_big", d.TooBig}, {"write_error", d.WriteErr}} {
-		drops.Samples = append(drops.Samples, control.Sample{Labels: map[string]string{"reason": r.reason}, Value: float64(r.n)})
-	}
+	drops := dropsMetric("mcoa_cn_dataplane_drops_total", "Packets the correspondent data plane dropped, by reason.",
+		reasonCount{"malformed", d.Malformed}, reasonCount{"no_binding", d.NoBinding}, reasonCount{"too_big", d.TooBig},
+		reasonCount{"write_error", d.WriteErr})
 	return []control.Metric{tx, rx, drops}
 }
 

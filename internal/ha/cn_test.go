@@ -4,11 +4,13 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mcoad/mcoad/internal/clock"
+	"github.com/mcoad/mcoad/pkg/bcache"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/mhsock"
@@ -116,7 +118,7 @@ func cnConfig(t *testing.T, enabled bool) *config.HA {
 	if enabled {
 		e = "true"
 	}
-	cfg, err := config.ParseHA("test.toml", []byte(`
+	return mustParseHA(t, `
 [home_agent]
 address = "2001:db8:aaaa::1"
 interface = "home0"
@@ -125,18 +127,38 @@ max_lifetime = 420
 
 [correspondent]
 enabled = `+e+`
-`))
+address = "2001:db8:cccc::1"
+`)
+}
+
+func mustParseHA(t *testing.T, text string) *config.HA {
+	t.Helper()
+	cfg, err := config.ParseHA("test.toml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cfg
 }
 
+// cnAlone is a correspondent node alone at cnAddr.
+const cnAlone = `
+[correspondent]
+enabled = true
+address = "2001:db8:cccc::1"
+`
+
 func startCN(t *testing.T, enabled bool) (*Agent, *wireTransport, *clock.Fake) {
+	t.Helper()
+	return startCNWith(t, Config{HA: cnConfig(t, enabled), Proxy: &fakeProxy{}})
+}
+
+// startCNWith runs an agent with cfg, the wire transport and a fake clock.
+func startCNWith(t *testing.T, cfg Config) (*Agent, *wireTransport, *clock.Fake) {
 	t.Helper()
 	tr := newWire(t)
 	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
-	a, err := New(Config{HA: cnConfig(t, enabled), Transport: tr, Proxy: &fakeProxy{}, Clock: clk})
+	cfg.Transport, cfg.Clock = tr, clk
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,5 +436,135 @@ func TestCorrespondentDisabled(t *testing.T) {
 	}
 	if _, err := a.HomeAddressOption(context.Background(), coa1, cnAddr, hoa); err != ErrNotCorrespondent {
 		t.Fatalf("HomeAddressOption: %v", err)
+	}
+}
+
+// countingPlane counts the home agent data plane updates it gets.
+type countingPlane struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (p *countingPlane) SetBindings([]bcache.Binding) error {
+	p.mu.Lock()
+	p.n++
+	p.mu.Unlock()
+	return nil
+}
+
+// A correspondent node alone (no [home_agent]): return routability and
+// correspondent BUs as with a home agent, a home registration answered 131
+// with nothing cached, no proxy neighbour advertisements nor home agent
+// data plane, and only its own address answered.
+func TestCorrespondentAlone(t *testing.T) {
+	cfg := mustParseHA(t, cnAlone)
+	px, pl := &fakeProxy{}, &countingPlane{}
+	a, tr, clk := startCNWith(t, Config{HA: cfg, Proxy: px, Plane: pl})
+	ctx := context.Background()
+
+	// Home registrations, bulk or not, with or without a BID: 131 from
+	// the correspondent's address, no authorization data, nothing kept.
+	for i, bids := range [][]proto.BID{{{ID: 1, C: true, CoA: coa1}}, nil} {
+		h := bu(coa1, uint16(1+i), 10, bids...)
+		h.Packet.Dst = cnAddr
+		tr.deliver(&h.Packet, nil)
+		ba := tr.next()
+		if ba.MH.Type != proto.TypeBA || ba.MH.Status != proto.StatusHomeRegNotSupported || ba.Src != cnAddr ||
+			ba.Dst != coa1 || ba.RoutingHome != hoa || ba.MH.Options.HasAuthData || ba.MH.Lifetime != 0 {
+			t.Fatalf("home registration %d: %v status %d %v->%v rh2 %v auth %v life %d", i, ba.MH.Type, ba.MH.Status,
+				ba.Src, ba.Dst, ba.RoutingHome, ba.MH.Options.HasAuthData, ba.MH.Lifetime)
+		}
+		if len(bids) > 0 && (len(ba.MH.Options.BIDs) != 1 || ba.MH.Options.BIDs[0].PrioStatus != uint8(proto.StatusHomeRegNotSupported)) {
+			t.Fatalf("home registration %d: BID sub-options %+v", i, ba.MH.Options.BIDs)
+		}
+	}
+	if es, err := a.Cache(ctx); err != nil || len(es) != 0 {
+		t.Fatalf("cache after home registrations: %+v, %v", es, err)
+	}
+
+	// A HoTI, a home registration and a correspondent BU to another
+	// address of the node: not the correspondent's, nothing answered.
+	other := netip.MustParseAddr("2001:db8:cccc::2")
+	tr.deliver(&proto.Packet{Src: hoa, Dst: other, MH: proto.Message{Type: proto.TypeHoTI, Cookie: [8]byte{9}}}, nil)
+	h := bu(coa1, 5, 10)
+	h.Packet.Dst = other
+	tr.deliver(&h.Packet, nil)
+
+	// Return routability and a correspondent registration work as with
+	// a home agent; the first answer is the HoT for the HoTI to cnAddr.
+	x := newMobile(t, tr, clk)
+	x.rr(coa1)
+	tr.deliverRaw(x.buBytes(coa1, 1, time.Minute))
+	if ba := x.ba(coa1); ba.MH.Status != 0 || !ba.MH.Options.HasAuthData {
+		t.Fatalf("correspondent BU: status %d auth %v", ba.MH.Status, ba.MH.Options.HasAuthData)
+	}
+	if e := cnEntriesOf(t, a); len(e) != 1 || e[1].CoA != coa1 || e[1].HoA != hoa {
+		t.Fatalf("correspondent cache: %+v", e)
+	}
+
+	st, err := a.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(st.Roles, []string{"correspondent"}) || st.HomeAgent.IsValid() ||
+		!slices.Equal(st.Correspondent, []netip.Addr{cnAddr}) || st.Counts.CacheEntries != 1 || st.Mode != "individual" {
+		t.Fatalf("status %+v", st)
+	}
+	if got := px.proxied(); len(got) != 0 {
+		t.Errorf("proxy neighbour advertisements: %v", got)
+	}
+	pl.mu.Lock()
+	if pl.n != 0 {
+		t.Errorf("home agent data plane updated %d times", pl.n)
+	}
+	pl.mu.Unlock()
+
+	// Adding a home agent takes a restart; the correspondent's lifetime
+	// cap changes at once.
+	next := mustParseHA(t, `
+[home_agent]
+address = "2001:db8:aaaa::1"
+interface = "home0"
+home_prefix = "2001:db8:aaaa::/64"
+`+cnAlone)
+	restart, err := a.Reload(ctx, next)
+	if err != nil || len(restart) != 1 || !strings.Contains(restart[0], "home_agent") {
+		t.Fatalf("reload adding a home agent: %q, %v", restart, err)
+	}
+	cfg2 := *cfg
+	cfg2.Correspondent.MaxLifetime = 20 * time.Second
+	if restart, err := a.Reload(ctx, &cfg2); err != nil || len(restart) != 0 {
+		t.Fatalf("reload of the lifetime cap: %q, %v", restart, err)
+	}
+	if st, _ := a.Status(ctx); !slices.Equal(st.Roles, []string{"correspondent"}) {
+		t.Fatalf("roles after reload: %v", st.Roles)
+	}
+	h = bu(coa1, 9, 10)
+	h.Packet.Dst = cnAddr
+	tr.deliver(&h.Packet, nil)
+	if ba := tr.next(); ba.MH.Status != proto.StatusHomeRegNotSupported {
+		t.Fatalf("home registration after reload: status %d", ba.MH.Status)
+	}
+	clk.Advance(time.Second)
+	tr.deliverRaw(x.buBytes(coa1, 1, time.Minute))
+	if ba := x.ba(coa1); ba.MH.Status != 0 || ba.MH.Lifetime != 5 {
+		t.Fatalf("correspondent BU after reload: status %d lifetime %d units, want 5 (20 s)", ba.MH.Status, ba.MH.Lifetime)
+	}
+}
+
+// With both roles, the correspondent answers on its own address only.
+func TestCorrespondentAnswersOnItsAddress(t *testing.T) {
+	_, tr, _ := startCN(t, true)
+	tr.deliver(&proto.Packet{Src: hoa, Dst: haAddr, MH: proto.Message{Type: proto.TypeHoTI, Cookie: [8]byte{1}}}, nil)
+	tr.deliver(&proto.Packet{Src: hoa, Dst: cnAddr, MH: proto.Message{Type: proto.TypeHoTI, Cookie: [8]byte{2}}}, nil)
+	if p := tr.next(); p.MH.Type != proto.TypeHoT || p.MH.Cookie != [8]byte{2} || p.Src != cnAddr {
+		t.Fatalf("answered %v cookie %v from %v; want the HoT for the HoTI to %v only", p.MH.Type, p.MH.Cookie, p.Src, cnAddr)
+	}
+}
+
+func TestNewWithoutRole(t *testing.T) {
+	cfg := config.DefaultHA()
+	if _, err := New(Config{HA: cfg, Transport: newWire(t)}); err == nil {
+		t.Fatal("an agent with neither role was made")
 	}
 }

@@ -41,6 +41,35 @@ func (a planeAdapter) SetBindings(bs []bcache.Binding) error {
 // PlaneMetrics are the home agent's tunnel counters, per binding, and the
 // packets its data plane dropped, by reason (GET /metrics).
 func PlaneMetrics(st dataplane.HAStats) []control.Metric {
+	tx, rx := bindingMetrics(st,
+		control.Metric{Name: "mcoa_ha_tunnel_tx_packets_total", Help: "Packets tunnelled to a binding.", Type: "counter"},
+		control.Metric{Name: "mcoa_ha_tunnel_rx_packets_total", Help: "Packets received through a binding's tunnel and forwarded.", Type: "counter"})
+	d := st.Drops
+	drops := dropsMetric("mcoa_ha_dataplane_drops_total", "Packets the data plane dropped, by reason.",
+		reasonCount{"malformed", d.Malformed}, reasonCount{"not_home", d.NotHome}, reasonCount{"unknown", d.Unknown},
+		reasonCount{"no_binding", d.NoBinding}, reasonCount{"spoofed", d.Spoofed}, reasonCount{"too_big", d.TooBig},
+		reasonCount{"write_error", d.WriteErr})
+	return []control.Metric{tx, rx, drops}
+}
+
+type reasonCount struct {
+	reason string
+	n      uint64
+}
+
+// dropsMetric is a counter with one sample per drop reason.
+func dropsMetric(name, help string, rs ...reasonCount) control.Metric {
+	m := control.Metric{Name: name, Help: help, Type: "counter"}
+	for _, r := range rs {
+		m.Samples = append(m.Samples, control.Sample{Labels: map[string]string{"reason": r.reason}, Value: float64(r.n)})
+	}
+	return m
+}
+
+// bindingMetrics fills tx and rx with one sample per binding of st, in
+// home address and BID order: the per-binding counters of both the home
+// agent's and the correspondent's data planes.
+func bindingMetrics(st dataplane.HAStats, tx, rx control.Metric) (control.Metric, control.Metric) {
 	keys := make([]dataplane.HAKey, 0, len(st.Bindings))
 	for k := range st.Bindings {
 		keys = append(keys, k)
@@ -51,22 +80,11 @@ func PlaneMetrics(st dataplane.HAStats) []control.Metric {
 		}
 		return int(a.BID) - int(b.BID)
 	})
-	tx := control.Metric{Name: "mcoa_ha_tunnel_tx_packets_total", Help: "Packets tunnelled to a binding.", Type: "counter"}
-	rx := control.Metric{Name: "mcoa_ha_tunnel_rx_packets_total", Help: "Packets received through a binding's tunnel and forwarded.", Type: "counter"}
 	for _, k := range keys {
 		c := st.Bindings[k]
 		l := map[string]string{"hoa": k.HoA.String(), "bid": strconv.Itoa(int(k.BID))}
 		tx.Samples = append(tx.Samples, control.Sample{Labels: l, Value: float64(c.TxPackets)})
 		rx.Samples = append(rx.Samples, control.Sample{Labels: l, Value: float64(c.RxPackets)})
 	}
-	d := st.Drops
-	drops := control.Metric{Name: "mcoa_ha_dataplane_drops_total", Help: "Packets the data plane dropped, by reason.", Type: "counter"}
-	for _, r := range []struct {
-		reason string
-		n      uint64
-	}{{"malformed", d.Malformed}, {"not_home", d.NotHome}, {"unknown", d.Unknown}, {"no_binding", d.NoBinding},
-		{"spoofed", d.Spoofed}, {"too_big", d.TooBig}, {"write_error", d.WriteErr}} {
-		drops.Samples = append(drops.Samples, control.Sample{Labels: map[string]string{"reason": r.reason}, Value: float64(r.n)})
-	}
-	return []control.Metric{tx, rx, drops}
+	return tx, rx
 }

@@ -123,12 +123,8 @@ func (l *Lab) StartHA(ctx context.Context, c *HAConfig) (*Daemon, error) {
 	if cfg.MaxLifetime == 0 {
 		cfg.MaxLifetime = 420 * time.Second
 	}
-	if cfg.LogLevel == "" {
-		cfg.LogLevel = "debug"
-	}
-	if cfg.Backend == "" {
-		cfg.Backend = "none"
-	}
+	orDefault(&cfg.LogLevel, "debug")
+	orDefault(&cfg.Backend, "none")
 	sock := filepath.Join(l.RunDir(), "mcoa-ha.sock")
 	text := fmt.Sprintf(`# written by mcoad's lab (internal/lab)
 [home_agent]
@@ -138,21 +134,41 @@ home_prefix = %q
 serve = [%q]
 bulk_registration = %v
 max_lifetime = %d
-
-[dataplane]
-backend = %q
-
-[control]
-socket = %q
-group = ""
-
-[log]
-level = %q
-`, HAAddr, HomeIface, HomePrefix, HomePrefix, !cfg.NoBulk, int(cfg.MaxLifetime/time.Second), cfg.Backend, sock, cfg.LogLevel)
+`, HAAddr, HomeIface, HomePrefix, HomePrefix, !cfg.NoBulk, int(cfg.MaxLifetime/time.Second)) +
+		daemonSections(cfg.Backend, sock, cfg.LogLevel)
 	if cfg.Vehicle {
 		text += fmt.Sprintf("\n[[home_agent.mn]]\nhome_address = %q\nprefixes = [%q]\n", HoA, MobileNetPrefix)
 	}
 	return l.startDaemon(ctx, HA, HABinary, cfg.Bin, "mcoa-ha.toml", text+cfg.Extra, sock)
+}
+
+// CNConfig chooses how StartCN configures the correspondent's mcoa-ha. The
+// zero value is a correspondent node alone at CNAddr with the TUN data
+// plane (route optimisation).
+type CNConfig struct {
+	Bin      string // mcoa-ha binary; default FindBinary(HABinary)
+	Backend  string // [dataplane] backend; default "tun"
+	LogLevel string // default "debug"
+	Extra    string // TOML appended to the file as is
+}
+
+// StartCN writes the configuration of mcoa-ha as a correspondent node
+// alone (no [home_agent]: [correspondent] at CNAddr) and starts it in the
+// cn node. It returns once the control socket answers.
+func (l *Lab) StartCN(ctx context.Context, c *CNConfig) (*Daemon, error) {
+	var cfg CNConfig
+	if c != nil {
+		cfg = *c
+	}
+	orDefault(&cfg.Backend, "tun")
+	orDefault(&cfg.LogLevel, "debug")
+	sock := filepath.Join(l.RunDir(), "mcoa-cn.sock")
+	text := fmt.Sprintf(`# written by mcoad's lab (internal/lab)
+[correspondent]
+enabled = true
+address = %q
+`, CNAddr) + daemonSections(cfg.Backend, sock, cfg.LogLevel)
+	return l.startDaemon(ctx, CN, HABinary, cfg.Bin, "mcoa-cn.toml", text+cfg.Extra, sock)
 }
 
 // StartMN writes mcoad's configuration (home address HoA, home agent
@@ -163,17 +179,12 @@ func (l *Lab) StartMN(ctx context.Context, c *MNConfig) (*Daemon, error) {
 	if c != nil {
 		cfg = *c
 	}
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
-	def(&cfg.Registration, "bulk")
-	def(&cfg.BIDMode, "interface")
-	def(&cfg.ReturnHome, "all")
-	def(&cfg.Backend, "none")
-	def(&cfg.LogLevel, "debug")
-	def(&cfg.StateDir, filepath.Join(l.Dir, "mcoad-state"))
+	orDefault(&cfg.Registration, "bulk")
+	orDefault(&cfg.BIDMode, "interface")
+	orDefault(&cfg.ReturnHome, "all")
+	orDefault(&cfg.Backend, "none")
+	orDefault(&cfg.LogLevel, "debug")
+	orDefault(&cfg.StateDir, filepath.Join(l.Dir, "mcoad-state"))
 	if cfg.Lifetime == 0 {
 		cfg.Lifetime = 420 * time.Second
 	}
@@ -202,7 +213,25 @@ state_dir = %q
 		}
 		fmt.Fprintf(&b, "\n[[interface]]\nmatch = %q\npriority = %d\n", r.Match, r.Priority)
 	}
-	fmt.Fprintf(&b, `
+	b.WriteString(daemonSections(cfg.Backend, sock, cfg.LogLevel))
+	if cfg.Vehicle {
+		orDefault(&cfg.NEMOMode, "explicit")
+		fmt.Fprintf(&b, "\n[mobile_router]\nenabled = true\nprefixes = [%q]\nmode = %q\ningress = [%q]\n", MobileNetPrefix, cfg.NEMOMode, Ingress)
+	}
+	return l.startDaemon(ctx, MN, MNBinary, cfg.Bin, "mcoad.toml", b.String()+cfg.Extra, sock)
+}
+
+// orDefault sets *s to v when it is empty.
+func orDefault(s *string, v string) {
+	if *s == "" {
+		*s = v
+	}
+}
+
+// daemonSections are the [dataplane], [control] and [log] sections both
+// daemons' configurations end with.
+func daemonSections(backend, sock, level string) string {
+	return fmt.Sprintf(`
 [dataplane]
 backend = %q
 
@@ -212,12 +241,7 @@ group = ""
 
 [log]
 level = %q
-`, cfg.Backend, sock, cfg.LogLevel)
-	if cfg.Vehicle {
-		def(&cfg.NEMOMode, "explicit")
-		fmt.Fprintf(&b, "\n[mobile_router]\nenabled = true\nprefixes = [%q]\nmode = %q\ningress = [%q]\n", MobileNetPrefix, cfg.NEMOMode, Ingress)
-	}
-	return l.startDaemon(ctx, MN, MNBinary, cfg.Bin, "mcoad.toml", b.String()+cfg.Extra, sock)
+`, backend, sock, level)
 }
 
 func (l *Lab) startDaemon(ctx context.Context, node, name, bin, file, text, sock string) (*Daemon, error) {

@@ -52,7 +52,7 @@ func DiffHA(old, cur *HA) []string {
 		slices.Equal(a.Serve, b.Serve) && a.BulkRegistration == b.BulkRegistration &&
 		a.MaxLifetime == b.MaxLifetime && a.Profile == b.Profile && a.BIDOptionType == b.BIDOptionType &&
 		a.RequireAuth == b.RequireAuth && slices.EqualFunc(a.MNs, b.MNs, HAMobileNode.Equal))
-	add("correspondent", old.Correspondent == cur.Correspondent)
+	add("correspondent", old.Correspondent.Equal(cur.Correspondent))
 	add("dataplane", old.Dataplane == cur.Dataplane)
 	add("control", old.Control == cur.Control)
 	add("log", old.Log == cur.Log)

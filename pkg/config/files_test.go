@@ -74,7 +74,7 @@ func TestEtcFilesUncommented(t *testing.T) {
 	if err != nil {
 		t.Fatalf("uncommented etc/mcoa-ha.toml: %v", err)
 	}
-	if len(ha.HomeAgent.MNs) != 1 || ha.HomeAgent.MNs[0].Key.Bytes()[15] != 0xff {
+	if len(ha.HomeAgent.MNs) != 1 || ha.HomeAgent.MNs[0].Key.Bytes()[15] != 0xff || len(ha.Correspondent.Addresses) != 1 {
 		t.Errorf("uncommented examples not all read: %+v", ha)
 	}
 }

@@ -68,15 +68,25 @@ func FuzzParseMN(f *testing.F) {
 
 func FuzzParseHA(f *testing.F) {
 	fuzzSeeds(f, "../../etc/mcoa-ha.toml")
+	f.Add([]byte(lines(`[correspondent]`, `enabled = true`, `address = ["2001:db8:cccc::1"]`, `max_lifetime = 100`, `bid_option_type = 77`)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := parseHA("fuzz.toml", data, noRead)
 		checkFuzzResult(t, data, err)
 		if err != nil {
 			return
 		}
-		h := c.HomeAgent
-		if !h.HomePrefix.Contains(h.Address) || len(h.Serve) == 0 || h.MaxLifetime%MinLifetime != 0 {
+		h, cn := c.HomeAgent, c.Correspondent
+		if c.HomeAgentRole() && (!h.HomePrefix.Contains(h.Address) || len(h.Serve) == 0 || h.MaxLifetime%MinLifetime != 0) {
 			t.Fatalf("invalid configuration accepted: %+v", h)
+		}
+		if !c.HomeAgentRole() && (!cn.Enabled || len(cn.Addresses) == 0) {
+			t.Fatalf("configuration with no role accepted: %+v", c)
+		}
+		if cn.Enabled && len(cn.Addresses) == 0 || cn.MaxLifetime%MinLifetime != 0 || cn.MaxLifetime > MaxRRLifetime || cn.MaxLifetime <= 0 {
+			t.Fatalf("invalid correspondent accepted: %+v", cn)
+		}
+		if _, err := c.WireProfile(); err != nil {
+			t.Fatalf("accepted configuration has no wire profile: %v", err)
 		}
 		if d := DiffHA(c, c); d != nil {
 			t.Fatalf("DiffHA(c, c) = %v", d)

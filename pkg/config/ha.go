@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 )
 
 // DefaultHA returns mcoa-ha's defaults. The required keys (address,
@@ -15,6 +16,11 @@ func DefaultHA() *HA {
 			MaxLifetime:      DefaultLifetime,
 			Profile:          DefaultProfile,
 			BIDOptionType:    DefaultBIDOptionType,
+		},
+		Correspondent: CNResponder{
+			MaxLifetime:   MaxRRLifetime,
+			Profile:       DefaultProfile,
+			BIDOptionType: DefaultBIDOptionType,
 		},
 		Dataplane: defaultDataplane(),
 		Control:   Control{Socket: DefaultHASocket, Group: DefaultGroup},
@@ -42,10 +48,21 @@ func parseHA(name string, data []byte, read readFunc) (*HA, error) {
 		return nil, err
 	}
 	c := DefaultHA()
-	root.sub("home_agent").homeAgent(&c.HomeAgent)
+	// Either role may run alone: a file without [home_agent] is a
+	// correspondent node (its [correspondent] says enabled = true).
+	haOK := root.has("home_agent")
+	if haOK {
+		root.sub("home_agent").homeAgent(&c.HomeAgent)
+	}
 	cn := root.sub("correspondent")
-	cn.boolean("enabled", &c.Correspondent.Enabled)
-	cn.done()
+	cn.correspondent(&c.Correspondent, haOK, &c.HomeAgent)
+	if !haOK && !c.Correspondent.Enabled {
+		at := "home_agent"
+		if cn.has("enabled") {
+			at = cn.at("enabled")
+		}
+		root.w.errAt(at, "home_agent", "is required unless [correspondent] enabled = true (a correspondent node alone)")
+	}
 	root.sub("dataplane").dataplane(&c.Dataplane)
 	root.sub("control").control(&c.Control)
 	root.sub("log").log(&c.Log)
@@ -133,6 +150,80 @@ func (t *tbl) homeAgent(h *HomeAgent) {
 		t.w.errf(t.at("require_auth"), "no [[home_agent.mn]] has an spi and key, so every binding update would be refused")
 	}
 	t.done()
+}
+
+// correspondent reads [correspondent]. withHA: the file has a
+// [home_agent] section (h), whose address and wire profile the
+// correspondent then shares.
+func (t *tbl) correspondent(c *CNResponder, withHA bool, h *HomeAgent) {
+	t.boolean("enabled", &c.Enabled)
+	if as, ok := t.addrs("address"); ok {
+		c.Addresses = as
+	} else if !t.has("address") {
+		switch {
+		case withHA && h.Address.IsValid():
+			if c.Enabled {
+				c.Addresses = []netip.Addr{h.Address}
+			}
+		case !withHA && c.Enabled:
+			t.required("address")
+		}
+	}
+	if withHA {
+		c.MaxLifetime = min(h.MaxLifetime, MaxRRLifetime)
+		c.Profile, c.BIDOptionType = h.Profile, h.BIDOptionType
+		for _, k := range []string{"profile", "bid_option_type"} {
+			if t.has(k) {
+				t.get(k)
+				t.w.errf(t.at(k), "is home_agent.%s when both roles run (one socket serves them): set it there", k)
+			}
+		}
+	} else {
+		t.profile(&c.Profile, &c.BIDOptionType)
+	}
+	if d, ok := t.seconds("max_lifetime", MinLifetime, MaxRRLifetime); ok {
+		c.MaxLifetime = d - d%MinLifetime
+	}
+	t.done()
+}
+
+// addrs reads one IPv6 address or an array of them (none twice, at
+// least one). ok is false when k is absent or nothing valid was read.
+func (t *tbl) addrs(k string) ([]netip.Addr, bool) {
+	v, ok := t.m[k]
+	if !ok {
+		return nil, false
+	}
+	switch v.(type) {
+	case string:
+		var a netip.Addr
+		if t.addr(k, &a) {
+			return []netip.Addr{a}, true
+		}
+		return nil, false
+	case []any:
+	default:
+		t.get(k)
+		t.w.typeErr(t.at(k), "an address or an array of addresses", v)
+		return nil, false
+	}
+	vals, paths, _ := t.strs(k)
+	if len(vals) == 0 && len(v.([]any)) == 0 {
+		t.w.errf(t.at(k), "is empty; list at least one address")
+		return nil, false
+	}
+	var out []netip.Addr
+	for i, s := range vals {
+		a, ok := t.w.unicast(paths[i], s)
+		switch {
+		case !ok:
+		case slices.Contains(out, a):
+			t.w.errf(paths[i], "%s is listed twice", a)
+		default:
+			out = append(out, a)
+		}
+	}
+	return out, len(out) > 0
 }
 
 type claim struct {

@@ -88,6 +88,8 @@ func TestParseHAValid(t *testing.T) {
 				{HomeAddress: netip.MustParseAddr("2001:db8:bbbb::7")},
 			}
 			c.Correspondent.Enabled = true
+			c.Correspondent.Addresses = []netip.Addr{h.Address}
+			c.Correspondent.BIDOptionType = 99
 			c.Dataplane.Backend = BackendTUN
 			c.Control = Control{Socket: "/run/ha.sock", Group: "wheel"}
 			c.Log.Level = slog.LevelWarn
@@ -97,7 +99,23 @@ func TestParseHAValid(t *testing.T) {
 		}},
 		{"max lifetime rounded down", withHead(haHead, `max_lifetime = 7`), func(c *HA) {
 			c.HomeAgent.MaxLifetime = 4 * time.Second
+			c.Correspondent.MaxLifetime = 4 * time.Second
 		}},
+		{"both roles, correspondent keys", withHead(haHead, `max_lifetime = 100`,
+			`[correspondent]`, `enabled = true`, `address = ["2001:db8:cccc::1", "2001:db8:aaaa::1"]`, `max_lifetime = "5m"`,
+		), func(c *HA) {
+			c.HomeAgent.MaxLifetime = 100 * time.Second
+			c.Correspondent = CNResponder{Enabled: true, MaxLifetime: 300 * time.Second, Profile: DefaultProfile, BIDOptionType: DefaultBIDOptionType,
+				Addresses: []netip.Addr{netip.MustParseAddr("2001:db8:cccc::1"), netip.MustParseAddr("2001:db8:aaaa::1")}}
+		}},
+		{"correspondent lifetime follows the home agent's below 420 s", withHead(haHead, `max_lifetime = 200`,
+			`[correspondent]`, `enabled = true`), func(c *HA) {
+			c.HomeAgent.MaxLifetime = 200 * time.Second
+			c.Correspondent.Enabled = true
+			c.Correspondent.Addresses = []netip.Addr{c.HomeAgent.Address}
+			c.Correspondent.MaxLifetime = 200 * time.Second
+		}},
+		{"correspondent off keeps its defaults", withHead(haHead, `[correspondent]`, `enabled = false`), func(c *HA) {}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,6 +128,49 @@ func TestParseHAValid(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got  %+v\nwant %+v", got, want)
 			}
+			if !got.HomeAgentRole() {
+				t.Errorf("HomeAgentRole false with [home_agent]")
+			}
+		})
+	}
+}
+
+// A correspondent node alone: no [home_agent]; its address, lifetime and
+// wire profile are [correspondent]'s.
+func TestParseHACorrespondentOnly(t *testing.T) {
+	cn := netip.MustParseAddr("2001:db8:cccc::1")
+	tests := []struct {
+		name string
+		src  string
+		want CNResponder
+	}{
+		{"minimal", lines(`[correspondent]`, `enabled = true`, `address = "2001:db8:cccc::1"`),
+			CNResponder{Enabled: true, Addresses: []netip.Addr{cn}, MaxLifetime: MaxRRLifetime, Profile: DefaultProfile, BIDOptionType: DefaultBIDOptionType}},
+		{"every key", lines(`[correspondent]`, `enabled = true`,
+			`address = ["2001:db8:cccc::1", "2001:db8:cccc::2"]`, `max_lifetime = 99`, `profile = "draft-00"`, `bid_option_type = 77`,
+			`[dataplane]`, `backend = "tun"`),
+			CNResponder{Enabled: true, Addresses: []netip.Addr{cn, netip.MustParseAddr("2001:db8:cccc::2")},
+				MaxLifetime: 96 * time.Second, Profile: DefaultProfile, BIDOptionType: 77}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseHA("ha.toml", []byte(tt.src), noRead)
+			if err != nil {
+				t.Fatalf("error:\n%v", err)
+			}
+			if got.HomeAgentRole() {
+				t.Errorf("HomeAgentRole true without [home_agent]: %+v", got.HomeAgent)
+			}
+			if !got.Correspondent.Equal(tt.want) || !reflect.DeepEqual(got.Correspondent, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got.Correspondent, tt.want)
+			}
+			if !reflect.DeepEqual(got.HomeAgent, DefaultHA().HomeAgent) {
+				t.Errorf("home agent not left at its defaults: %+v", got.HomeAgent)
+			}
+			p, err := got.WireProfile()
+			if err != nil || uint8(p.BIDOptionType) != tt.want.BIDOptionType {
+				t.Errorf("WireProfile = %v, %v; want BID option type %d", p, err, tt.want.BIDOptionType)
+			}
 		})
 	}
 }
@@ -121,9 +182,39 @@ func TestParseHAInvalid(t *testing.T) {
 		want []wantErr
 	}{
 		{"nothing", "", []wantErr{
-			{0, "home_agent.address", "is required"},
-			{0, "home_agent.interface", "is required"},
-			{0, "home_agent.home_prefix", "is required"},
+			{0, "home_agent", "is required unless [correspondent] enabled = true"},
+		}},
+		{"correspondent off and no home agent", lines(`[correspondent]`, `enabled = false`, `address = "2001:db8:cccc::1"`), []wantErr{
+			{2, "home_agent", "is required unless [correspondent] enabled = true"},
+		}},
+		{"correspondent alone without address", lines(`[correspondent]`, `enabled = true`, `max_lifetime = 424`), []wantErr{
+			{1, "correspondent.address", "is required"},
+			{3, "correspondent.max_lifetime", "out of range"},
+		}},
+		{"correspondent addresses", lines(`[correspondent]`, `enabled = true`,
+			`address = ["2001:db8:cccc::1", "fe80::1", "2001:db8:cccc::1", 7]`, `profile = "rfc"`, `bid_option_type = 6`), []wantErr{
+			{3, "correspondent.address[3]", "must be a string"},
+			{3, "correspondent.address[1]", "not a global unicast"},
+			{3, "correspondent.address[2]", "listed twice"},
+			{4, "correspondent.profile", "unknown wire profile"},
+			{5, "correspondent.bid_option_type", "collides"},
+		}},
+		{"correspondent address types", lines(`[correspondent]`, `enabled = true`, `address = []`), []wantErr{
+			{3, "correspondent.address", "is empty"},
+		}},
+		{"correspondent address not an address", lines(`[correspondent]`, `enabled = true`, `address = 5`, `adress = "x"`), []wantErr{
+			{3, "correspondent.address", "must be an address or an array of addresses"},
+			{4, "correspondent.adress", "unknown key"},
+		}},
+		{"profile belongs to the home agent with both roles", withHead(haHead, `[correspondent]`, `enabled = true`,
+			`profile = "draft-00"`, `bid_option_type = 36`), []wantErr{
+			{7, "correspondent.profile", "is home_agent.profile when both roles run"},
+			{8, "correspondent.bid_option_type", "is home_agent.bid_option_type when both roles run"},
+		}},
+		{"an empty home agent section is a home agent", lines(`[home_agent]`, `[correspondent]`, `enabled = true`), []wantErr{
+			{1, "home_agent.address", "is required"},
+			{1, "home_agent.interface", "is required"},
+			{1, "home_agent.home_prefix", "is required"},
 		}},
 		{"home agent off its home link", lines(
 			`[home_agent]`,
@@ -198,11 +289,11 @@ func TestParseHAInvalid(t *testing.T) {
 			[]wantErr{{5, "home_agent.require_auth", "no [[home_agent.mn]] has an spi and key"}}},
 		{"mn must be an array of tables", withHead(haHead, `[home_agent.mn]`, `home_address = "2001:db8:aaaa::100"`),
 			[]wantErr{{5, "home_agent.mn", "must be an array of tables"}}},
-		{"MN-only sections are unknown", withHead(haHead, `[[interface]]`, `match = "x"`, `[correspondent]`, `enabled = 1`, `address = "2001:db8::1"`),
+		{"MN-only sections are unknown", withHead(haHead, `[[interface]]`, `match = "x"`, `[correspondent]`, `enabled = 1`, `route_optimization = true`),
 			[]wantErr{
 				{5, "interface", "unknown section"},
 				{8, "correspondent.enabled", "must be true or false"},
-				{9, "correspondent.address", "unknown key"},
+				{9, "correspondent.route_optimization", "unknown key"},
 			}},
 	}
 	for _, tt := range tests {

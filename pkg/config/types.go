@@ -30,6 +30,9 @@ const (
 	// 6.1.7). A configured lifetime is rounded down to a multiple of 4 s.
 	MinLifetime = 4 * time.Second
 	MaxLifetime = 65535 * 4 * time.Second // 262140 s
+	// MaxRRLifetime caps a correspondent's bindings (RFC 6275
+	// MAX_RR_BINDING_LIFETIME).
+	MaxRRLifetime = 420 * time.Second
 
 	// MinKeyLen and MaxKeyLen bound an RFC 4285 MN-HA shared key in bytes.
 	MinKeyLen = 16
@@ -278,7 +281,7 @@ const (
 
 // HA is the configuration of mcoa-ha.
 type HA struct {
-	HomeAgent     HomeAgent   // [home_agent]
+	HomeAgent     HomeAgent   // [home_agent]; optional with [correspondent] enabled (see HomeAgentRole)
 	Correspondent CNResponder // [correspondent]
 	Dataplane     Dataplane   // [dataplane]
 	Control       Control     // [control]
@@ -327,10 +330,44 @@ func (m HAMobileNode) Equal(n HAMobileNode) bool {
 	return m.HomeAddress == n.HomeAddress && m.SPI == n.SPI && m.Key == n.Key && slices.Equal(m.Prefixes, n.Prefixes)
 }
 
+// HomeAgentRole reports whether mcoa-ha runs as a home agent: it does when
+// the file has a [home_agent] section. Without one, HomeAgent holds only
+// defaults and the correspondent is the only role.
+func (c *HA) HomeAgentRole() bool { return c.HomeAgent.Address.IsValid() }
+
+// WireProfile returns the wire profile the daemon uses for both roles:
+// [home_agent]'s, or [correspondent]'s for a correspondent node alone.
+func (c *HA) WireProfile() (*proto.Profile, error) {
+	if c.HomeAgentRole() {
+		return c.HomeAgent.WireProfile()
+	}
+	return proto.ProfileByName(c.Correspondent.Profile, c.Correspondent.BIDOptionType)
+}
+
 // CNResponder is mcoa-ha's [correspondent]: answering return routability
-// and BUs as a correspondent node.
+// and BUs as a correspondent node. With no [home_agent] it is the only
+// role (enabled must be true and address is required).
 type CNResponder struct {
 	Enabled bool // enabled (default false)
+	// Addresses: address, one address or an array of them; the
+	// correspondent answers HoTI, CoTI and BUs sent to these only. Default
+	// (with a home agent): [HomeAgent.Address].
+	Addresses []netip.Addr
+	// MaxLifetime: max_lifetime, at most MaxRRLifetime; multiple of 4 s.
+	// Default: home_agent.max_lifetime capped to MaxRRLifetime, or
+	// MaxRRLifetime.
+	MaxLifetime time.Duration
+	// Profile and BIDOptionType: profile, bid_option_type. Only a
+	// correspondent node alone sets them; with a home agent one socket
+	// serves both roles and they are [home_agent]'s.
+	Profile       string
+	BIDOptionType uint8
+}
+
+// Equal reports whether c and d are the same [correspondent].
+func (c CNResponder) Equal(d CNResponder) bool {
+	return c.Enabled == d.Enabled && slices.Equal(c.Addresses, d.Addresses) && c.MaxLifetime == d.MaxLifetime &&
+		c.Profile == d.Profile && c.BIDOptionType == d.BIDOptionType
 }
 
 // Secret is key material. It is a string so that the structs holding it

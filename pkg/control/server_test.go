@@ -75,7 +75,7 @@ func TestGetRoutesShapes(t *testing.T) {
 		t.Errorf("client Bindings = %+v, %v", bs, err)
 	}
 	s, err := ts.client.Status(ctx)
-	if err != nil || s != m.status {
+	if err != nil || !reflect.DeepEqual(s, m.status) {
 		t.Errorf("client Status = %+v, %v", s, err)
 	}
 	is, err := ts.client.Interfaces(ctx)

@@ -82,6 +82,12 @@ type Status struct {
 	// MobileRouter is mcoad's NEMO state (RFC 3963); absent for a mobile
 	// host and for mcoa-ha.
 	MobileRouter *MobileRouter `json:"mobile_router,omitempty"`
+	// Roles (mcoa-ha): "home_agent", "correspondent" or both; a
+	// correspondent node alone has no HomeAgent.
+	Roles []string `json:"roles,omitempty"`
+	// Correspondent (mcoa-ha): the addresses the correspondent role
+	// answers on.
+	Correspondent []netip.Addr `json:"correspondent,omitempty"`
 }
 
 // MobileRouter is the NEMO part of mcoad's status.
