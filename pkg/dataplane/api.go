@@ -278,17 +278,8 @@ func (c *HAConfig) withDefaults() (HAConfig, error) {
 	if !out.Address.Is6() || out.Address.Is4In6() || out.Address.IsUnspecified() || out.Address.IsMulticast() {
 		return out, fmt.Errorf("%w HA config: address %v is not a unicast IPv6 address", ErrInvalid, out.Address)
 	}
-	if out.Device == "" {
-		out.Device = DefaultHADevice
-	}
-	if len(out.Device) > 15 {
-		return out, fmt.Errorf("%w HA config: device name %q too long", ErrInvalid, out.Device)
-	}
-	if out.MTU == 0 {
-		out.MTU = 1500 - ipv6HeaderLen
-	}
-	if out.MTU < minMTU || out.MTU > maxPacket-ipv6HeaderLen {
-		return out, fmt.Errorf("%w HA config: MTU %d", ErrInvalid, out.MTU)
+	if err := deviceDefaults("HA", &out.Device, DefaultHADevice, &out.MTU, ipv6HeaderLen); err != nil {
+		return out, err
 	}
 	if out.Table == 0 {
 		out.Table = 254
@@ -297,6 +288,25 @@ func (c *HAConfig) withDefaults() (HAConfig, error) {
 		out.Logger = slog.Default()
 	}
 	return out, nil
+}
+
+// deviceDefaults fills in the TUN device name and MTU of a plane's config
+// and checks them: the MTU defaults to an Ethernet path less overhead, the
+// header the plane adds. what names the config in errors.
+func deviceDefaults(what string, dev *string, defDev string, mtu *int, overhead int) error {
+	if *dev == "" {
+		*dev = defDev
+	}
+	if len(*dev) > 15 {
+		return fmt.Errorf("%w %s config: device name %q too long", ErrInvalid, what, *dev)
+	}
+	if *mtu == 0 {
+		*mtu = 1500 - overhead
+	}
+	if *mtu < minMTU || *mtu > maxPacket-overhead {
+		return fmt.Errorf("%w %s config: MTU %d", ErrInvalid, what, *mtu)
+	}
+	return nil
 }
 
 func checkHABindings(in []HABinding) ([]HABinding, error) {
@@ -309,7 +319,7 @@ func checkHABindings(in []HABinding) ([]HABinding, error) {
 	})
 	for i, b := range out {
 		for _, a := range []netip.Addr{b.HoA, b.CoA} {
-			if !a.Is6() || a.Is4In6() || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.Zone() != "" {
+			if !unicast6(a) {
 				return nil, fmt.Errorf("%w binding %s bid %d: %v is not a unicast IPv6 address", ErrInvalid, b.HoA, b.BID, a)
 			}
 		}
@@ -323,6 +333,15 @@ func checkHABindings(in []HABinding) ([]HABinding, error) {
 		}
 	}
 	return out, nil
+}
+
+// checkOpen is the check every level-triggered setter makes under its
+// mutex: ErrClosed after Close, else the context's error.
+func checkOpen(ctx context.Context, closed bool) error {
+	if closed {
+		return ErrClosed
+	}
+	return ctx.Err()
 }
 
 // noneBackend is "none": signaling only, no tunnels.

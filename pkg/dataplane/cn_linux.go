@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/netip"
-	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -42,24 +38,8 @@ import (
 // Without such a binding the packet is dropped and BindingError asked for a
 // Binding Error status 1.
 type CNPlane struct {
-	cfg CNConfig
-	log *slog.Logger
-	run *nsRunner
-	nl  *netlink.Handle
-	dev *tunDevice
-	tx  *rawSocket
-	rx  *rawSocket
-
-	mu     sync.Mutex // serializes SetBindings and Close
-	closed bool
-	routed map[netip.Addr]bool
-	ctrs   map[HAKey]*tunnelCounters
-
-	state atomic.Pointer[cnState]
-	flows *flowMemory
-	drops dropCounters
-	stop  atomic.Bool
-	wg    sync.WaitGroup
+	bindingPlane[cnState] // routes: HoA/128s
+	cfg                   CNConfig
 
 	beq chan beRequest
 	bew sync.WaitGroup
@@ -78,6 +58,8 @@ type cnBind struct {
 	ctr             *tunnelCounters
 }
 
+func (b *cnBind) rank() (uint8, uint16) { return b.b.Priority, b.b.BID }
+
 type beRequest struct{ src, dst, hoa [16]byte }
 
 // beRate bounds the Binding Error requests (they answer unauthenticated
@@ -91,40 +73,23 @@ func NewCNPlane(cfg *CNConfig) (*CNPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	run, err := newNSRunner()
-	if err != nil {
+	p := &CNPlane{cfg: c, beq: make(chan beRequest, 16)}
+	empty := &cnState{byHoA: map[[16]byte][]*cnBind{}, byKey: map[cnKey]*cnBind{}}
+	if err := p.init(c.Logger.With("dataplane", "cn"), c.Table, empty); err != nil {
 		return nil, err
 	}
-	p := &CNPlane{
-		cfg: c, log: c.Logger.With("dataplane", "cn"), run: run,
-		routed: map[netip.Addr]bool{}, ctrs: map[HAKey]*tunnelCounters{}, flows: newFlowMemory(),
-		beq: make(chan beRequest, 16),
-	}
-	p.state.Store(&cnState{byHoA: map[[16]byte][]*cnBind{}, byKey: map[cnKey]*cnBind{}})
-	err = run.do(func() error {
-		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return fmt.Errorf("dataplane: netlink: %w", err)
-		}
-		p.nl = h
+	err = p.open(c.Device, c.MTU, !c.NoOffload, c.Mark, func() (*rawSocket, error) {
 		if err := p.setRules(true); err != nil {
-			return err
+			return nil, err
 		}
-		if p.dev, err = openConfiguredTUN(h, c.Device, c.MTU, !c.NoOffload); err != nil {
-			return err
-		}
-		if p.tx, err = newRawSocket(unix.IPPROTO_RAW, c.Mark, ""); err != nil {
-			return err
-		}
-		p.rx, err = newPacketSocket(haoFilter())
-		return err
+		return newPacketSocket(haoFilter())
 	})
 	if err != nil {
 		p.closeAll()
 		return nil, err
 	}
 	p.wg.Add(2)
-	go p.txLoop()
+	go p.txLoop(c.MTU, roExtLen, "correspondent", p.placeTx)
 	go p.rxLoop()
 	p.bew.Add(1)
 	go p.beLoop()
@@ -171,240 +136,84 @@ func (p *CNPlane) setRules(add bool) error {
 	return errors.Join(errs...)
 }
 
-// closeAll closes the device (its routes go with it) and the sockets,
-// which ends the packet loops, and removes the rules.
+// closeAll removes the rules and closes what bindingPlane.closeAll does.
 func (p *CNPlane) closeAll() {
-	p.stop.Store(true)
-	if p.dev != nil {
-		p.dev.close()
-	}
-	if p.tx != nil {
-		p.tx.close()
-	}
-	if p.rx != nil {
-		p.rx.close()
-	}
 	if p.nl != nil {
 		if err := p.run.do(func() error { return p.setRules(false) }); err != nil {
 			p.log.Warn("correspondent ip rules", "err", err)
 		}
-		p.nl.Close()
 	}
-	p.run.close()
+	p.bindingPlane.closeAll()
 }
 
 // SetBindings makes the route-optimised set exactly bs (level-triggered).
+// A packet routed into the device after its home address's bindings went
+// is sent on the normal way.
 func (p *CNPlane) SetBindings(ctx context.Context, bs []CNBinding) error {
 	want, err := checkCNBindings(bs)
 	if err != nil {
 		return err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+	return setBindings(&p.bindingPlane, ctx, want, buildCNState)
+}
+
+// buildCNState indexes checked bindings for the packet loops, as
+// buildHAState does; homes are the home addresses (/128).
+func buildCNState(want []CNBinding, old map[HAKey]*tunnelCounters) (*cnState, map[HAKey]*tunnelCounters, map[netip.Prefix]bool) {
 	st := &cnState{byHoA: map[[16]byte][]*cnBind{}, byKey: map[cnKey]*cnBind{}}
 	ctrs := map[HAKey]*tunnelCounters{}
-	homes := map[netip.Addr]bool{}
+	homes := map[netip.Prefix]bool{}
 	for _, b := range want {
-		k := HAKey{b.HoA, b.BID}
-		c := p.ctrs[k]
-		if c == nil {
-			c = &tunnelCounters{}
-		}
-		ctrs[k] = c
+		c := counterFor(ctrs, old, HAKey{b.HoA, b.BID})
 		cb := &cnBind{b: b, hoa: b.HoA.As16(), coa: b.CoA.As16(), local: b.Local.As16(), ctr: c}
 		st.byHoA[cb.hoa] = append(st.byHoA[cb.hoa], cb)
 		if _, dup := st.byKey[cnKey{cb.hoa, cb.coa}]; !dup {
 			st.byKey[cnKey{cb.hoa, cb.coa}] = cb
 		}
-		homes[b.HoA] = true
+		homes[netip.PrefixFrom(b.HoA, 128)] = true
 	}
 	for _, l := range st.byHoA {
-		slices.SortStableFunc(l, func(a, b *cnBind) int {
-			if a.b.Priority != b.b.Priority {
-				return int(b.b.Priority) - int(a.b.Priority)
-			}
-			return int(a.b.BID) - int(b.b.BID)
-		})
+		sortBest(l)
 	}
-	p.ctrs = ctrs
-	// As on the home agent: tables first, then new routes; old routes
-	// go, and a packet routed in meanwhile is sent on the normal way.
-	p.state.Store(st)
-	return p.run.do(func() error {
-		var errs []error
-		for hoa := range homes {
-			if !p.routed[hoa] {
-				if err := p.nl.RouteReplace(p.route(hoa)); err != nil {
-					errs = append(errs, fmt.Errorf("route %s dev %s table %d: %w", hoa, p.dev.name, p.cfg.Table, err))
-					continue
-				}
-				p.routed[hoa] = true
-			}
-		}
-		for hoa := range p.routed {
-			if !homes[hoa] {
-				if err := p.nl.RouteDel(p.route(hoa)); err != nil && !errors.Is(err, unix.ESRCH) {
-					errs = append(errs, fmt.Errorf("route %s dev %s: delete: %w", hoa, p.dev.name, err))
-				}
-				delete(p.routed, hoa)
-			}
-		}
-		return errors.Join(errs...)
-	})
+	return st, ctrs, homes
 }
 
-func (p *CNPlane) route(hoa netip.Addr) *netlink.Route {
-	return &netlink.Route{
-		Family:    netlink.FAMILY_V6,
-		Dst:       &net.IPNet{IP: hoa.AsSlice(), Mask: net.CIDRMask(128, 128)},
-		LinkIndex: p.dev.index,
-		Table:     p.cfg.Table,
+// placeTx: type 2 routing header (see bindingPlane.txLoop).
+func (p *CNPlane) placeTx(tp *txPipe, st *cnState, buf []byte, size int) {
+	dst := (*[16]byte)(buf[headroom+24 : headroom+40])
+	if size > p.cfg.MTU {
+		tp.tooBig(&p.drops, buf, size, dst)
+		return
 	}
-}
-
-// pick chooses the binding for a packet to a home address, as the home
-// agent does: the flow's, the peer's, else the best.
-func (p *CNPlane) pick(bs []*cnBind, pkt []byte) *cnBind {
-	k, ports := innerFlow(pkt, false)
-	fbid, fok, pbid, pok := p.flows.recall(&k, ports)
-	for _, ok := range [2]struct {
-		ok  bool
-		bid uint16
-	}{{fok, fbid}, {pok, pbid}} {
-		if ok.ok {
-			for _, b := range bs {
-				if b.b.BID == ok.bid {
-					return b
-				}
-			}
+	start, length, ctr := headroom, size, (*tunnelCounters)(nil)
+	if bs := st.byHoA[*dst]; len(bs) > 0 {
+		b := pickBinding(p.flows, bs, buf[headroom:headroom+size])
+		if ns, nn, err := insertRH2(buf, headroom, size, &b.coa); err == nil {
+			start, length, ctr = ns, nn, b.ctr
 		}
 	}
-	return bs[0]
-}
-
-// txLoop: TUN -> type 2 routing header -> raw socket.
-func (p *CNPlane) txLoop() {
-	defer p.wg.Done()
-	var (
-		lim   errLimiter
-		rd    = newTunReader(p.dev)
-		wb    = newMsgBatch(batchSize, true, false)
-		slots = makeSlots(batchSize, headroom+p.cfg.MTU+1)
-		ptb   = make([]byte, virtioNetHdrLen+minMTU)
-		sent  = make([]*cnBind, batchSize)
-	)
-	for {
-		n, err := rd.read(slots, p.cfg.MTU)
-		if err != nil {
-			if p.stop.Load() {
-				return
-			}
-			if lim.ok() {
-				p.log.Warn("correspondent read", "err", err)
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		st := p.state.Load()
-		k := 0
-		for i := range n {
-			size, buf := rd.sizes[i], rd.pkts[i]
-			pkt := buf[headroom:]
-			if size < ipv6HeaderLen || pkt[0]>>4 != 6 {
-				p.drops.malformed.Add(1)
-				continue
-			}
-			dst := (*[16]byte)(pkt[24:40])
-			if size > p.cfg.MTU {
-				p.drops.tooBig.Add(1)
-				m := buildPTB(ptb[virtioNetHdrLen:], pkt[:min(size, len(pkt))], p.cfg.MTU, dst)
-				out := ptb[virtioNetHdrLen : virtioNetHdrLen+m]
-				if p.dev.vnet {
-					clear(ptb[:virtioNetHdrLen])
-					out = ptb[:virtioNetHdrLen+m]
-				}
-				p.dev.write(out)
-				continue
-			}
-			sent[k] = nil
-			start, length := headroom, size
-			if bs := st.byHoA[*dst]; len(bs) > 0 {
-				b := p.pick(bs, pkt[:size])
-				if ns, nn, err := insertRH2(buf, headroom, size, &b.coa); err == nil {
-					start, length, sent[k] = ns, nn, b
-				}
-			}
-			// Without a binding (or for signaling) the packet goes
-			// unchanged, marked: the normal way.
-			wb.set(k, buf[start:start+length])
-			wb.setAddr(k, (*[16]byte)(buf[start+24:start+40]))
-			k++
-		}
-		if k == 0 {
-			continue
-		}
-		_, err = p.tx.send(wb, k)
-		failed := p.tx.failed
-		for i := range k {
-			b := sent[i]
-			if b == nil {
-				continue
-			}
-			if slices.Contains(failed, i) {
-				b.ctr.txErrors.Add(1)
-				continue
-			}
-			b.ctr.txPackets.Add(1)
-			b.ctr.txBytes.Add(uint64(len(wb.bufs[i]) - roExtLen))
-		}
-		if err != nil && lim.ok() {
-			p.log.Warn("correspondent send", "err", err)
-		}
-		clear(sent[:k])
-	}
+	// Without a binding (or for signaling) the packet goes unchanged,
+	// marked, and uncounted: the normal way.
+	tp.add(buf[start:start+length], (*[16]byte)(buf[start+24:start+40]), ctr)
 }
 
 // rxLoop: AF_PACKET -> Home Address option checked and removed -> TUN.
 func (p *CNPlane) rxLoop() {
 	defer p.wg.Done()
 	var (
-		lim    errLimiter
-		rb     = newMsgBatch(rxBatch, false, false)
-		bufs   = makeSlots(rxBatch, roRxSlot)
-		wr     = newTunWriter()
+		rx     = newRxPipe(roRxSlot, false, false)
 		loc    haoLoc
 		tokens = float64(beRate)
 		last   = time.Now()
 	)
-	for i := range bufs {
-		rb.set(i, bufs[i][virtioNetHdrLen:])
-	}
-	for {
-		n, err := p.rx.recv(rb)
-		if err != nil {
-			if p.stop.Load() {
-				return
-			}
-			if lim.ok() {
-				p.log.Warn("correspondent receive", "err", err)
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
+	rx.run(p.rx, &p.stop, p.log, "correspondent receive", &p.drops, func(n int) {
 		st := p.state.Load()
 		for i := range n {
-			size := int(rb.hdrs[i].Len)
-			if rb.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 || virtioNetHdrLen+size > len(bufs[i]) {
+			pkt := rx.packet(i)
+			if pkt == nil {
 				p.drops.malformed.Add(1)
 				continue
 			}
-			pkt := bufs[i][virtioNetHdrLen : virtioNetHdrLen+size]
 			if err := findHAO(pkt, &loc); err != nil {
 				if !errors.Is(err, errNoHAO) {
 					p.drops.malformed.Add(1)
@@ -428,20 +237,18 @@ func (p *CNPlane) rxLoop() {
 				}
 				continue
 			}
-			ns, nn := stripHAO(bufs[i], virtioNetHdrLen, &loc)
-			if !wr.add(p.dev, bufs[i][ns-virtioNetHdrLen:ns+nn], maxPacket) {
+			buf := rx.bufs[i]
+			ns, nn := stripHAO(buf, virtioNetHdrLen, &loc)
+			if !rx.wr.add(p.dev, buf[ns-virtioNetHdrLen:ns+nn], maxPacket) {
 				p.drops.malformed.Add(1)
 				continue
 			}
-			k, ports := innerFlow(bufs[i][ns:ns+nn], true)
+			k, ports := innerFlow(buf[ns:ns+nn], true)
 			p.flows.learn(&k, ports, b.b.BID)
 			b.ctr.rxPackets.Add(1)
 			b.ctr.rxBytes.Add(uint64(nn))
 		}
-		if errs := wr.flush(); errs > 0 {
-			p.drops.writeErr.Add(uint64(errs))
-		}
-	}
+	})
 }
 
 // beLoop asks for the Binding Errors, for packets sent to an address of
@@ -466,15 +273,7 @@ func (p *CNPlane) beLoop() {
 // Stats returns a snapshot of the counters of the current bindings (Tx:
 // sent with a type 2 routing header; Rx: received with a Home Address
 // option) and the drops.
-func (p *CNPlane) Stats() HAStats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st := HAStats{Bindings: make(map[HAKey]Counters, len(p.ctrs)), Drops: p.drops.snapshot()}
-	for k, c := range p.ctrs {
-		st.Bindings[k] = c.snapshot()
-	}
-	return st
-}
+func (p *CNPlane) Stats() HAStats { return p.stats() }
 
 // Close removes the routes, rules and device and stops the loops.
 func (p *CNPlane) Close() error {

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"slices"
 	"sync"
 )
 
@@ -138,4 +139,54 @@ func (m *flowMemory) recall(k *flowKey, ports bool) (flowBID uint16, flowOK bool
 	}
 	m.mu.Unlock()
 	return
+}
+
+// rankedBinding is a binding of the home agent's or the correspondent's
+// plane: what choosing among a home address's bindings needs.
+type rankedBinding interface {
+	rank() (priority uint8, bid uint16)
+}
+
+// sortBest orders one home address's bindings best first: the highest
+// priority (the draft's section 5.1: higher is preferred), then the lowest
+// BID.
+func sortBest[B rankedBinding](l []B) {
+	slices.SortStableFunc(l, func(a, b B) int {
+		pa, ba := a.rank()
+		pb, bb := b.rank()
+		if pa != pb {
+			return int(pb) - int(pa)
+		}
+		return int(ba) - int(bb)
+	})
+}
+
+// pickBinding chooses the binding for a packet to a home address among its
+// bindings bs, best first: the one the packet's flow last came in on (so
+// that the mobile node's flow policy decides both directions), else the one
+// its peer last came in on, else the best.
+func pickBinding[B rankedBinding](m *flowMemory, bs []B, pkt []byte) B {
+	k, ports := innerFlow(pkt, false)
+	fbid, fok, pbid, pok := m.recall(&k, ports)
+	if fok {
+		if b, ok := findBID(bs, fbid); ok {
+			return b
+		}
+	}
+	if pok {
+		if b, ok := findBID(bs, pbid); ok {
+			return b
+		}
+	}
+	return bs[0]
+}
+
+func findBID[B rankedBinding](bs []B, bid uint16) (B, bool) {
+	for _, b := range bs {
+		if _, id := b.rank(); id == bid {
+			return b, true
+		}
+	}
+	var none B
+	return none, false
 }

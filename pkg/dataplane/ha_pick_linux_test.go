@@ -27,35 +27,35 @@ func TestHAPick(t *testing.T) {
 	if l := st.byCoA[tCoA[0].As16()]; len(l) != 2 {
 		t.Fatalf("CoA 1 serves %d bindings, want 2", len(l))
 	}
-	p := &HAPlane{flows: newFlowMemory()}
+	flows := newFlowMemory()
 	toHoA := func(sport uint16) []byte {
 		return ip6(0, 0, protoTCP, 64, tCN, tHoA, tcpSeg(sport, 40000, 1, 1, tcpACK, nil))
 	}
-	if b := p.pick(bs, toHoA(443)); b.b.BID != 2 {
+	if b := pickBinding(flows, bs, toHoA(443)); b.b.BID != 2 {
 		t.Fatalf("nothing learnt: BID %d, want 2 (highest priority)", b.b.BID)
 	}
 	// The mobile node sends this flow on BID 1: the answer follows.
 	k, ports := innerFlow(ip6(0, 0, protoTCP, 64, tHoA, tCN, tcpSeg(40000, 443, 1, 1, tcpACK, nil)), true)
-	p.flows.learn(&k, ports, 1)
-	if b := p.pick(bs, toHoA(443)); b.b.BID != 1 {
+	flows.learn(&k, ports, 1)
+	if b := pickBinding(flows, bs, toHoA(443)); b.b.BID != 1 {
 		t.Fatalf("flow learnt on BID 1: picked %d", b.b.BID)
 	}
 	// Another flow from that peer goes where the peer was last seen.
-	if b := p.pick(bs, toHoA(8443)); b.b.BID != 1 {
+	if b := pickBinding(flows, bs, toHoA(8443)); b.b.BID != 1 {
 		t.Fatalf("peer learnt on BID 1: picked %d", b.b.BID)
 	}
 	// A BID that is gone is not used.
 	st2, _, _ := buildHAState(want[1:3], ctrs)
-	if b := p.pick(st2.byHoA[tHoA.As16()], toHoA(443)); b.b.BID != 2 {
+	if b := pickBinding(flows, st2.byHoA[tHoA.As16()], toHoA(443)); b.b.BID != 2 {
 		t.Fatalf("BID 1 gone: picked %d", b.b.BID)
 	}
 	if st2.byHoA[tHoA.As16()][0].ctr != ctrs[HAKey{tHoA, 2}] {
 		t.Fatal("counters not kept across SetBindings")
 	}
-	if a := testing.AllocsPerRun(100, func() { p.pick(bs, toHoA(443)) }); a > 0 {
+	if a := testing.AllocsPerRun(100, func() { pickBinding(flows, bs, toHoA(443)) }); a > 0 {
 		// toHoA allocates the test packet; pick itself must not.
 		pkt := toHoA(443)
-		if a := testing.AllocsPerRun(100, func() { p.pick(bs, pkt) }); a != 0 {
+		if a := testing.AllocsPerRun(100, func() { pickBinding(flows, bs, pkt) }); a != 0 {
 			t.Fatalf("pick: %v allocations", a)
 		}
 	}

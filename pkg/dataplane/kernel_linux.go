@@ -72,10 +72,7 @@ func (b *kernelBackend) Name() string { return BackendKernel }
 func (b *kernelBackend) SetTunnels(ctx context.Context, tunnels []Tunnel) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
+	if err := checkOpen(ctx, b.closed); err != nil {
 		return err
 	}
 	return b.reconcile(tunnels)

@@ -202,11 +202,12 @@ func insertPoint(p []byte) (off, nhField int, err error) {
 	return off, nhField, nil
 }
 
-// insertExt makes room for a 24-octet header in the packet at b[start:]
-// (n octets, at least 24 of room in front of it) at its insertion point,
-// fills in the header's Next Header and Hdr Ext Len and returns the new
-// start, the new length and the header's offset in the packet.
-func insertExt(b []byte, start, n int) (ns, nn, off int, err error) {
+// insertExt makes room for a 24-octet header of protocol proto in the
+// packet at b[start:] (n octets, at least 24 of room in front of it) at its
+// insertion point, fills in the header's Next Header and Hdr Ext Len and
+// the Next Header field that now announces it, and returns the new start,
+// the new length and the header's offset in the packet.
+func insertExt(b []byte, start, n int, proto uint8) (ns, nn, off int, err error) {
 	if start < roExtLen || start+n > len(b) {
 		return 0, 0, 0, roErrRoom
 	}
@@ -226,6 +227,7 @@ func insertExt(b []byte, start, n int) (ns, nn, off int, err error) {
 	copy(b[ns:ns+off], p[:off]) // the IPv6 header (and Hop-by-Hop) move forward
 	q := b[ns : ns+m+roExtLen]
 	q[off], q[off+1] = q[nhField], roExtLen/8-1
+	q[nhField] = proto
 	binary.BigEndian.PutUint16(q[4:6], uint16(m-ipv6HeaderLen+roExtLen))
 	return ns, m + roExtLen, off, nil
 }
@@ -235,16 +237,11 @@ func insertExt(b []byte, start, n int) (ns, nn, off int, err error) {
 // (RFC 6275 11.3.1). It needs roExtLen octets of room in front of the
 // packet, and returns the new start and length.
 func insertHAO(b []byte, start, n int, coa *[16]byte) (int, int, error) {
-	ns, nn, off, err := insertExt(b, start, n)
+	ns, nn, off, err := insertExt(b, start, n, protoDstOpts)
 	if err != nil {
 		return 0, 0, err
 	}
 	q := b[ns : ns+nn]
-	nhField := 6
-	if off != ipv6HeaderLen {
-		nhField = ipv6HeaderLen
-	}
-	q[nhField] = protoDstOpts
 	h := q[off : off+roExtLen]
 	h[2], h[3], h[4], h[5] = optPadN, 2, 0, 0
 	h[6], h[7] = optHomeAddress, 16
@@ -257,16 +254,11 @@ func insertHAO(b []byte, start, n int, coa *[16]byte) (int, int, error) {
 // one to coa with a type 2 routing header holding the home address (RFC
 // 6275 9.3.2). It needs roExtLen octets of room in front of the packet.
 func insertRH2(b []byte, start, n int, coa *[16]byte) (int, int, error) {
-	ns, nn, off, err := insertExt(b, start, n)
+	ns, nn, off, err := insertExt(b, start, n, protoRouting)
 	if err != nil {
 		return 0, 0, err
 	}
 	q := b[ns : ns+nn]
-	nhField := 6
-	if off != ipv6HeaderLen {
-		nhField = ipv6HeaderLen
-	}
-	q[nhField] = protoRouting
 	h := q[off : off+roExtLen]
 	h[2], h[3], h[4], h[5], h[6], h[7] = routingType2, 1, 0, 0, 0, 0
 	copy(h[8:24], q[24:40])
@@ -455,17 +447,8 @@ func (c *CNConfig) withDefaults() (CNConfig, error) {
 	if c != nil {
 		out = *c
 	}
-	if out.Device == "" {
-		out.Device = DefaultCNDevice
-	}
-	if len(out.Device) > 15 {
-		return out, fmt.Errorf("%w correspondent config: device name %q too long", ErrInvalid, out.Device)
-	}
-	if out.MTU == 0 {
-		out.MTU = 1500 - roExtLen
-	}
-	if out.MTU < minMTU || out.MTU > maxPacket-roExtLen {
-		return out, fmt.Errorf("%w correspondent config: MTU %d", ErrInvalid, out.MTU)
+	if err := deviceDefaults("correspondent", &out.Device, DefaultCNDevice, &out.MTU, roExtLen); err != nil {
+		return out, err
 	}
 	if out.Table == 0 {
 		out.Table = DefaultCNTable

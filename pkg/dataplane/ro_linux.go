@@ -5,9 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
@@ -80,15 +78,7 @@ func (b *tunBackend) SetRORoutes(ctx context.Context, routes []RORoute) error {
 	if err != nil {
 		return err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return b.run.do(func() error { return b.reconcileRO(want) })
+	return b.do(ctx, func() error { return b.reconcileRO(want) })
 }
 
 // reconcileRO runs on the namespace's thread.
@@ -117,14 +107,7 @@ func (b *tunBackend) reconcileRO(want []RORoute) error {
 	}
 	tab := &roTable{peers: make(map[roKey]roDest, len(want)), ctrs: map[uint16]*tunnelCounters{}}
 	for _, rt := range want {
-		c := r.ctrs[rt.BID]
-		if c == nil {
-			c = tab.ctrs[rt.BID]
-		}
-		if c == nil {
-			c = &tunnelCounters{}
-		}
-		tab.ctrs[rt.BID] = c
+		c := counterFor(tab.ctrs, r.ctrs, rt.BID) // one per BID
 		tab.peers[roKey{rt.BID, rt.Peer.As16()}] = roDest{coa: rt.CoA.As16(), ctr: c}
 	}
 	r.ctrs = tab.ctrs
@@ -287,40 +270,22 @@ const roRxSlot = virtioNetHdrLen + maxOuter
 // roRxLoop: AF_PACKET -> strip the type 2 routing header -> BID's TUN.
 func (b *tunBackend) roRxLoop(s *rawSocket, done chan struct{}) {
 	defer close(done)
-	var (
-		lim  errLimiter
-		rb   = newMsgBatch(rxBatch, false, false)
-		bufs = makeSlots(rxBatch, roRxSlot)
-		wr   = newTunWriter()
-	)
-	for i := range bufs {
-		rb.set(i, bufs[i][virtioNetHdrLen:])
-	}
-	for {
-		n, err := s.recv(rb)
-		if err != nil {
-			if b.ro.rxStop.Load() {
-				return
-			}
-			if lim.ok() {
-				b.log.Warn("route-optimised receive", "err", err)
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
+	rx := newRxPipe(roRxSlot, false, false)
+	rx.run(s, &b.ro.rxStop, b.log, "route-optimised receive", &b.drops, func(n int) {
 		tab, ro := b.rxTab.Load(), b.ro.tab.Load()
 		for i := range n {
-			size := int(rb.hdrs[i].Len)
-			if rb.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 || size < ipv6HeaderLen || virtioNetHdrLen+size > len(bufs[i]) {
+			pkt := rx.packet(i)
+			if len(pkt) < ipv6HeaderLen {
 				b.drops.malformed.Add(1)
 				continue
 			}
-			e, ok := tab.byCoA[[16]byte(bufs[i][virtioNetHdrLen+24:virtioNetHdrLen+40])]
+			e, ok := tab.byCoA[[16]byte(pkt[24:40])]
 			if !ok {
 				b.drops.unknown.Add(1)
 				continue
 			}
-			ns, nn, err := stripRH2(bufs[i], virtioNetHdrLen, size, &tab.hoa)
+			buf := rx.bufs[i]
+			ns, nn, err := stripRH2(buf, virtioNetHdrLen, len(pkt), &tab.hoa)
 			if err != nil {
 				if errors.Is(err, errNotOurs) {
 					b.drops.notHome.Add(1)
@@ -329,7 +294,7 @@ func (b *tunBackend) roRxLoop(s *rawSocket, done chan struct{}) {
 				}
 				continue
 			}
-			if !wr.add(e.t.dev, bufs[i][ns-virtioNetHdrLen:ns+nn], maxPacket) {
+			if !rx.wr.add(e.t.dev, buf[ns-virtioNetHdrLen:ns+nn], maxPacket) {
 				b.drops.malformed.Add(1)
 				continue
 			}
@@ -340,10 +305,7 @@ func (b *tunBackend) roRxLoop(s *rawSocket, done chan struct{}) {
 				}
 			}
 		}
-		if errs := wr.flush(); errs > 0 {
-			b.drops.writeErr.Add(uint64(errs))
-		}
-	}
+	})
 }
 
 // bpfAccept is the filter's return value for a packet it keeps: all of it.
@@ -353,38 +315,46 @@ const bpfAccept = 0x40000
 // IPv6 header), IPv6 packets with a type 2 routing header with one segment
 // left right behind the IPv6 header and no Mobility Header behind it.
 func rh2Filter() []bpf.Instruction {
-	return []bpf.Instruction{
-		bpf.LoadAbsolute{Off: 0, Size: 1},
-		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0x60, SkipFalse: 8},
-		bpf.LoadAbsolute{Off: 6, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoRouting, SkipFalse: 6},
+	return extFilter(protoRouting,
 		bpf.LoadAbsolute{Off: ipv6HeaderLen + 2, Size: 2}, // type, segments left
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: routingType2<<8 | 1, SkipFalse: 4},
-		bpf.LoadAbsolute{Off: ipv6HeaderLen, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoMH, SkipTrue: 2},
-		bpf.LoadAbsolute{Off: ipv6HeaderLen + roExtLen - 1, Size: 1}, // the whole header is there
-		bpf.RetConstant{Val: bpfAccept},
-		bpf.RetConstant{Val: 0},
-	}
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: routingType2<<8 | 1},
+	)
 }
 
 // haoFilter keeps IPv6 packets with a Destination Options header right
 // behind the IPv6 header and no Mobility Header behind that: candidates for
 // a Home Address option, which Go looks for.
 func haoFilter() []bpf.Instruction {
-	return []bpf.Instruction{
+	return extFilter(protoDstOpts)
+}
+
+// extFilter keeps IPv6 packets whose first header behind the IPv6 header
+// is proto, passes check, is not followed by a Mobility Header and is there
+// whole (roExtLen octets: the load past the end of a shorter packet
+// rejects it). Every jump's false branch goes to the reject.
+func extFilter(proto uint32, check ...bpf.Instruction) []bpf.Instruction {
+	f := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: 0, Size: 1},
 		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0x60, SkipFalse: 6},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0x60},
 		bpf.LoadAbsolute{Off: 6, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoDstOpts, SkipFalse: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: proto},
+	}
+	f = append(f, check...)
+	f = append(f,
 		bpf.LoadAbsolute{Off: ipv6HeaderLen, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoMH, SkipTrue: 2},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protoMH},
 		bpf.LoadAbsolute{Off: ipv6HeaderLen + roExtLen - 1, Size: 1},
 		bpf.RetConstant{Val: bpfAccept},
 		bpf.RetConstant{Val: 0},
+	)
+	for i, ins := range f {
+		if j, ok := ins.(bpf.JumpIf); ok {
+			j.SkipFalse = uint8(len(f) - 2 - i)
+			f[i] = j
+		}
 	}
+	return f
 }
 
 // newPacketSocket opens a cooked AF_PACKET socket for IPv6 on every
@@ -418,13 +388,5 @@ func newPacketSocket(filter []bpf.Instruction) (*rawSocket, error) {
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: ethPIPv6}); err != nil {
 		return fail("bind", err)
 	}
-	file := os.NewFile(uintptr(fd), "packet:ipv6")
-	rc, err := file.SyscallConn()
-	if err != nil {
-		file.Close()
-		return nil, fmt.Errorf("packet socket: %w", err)
-	}
-	s := &rawSocket{f: file, rc: rc, failed: make([]int, 0, batchSize)}
-	s.rfn, s.wfn = s.recvSome, s.sendSome
-	return s, nil
+	return socketFile(fd, "packet:ipv6")
 }

@@ -223,11 +223,16 @@ func newRawSocket(proto int, mark uint32, dev string) (*rawSocket, error) {
 		}
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
 	}
-	f := os.NewFile(uintptr(fd), fmt.Sprintf("raw6:%d", proto))
+	return socketFile(fd, fmt.Sprintf("raw6:%d", proto))
+}
+
+// socketFile puts the socket fd, set up, in the runtime's poller.
+func socketFile(fd int, name string) (*rawSocket, error) {
+	f := os.NewFile(uintptr(fd), name)
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("raw socket: %w", err)
+		return nil, fmt.Errorf("socket %s: %w", name, err)
 	}
 	s := &rawSocket{f: f, rc: rc, failed: make([]int, 0, batchSize)}
 	s.rfn, s.wfn = s.recvSome, s.sendSome

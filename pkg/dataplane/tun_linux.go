@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -119,15 +118,17 @@ func lookupLink(h *netlink.Handle, name string, index int) (string, int, int, er
 }
 
 func (b *tunBackend) SetTunnels(ctx context.Context, tunnels []Tunnel) error {
+	return b.do(ctx, func() error { return b.reconcile(tunnels) })
+}
+
+// do runs f, a setter's work, on the namespace's thread under the mutex.
+func (b *tunBackend) do(ctx context.Context, f func() error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
+	if err := checkOpen(ctx, b.closed); err != nil {
 		return err
 	}
-	return b.run.do(func() error { return b.reconcile(tunnels) })
+	return b.run.do(f)
 }
 
 // reconcile runs on the namespace's thread.
@@ -403,24 +404,20 @@ func (b *tunBackend) txLoop(t *mnTunnel) {
 		}
 		n, err := rd.read(slots, p.mtu)
 		if err != nil {
-			if t.stopping.Load() {
+			if !lim.retry(&t.stopping, b.log, "tunnel read", err, "bid", t.bid) {
 				return
 			}
-			if lim.ok() {
-				b.log.Warn("tunnel read", "bid", t.bid, "err", err)
-			}
-			time.Sleep(10 * time.Millisecond)
 			continue
 		}
 		p = t.path.Load()
 		k := 0
 		for i := range n {
-			size, buf := rd.sizes[i], rd.pkts[i]
-			pkt := buf[headroom:]
-			if size < ipv6HeaderLen || pkt[0]>>4 != 6 {
+			buf, size, ok := rd.packet(i)
+			if !ok {
 				b.drops.malformed.Add(1)
 				continue
 			}
+			pkt := buf[headroom:]
 			if [16]byte(pkt[8:24]) != p.hoa && !mobileNets(b.cfg.MobileNetworks).contains(pkt[8:24]) {
 				// Not ours to tunnel (the kernel's own packets on a
 				// fresh device, a misrouted source).
@@ -428,7 +425,7 @@ func (b *tunBackend) txLoop(t *mnTunnel) {
 				continue
 			}
 			if size > p.mtu {
-				b.sendPTB(t.dev, ptb, pkt[:min(size, len(pkt))], p.mtu, &p.src)
+				sendPTB(t.dev, &b.drops, ptb, pkt[:min(size, len(pkt))], p.mtu, &p.src)
 				continue
 			}
 			if ro.add(buf, size, p) { // to a correspondent with a binding for this BID
@@ -465,62 +462,25 @@ func (b *tunBackend) txLoop(t *mnTunnel) {
 	}
 }
 
-// sendPTB answers a packet too big for the tunnel with an ICMPv6 Packet Too
-// Big written into its device, as a router on the path would (RFC 4443
-// 3.2), so that path MTU discovery works through the tunnel. buf has room
-// for the virtio header in front.
-func (b *tunBackend) sendPTB(dev *tunDevice, buf, pkt []byte, mtu int, src *[16]byte) {
-	b.drops.tooBig.Add(1)
-	m := buildPTB(buf[virtioNetHdrLen:], pkt, mtu, src)
-	out := buf[virtioNetHdrLen : virtioNetHdrLen+m]
-	if dev.vnet {
-		clear(buf[:virtioNetHdrLen])
-		out = buf[:virtioNetHdrLen+m]
-	}
-	if _, err := dev.write(out); err != nil {
-		b.drops.writeErr.Add(1)
-	}
-}
-
 // rxLoop is the receiving pipeline: raw socket -> decapsulate -> TUN.
 func (b *tunBackend) rxLoop(s *rawSocket, done chan struct{}) {
 	defer close(done)
-	var (
-		lim  errLimiter
-		rb   = newMsgBatch(rxBatch, true, true)
-		bufs = makeSlots(rxBatch, rxSlot)
-		wr   = newTunWriter()
-		meta rxMeta
-	)
-	for i := range bufs {
-		rb.set(i, bufs[i][virtioNetHdrLen:])
-	}
-	for {
-		n, err := s.recv(rb)
-		if err != nil {
-			if b.rxStop.Load() {
-				return
-			}
-			if lim.ok() {
-				b.log.Warn("tunnel receive", "err", err)
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
+	rx := newRxPipe(rxSlot, true, true)
+	var meta rxMeta
+	rx.run(s, &b.rxStop, b.log, "tunnel receive", &b.drops, func(n int) {
 		tab := b.rxTab.Load()
 		for i := range n {
-			rb.meta(i, &meta)
+			rx.rb.meta(i, &meta)
 			e, ok := tab.byCoA[meta.dst]
 			if !ok || meta.src != e.ha {
 				b.drops.unknown.Add(1)
 				continue
 			}
-			size := int(rb.hdrs[i].Len)
-			if meta.trunc {
+			inner := rx.packet(i)
+			if meta.trunc || inner == nil {
 				b.drops.malformed.Add(1)
 				continue
 			}
-			inner := bufs[i][virtioNetHdrLen : virtioNetHdrLen+size]
 			m, err := decapInner(inner, meta.tclass)
 			if err != nil {
 				b.drops.malformed.Add(1)
@@ -530,17 +490,14 @@ func (b *tunBackend) rxLoop(s *rawSocket, done chan struct{}) {
 				b.drops.notHome.Add(1)
 				continue
 			}
-			if !wr.add(e.t.dev, bufs[i][:virtioNetHdrLen+m], e.t.path.Load().mtu) {
+			if !rx.wr.add(e.t.dev, rx.bufs[i][:virtioNetHdrLen+m], e.t.path.Load().mtu) {
 				b.drops.malformed.Add(1)
 				continue
 			}
 			e.t.ctr.rxPackets.Add(1)
 			e.t.ctr.rxBytes.Add(uint64(m))
 		}
-		if errs := wr.flush(); errs > 0 {
-			b.drops.writeErr.Add(uint64(errs))
-		}
-	}
+	})
 }
 
 func (b *tunBackend) Stats() Stats {

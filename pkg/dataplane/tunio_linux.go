@@ -1,5 +1,12 @@
 package dataplane
 
+import (
+	"log/slog"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
 // tunReader reads the packets the kernel routes into a TUN device and
 // leaves each with headroom in front for the outer header. With offloads it
 // reads one (super-)packet per read and cuts TSO packets into segments;
@@ -166,4 +173,78 @@ func (w *tunWriter) write(dev *tunDevice, b []byte) {
 	if _, err := dev.write(b); err != nil {
 		w.errs++
 	}
+}
+
+// packet returns packet i of the last read: its slot (the packet at
+// headroom), its size, and whether it is an IPv6 packet at all.
+func (r *tunReader) packet(i int) (buf []byte, size int, ok bool) {
+	buf, size = r.pkts[i], r.sizes[i]
+	return buf, size, size >= ipv6HeaderLen && buf[headroom]>>4 == 6
+}
+
+// sendPTB answers a packet too big for mtu with an ICMPv6 Packet Too Big
+// from src written into dev, as a router on the path would (RFC 4443 3.2),
+// so that path MTU discovery works through the tunnel. buf has room for the
+// virtio header in front.
+func sendPTB(dev *tunDevice, drops *dropCounters, buf, pkt []byte, mtu int, src *[16]byte) {
+	drops.tooBig.Add(1)
+	m := buildPTB(buf[virtioNetHdrLen:], pkt, mtu, src)
+	out := buf[virtioNetHdrLen : virtioNetHdrLen+m]
+	if dev.vnet {
+		clear(buf[:virtioNetHdrLen])
+		out = buf[:virtioNetHdrLen+m]
+	}
+	if _, err := dev.write(out); err != nil {
+		drops.writeErr.Add(1)
+	}
+}
+
+// rxPipe is what every receiving loop uses: a batch of slots, each with
+// room for a virtio header in front of the packet, and a tunWriter for the
+// packets that go on into TUN devices.
+type rxPipe struct {
+	rb   *msgBatch
+	bufs [][]byte // message i lands at bufs[i][virtioNetHdrLen:]
+	wr   *tunWriter
+	lim  errLimiter
+}
+
+// newRxPipe makes a pipe of rxBatch slots of slot octets; names and oob as
+// for newMsgBatch.
+func newRxPipe(slot int, names, oob bool) *rxPipe {
+	r := &rxPipe{rb: newMsgBatch(rxBatch, names, oob), bufs: makeSlots(rxBatch, slot), wr: newTunWriter()}
+	for i := range r.bufs {
+		r.rb.set(i, r.bufs[i][virtioNetHdrLen:])
+	}
+	return r
+}
+
+// run receives batches on s until stop is set (see errLimiter.retry),
+// hands each to batch (n messages), and then writes what batch queued on
+// wr into the devices, counting the writes that failed in drops.
+func (r *rxPipe) run(s *rawSocket, stop *atomic.Bool, log *slog.Logger, what string, drops *dropCounters, batch func(n int)) {
+	for {
+		n, err := s.recv(r.rb)
+		if err != nil {
+			if !r.lim.retry(stop, log, what, err) {
+				return
+			}
+			continue
+		}
+		batch(n)
+		if errs := r.wr.flush(); errs > 0 {
+			drops.writeErr.Add(uint64(errs))
+		}
+	}
+}
+
+// packet returns message i of the batch, or nil when it was cut (it did
+// not fit its slot).
+func (r *rxPipe) packet(i int) []byte {
+	h := &r.rb.hdrs[i]
+	size := int(h.Len)
+	if h.Hdr.Flags&unix.MSG_TRUNC != 0 || virtioNetHdrLen+size > len(r.bufs[i]) {
+		return nil
+	}
+	return r.bufs[i][virtioNetHdrLen : virtioNetHdrLen+size]
 }
