@@ -47,16 +47,7 @@ type cnEntry struct {
 	everSent bool
 	sentAt   time.Time
 
-	seq         uint16
-	lastStatus  int
-	lastErr     string
-	failed      bool
-	backoff     time.Duration
-	notBefore   time.Time
-	retransmits int
-
-	reported    State
-	reportedSet bool
+	progress
 }
 
 func (e *cnEntry) state() State {
@@ -209,7 +200,7 @@ func (c *core) cnReconcile(now time.Time) {
 		for bid, co := range want {
 			e := p.find(bid)
 			if e == nil {
-				e = &cnEntry{bid: bid, lastStatus: -1}
+				e = &cnEntry{bid: bid, progress: progress{lastStatus: -1}}
 				p.ents = append(p.ents, e)
 				slices.SortFunc(p.ents, func(a, b *cnEntry) int { return int(a.bid) - int(b.bid) })
 			}
@@ -545,7 +536,7 @@ func (c *core) cnBA(p *cnPeer, in *inbound, now time.Time) {
 		c.cnSingle(p, "the correspondent answered without BID sub-option", now)
 		// Its binding is now this BU's (RFC 6275): keep it as the single one.
 		if f := p.find(0); f == nil {
-			f = &cnEntry{bid: 0, lastStatus: int(st), want: wantRegister, coa: s.src, iface: e.iface, ifindex: e.ifindex, prio: e.prio}
+			f = &cnEntry{bid: 0, progress: progress{lastStatus: int(st)}, want: wantRegister, coa: s.src, iface: e.iface, ifindex: e.ifindex, prio: e.prio}
 			c.cnRegistered(f, s, in, st)
 			p.ents = append([]*cnEntry{f}, p.ents...)
 		}

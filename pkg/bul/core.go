@@ -54,6 +54,12 @@ type entry struct {
 	lastSentCoA netip.Addr
 	lastRegAt   time.Time
 
+	progress
+}
+
+// progress is what home and correspondent entries alike keep about their
+// registration: sequence, outcome, back-off and the state last reported.
+type progress struct {
 	seq         uint16
 	lastStatus  int
 	lastErr     string
@@ -706,7 +712,7 @@ func (c *core) find(bid uint16) *entry {
 }
 
 func (c *core) addEntry(bid uint16) *entry {
-	e := &entry{bid: bid, lastStatus: -1}
+	e := &entry{bid: bid, progress: progress{lastStatus: -1}}
 	i, _ := slices.BinarySearchFunc(c.ents, bid, func(e *entry, b uint16) int { return int(e.bid) - int(b) })
 	c.ents = slices.Insert(c.ents, i, e)
 	return e
