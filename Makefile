@@ -23,9 +23,12 @@ build:
 		else echo "build: cmd/$$c does not exist yet"; fi; \
 	done
 
-# The lab demo: namespaces, radvd, mcoa-ha and mcoad, live. Needs root.
+# The lab demos: namespaces, radvd, mcoa-ha and mcoad, live; the MCoA demo,
+# then the vehicle (NEMO) and route optimisation ones, stopping at the first
+# failure. Needs root.
 lab: deps build
-	@if [ -x $(BINDIR)/mcoa-lab ]; then $(BINDIR)/mcoa-lab demo; \
+	@if [ -x $(BINDIR)/mcoa-lab ]; then \
+		for f in "" -vehicle -ro; do echo "== mcoa-lab demo $$f"; $(BINDIR)/mcoa-lab demo $$f || exit 1; echo; done; \
 	else echo "lab: mcoa-lab is not built yet (see the open issues)"; exit 1; fi
 
 # The whole test suite: formatting, vet, staticcheck, unit and end-to-end

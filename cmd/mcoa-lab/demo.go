@@ -32,19 +32,49 @@ type demo struct {
 	ctl    string // mcoactl binary
 	lab    *lab.Lab
 	ha, mn *lab.Daemon
+	cn     *lab.Daemon // the correspondent's mcoa-ha (demo -ro), else nil
 	coas   map[string]netip.Addr
 	bids   map[string]uint16
 	start  time.Time
-	dp     bool // the data plane runs: flows are checked
+	mnUp   time.Time // when register started mcoad
+	dp     bool      // the data plane runs: flows are checked
+}
+
+// demoFlags are `mcoa-lab demo`'s options.
+type demoFlags struct {
+	prefix, backend string
+	vehicle, ro     bool
+}
+
+// parseDemoFlags parses demo's arguments and checks they go together.
+func parseDemoFlags(args []string, errOut io.Writer) (demoFlags, error) {
+	var f demoFlags
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.StringVar(&f.prefix, "prefix", "", "namespace name prefix (default: mcoa + 6 random hex digits + -)")
+	fs.StringVar(&f.backend, "dataplane", "tun", `both daemons' [dataplane] backend ("none": signaling only, no flow checks)`)
+	fs.BoolVar(&f.vehicle, "vehicle", false, "the vehicle demo: a host behind mcoad as NEMO mobile router (needs -dataplane tun)")
+	fs.BoolVar(&f.ro, "ro", false, "the route optimisation demo: a correspondent node with one binding per BID (needs -dataplane tun)")
+	if err := fs.Parse(args); err != nil {
+		return f, exitError(2) // the flag package said why
+	}
+	switch {
+	case fs.NArg() > 0:
+		return f, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case f.vehicle && f.ro:
+		return f, errors.New("-vehicle and -ro are two demos: choose one")
+	case f.vehicle && f.backend != "tun":
+		return f, errors.New("-vehicle needs -dataplane tun")
+	case f.ro && f.backend != "tun":
+		return f, errors.New("-ro needs -dataplane tun")
+	}
+	return f, nil
 }
 
 func cmdDemo(ctx context.Context, stateFile string, args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	prefix := fs.String("prefix", "", "namespace name prefix (default: mcoa + 6 random hex digits + -)")
-	backend := fs.String("dataplane", "tun", `both daemons' [dataplane] backend ("none": signaling only, no flow checks)`)
-	vehicle := fs.Bool("vehicle", false, "the vehicle demo: a host behind mcoad as NEMO mobile router (needs -dataplane tun)")
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	f, err := parseDemoFlags(args, os.Stderr)
+	if err != nil {
+		return err
 	}
 	if err := needRoot(); err != nil {
 		return err
@@ -59,14 +89,13 @@ func cmdDemo(ctx context.Context, stateFile string, args []string) error {
 		bins[b] = p
 	}
 	d.ctl = bins[lab.CtlBinary]
-	var err error
 	switch {
-	case *vehicle && *backend != "tun":
-		return fmt.Errorf("-vehicle needs -dataplane tun")
-	case *vehicle:
-		err = d.runVehicle(ctx, *prefix, bins)
+	case f.vehicle:
+		err = d.runVehicle(ctx, f.prefix, bins)
+	case f.ro:
+		err = d.runRO(ctx, f.prefix, bins)
 	default:
-		err = d.run(ctx, *prefix, bins, *backend)
+		err = d.run(ctx, f.prefix, bins, f.backend)
 	}
 	interrupted := ctx.Err() != nil
 	switch {
@@ -164,18 +193,25 @@ func (d *demo) run(ctx context.Context, prefix string, bins map[string]string, b
 	}
 	d.printf("  mcoa-ha running in %s (pid %d, [dataplane] backend %q), control socket %s\n", l.NS(lab.HA), d.ha.Proc().Pid, backend, d.ha.Socket)
 
-	steps := []struct {
-		title string
-		run   func(context.Context) error
-	}{
+	return d.runSteps(ctx, []demoStep{
 		{"registration of three care-of addresses in one bulk Binding Update", func(ctx context.Context) error {
-			return d.register(ctx, bins[lab.MNBinary], backend)
+			return d.register(ctx, &lab.MNConfig{Bin: bins[lab.MNBinary], Backend: backend, Extra: demoPolicy})
 		}},
 		{"flow policy: UDP to port 5001 over wlan0, the rest by priority (eth0)", d.flowPolicy},
 		{"eth0 loses its carrier: its binding is removed through another care-of address", d.cut},
 		{"eth0's carrier comes back: registered again", d.restore},
 		{"returning home (return_home = \"all\") and leaving again", d.returnHome},
-	}
+	})
+}
+
+// demoStep is one numbered step of a demo; run checks what title claims.
+type demoStep struct {
+	title string
+	run   func(context.Context) error
+}
+
+// runSteps runs steps in order and stops at the first that fails.
+func (d *demo) runSteps(ctx context.Context, steps []demoStep) error {
 	for i, s := range steps {
 		d.printf("\n== Step %d/%d: %s\n", i+1, len(steps), s.title)
 		if err := s.run(ctx); err != nil {
@@ -186,21 +222,27 @@ func (d *demo) run(ctx context.Context, prefix string, bins map[string]string, b
 }
 
 // tables prints the MN's Binding Update List and the HA's binding cache
-// with mcoactl, as a user would see them.
+// (and the CN's, when one runs) with mcoactl, as a user would see them.
 func (d *demo) tables(ctx context.Context) {
-	show := func(title string, args ...string) {
-		d.printf("   %s:\n", title)
-		out, err := exec.CommandContext(ctx, d.ctl, args...).CombinedOutput()
-		text := strings.TrimRight(string(out), "\n")
-		if err != nil {
-			text += fmt.Sprintf(" (mcoactl: %v)", err)
-		}
-		for _, line := range strings.Split(text, "\n") {
-			d.printf("     %s\n", line)
-		}
+	d.mcoactl(ctx, "MN  mcoactl bindings", d.mn, "bindings")
+	d.mcoactl(ctx, "HA  mcoactl cache", d.ha, "cache")
+	if d.cn != nil {
+		d.mcoactl(ctx, "CN  mcoactl cache", d.cn, "cache")
 	}
-	show("MN  mcoactl bindings", "-socket", d.mn.Socket, "bindings")
-	show("HA  mcoactl cache", "-socket", d.ha.Socket, "cache")
+}
+
+// mcoactl prints what `mcoactl args...` says to daemon dm, indented under
+// title.
+func (d *demo) mcoactl(ctx context.Context, title string, dm *lab.Daemon, args ...string) {
+	d.printf("   %s:\n", title)
+	out, err := exec.CommandContext(ctx, d.ctl, append([]string{"-socket", dm.Socket}, args...)...).CombinedOutput()
+	text := strings.TrimRight(string(out), "\n")
+	if err != nil {
+		text += fmt.Sprintf(" (mcoactl: %v)", err)
+	}
+	for _, line := range strings.Split(text, "\n") {
+		d.printf("     %s\n", line)
+	}
 }
 
 // checkCache checks that the HA's cache holds exactly the bindings of
@@ -232,15 +274,18 @@ func (d *demo) proxied(ctx context.Context) (bool, error) {
 	return slices.Contains(as, lab.HoA), err
 }
 
-func (d *demo) register(ctx context.Context, bin, backend string) error {
+// register starts mcoad with cfg and checks that its three care-of
+// addresses are registered with the HA in one bulk BU.
+func (d *demo) register(ctx context.Context, cfg *lab.MNConfig) error {
 	off := d.ha.LogOffset()
 	t := time.Now()
+	d.mnUp = t
 	var err error
-	d.mn, err = d.lab.StartMN(ctx, &lab.MNConfig{Bin: bin, Backend: backend, Extra: demoPolicy})
+	d.mn, err = d.lab.StartMN(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	d.printf("   mcoad started in %s (pid %d, bulk registration, [dataplane] backend %q)\n", d.lab.NS(lab.MN), d.mn.Proc().Pid, backend)
+	d.printf("   mcoad started in %s (pid %d, bulk registration, [dataplane] backend %q)\n", d.lab.NS(lab.MN), d.mn.Proc().Pid, cfg.Backend)
 	// The BIDs mcoad gave the interfaces.
 	_, err = within(ctx, 5*time.Second, "BIDs", func(ctx context.Context) error {
 		is, err := d.mn.Client.Interfaces(ctx)
@@ -295,19 +340,31 @@ func (d *demo) register(ctx context.Context, bin, backend string) error {
 	return nil
 }
 
+// mnRegistered checks that the MN lists exactly n bindings with the HA,
+// all registered.
 func (d *demo) mnRegistered(ctx context.Context, n int) error {
+	return d.mnRegisteredAs(ctx, control.RoleHA, n)
+}
+
+// mnRegisteredAs checks that the MN lists exactly n bindings of role
+// (control.RoleHA or control.RoleCN), all registered.
+func (d *demo) mnRegisteredAs(ctx context.Context, role string, n int) error {
 	bs, err := d.mn.Client.Bindings(ctx)
 	if err != nil {
 		return err
 	}
-	reg := 0
+	all, reg := 0, 0
 	for _, b := range bs {
+		if b.Role != role {
+			continue
+		}
+		all++
 		if b.State == "registered" && b.LastStatus == 0 {
 			reg++
 		}
 	}
-	if reg != n || len(bs) != n {
-		return fmt.Errorf("MN has %d bindings, %d registered; want %d registered", len(bs), reg, n)
+	if reg != n || all != n {
+		return fmt.Errorf("MN has %d %s bindings, %d registered; want %d registered", all, role, reg, n)
 	}
 	return nil
 }
@@ -501,32 +558,40 @@ func (d *demo) ifaceOf(a netip.Addr) string {
 }
 
 func (d *demo) restore(ctx context.Context) error {
+	if _, err := d.relink(ctx); err != nil {
+		return err
+	}
+	d.tables(ctx)
+	d.printf("   ok: three bindings again\n")
+	return nil
+}
+
+// relink gives eth0 its carrier back after a second and waits until it is
+// registered with the HA again; it returns when the carrier came back.
+func (d *demo) relink(ctx context.Context) (time.Time, error) {
 	// A second without carrier, as a cable pulled and plugged back: a
 	// link that flaps within milliseconds also makes the access router
 	// miss the MN's first neighbour solicitation, which costs 1 s.
 	select {
 	case <-time.After(time.Second):
 	case <-ctx.Done():
-		return ctx.Err()
+		return time.Time{}, ctx.Err()
 	}
+	back := time.Now()
 	if err := d.lab.RestoreLink("eth0"); err != nil {
-		return err
+		return back, err
 	}
 	took, err := within(ctx, 10*time.Second, "eth0 registered again", func(ctx context.Context) error {
 		return d.checkCache(ctx, demoIfaces...)
 	})
 	if err != nil {
-		return err
+		return back, err
 	}
 	d.printf("   eth0 registered again %v after its carrier came back (same BID %d, same care-of address)\n", ms(took), d.bids["eth0"])
-	if _, err := within(ctx, 5*time.Second, "MN lists three registered bindings", func(ctx context.Context) error {
+	_, err = within(ctx, 5*time.Second, "MN lists three registered bindings", func(ctx context.Context) error {
 		return d.mnRegistered(ctx, 3)
-	}); err != nil {
-		return err
-	}
-	d.tables(ctx)
-	d.printf("   ok: three bindings again\n")
-	return nil
+	})
+	return back, err
 }
 
 func (d *demo) returnHome(ctx context.Context) error {

@@ -8,7 +8,8 @@
 //	mcoa-lab status              nodes, interfaces, addresses, processes
 //	mcoa-lab exec NODE CMD...    run CMD inside NODE (mn ar1 ar2 ar3 core ha cn)
 //	mcoa-lab down                tear it down
-//	mcoa-lab demo [-vehicle]     the live demo (make lab): its own lab, torn down at the end
+//	mcoa-lab demo [-vehicle|-ro] the live demo (make lab runs all three): its own lab, torn down
+//	                             at the end (-vehicle: NEMO mobile router; -ro: route optimisation)
 //	mcoa-lab bench [-md FILE]    the lab's performance figures (make bench)
 package main
 
@@ -45,7 +46,7 @@ func init() {
 		{"down", "[-all]", "tear the lab down (-all: also every stale lab of crashed runs)", cmdDown},
 		{"exec", "NODE CMD [ARG...]", "run CMD inside NODE (" + strings.Join(lab.Nodes, " ") + ")", cmdExec},
 		{"status", "[-json]", "list nodes, interfaces, addresses and processes", cmdStatus},
-		{"demo", "[-prefix P] [-dataplane B] [-vehicle]", "the live demo (what `make lab` runs): registration, link loss, returning home; -vehicle: a host behind the MN as mobile router", cmdDemo},
+		{"demo", "[-prefix P] [-dataplane B] [-vehicle | -ro]", "the live demo (`make lab` runs all three): registration, link loss, returning home; -vehicle: a host behind the MN as mobile router; -ro: route optimisation with a correspondent node", cmdDemo},
 		{"bench", "[-md FILE] [-idle D] [-cycles N]", "measure registration latency, fail-over, bulk vs individual, idle cost", cmdBench},
 		{"help", "", "this list", cmdHelp},
 	}

@@ -508,17 +508,24 @@ type LoggedBU struct {
 	Seq    int
 	BIDs   int // number of BID sub-options
 	Status int // BA status
+	// Correspondent: the correspondent role took it (the home agent's
+	// otherwise).
+	Correspondent bool
 }
 
 // ParseLoggedBUs returns the Binding Updates mcoa-ha logged (debug level)
-// in log, in order.
+// in log, in order, both roles'.
 func ParseLoggedBUs(log string) []LoggedBU {
 	var out []LoggedBU
 	for _, line := range strings.Split(log, "\n") {
-		if !strings.Contains(line, `msg="binding update"`) {
+		var bu LoggedBU
+		switch {
+		case strings.Contains(line, `msg="binding update"`):
+		case strings.Contains(line, `msg="correspondent binding update"`):
+			bu.Correspondent = true
+		default:
 			continue
 		}
-		var bu LoggedBU
 		for _, f := range strings.Fields(line) {
 			k, v, ok := strings.Cut(f, "=")
 			if !ok {
