@@ -17,11 +17,11 @@ import (
 // lab.MobileNetPrefix on lan0 with a host behind it, mcoa-ha allowing it
 // that prefix, both with the userspace data plane, every uplink
 // registered.
-func setupVehicle(t *testing.T) (*env, netip.Addr) {
+func setupVehicle(t *testing.T, nemoMode string) (*env, netip.Addr) {
 	t.Helper()
 	e := setup(t, opts{vehicle: true,
 		ha: lab.HAConfig{Vehicle: true, Backend: "tun"},
-		mn: lab.MNConfig{Vehicle: true, Backend: "tun"}})
+		mn: lab.MNConfig{Vehicle: true, Backend: "tun", NEMOMode: nemoMode}})
 	e.waitFor("three bindings in the HA's cache", registerTimeout, func() error { return e.cacheIs(ifaces...) })
 	e.waitFor("three bindings registered on the MN", registerTimeout, func() error { return e.registered(ifaces...) })
 	host, err := e.lab.WaitHostAddr(e.ctx)
@@ -73,8 +73,14 @@ func TestVehicle(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("MCOA_FAILOVER_CUTS")); err == nil && n > 0 {
 		cuts = n
 	}
-	e, host := setupVehicle(t)
+	e, host := setupVehicle(t, "explicit")
 	e.waitFor("the mobile network routed by the HA", registerTimeout, func() error { return e.prefixRoutedVia(ifaces...) })
+	// Explicit mode: every BU carries the mobile network prefix.
+	for _, bu := range e.loggedBUs(0) {
+		if bu.Prefixes != 1 || bu.Status != 0 {
+			t.Errorf("BU to the HA with %d prefix options, answered %d; want 1, accepted", bu.Prefixes, bu.Status)
+		}
+	}
 
 	st := e.status(e.mn)
 	if r := st.MobileRouter; r == nil || !r.Enabled || r.Mode != "explicit" || !r.Forwarding ||
@@ -163,5 +169,39 @@ func TestVehicle(t *testing.T) {
 	}
 	if _, err := e.lab.Exec(e.ctx, lab.MN, "nft", "list", "table", "ip6", "mcoad"); err == nil {
 		t.Error("mn after stop: nftables table mcoad still there")
+	}
+}
+
+// TestVehicleImplicit: in implicit mode (RFC 3963 6.1.2) the mobile
+// router's BUs carry no Mobile Network Prefix option; the HA registers
+// the prefixes its configuration gives the home address, routes them to
+// the mobile router, and the host behind it reaches the CN.
+func TestVehicleImplicit(t *testing.T) {
+	t.Parallel()
+	e, host := setupVehicle(t, "implicit")
+	e.waitFor("the mobile network routed by the HA", registerTimeout, func() error { return e.prefixRoutedVia(ifaces...) })
+	if r := e.status(e.mn).MobileRouter; r == nil || r.Mode != "implicit" || r.LastStatus != 0 {
+		t.Errorf("status mobile_router = %+v", r)
+	}
+	if err := e.lab.Ping(e.ctx, lab.Host, lab.CNAddr); err != nil {
+		t.Fatal(err)
+	}
+	probe := e.startStream(lab.CN, lab.Host, netip.AddrPortFrom(host, probePort), time.Millisecond)
+	e.waitFor("probes reach the host", 5*time.Second, func() error {
+		if probe.Got() < 100 {
+			return fmt.Errorf("%d probes arrived", probe.Got())
+		}
+		return nil
+	})
+	probe.Close()
+	// The mobile router's BUs carried no prefix, and the HA accepted them.
+	bus := e.loggedBUs(0)
+	if len(bus) == 0 {
+		t.Fatal("the HA logged no BU")
+	}
+	for _, bu := range bus {
+		if bu.Prefixes != 0 || bu.Status != 0 {
+			t.Errorf("BU to the HA with %d prefix options, answered %d; want none, accepted", bu.Prefixes, bu.Status)
+		}
 	}
 }

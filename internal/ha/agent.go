@@ -326,7 +326,7 @@ func (a *Agent) handleBU(r *mhsock.Received) {
 		a.log.Debug("binding update dropped", "src", p.Src, "hoa", p.HomeAddress, "reason", res.Dropped)
 	} else {
 		a.log.Debug("binding update", "src", p.Src, "hoa", p.HomeAddress, "seq", p.MH.Sequence,
-			"bids", len(p.MH.Options.BIDs), "status", int(res.Status))
+			"bids", len(p.MH.Options.BIDs), "prefixes", len(p.MH.Options.Prefixes), "status", int(res.Status))
 	}
 	// Proxying starts before the BA tells the mobile node it is
 	// registered, and stops before a returning-home BA (RFC 6275 10.3).

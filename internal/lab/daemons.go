@@ -503,11 +503,12 @@ func ParseMetrics(text string) map[string]float64 {
 // LoggedBU is one Binding Update as mcoa-ha logs it at level debug
 // (msg="binding update" src=... hoa=... seq=... bids=... status=...).
 type LoggedBU struct {
-	Src    netip.Addr
-	HoA    netip.Addr // invalid for a BU without Home Address option (from the home link)
-	Seq    int
-	BIDs   int // number of BID sub-options
-	Status int // BA status
+	Src      netip.Addr
+	HoA      netip.Addr // invalid for a BU without Home Address option (from the home link)
+	Seq      int
+	BIDs     int // number of BID sub-options
+	Prefixes int // number of Mobile Network Prefix options (NEMO)
+	Status   int // BA status
 	// Correspondent: the correspondent role took it (the home agent's
 	// otherwise).
 	Correspondent bool
@@ -541,6 +542,8 @@ func ParseLoggedBUs(log string) []LoggedBU {
 				fmt.Sscan(v, &bu.Seq)
 			case "bids":
 				fmt.Sscan(v, &bu.BIDs)
+			case "prefixes":
+				fmt.Sscan(v, &bu.Prefixes)
 			case "status":
 				fmt.Sscan(v, &bu.Status)
 			}

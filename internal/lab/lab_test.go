@@ -234,14 +234,14 @@ func TestKillPidFilesSparesOthers(t *testing.T) {
 }
 
 func TestParseLoggedBUs(t *testing.T) {
-	log := `time=2026-11-27T05:06:57.116Z level=DEBUG msg="binding update" src=2001:db8:1::ff:fe00:1 hoa=2001:db8:aaaa::100 seq=14717 bids=3 status=0
+	log := `time=2026-11-27T05:06:57.116Z level=DEBUG msg="binding update" src=2001:db8:1::ff:fe00:1 hoa=2001:db8:aaaa::100 seq=14717 bids=3 prefixes=1 status=0
 time=2026-11-27T05:06:57.116Z level=INFO msg="binding added" hoa=2001:db8:aaaa::100 bid=1
 time=2026-11-27T05:06:58.131Z level=DEBUG msg="correspondent binding update" src=2001:db8:2::ff:fe00:2 hoa=2001:db8:aaaa::100 seq=18345 bids=1 status=136
 time=2026-11-27T05:06:58.138Z level=DEBUG msg="correspondent binding update dropped" src=2001:db8:2::ff:fe00:2 hoa=2001:db8:aaaa::100 reason=rate-limited
 `
 	got := ParseLoggedBUs(log)
 	want := []LoggedBU{
-		{Src: netip.MustParseAddr("2001:db8:1::ff:fe00:1"), HoA: HoA, Seq: 14717, BIDs: 3},
+		{Src: netip.MustParseAddr("2001:db8:1::ff:fe00:1"), HoA: HoA, Seq: 14717, BIDs: 3, Prefixes: 1},
 		{Src: netip.MustParseAddr("2001:db8:2::ff:fe00:2"), HoA: HoA, Seq: 18345, BIDs: 1, Status: 136, Correspondent: true},
 	}
 	if !slices.Equal(got, want) {
