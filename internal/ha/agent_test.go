@@ -26,19 +26,25 @@ var (
 
 // fakeTransport feeds received packets from a channel and records sends.
 type fakeTransport struct {
-	in   chan mhsock.Received
+	inbox
 	mu   sync.Mutex
 	sent []proto.Packet
 	cond chan struct{}
 }
 
 func newFake() *fakeTransport {
-	return &fakeTransport{in: make(chan mhsock.Received), cond: make(chan struct{}, 64)}
+	return &fakeTransport{inbox: newInbox(), cond: make(chan struct{}, 64)}
 }
 
-func (f *fakeTransport) Recv(ctx context.Context, r *mhsock.Received) error {
+// inbox is the receiving half of the test transports: a test puts what
+// the agent receives into in.
+type inbox struct{ in chan mhsock.Received }
+
+func newInbox() inbox { return inbox{in: make(chan mhsock.Received)} }
+
+func (b inbox) Recv(ctx context.Context, r *mhsock.Received) error {
 	select {
-	case v := <-f.in:
+	case v := <-b.in:
 		*r = v
 		return nil
 	case <-ctx.Done():
@@ -116,14 +122,9 @@ max_lifetime = 40
 	return cfg
 }
 
-func startAgent(t *testing.T) (*Agent, *fakeTransport, *fakeProxy, *clock.Fake) {
+// runAgent runs a until the test ends.
+func runAgent(t *testing.T, a *Agent) {
 	t.Helper()
-	tr, px := newFake(), &fakeProxy{}
-	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
-	a, err := New(Config{HA: haConfig(t), Transport: tr, Proxy: px, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -133,6 +134,17 @@ func startAgent(t *testing.T) (*Agent, *fakeTransport, *fakeProxy, *clock.Fake) 
 			t.Errorf("Run: %v", err)
 		}
 	})
+}
+
+func startAgent(t *testing.T) (*Agent, *fakeTransport, *fakeProxy, *clock.Fake) {
+	t.Helper()
+	tr, px := newFake(), &fakeProxy{}
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	a, err := New(Config{HA: haConfig(t), Transport: tr, Proxy: px, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, a)
 	return a, tr, px, clk
 }
 

@@ -27,25 +27,15 @@ var (
 // the agent sends is marshalled (and signed) as mhsock would, and parsed
 // back, so that authenticators are real.
 type wireTransport struct {
-	t    *testing.T
-	in   chan mhsock.Received
+	t *testing.T
+	inbox
 	mu   sync.Mutex
 	sent []*proto.Packet
 	cond chan struct{}
 }
 
 func newWire(t *testing.T) *wireTransport {
-	return &wireTransport{t: t, in: make(chan mhsock.Received), cond: make(chan struct{}, 256)}
-}
-
-func (f *wireTransport) Recv(ctx context.Context, r *mhsock.Received) error {
-	select {
-	case v := <-f.in:
-		*r = v
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return &wireTransport{t: t, inbox: newInbox(), cond: make(chan struct{}, 256)}
 }
 
 func (f *wireTransport) Send(p *proto.Packet, sign proto.Signer) error {
@@ -162,15 +152,7 @@ func startCNWith(t *testing.T, cfg Config) (*Agent, *wireTransport, *clock.Fake)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runAgent(t, a)
 	return a, tr, clk
 }
 

@@ -1,7 +1,6 @@
 package ha
 
 import (
-	"context"
 	"net/netip"
 	"slices"
 	"sync"
@@ -57,15 +56,7 @@ prefixes = ["2001:db8:aaab::/64", "2001:db8:aaac::/64"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runAgent(t, a)
 	mnp := netip.MustParsePrefix("2001:db8:aaac::/64")
 
 	r := bu(coa1, 7, 10, proto.BID{ID: 1, PrioStatus: 9})
