@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,12 +99,7 @@ func TestVehicle(t *testing.T) {
 	if i, ok := is[lab.Ingress]; !ok || i.State != "excluded" || i.BID != 0 {
 		t.Errorf("interface %s: %+v, want excluded", lab.Ingress, i)
 	}
-	for key, want := range map[string]string{"all.forwarding": "1", "lan0.forwarding": "1", "eth0.forwarding": "0", "eth0.accept_ra": "2"} {
-		out, err := e.lab.Exec(e.ctx, lab.MN, "sysctl", "-n", "net.ipv6.conf."+key)
-		if got := strings.TrimSpace(string(out)); err != nil || got != want {
-			t.Errorf("mn: net.ipv6.conf.%s = %q (%v), want %s", key, got, err, want)
-		}
-	}
+	e.sysctlsAre("mn", map[string]string{"all.forwarding": "1", "lan0.forwarding": "1", "eth0.forwarding": "0", "eth0.accept_ra": "2"})
 
 	if err := e.lab.Ping(e.ctx, lab.Host, lab.CNAddr); err != nil {
 		t.Fatal(err)
@@ -161,14 +157,24 @@ func TestVehicle(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitFor("the mobile network no longer routed by the HA", registerTimeout, func() error { return e.prefixRoutedVia() })
-	for key, want := range map[string]string{"all.forwarding": "0", "lan0.forwarding": "1", "eth0.forwarding": "0"} {
-		out, err := e.lab.Exec(e.ctx, lab.MN, "sysctl", "-n", "net.ipv6.conf."+key)
-		if got := strings.TrimSpace(string(out)); err != nil || got != want {
-			t.Errorf("mn after stop: net.ipv6.conf.%s = %q (%v), want %s", key, got, err, want)
-		}
-	}
+	e.sysctlsAre("mn after stop", stoppedRouter)
 	if _, err := e.lab.Exec(e.ctx, lab.MN, "nft", "list", "table", "ip6", "mcoad"); err == nil {
 		t.Error("mn after stop: nftables table mcoad still there")
+	}
+}
+
+// stoppedRouter are the MN's IPv6 settings once mcoad no longer forwards:
+// as the lab made them.
+var stoppedRouter = map[string]string{"all.forwarding": "0", "lan0.forwarding": "1", "eth0.forwarding": "0"}
+
+// sysctlsAre checks net.ipv6.conf settings in the mn node.
+func (e *env) sysctlsAre(what string, want map[string]string) {
+	e.t.Helper()
+	for key, v := range want {
+		out, err := e.lab.Exec(e.ctx, lab.MN, "sysctl", "-n", "net.ipv6.conf."+key)
+		if got := strings.TrimSpace(string(out)); err != nil || got != v {
+			e.t.Errorf("%s: net.ipv6.conf.%s = %q (%v), want %s", what, key, got, err, v)
+		}
 	}
 }
 
@@ -204,4 +210,17 @@ func TestVehicleImplicit(t *testing.T) {
 			t.Errorf("BU to the HA with %d prefix options, answered %d; want none, accepted", bu.Prefixes, bu.Status)
 		}
 	}
+
+	// Killed as a mobile router, forwarding stays on; mcoad -cleanup puts
+	// the settings back from its state file before it removes the
+	// forward chain that confined it.
+	if err := e.mn.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-e.mn.Proc().Done()
+	e.sysctlsAre("mn, mcoad killed", map[string]string{"all.forwarding": "1"})
+	if out, err := e.lab.Exec(e.ctx, lab.MN, bins.mcoad, "-cleanup", "-config", e.mn.Config); err != nil {
+		t.Fatalf("mcoad -cleanup: %v\n%s", err, out)
+	}
+	e.sysctlsAre("mn after mcoad -cleanup", stoppedRouter)
 }

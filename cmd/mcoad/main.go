@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -44,10 +45,15 @@ func run(args []string) int {
 		// The marks and tables of the configuration when it loads, the
 		// defaults otherwise: cleaning up must not depend on a good file.
 		dp := config.Dataplane{Mark: config.DefaultMark, Mask: config.DefaultMask, TableBase: config.DefaultTableBase}
+		stateDir := config.DefaultStateDir
 		if cfg, err := config.LoadMN(*cfgPath); err == nil {
-			dp = cfg.Dataplane
+			dp, stateDir = cfg.Dataplane, cfg.MobileNode.StateDir
 		}
-		if err := cleanupKernel(dp); err != nil {
+		// A mobile router's forwarding settings first, while the forward
+		// chain that confines its forwarding is still there.
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		err := mn.RestoreForwarding(stateDir, log)
+		if err := errors.Join(err, cleanupKernel(dp)); err != nil {
 			fmt.Fprintln(os.Stderr, "mcoad: cleanup:", err)
 			return 1
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -88,7 +89,11 @@ func newDataPath(d *Daemon, cfg *config.MN) (*dataPath, error) {
 		byBID: map[uint16]bul.Entry{}, kickc: make(chan struct{}, 1),
 	}
 	if nets != nil {
-		p.fwd = newForwarding(procSysctls{}, nets.Ingress, log)
+		file := ""
+		if dir := cfg.MobileNode.StateDir; dir != "" {
+			file = filepath.Join(dir, forwardingFile)
+		}
+		p.fwd = newForwarding(procSysctls{}, nets.Ingress, file, log)
 	}
 	return p, nil
 }

@@ -1,6 +1,7 @@
 package mn
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,23 +46,91 @@ type forwarding struct {
 	sys     sysctls
 	log     *slog.Logger
 	ingress []string
+	// file keeps saved across a crash ("": nowhere): a mcoad killed as
+	// a mobile router would leave forwarding on, and `mcoad -cleanup`
+	// removes the forward chain that confines it; the next start or
+	// -cleanup puts the values back from it.
+	file string
 
 	on    bool
 	saved []savedSysctl // in the order first changed
 	keys  map[string]bool
+	dirty bool // saved grew since the file was written
 }
+
+// forwardingFile is the state file of the values mcoad changed.
+const forwardingFile = "forwarding.json"
 
 // savedSysctl is a value as it was before mcoad changed it. inherited:
 // captured after mcoad switched all/forwarding on, so the value is the one
 // that switch gave the interface, and restoring all/forwarding puts the
 // interface back by itself.
 type savedSysctl struct {
-	key, val  string
-	inherited bool
+	Key       string `json:"key"`
+	Val       string `json:"value"`
+	Inherited bool   `json:"inherited,omitempty"`
 }
 
-func newForwarding(sys sysctls, ingress []string, log *slog.Logger) *forwarding {
-	return &forwarding{sys: sys, log: log, ingress: slices.Clone(ingress), keys: map[string]bool{}}
+// newForwarding: file ("" none) may hold what a mcoad that did not stop
+// changed; those are the values to put back, not the current ones.
+func newForwarding(sys sysctls, ingress []string, file string, log *slog.Logger) *forwarding {
+	f := &forwarding{sys: sys, log: log, ingress: slices.Clone(ingress), file: file, keys: map[string]bool{}}
+	if saved, err := loadSaved(file); err != nil {
+		log.Warn("forwarding settings of an earlier run", "err", err)
+	} else if len(saved) > 0 {
+		f.saved, f.on = saved, true
+		for _, v := range saved {
+			f.keys[v.Key] = true
+		}
+		log.Info("IPv6 forwarding settings of a run that did not stop: they are put back on stop", "file", file)
+	}
+	return f
+}
+
+func loadSaved(file string) ([]savedSysctl, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var saved []savedSysctl
+	if err := json.Unmarshal(b, &saved); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return saved, nil
+}
+
+// persist writes saved to the file (atomically) when it grew.
+func (f *forwarding) persist() error {
+	if f.file == "" || !f.dirty {
+		return nil
+	}
+	b, err := json.Marshal(f.saved)
+	if err != nil {
+		return err
+	}
+	tmp := f.file + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("forwarding state: %w", err)
+	}
+	if err := os.Rename(tmp, f.file); err != nil {
+		return fmt.Errorf("forwarding state: %w", err)
+	}
+	f.dirty = false
+	return nil
+}
+
+// RestoreForwarding puts back the IPv6 forwarding settings that a mcoad
+// which did not stop left changed (the state file in stateDir), for
+// `mcoad -cleanup`. Nothing saved is success.
+func RestoreForwarding(stateDir string, log *slog.Logger) error {
+	f := newForwarding(procSysctls{}, nil, filepath.Join(stateDir, forwardingFile), log)
+	return f.restore()
 }
 
 func sysctlName(key string) string { return "net.ipv6.conf." + strings.ReplaceAll(key, "/", ".") }
@@ -72,8 +141,9 @@ func (f *forwarding) remember(key, cur string) {
 		return
 	}
 	f.keys[key] = true
-	f.saved = append(f.saved, savedSysctl{key: key, val: cur,
-		inherited: f.on && f.keys["all/forwarding"] && strings.HasSuffix(key, "/forwarding")})
+	f.saved = append(f.saved, savedSysctl{Key: key, Val: cur,
+		Inherited: f.on && f.keys["all/forwarding"] && strings.HasSuffix(key, "/forwarding")})
+	f.dirty = true
 }
 
 // ensure sets key to val, remembering the value it had the first time.
@@ -86,6 +156,9 @@ func (f *forwarding) ensure(key, val string) error {
 		return nil
 	}
 	f.remember(key, cur)
+	if err := f.persist(); err != nil {
+		return err // changing what could not be saved could not be undone
+	}
 	if err := f.sys.set(key, val); err != nil {
 		return fmt.Errorf("sysctl %s=%s: %w", sysctlName(key), val, err)
 	}
@@ -144,17 +217,22 @@ func (f *forwarding) restore() error {
 	var errs []error
 	order := slices.Clone(f.saved)
 	slices.SortStableFunc(order, func(a, b savedSysctl) int {
-		return boolInt(!strings.HasPrefix(a.key, "all/")) - boolInt(!strings.HasPrefix(b.key, "all/"))
+		return boolInt(!strings.HasPrefix(a.Key, "all/")) - boolInt(!strings.HasPrefix(b.Key, "all/"))
 	})
 	for _, s := range order {
-		if s.inherited {
+		if s.Inherited {
 			continue
 		}
-		if err := f.sys.set(s.key, s.val); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("restore sysctl %s=%s: %w", sysctlName(s.key), s.val, err))
+		if err := f.sys.set(s.Key, s.Val); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("restore sysctl %s=%s: %w", sysctlName(s.Key), s.Val, err))
 		}
 	}
-	f.saved, f.keys, f.on = nil, map[string]bool{}, false
+	f.saved, f.keys, f.on, f.dirty = nil, map[string]bool{}, false, false
+	if f.file != "" && len(errs) == 0 {
+		if err := os.Remove(f.file); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("forwarding state: %w", err))
+		}
+	}
 	f.log.Info("IPv6 forwarding settings restored")
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -69,7 +70,7 @@ func TestForwarding(t *testing.T) {
 	sys := newFakeSysctls("lan0", "eth0", "wlan0", "docker0")
 	sys.v["lan0/forwarding"] = "1" // radvd's interface, as the lab sets it
 	before := maps.Clone(sys.v)
-	f := newForwarding(sys, []string{"lan0"}, slog.New(slog.DiscardHandler))
+	f := newForwarding(sys, []string{"lan0"}, "", slog.New(slog.DiscardHandler))
 	if f.enabled() {
 		t.Fatal("enabled before apply")
 	}
@@ -138,7 +139,7 @@ func TestForwardingAlreadyRouter(t *testing.T) {
 	sys := newFakeSysctls("lan0", "eth0")
 	sys.set("all/forwarding", "1")
 	sys.log = nil
-	f := newForwarding(sys, []string{"lan0"}, slog.New(slog.DiscardHandler))
+	f := newForwarding(sys, []string{"lan0"}, "", slog.New(slog.DiscardHandler))
 	if err := f.apply([]string{"eth0"}); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestForwardingAlreadyRouter(t *testing.T) {
 // applies; restoring a vanished interface is no error.
 func TestForwardingErrors(t *testing.T) {
 	sys := newFakeSysctls("lan0", "eth0", "wlan0")
-	f := newForwarding(sys, []string{"lan0"}, slog.New(slog.DiscardHandler))
+	f := newForwarding(sys, []string{"lan0"}, "", slog.New(slog.DiscardHandler))
 	err := f.apply([]string{"eth0", "gone0"})
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "net.ipv6.conf.gone0.accept_ra") {
 		t.Errorf("apply with a vanished uplink: %v", err)
@@ -193,5 +194,47 @@ func TestWatchRules(t *testing.T) {
 	}}
 	if got := uplinks(s); !slices.Equal(got, []string{"eth0", "wlan0"}) {
 		t.Errorf("uplinks = %v", got)
+	}
+}
+
+// TestForwardingSurvivesCrash: what a mcoad killed as a mobile router
+// changed is in its state file; the next run (or -cleanup) puts back the
+// values from before the first run, not the ones the crashed run left.
+func TestForwardingSurvivesCrash(t *testing.T) {
+	sys := newFakeSysctls("lan0", "eth0", "wlan0")
+	before := maps.Clone(sys.v)
+	file := filepath.Join(t.TempDir(), forwardingFile)
+	quiet := slog.New(slog.DiscardHandler)
+	crashed := newForwarding(sys, []string{"lan0"}, file, quiet)
+	if err := crashed.apply([]string{"eth0", "wlan0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("no state file while forwarding is on: %v", err)
+	}
+	if sys.v["all/forwarding"] != "1" {
+		t.Fatal("forwarding not on")
+	}
+	// Killed: no restore. The next run starts from the file.
+	next := newForwarding(sys, []string{"lan0"}, file, quiet)
+	if err := next.apply([]string{"eth0", "wlan0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := next.restore(); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(sys.v, before) {
+		t.Errorf("after a crash and a restart's stop:\n got %v\nwant %v", sys.v, before)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state file after restore: %v", err)
+	}
+	// A state file that is not ours is an error to log, not a reason to
+	// change the values it names.
+	if err := os.WriteFile(file, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f := newForwarding(sys, []string{"lan0"}, file, quiet); f.enabled() || len(f.saved) != 0 {
+		t.Errorf("a broken state file was taken: %+v", f.saved)
 	}
 }
