@@ -42,7 +42,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"up", "[-prefix P] [-daemons] [-vehicle] [-ra-min D] [-ra-max D] [-dad] [-no-radvd]", "build the lab and leave it running (-daemons: with mcoa-ha and mcoad; -vehicle: a host behind the MN, a NEMO mobile router)", cmdUp},
+		{"up", "[-prefix P] [-daemons [-dataplane B]] [-vehicle] [-ra-min D] [-ra-max D] [-dad] [-no-radvd]", "build the lab and leave it running (-daemons: with mcoa-ha and mcoad, data plane B, default tun; -vehicle: a host behind the MN, a NEMO mobile router)", cmdUp},
 		{"down", "[-all]", "tear the lab down (-all: also every stale lab of crashed runs)", cmdDown},
 		{"exec", "NODE CMD [ARG...]", "run CMD inside NODE (" + strings.Join(lab.Nodes, " ") + ")", cmdExec},
 		{"status", "[-json]", "list nodes, interfaces, addresses and processes", cmdStatus},
@@ -140,6 +140,7 @@ func cmdUp(ctx context.Context, stateFile string, args []string) error {
 	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for the MN's care-of addresses")
 	quiet := fs.Bool("q", false, "print only errors")
 	daemons := fs.Bool("daemons", false, "also start mcoa-ha in ha and mcoad in mn (binaries next to mcoa-lab or on PATH)")
+	backend := fs.String("dataplane", "tun", `with -daemons: both daemons' [dataplane] backend ("none": signaling only)`)
 	vehicle := fs.Bool("vehicle", false, "a vehicle: node host behind the MN's lan0 on "+lab.MobileNetPrefix.String()+" (with -daemons: mcoad as NEMO mobile router, both data planes tun)")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
@@ -188,8 +189,8 @@ func cmdUp(ctx context.Context, stateFile string, args []string) error {
 	}
 	var ds []*lab.Daemon
 	if *daemons {
-		var hc lab.HAConfig
-		var mc lab.MNConfig
+		hc := lab.HAConfig{Backend: *backend}
+		mc := lab.MNConfig{Backend: *backend}
 		if *vehicle {
 			hc = lab.HAConfig{Vehicle: true, Backend: "tun"}
 			mc = lab.MNConfig{Vehicle: true, Backend: "tun"}
@@ -209,6 +210,9 @@ func cmdUp(ctx context.Context, stateFile string, args []string) error {
 			return err
 		}
 		try := fmt.Sprintf("mcoa-lab exec mn ping -c1 %s", lab.HAAddr)
+		if *daemons && *backend != "none" {
+			try = fmt.Sprintf("mcoa-lab exec mn ping -c1 -I %s %s (the home address, through the tunnels)", lab.HoA, lab.CNAddr)
+		}
 		if *vehicle {
 			try = fmt.Sprintf("mcoa-lab exec host ping -c1 %s", lab.CNAddr)
 		}
