@@ -108,14 +108,11 @@ func (b *bench) dataplane(ctx context.Context) (_ dataplaneFigures, err error) {
 		}
 	}
 
-	srv, err := b.lab.Command(ctx, lab.CN, "iperf3", "-s", "-B", lab.CNAddr.String())
+	stop, err := b.lab.StartIperfServer(ctx, lab.CN, lab.CNAddr)
 	if err != nil {
 		return f, err
 	}
-	if err := srv.Start(); err != nil {
-		return f, fmt.Errorf("iperf3 server: %w", err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
+	defer stop()
 	secs := strconv.Itoa(int(b.o.iperf / time.Second))
 	for _, dir := range []struct {
 		name string

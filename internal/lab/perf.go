@@ -1,10 +1,12 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -37,6 +39,40 @@ func ParseIperf(out []byte) (IperfResult, error) {
 		return IperfResult{}, errors.New("iperf3: nothing received")
 	}
 	return IperfResult{BitsPerSecond: r.End.SumReceived.BitsPerSecond, Retransmits: r.End.SumSent.Retransmits}, nil
+}
+
+// StartIperfServer starts an iperf3 server in node bound to addr and
+// returns once it listens; stop ends it.
+func (l *Lab) StartIperfServer(ctx context.Context, node string, addr netip.Addr) (stop func(), err error) {
+	cmd, err := l.Command(ctx, node, "iperf3", "-s", "-B", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("iperf3 server: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop = func() { cmd.Process.Kill(); <-exited }
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ls, err := l.Exec(ctx, node, "ss", "-Hltn", "sport = :5201")
+		if err == nil && len(bytes.TrimSpace(ls)) > 0 {
+			return stop, nil
+		}
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("iperf3 server in %s exited: %s", node, bytes.TrimSpace(out.Bytes()))
+		default:
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			stop()
+			return nil, fmt.Errorf("iperf3 server in %s not listening after 10 s: %s", node, bytes.TrimSpace(out.Bytes()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Iperf runs an iperf3 client (JSON output) in node with args, retrying
