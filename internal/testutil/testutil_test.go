@@ -51,3 +51,17 @@ func TestSyncBuffer(t *testing.T) {
 		t.Fatalf("%d bytes written, want 20: %q", n, b.String())
 	}
 }
+
+// TestSum: RFC 1071's worked example (section 3) and an odd length.
+func TestSum(t *testing.T) {
+	if got := Sum([]byte{0x00, 0x01, 0xf2, 0x03}, []byte{0xf4, 0xf5, 0xf6, 0xf7}); got != 0xddf2 {
+		t.Errorf("RFC 1071 example: %#04x, want 0xddf2", got)
+	}
+	if got := Sum([]byte{0x01}); got != 0x0100 {
+		t.Errorf("odd octet: %#04x, want 0x0100", got)
+	}
+	p := Pseudo(make([]byte, 16), make([]byte, 16), 135, 0x01020304)
+	if len(p) != 40 || p[32] != 1 || p[35] != 4 || p[39] != 135 {
+		t.Errorf("pseudo-header %x", p)
+	}
+}

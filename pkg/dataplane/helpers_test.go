@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/mcoad/mcoad/internal/testutil"
 )
 
 var (
@@ -29,33 +31,11 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// naiveSum is a straightforward RFC 1071 checksum over 16-bit words, kept
-// apart from csumAdd so that tests check one with the other.
-func naiveSum(parts ...[]byte) uint16 {
-	var all []byte
-	for _, p := range parts {
-		all = append(all, p...)
-	}
-	if len(all)%2 == 1 {
-		all = append(all, 0)
-	}
-	var s uint32
-	for i := 0; i < len(all); i += 2 {
-		s += uint32(all[i])<<8 | uint32(all[i+1])
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
-}
-
-// pseudo is the IPv6 pseudo-header of an upper-layer checksum.
-func pseudo(src, dst []byte, proto uint8, length int) []byte {
-	p := make([]byte, 40)
-	copy(p, src)
-	copy(p[16:], dst)
-	binary.BigEndian.PutUint32(p[32:], uint32(length))
-	p[39] = proto
-	return p
-}
+// The reference sum and pseudo-header, independent of csumAdd.
+var (
+	naiveSum = testutil.Sum
+	pseudo   = testutil.Pseudo
+)
 
 // upperChecksumOK checks the upper-layer checksum of a packet without
 // extension headers.

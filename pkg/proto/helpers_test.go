@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/mcoad/mcoad/internal/testutil"
 )
 
 var (
@@ -18,29 +20,13 @@ var (
 	tCoA3 = netip.MustParseAddr("2001:db8:3::100")
 )
 
-// refSum is an independent Internet checksum, written the way RFC 1071
-// describes it: 16-bit big-endian words, odd octet padded, carries folded.
-func refSum(parts ...[]byte) uint16 {
-	var all []byte
-	for _, p := range parts {
-		all = append(all, p...)
-	}
-	if len(all)%2 == 1 {
-		all = append(all, 0)
-	}
-	var s uint32
-	for i := 0; i < len(all); i += 2 {
-		s += uint32(all[i])<<8 | uint32(all[i+1])
-		s = (s & 0xffff) + (s >> 16)
-	}
-	return uint16(s)
-}
+// refSum is an independent Internet checksum (RFC 1071).
+var refSum = testutil.Sum
 
 // refPseudo is the IPv6 pseudo-header of RFC 8200 8.1 for an MH of n octets.
 func refPseudo(src, dst netip.Addr, n int) []byte {
 	s, d := src.As16(), dst.As16()
-	p := append(append([]byte{}, s[:]...), d[:]...)
-	return append(p, byte(n>>24), byte(n>>16), byte(n>>8), byte(n), 0, 0, 0, 135)
+	return testutil.Pseudo(s[:], d[:], 135, n)
 }
 
 // refChecksum computes the checksum to put into mh (its own checksum field
