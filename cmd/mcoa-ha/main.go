@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/mcoad/mcoad/internal/service"
+
 	"github.com/mcoad/mcoad/internal/ha"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
@@ -54,9 +56,7 @@ func run(args []string) int {
 		fmt.Printf("%s: ok\n", *cfgPath)
 		return 0
 	}
-	level := new(slog.LevelVar)
-	level.Set(cfg.Log.Level)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log, level := service.NewLogger(cfg.Log.Level)
 	slog.SetDefault(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -202,19 +202,7 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 		}
 		log.Info("configuration reloaded", "trigger", why)
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				reload("SIGHUP")
-			}
-		}
-	}()
+	service.OnHUP(ctx, func() { reload("SIGHUP") })
 	go func() {
 		if err := config.Watch(ctx, path, func() { reload("file changed") }); err != nil && ctx.Err() == nil {
 			log.Warn("configuration file not watched", "err", err)

@@ -10,11 +10,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/mcoad/mcoad/internal/service"
 
 	"github.com/mcoad/mcoad/internal/mn"
 	"github.com/mcoad/mcoad/pkg/config"
@@ -72,9 +73,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	level := new(slog.LevelVar)
-	level.Set(cfg.Log.Level)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log, level := service.NewLogger(cfg.Log.Level)
 	slog.SetDefault(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -82,46 +81,24 @@ func run(args []string) int {
 	var daemon atomic.Pointer[mn.Daemon]
 	opt := mn.Options{
 		ConfigPath: *cfgPath, Logger: log, Level: level, Version: version,
-		Ready:       func() { sdNotify("READY=1") },
+		Ready:       func() { service.Notify("READY=1") },
 		Started:     daemon.Store,
 		DBusAddress: *dbusAddr, WatchConfig: *watchConfig,
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			d := daemon.Load()
-			if d == nil {
-				continue
-			}
-			sdNotify("RELOADING=1")
-			if err := d.Reload(ctx); err != nil {
-				log.Error("SIGHUP reload refused", "err", err)
-			}
-			sdNotify("READY=1")
+	service.OnHUP(ctx, func() {
+		d := daemon.Load()
+		if d == nil {
+			return
 		}
-	}()
+		service.Notify("RELOADING=1")
+		if err := d.Reload(ctx); err != nil {
+			log.Error("SIGHUP reload refused", "err", err)
+		}
+		service.Notify("READY=1")
+	})
 	if err := mn.Run(ctx, cfg, opt); err != nil {
 		log.Error("mcoad stopped", "err", err)
 		return 1
 	}
 	return 0
-}
-
-// sdNotify tells systemd (Type=notify) about the daemon's state; without
-// NOTIFY_SOCKET it does nothing.
-func sdNotify(state string) {
-	path := os.Getenv("NOTIFY_SOCKET")
-	if path == "" {
-		return
-	}
-	if path[0] == '@' {
-		path = "\x00" + path[1:]
-	}
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		return
-	}
-	defer c.Close()
-	c.Write([]byte(state))
 }
