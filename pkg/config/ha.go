@@ -7,6 +7,10 @@ import (
 	"slices"
 )
 
+// DefaultHAStateDir is where mcoa-ha keeps its binding cache
+// (home_agent.state_dir).
+const DefaultHAStateDir = "/var/lib/mcoa-ha"
+
 // DefaultHA returns mcoa-ha's defaults. The required keys (address,
 // interface, home prefix) are left zero.
 func DefaultHA() *HA {
@@ -16,6 +20,7 @@ func DefaultHA() *HA {
 			MaxLifetime:      DefaultLifetime,
 			Profile:          DefaultProfile,
 			BIDOptionType:    DefaultBIDOptionType,
+			StateDir:         DefaultHAStateDir,
 		},
 		Correspondent: CNResponder{
 			MaxLifetime:   MaxRRLifetime,
@@ -99,6 +104,9 @@ func (t *tbl) homeAgent(h *HomeAgent) {
 	t.lifetime("max_lifetime", &h.MaxLifetime)
 	t.profile(&h.Profile, &h.BIDOptionType)
 	t.boolean("require_auth", &h.RequireAuth)
+	if s, ok := t.str("state_dir"); ok && t.w.absPath(t.at("state_dir"), s) {
+		h.StateDir = s
+	}
 
 	seen := map[netip.Addr]string{}
 	var claimed claims

@@ -59,6 +59,7 @@ func TestParseHAValid(t *testing.T) {
 			`max_lifetime = "1h"`,
 			`bid_option_type = 99`,
 			`require_auth = true`,
+			`state_dir = "/srv/mcoa-ha"`,
 			`[[home_agent.mn]]`,
 			`home_address = "2001:db8:aaaa::100"`,
 			`spi = 1000`,
@@ -82,6 +83,7 @@ func TestParseHAValid(t *testing.T) {
 			h.MaxLifetime = time.Hour
 			h.BIDOptionType = 99
 			h.RequireAuth = true
+			h.StateDir = "/srv/mcoa-ha"
 			h.MNs = []HAMobileNode{
 				{HomeAddress: netip.MustParseAddr("2001:db8:aaaa::100"), SPI: 1000, Key: key,
 					Prefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:aaab::/64")}},
@@ -232,6 +234,10 @@ func TestParseHAInvalid(t *testing.T) {
 			`home_prefix = "2001:db8:aaaa::/64"`,
 		), []wantErr{{3, "home_agent.interface", "not a valid interface name"}}},
 		{"serve", withHead(haHead, `serve = []`), []wantErr{{5, "home_agent.serve", "is empty"}}},
+		{"state_dir relative", withHead(haHead, `state_dir = "var/lib/mcoa-ha"`),
+			[]wantErr{{5, "home_agent.state_dir", "not an absolute path"}}},
+		{"state_dir not a string", withHead(haHead, `state_dir = 1`),
+			[]wantErr{{5, "home_agent.state_dir", "must be a string"}}},
 		{"serve elements", withHead(haHead, `serve = [`, `  "2001:db8:aaaa::/64",`, `  "2001:db8:bbbb::1/48",`, `  true,`, `]`),
 			[]wantErr{
 				{7, "home_agent.serve[1]", "has bits set after the prefix length"},
@@ -304,5 +310,19 @@ func TestParseHAInvalid(t *testing.T) {
 			}
 			checkErrs(t, "ha.toml", err, tt.want)
 		})
+	}
+}
+
+// home_agent.state_dir defaults to DefaultHAStateDir, also for a
+// correspondent node alone (which keeps no state there).
+func TestParseHAStateDirDefault(t *testing.T) {
+	for _, src := range []string{withHead(haHead), lines(`[correspondent]`, `enabled = true`, `address = "2001:db8:cccc::1"`)} {
+		c, err := parseHA("ha.toml", []byte(src), noRead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.HomeAgent.StateDir != DefaultHAStateDir || DefaultHAStateDir != "/var/lib/mcoa-ha" {
+			t.Errorf("state_dir = %q, want %q", c.HomeAgent.StateDir, DefaultHAStateDir)
+		}
 	}
 }

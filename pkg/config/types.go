@@ -306,6 +306,10 @@ type HomeAgent struct {
 	// no [[home_agent.mn]] entry with a key. Default false.
 	RequireAuth bool
 	MNs         []HAMobileNode // [[home_agent.mn]]
+	// StateDir: state_dir, an absolute path (default DefaultHAStateDir);
+	// the binding cache is kept there so that a restart or crash does
+	// not cut the mobile nodes off.
+	StateDir string
 }
 
 // WireProfile returns the wire profile the configuration names.
