@@ -48,6 +48,8 @@ type Cache struct {
 	newTAT int64 // GCRA of MaxBAPerSecondNew
 
 	cnt counters
+	// gen counts the changes of what Save returns (Generation).
+	gen uint64
 
 	// mnps holds the mobile network prefixes registered by each mobile
 	// router's home address (RFC 3963), beside the table: few home
@@ -348,6 +350,7 @@ func (c *Cache) note(kind ChangeKind, h *hoaState, b *binding) {
 // removeAt removes binding j of h, noting it.
 func (c *Cache) removeAt(h *hoaState, j int) {
 	b := h.binds[j]
+	c.gen++
 	c.note(Removed, h, &b)
 	h.binds = slices.Delete(h.binds, j, j+1)
 	c.n--
@@ -398,5 +401,6 @@ func (c *Cache) setPrefixes(key [16]byte, ps []netip.Prefix) {
 		}
 		c.mnps[key] = ps
 	}
+	c.gen++
 	c.changes = append(c.changes, Change{Kind: PrefixesChanged, HoA: netip.AddrFrom16(key), Prefixes: ps})
 }

@@ -50,4 +50,10 @@
 //     without a cache entry, by one shared limit, so that a flood of BUs
 //     cannot turn the node into a reflector. Excess BUs are dropped before
 //     they change anything, and counted.
+//   - Save and Restore carry the cache across a restart: bindings with
+//     their absolute expiry, sequence numbers and mobile network prefixes.
+//     Restore drops what has expired meanwhile and refuses a home address
+//     whose bindings the running configuration would not accept (not
+//     served, no longer a mobile router); Generation tells the owner when
+//     a new copy is due.
 package bcache

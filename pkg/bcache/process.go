@@ -286,6 +286,7 @@ func (c *Cache) newBinding(m *proto.Message, coa netip.Addr, bid uint16, prio ui
 
 // put registers nb in h, updating the binding with the same BID.
 func (c *Cache) put(h *hoaState, nb binding) {
+	c.gen++ // a refresh too: new expiry and sequence number
 	if j := findBID(h.binds, nb.bid); j >= 0 {
 		old := h.binds[j]
 		h.binds[j] = nb
@@ -441,8 +442,9 @@ func (c *Cache) withBIDs(in *BUInput, hoa netip.Addr, key [16]byte, h *hoaState,
 		}
 	}
 	if h != nil {
-		if good > 0 {
+		if good > 0 && h.lastSeq != m.Sequence {
 			h.lastSeq = m.Sequence
+			c.gen++
 		}
 		if len(h.binds) == 0 {
 			c.dropIfEmpty(h)

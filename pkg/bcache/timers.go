@@ -183,6 +183,7 @@ func (c *Cache) Tick(now time.Time) ([]BRR, []Change) {
 				c.cnt.expired++
 			case c.brrAt(b) <= t:
 				b.flags |= flagBRRSent
+				c.gen++
 				c.brrs = append(c.brrs, BRR{HoA: netip.AddrFrom16(h.key), CoA: netip.AddrFrom16(b.coa), BID: b.bid})
 				c.cnt.brrs++
 			}
