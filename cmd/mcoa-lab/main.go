@@ -7,6 +7,8 @@
 //	                             -vehicle: a host behind the MN as NEMO mobile router)
 //	mcoa-lab status              nodes, interfaces, addresses, processes
 //	mcoa-lab exec NODE CMD...    run CMD inside NODE (mn ar1 ar2 ar3 core ha cn)
+//	mcoa-lab fault NODE blackhole|loss PERCENT|clear
+//	                             a path fault on a router (ar1 ar2 ar3 core): its links stay up
 //	mcoa-lab down                tear it down
 //	mcoa-lab demo [-vehicle|-ro] the live demo (make lab runs all three): its own lab, torn down
 //	                             at the end (-vehicle: NEMO mobile router; -ro: route optimisation)
@@ -45,7 +47,8 @@ func init() {
 		{"up", "[-prefix P] [-daemons [-dataplane B]] [-vehicle] [-ra-min D] [-ra-max D] [-dad] [-no-radvd]", "build the lab and leave it running (-daemons: with mcoa-ha and mcoad, data plane B, default tun; -vehicle: a host behind the MN, a NEMO mobile router)", cmdUp},
 		{"down", "[-all]", "tear the lab down (-all: also every stale lab of crashed runs)", cmdDown},
 		{"exec", "NODE CMD [ARG...]", "run CMD inside NODE (" + strings.Join(lab.Nodes, " ") + ")", cmdExec},
-		{"status", "[-json]", "list nodes, interfaces, addresses and processes", cmdStatus},
+		{"status", "[-json]", "list nodes, interfaces, addresses, processes and faults", cmdStatus},
+		{"fault", "NODE blackhole|loss PERCENT|clear", "a path fault on router NODE (ar1 ar2 ar3 core): drop all, or PERCENT % at random, of what it forwards, both ways, while its links, addresses and RAs stay; clear: none", cmdFault},
 		{"demo", "[-prefix P] [-dataplane B] [-vehicle | -ro]", "the live demo (`make lab` runs all three): registration, link loss, returning home; -vehicle: a host behind the MN as mobile router; -ro: route optimisation with a correspondent node", cmdDemo},
 		{"bench", "[-md FILE] [-idle D] [-cycles N]", "measure registration latency, fail-over, bulk vs individual, idle cost", cmdBench},
 		{"help", "", "this list", cmdHelp},
@@ -307,6 +310,7 @@ func cmdStatus(ctx context.Context, stateFile string, args []string) error {
 	if err != nil {
 		return err
 	}
+	faults, ferr := l.Faults()
 	if *asJSON {
 		nodes, err := l.Status(ctx)
 		if err != nil {
@@ -314,13 +318,16 @@ func cmdStatus(ctx context.Context, stateFile string, args []string) error {
 		}
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		return errors.Join(enc.Encode(struct {
 			lab.State
-			Nodes []lab.NodeStatus `json:"nodes"`
-		}{st, nodes})
+			Nodes  []lab.NodeStatus `json:"nodes"`
+			Faults []lab.FaultState `json:"faults"`
+		}{st, nodes, faults}), ferr)
 	}
 	fmt.Printf("lab %s (dir %s, up since %s)\n", st.Prefix, st.Dir, st.Created.Local().Format(time.DateTime))
-	return printStatus(ctx, os.Stdout, l)
+	err = printStatus(ctx, os.Stdout, l)
+	printFaults(os.Stdout, faults)
+	return errors.Join(err, ferr)
 }
 
 func printStatus(ctx context.Context, w io.Writer, l *lab.Lab) error {

@@ -267,9 +267,12 @@ func (l *Lab) FaultStatus(node string) (FaultState, error) {
 }
 
 // Faults returns the faults in force on the lab's FaultNodes whose
-// namespace exists (none: an empty list).
+// namespace exists (none: an empty list, also where nft is missing).
 func (l *Lab) Faults() ([]FaultState, error) {
-	var out []FaultState
+	out := []FaultState{}
+	if CheckTools("nft") != nil {
+		return out, nil // no nft, no fault
+	}
 	var errs []error
 	for _, n := range FaultNodes {
 		if !nsExists(l.NS(n)) {
