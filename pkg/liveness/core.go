@@ -35,7 +35,7 @@ type path struct {
 	tx, rx      uint64
 	lastRx      time.Time
 	rxGap       time.Duration // smoothed time between polls that saw packets
-	txAt        time.Time // first send seen after lastProof (zero: none)
+	txAt        time.Time     // first send seen after lastProof (zero: none)
 	lastProof   time.Time
 	lastProofRx bool // lastProof was received traffic, not a probe's answer
 
