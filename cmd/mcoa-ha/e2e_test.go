@@ -81,13 +81,14 @@ home_prefix = "2001:db8:aaaa::/64"
 serve = ["2001:db8:aaaa::/64"]
 bulk_registration = %v
 max_lifetime = 420
+state_dir = %q
 
 [control]
 socket = %q
 
 [log]
 level = "debug"
-`, haAddr, bulk, sock)
+`, haAddr, bulk, filepath.Join(dir, "state"), sock)
 	cfgPath := filepath.Join(dir, "mcoa-ha.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

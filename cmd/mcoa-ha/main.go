@@ -133,7 +133,17 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 
 	events := control.NewEvents(0)
 	defer events.Close()
-	agent, err := ha.New(ha.Config{HA: cfg, Transport: conn, Proxy: proxy, Plane: plane, CNPlane: cnPlane, Events: events, Logger: log, Version: version})
+	// The saved bindings come back in agent.Run, after the leftovers of a
+	// killed run are gone: the mobility header socket replaced its
+	// nftables table, the data planes made their devices afresh (a
+	// killed process's TUN devices and their routes went with it) and
+	// replaced the correspondent's ip rules.
+	var stateDir string
+	if isHA {
+		stateDir = cfg.HomeAgent.StateDir
+	}
+	agent, err := ha.New(ha.Config{HA: cfg, Transport: conn, Proxy: proxy, Plane: plane, CNPlane: cnPlane, Events: events,
+		Logger: log, Version: version, StateDir: stateDir})
 	if err != nil {
 		return err
 	}

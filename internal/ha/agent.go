@@ -57,6 +57,10 @@ type Config struct {
 	Clock     clock.Clock // nil: the wall clock
 	Logger    *slog.Logger
 	Version   string
+	// StateDir is where the binding cache is kept across restarts and
+	// crashes (home_agent.state_dir, see state.go); "" keeps nothing. A
+	// correspondent node alone keeps nothing either.
+	StateDir string
 }
 
 // Agent is a running home agent. Its methods other than Run are safe to
@@ -71,7 +75,8 @@ type Agent struct {
 
 	reqs    chan func()
 	proxied map[netip.Addr]bool
-	cn      *cnRole // nil unless [correspondent] enabled (cn.go)
+	cn      *cnRole    // nil unless [correspondent] enabled (cn.go)
+	persist *persister // nil unless the cache is kept (state.go)
 
 	// owner-goroutine scratch, reused
 	ba, out proto.Message
@@ -116,6 +121,9 @@ func New(cfg Config) (*Agent, error) {
 		if a.cn, err = newCNRole(cfg, prof); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.StateDir != "" && cfg.HA.HomeAgentRole() {
+		a.persist = &persister{store: newStateStore(cfg.StateDir), wait: saveInterval}
 	}
 	return a, nil
 }
@@ -181,6 +189,10 @@ func (a *Agent) Reload(ctx context.Context, cfg *config.HA) (restart []string, e
 			restart = append(restart, "home_agent (address, interface, profile)")
 			h.Address, h.Interface, h.Profile, h.BIDOptionType = oh.Address, oh.Interface, oh.Profile, oh.BIDOptionType
 		}
+		if h.StateDir != oh.StateDir {
+			restart = append(restart, "home_agent.state_dir")
+			h.StateDir = oh.StateDir
+		}
 		next := *cfg
 		next.HomeAgent = h
 		// The correspondent's lifetime cap applies at once; its profile
@@ -215,10 +227,18 @@ func (a *Agent) Reload(ctx context.Context, cfg *config.HA) (restart []string, e
 
 const recvQueue = 64
 
-// Run serves until ctx ends. On return the proxy entries are withdrawn.
+// Run serves until ctx ends. With a state directory it first restores the
+// saved bindings (proxy neighbour entries and data plane included), and on
+// return it writes the cache a last time. On return the proxy entries are
+// withdrawn.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if a.persist != nil {
+		a.startPersist()
+		defer a.stopPersist()
+		a.restore()
+	}
 
 	// The reader goroutine fills Received values from a small pool and
 	// hands them over; the owner gives them back once handled, so the
@@ -265,6 +285,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.withdraw()
 	for {
 		rearm()
+		saveTimer, saveDone := a.persist.chans()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -277,7 +298,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.tick()
 		case fn := <-a.reqs:
 			fn()
+		case <-saveTimer:
+			a.persist.armed = false
+		case err := <-saveDone:
+			a.saved(err)
 		}
+		a.saveDue()
 	}
 }
 
@@ -545,7 +571,7 @@ func (a *Agent) Metrics() []control.Metric {
 	for r, n := range c.Dropped {
 		drop.Samples = append(drop.Samples, control.Sample{Labels: map[string]string{"reason": r}, Value: float64(n)})
 	}
-	return []control.Metric{
+	ms := []control.Metric{
 		g("mcoa_ha_bindings", "Bindings in the cache.", "gauge", float64(c.Bindings)),
 		g("mcoa_ha_home_addresses", "Home addresses with at least one binding.", "gauge", float64(c.HoAs)),
 		g("mcoa_ha_bu_received_total", "Binding Updates processed.", "counter", float64(c.Received)),
@@ -558,4 +584,10 @@ func (a *Agent) Metrics() []control.Metric {
 		g("mcoa_ha_be_rate_limited_total", "Binding Errors not sent because of the rate limit.", "counter", float64(beLim)),
 		g("mcoa_ha_ignored_total", "Mobility messages a home agent does not serve.", "counter", float64(ign)),
 	}
+	if p := a.persist; p != nil {
+		ms = append(ms,
+			g("mcoa_ha_state_writes_total", "Binding cache copies written to the state directory.", "counter", float64(p.store.writes.Load())),
+			g("mcoa_ha_state_write_errors_total", "Binding cache copies that could not be written.", "counter", float64(p.store.failures.Load())))
+	}
+	return ms
 }
