@@ -42,8 +42,54 @@ type haEnv struct {
 	received mhsock.Received
 	lastBU   time.Time
 	proc     *exec.Cmd
+	procDone chan struct{}
+	bin      string
 	cfgPath  string
 	cfgText  string
+	stateDir string
+}
+
+// startProc starts mcoa-ha (appending to its log) and waits until its
+// control socket answers.
+func (e *haEnv) startProc() {
+	t := e.t
+	t.Helper()
+	logf, err := os.OpenFile(e.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := e.ha.Command(e.bin, "-config", e.cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(done) }()
+	e.proc, e.procDone = cmd, done
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := e.client.Status(context.Background()); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("mcoa-ha did not start: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stopProc stops mcoa-ha with SIGINT (SIGKILL after 5 s).
+func (e *haEnv) stopProc() {
+	if e.proc == nil {
+		return
+	}
+	e.proc.Process.Signal(os.Interrupt)
+	select {
+	case <-e.procDone:
+	case <-time.After(5 * time.Second):
+		e.proc.Process.Kill()
+		<-e.procDone
+	}
+	e.proc = nil
 }
 
 func buildHA(t *testing.T) string {
@@ -94,42 +140,17 @@ level = "debug"
 		t.Fatal(err)
 	}
 	e.log = filepath.Join(dir, "mcoa-ha.log")
-	logf, err := os.Create(e.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := e.ha.Command(bin, "-config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	e.proc, e.cfgPath, e.cfgText = cmd, cfgPath, cfg
+	e.bin, e.cfgPath, e.cfgText = bin, cfgPath, cfg
+	e.stateDir = filepath.Join(dir, "state")
+	e.client = control.NewClient(sock)
 	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
+		e.stopProc()
 		if t.Failed() {
 			b, _ := os.ReadFile(e.log)
 			t.Logf("mcoa-ha log:\n%s", b)
 		}
 	})
-	e.client = control.NewClient(sock)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := e.client.Status(context.Background()); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("mcoa-ha did not start: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e.startProc()
 	if err := e.mn.Do(func() error {
 		var err error
 		e.conn, err = mhsock.Listen(&mhsock.Config{NFTable: "mcoat_mn"})
@@ -422,5 +443,76 @@ func TestHomeAgentReload(t *testing.T) {
 	}
 	if got, want := e.cache(), fmt.Sprintf("1:%s:p30 2:%s:p20", coas[0], coas[1]); got != want {
 		t.Fatalf("cache after the reload: %s, want %s", got, want)
+	}
+}
+
+// TestHomeAgentKilled: mcoa-ha killed with SIGKILL and started again has
+// its bindings back before it answers on its control socket: the cache,
+// the proxy neighbour entry and the home address's route into the data
+// plane; the mobile node's next BU is a refresh and a replayed one gets
+// 135. A corrupt state file is set aside and the next start is empty.
+func TestHomeAgentKilled(t *testing.T) {
+	e := startHA(t, true)
+	ba := e.bu(coas[0], 105, []proto.BID{
+		{ID: 1, PrioStatus: 30, C: true, CoA: coas[0]},
+		{ID: 2, PrioStatus: 20, C: true, CoA: coas[1]},
+		{ID: 3, PrioStatus: 10, C: true, CoA: coas[2]},
+	}, nil)
+	checkBA(t, ba, coas[0], proto.StatusAccepted, map[uint16]uint8{1: 0, 2: 0, 3: 0})
+	want := fmt.Sprintf("1:%s:p30 2:%s:p20 3:%s:p10", coas[0], coas[1], coas[2])
+	file := filepath.Join(e.stateDir, "bindings.json")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(file)
+		if strings.Count(string(b), `"bid"`) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state file: %s", b)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	e.proc.Process.Kill()
+	<-e.procDone
+	e.proc = nil
+	start := time.Now()
+	e.startProc()
+	t.Logf("killed mcoa-ha answers again %v after its start", time.Since(start).Round(time.Millisecond))
+	if got := e.cache(); got != want {
+		t.Fatalf("cache after the restart: %q, want %q", got, want)
+	}
+	if !e.proxied() {
+		t.Error("home address not proxied after the restart")
+	}
+	if out := e.ha.Exec(t, "ip", "-6", "route", "show", hoa.String()); !strings.Contains(out, "mcoaha0") {
+		t.Errorf("route to the home address after the restart: %q", out)
+	}
+	ba = e.buSeq(coas[0], e.seq, 105, []proto.BID{{ID: 1, PrioStatus: 30}}, nil)
+	if ba.MH.Status != proto.StatusSequenceOutOfWindow || ba.MH.Sequence != e.seq {
+		t.Errorf("replayed BU: status %d sequence %d, want 135 with %d", ba.MH.Status, ba.MH.Sequence, e.seq)
+	}
+	ba = e.bu(coas[0], 105, []proto.BID{{ID: 1, PrioStatus: 30}}, nil)
+	checkBA(t, ba, coas[0], proto.StatusAccepted, map[uint16]uint8{1: 0})
+
+	// A corrupt file: logged, set aside, an empty start.
+	e.proc.Process.Kill()
+	<-e.procDone
+	e.proc = nil
+	if err := os.WriteFile(file, []byte("{\"format\": "), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.startProc()
+	if got := e.cache(); got != "" {
+		t.Fatalf("cache after a corrupt state file: %q", got)
+	}
+	if e.proxied() {
+		t.Error("the killed run's proxy entry outlives its binding")
+	}
+	if _, err := os.Stat(file + ".bad"); err != nil {
+		t.Errorf("corrupt file not set aside: %v", err)
+	}
+	if b, _ := os.ReadFile(e.log); !strings.Contains(string(b), "saved bindings unreadable") {
+		t.Errorf("no error logged for the corrupt file:\n%s", b)
 	}
 }

@@ -92,6 +92,13 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 		}
 		defer p.Close()
 		proxy = p
+		// A killed run's proxy entries: the agent keeps those of the
+		// bindings it restores and removes the others.
+		if left, err := p.Adopt(cfg.HomeAgent.Serve); err != nil {
+			log.Warn("proxy entries of a previous run not adopted", "err", err)
+		} else if len(left) > 0 {
+			log.Info("proxy entries of a previous run adopted", "hoas", left)
+		}
 	}
 
 	var plane ha.Plane

@@ -239,6 +239,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer a.stopPersist()
 		a.restore()
 	}
+	if a.cfg.Proxy != nil {
+		// Level-triggered: the proxy entries a killed run left (which
+		// the proxy adopted) go unless restored bindings want them.
+		if err := a.cfg.Proxy.Set(a.proxiedList()); err != nil {
+			a.log.Warn("proxy neighbour advertisement", "err", err)
+		}
+	}
 
 	// The reader goroutine fills Received values from a small pool and
 	// hands them over; the owner gives them back once handled, so the

@@ -96,6 +96,34 @@ func (p *ProxyND) Set(addrs []netip.Addr) error {
 	return errors.Join(errs...)
 }
 
+// Adopt takes over the proxy entries on the home link that a previous run
+// left (a killed home agent's) for addresses inside prefixes: they count
+// as set, so that the next Set keeps those still wanted and removes the
+// others. It returns the adopted addresses.
+func (p *ProxyND) Adopt(prefixes []netip.Prefix) ([]netip.Addr, error) {
+	ns, err := p.h.NeighProxyList(p.ifi.Index, unix.AF_INET6)
+	if err != nil {
+		return nil, fmt.Errorf("proxy ND: list: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []netip.Addr
+	for _, n := range ns {
+		a, ok := netip.AddrFromSlice(n.IP)
+		if !ok || n.LinkIndex != p.ifi.Index || n.Flags&netlink.NTF_PROXY == 0 {
+			continue
+		}
+		for _, pf := range prefixes {
+			if pf.Contains(a) && !p.active[a] {
+				p.active[a] = true
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
 // Proxied returns the home addresses defended now.
 func (p *ProxyND) Proxied() []netip.Addr {
 	p.mu.Lock()

@@ -66,3 +66,42 @@ func TestProxyNDDefendsHomeAddress(t *testing.T) {
 		t.Fatalf("Proxied() = %v after Set(nil)", got)
 	}
 }
+
+// A proxy entry left by a killed home agent is adopted by the next one's
+// ProxyND (inside the given prefixes only), so that its first Set keeps
+// it when wanted and removes it otherwise.
+func TestProxyNDAdoptsLeftovers(t *testing.T) {
+	p := nstest.Prefix()
+	ha := nstest.New(t, p+"ha")
+	host := nstest.New(t, p+"host")
+	nstest.Veth(t, ha, "home0", host, "eth0")
+	ha.Exec(t, "ip", "addr", "add", "2001:db8:aaaa::1/64", "dev", "home0", "nodad")
+	for _, a := range []string{"2001:db8:aaaa::100", "2001:db8:aaaa::200", "2001:db8:bbbb::1"} {
+		ha.Exec(t, "ip", "-6", "neigh", "add", "proxy", a, "dev", "home0")
+	}
+	keep := netip.MustParseAddr("2001:db8:aaaa::100")
+	var adopted []netip.Addr
+	if err := ha.Do(func() error {
+		proxy, err := NewProxyND("home0", nil)
+		if err != nil {
+			return err
+		}
+		defer proxy.Close()
+		if adopted, err = proxy.Adopt([]netip.Prefix{netip.MustParsePrefix("2001:db8:aaaa::/64")}); err != nil {
+			return err
+		}
+		if err := proxy.Set([]netip.Addr{keep}); err != nil {
+			return err
+		}
+		out := ha.Exec(t, "ip", "-6", "neigh", "show", "proxy", "dev", "home0")
+		if !strings.Contains(out, "2001:db8:aaaa::100") || strings.Contains(out, "2001:db8:aaaa::200") || !strings.Contains(out, "2001:db8:bbbb::1") {
+			t.Errorf("proxy entries after adopting and setting %v: %q", keep, out)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(adopted) != 2 {
+		t.Errorf("adopted %v, want the two inside 2001:db8:aaaa::/64", adopted)
+	}
+}
