@@ -100,7 +100,8 @@ var (
 	}
 	testBindings = []control.Binding{
 		{Peer: ha, Role: control.RoleHA, BID: 1, Interface: "eth0", CoA: coa1, Priority: 30, State: "registered",
-			Sequence: 7, Lifetime: 420, ExpiresIn: 398, LastStatus: 0, LastStatusText: "accepted"},
+			Sequence: 7, Lifetime: 420, ExpiresIn: 398, LastStatus: 0, LastStatusText: "accepted",
+			Health: control.Health{Liveness: "alive", RTTMs: 0.31, Loss: 0.0625}},
 		{Peer: ha, Role: control.RoleHA, BID: 2, Interface: "wlan0", CoA: coa2, Priority: 20, State: "registering",
 			Sequence: 12, Lifetime: 420, LastStatus: control.NoStatus},
 		{Peer: cn, Role: control.RoleCN, BID: 1, Interface: "eth0", CoA: coa1, Priority: 30, State: "failed",
@@ -108,7 +109,8 @@ var (
 	}
 	testInterfaces = []control.Interface{
 		{Name: "eth0", Index: 2, BID: 1, CoA: coa1, Priority: 30, State: "up"},
-		{Name: "wlan0", Index: 3, BID: 2, CoA: coa2, Priority: 20, State: "up", Metered: true},
+		{Name: "wlan0", Index: 3, BID: 2, CoA: coa2, Priority: 20, State: "up", Metered: true,
+			Health: control.Health{Liveness: "suspect", RTTMs: 12.5, Loss: 0.5}},
 		{Name: "wwan0", Index: 14, BID: 3, Priority: 10, State: "no-coa"},
 	}
 	testPolicies = []control.Policy{
@@ -174,15 +176,15 @@ bindings:      3 (2 registered)
 interfaces:    3
 policies:      1
 `
-	goldenBindings = `BID  INTERFACE  COA             PRIO  STATE        SEQ  LIFETIME  EXPIRES  STATUS               ROLE  PEER
-1    eth0       2001:db8:1::10  30    registered   7    7m0s      6m38s    0 (accepted)         ha    2001:db8:aaaa::1
-2    wlan0      2001:db8:2::10  20    registering  12   7m0s      -        -                    ha    2001:db8:aaaa::1
-1    eth0       2001:db8:1::10  30    failed       3    -         -        144 (MCOA CONFLICT)  cn    2001:db8:cccc::1
+	goldenBindings = `BID  INTERFACE  COA             PRIO  STATE        PATH   RTT     LOSS  SEQ  LIFETIME  EXPIRES  STATUS               ROLE  PEER
+1    eth0       2001:db8:1::10  30    registered   alive  0.31ms  6%    7    7m0s      6m38s    0 (accepted)         ha    2001:db8:aaaa::1
+2    wlan0      2001:db8:2::10  20    registering  -      -       -     12   7m0s      -        -                    ha    2001:db8:aaaa::1
+1    eth0       2001:db8:1::10  30    failed       -      -       -     3    -         -        144 (MCOA CONFLICT)  cn    2001:db8:cccc::1
 `
-	goldenInterfaces = `NAME   INDEX  BID  COA             PRIO  STATE   HOME  METERED
-eth0   2      1    2001:db8:1::10  30    up      -     -
-wlan0  3      2    2001:db8:2::10  20    up      -     yes
-wwan0  14     3    -               10    no-coa  -     -
+	goldenInterfaces = `NAME   INDEX  BID  COA             PRIO  STATE   PATH     RTT      LOSS  HOME  METERED
+eth0   2      1    2001:db8:1::10  30    up      -        -        -     -     -
+wlan0  3      2    2001:db8:2::10  20    up      suspect  12.50ms  50%   -     yes
+wwan0  14     3    -               10    no-coa  -        -        -     -     -
 `
 	goldenPolicies = `NAME    PROTO  SRC-PORT  DST-PORT   DST-PREFIX          USER    CGROUP                        PREFER
 voice   udp    -         5060-5061  -                   -       -                             eth*,wlan*,wwan*
@@ -406,9 +408,9 @@ func publishSample(e *control.Events) {
 	e.Publish(control.Event{Time: when, Kind: control.EventLost, Lost: 12})
 }
 
-const goldenMonitor = `2026-03-04 05:06:07.890 binding ha 2001:db8:aaaa::1 bid 1 eth0 2001:db8:1::10 registered prio 30 seq 7 lifetime 7m0s status 0 (accepted)
+const goldenMonitor = `2026-03-04 05:06:07.890 binding ha 2001:db8:aaaa::1 bid 1 eth0 2001:db8:1::10 registered prio 30 seq 7 lifetime 7m0s status 0 (accepted) path alive rtt 0.31ms loss 6%
 2026-03-04 05:06:07.890 binding cn 2001:db8:cccc::1 bid 1 eth0 2001:db8:1::10 failed prio 30 seq 3 lifetime - status 144 (MCOA CONFLICT)
-2026-03-04 05:06:07.890 interface wlan0 up bid 2 2001:db8:2::10 prio 20 metered
+2026-03-04 05:06:07.890 interface wlan0 up bid 2 2001:db8:2::10 prio 20 path suspect rtt 12.50ms loss 50% metered
 2026-03-04 05:06:07.890 policy voice prefer eth*,wlan*,wwan*
 2026-03-04 05:06:07.890 policy removed voice
 2026-03-04 05:06:07.890 cache 2001:db8:aaaa::100 bid 1 2001:db8:1::10 prio 30 seq 7 lifetime 7m0s
@@ -448,7 +450,7 @@ func TestMonitorJSONAndInterrupt(t *testing.T) {
 		t.Errorf("interrupted monitor: %d %q", code, errs.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	first := `{"seq":1,"time":"2026-03-04T05:06:07.89Z","kind":"binding","binding":{"peer":"2001:db8:aaaa::1","role":"ha","bid":1,"interface":"eth0","coa":"2001:db8:1::10","priority":30,"state":"registered","sequence":7,"lifetime":420,"expires_in":398,"last_status":0,"last_status_text":"accepted"}}`
+	first := `{"seq":1,"time":"2026-03-04T05:06:07.89Z","kind":"binding","binding":{"peer":"2001:db8:aaaa::1","role":"ha","bid":1,"interface":"eth0","coa":"2001:db8:1::10","priority":30,"state":"registered","sequence":7,"lifetime":420,"expires_in":398,"last_status":0,"last_status_text":"accepted","liveness":"alive","rtt_ms":0.31,"loss":0.0625}}`
 	if lines[0] != first {
 		t.Errorf("first line:\n%s\nwant\n%s", lines[0], first)
 	}

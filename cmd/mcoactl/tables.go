@@ -90,13 +90,38 @@ func writeBindings(w io.Writer, bs []control.Binding) error {
 		_, err := fmt.Fprintln(w, "no bindings")
 		return err
 	}
-	tw := newTable(w, "BID INTERFACE COA PRIO STATE SEQ LIFETIME EXPIRES STATUS ROLE PEER")
+	tw := newTable(w, "BID INTERFACE COA PRIO STATE PATH RTT LOSS SEQ LIFETIME EXPIRES STATUS ROLE PEER")
 	for _, b := range bs {
 		row(tw, bid(b.BID), dash(b.Interface), addr(b.CoA), strconv.Itoa(int(b.Priority)), dash(b.State),
+			dash(b.Liveness), rtt(b.Health), loss(b.Health),
 			strconv.Itoa(int(b.Sequence)), secs(int64(b.Lifetime)), secs(b.ExpiresIn),
 			status(b.LastStatus, b.LastStatusText), dash(b.Role), addr(b.Peer))
 	}
 	return tw.Flush()
+}
+
+// rtt is a path's last round trip ("-" when not measured).
+func rtt(h control.Health) string {
+	if h.Liveness == "" || h.RTTMs == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(h.RTTMs, 'f', 2, 64) + "ms"
+}
+
+// loss is the share of a path's recent probes lost ("-" when not watched).
+func loss(h control.Health) string {
+	if h.Liveness == "" {
+		return "-"
+	}
+	return strconv.FormatFloat(100*h.Loss, 'f', 0, 64) + "%"
+}
+
+// pathHealth is a path's liveness for `mcoactl monitor` ("" when not watched).
+func pathHealth(h control.Health) string {
+	if h.Liveness == "" {
+		return ""
+	}
+	return "path " + h.Liveness + " rtt " + rtt(h) + " loss " + loss(h)
 }
 
 func writeInterfaces(w io.Writer, is []control.Interface) error {
@@ -104,10 +129,10 @@ func writeInterfaces(w io.Writer, is []control.Interface) error {
 		_, err := fmt.Fprintln(w, "no interfaces")
 		return err
 	}
-	tw := newTable(w, "NAME INDEX BID COA PRIO STATE HOME METERED")
+	tw := newTable(w, "NAME INDEX BID COA PRIO STATE PATH RTT LOSS HOME METERED")
 	for _, i := range is {
 		row(tw, i.Name, strconv.Itoa(i.Index), bid(i.BID), addr(i.CoA), strconv.Itoa(int(i.Priority)),
-			dash(i.State), yesDash(i.HomeLink), yesDash(i.Metered))
+			dash(i.State), dash(i.Liveness), rtt(i.Health), loss(i.Health), yesDash(i.HomeLink), yesDash(i.Metered))
 	}
 	return tw.Flush()
 }
@@ -167,12 +192,13 @@ func formatEvent(ev control.Event, loc *time.Location) string {
 		if x.LastStatus != control.NoStatus {
 			add("status " + status(x.LastStatus, x.LastStatusText))
 		}
+		add(pathHealth(x.Health))
 		if x.LastError != "" {
 			add("error: " + x.LastError)
 		}
 	case ev.Interface != nil:
 		x := ev.Interface
-		add(x.Name, x.State, "bid "+bid(x.BID), addr(x.CoA), fmt.Sprintf("prio %d", x.Priority))
+		add(x.Name, x.State, "bid "+bid(x.BID), addr(x.CoA), fmt.Sprintf("prio %d", x.Priority), pathHealth(x.Health))
 		if x.HomeLink {
 			add("home-link")
 		}

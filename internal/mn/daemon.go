@@ -27,6 +27,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/iface"
+	"github.com/mcoad/mcoad/pkg/liveness"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
@@ -59,7 +60,8 @@ type Daemon struct {
 	watcher *iface.Watcher
 	engine  *bul.Engine
 	events  *control.Events
-	dp      *dataPath // dataplane.go; nil with [dataplane] backend = "none"
+	dp      *dataPath  // dataplane.go; nil with [dataplane] backend = "none"
+	paths   *pathWatch // liveness.go; nil with [mobile_node] liveness = false
 
 	mu  sync.Mutex // guards cfg
 	cfg *config.MN
@@ -155,6 +157,9 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 		return err
 	}
 	defer d.dp.close()
+	if d.paths, err = newPathWatch(d, cfg); err != nil { // liveness.go
+		return err
+	}
 
 	// The goroutines outlive the caller's ctx until the engine has
 	// stopped: de-registering on stop needs the receive loop for its BA.
@@ -162,7 +167,7 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 16)
 	spawn := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -182,6 +187,7 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 	spawn("care-of addresses", d.forwardSnapshots)
 	spawn("receive", d.receive)
 	spawn("data plane", d.dp.run)
+	spawn("path liveness", d.paths.run)
 
 	if err := os.MkdirAll(filepath.Dir(cfg.Control.Socket), 0o755); err != nil {
 		return fmt.Errorf("control socket directory: %w", err)
@@ -296,6 +302,7 @@ func (d *Daemon) forwardSnapshots(ctx context.Context) error {
 				d.log.Warn("care-of addresses refused by the engine", "err", err)
 			}
 			d.publishInterfaces(&last, &s)
+			d.paths.setPaths(&s, d.config().Interfaces)
 			d.dp.setUplinks(uplinks(&s))
 			last = s
 		}
@@ -383,6 +390,9 @@ func controlBinding(e bul.Entry) control.Binding {
 		Lifetime: uint32(max(e.Lifetime, 0)), ExpiresIn: int64(e.ExpiresIn),
 		LastStatus: e.LastStatus, LastError: e.LastError,
 	}
+	if e.Liveness != "" {
+		b.Health = controlHealth(liveness.Health{State: e.Liveness, RTT: e.RTT, Loss: e.Loss})
+	}
 	if e.LastStatus >= 0 {
 		b.LastStatusText = proto.Status(e.LastStatus).String()
 	}
@@ -441,7 +451,11 @@ func (d *Daemon) Interfaces(ctx context.Context) ([]control.Interface, error) {
 	snap, _ := d.watcher.Current()
 	out := make([]control.Interface, 0, len(snap.Interfaces))
 	for _, i := range snap.Interfaces {
-		out = append(out, controlInterface(i))
+		ci := controlInterface(i)
+		if h, ok := d.paths.health(i.BID); ok && i.CoA.IsValid() && h.CoA == i.CoA {
+			ci.Health = controlHealth(h)
+		}
+		out = append(out, ci)
 	}
 	return out, nil
 }
@@ -494,6 +508,9 @@ func (d *Daemon) Reload(ctx context.Context) error {
 			if err := d.watcher.SetRules(watchRules(cfg)); err != nil {
 				return fmt.Errorf("%w: %v", control.ErrInvalid, err)
 			}
+			if snap, ok := d.watcher.Current(); ok {
+				d.paths.setPaths(&snap, cfg.Interfaces) // the liveness timers
+			}
 		case "policy", "correspondent":
 			// Listed from the new configuration; applied by the data
 			// plane and the correspondent registration when they run.
@@ -519,6 +536,11 @@ func (d *Daemon) Reload(ctx context.Context) error {
 func (d *Daemon) Hint(ctx context.Context, kind, ifname string) error {
 	d.log.Debug("hint", "kind", kind, "interface", ifname)
 	d.watcher.Hint()
+	if kind == control.HintConnectivity || kind == control.HintUp {
+		// Connectivity changed (a captive portal, limited): the paths
+		// tell for themselves, now.
+		d.paths.hint(ifname)
+	}
 	return nil
 }
 
@@ -561,5 +583,6 @@ func (d *Daemon) metrics() []control.Metric {
 		g("mcoad_brr_total", "Binding Refresh Requests received.", "counter", float64(c.BRRs)),
 		g("mcoad_be_total", "Binding Errors received.", "counter", float64(c.BEs)),
 		g("mcoad_send_errors_total", "Binding Updates the transport could not send.", "counter", float64(c.SendErrors)),
-	}, d.dp.metrics()...) // dataplane.go
+		g("mcoad_home_refreshes_total", "Re-registrations because the home agent had lost the bindings.", "counter", float64(c.Refreshes)),
+	}, append(d.dp.metrics(), d.paths.metrics()...)...) // dataplane.go, liveness.go
 }

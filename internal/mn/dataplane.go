@@ -17,6 +17,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/liveness"
 	"github.com/mcoad/mcoad/pkg/policy"
 )
 
@@ -299,6 +300,16 @@ func (p *dataPath) close() {
 	if err := p.backend.Close(); err != nil {
 		p.log.Warn("data plane close", "err", err)
 	}
+}
+
+// traffic is every tunnel's packet counters, for path liveness.
+func (p *dataPath) traffic() map[uint16]liveness.Traffic {
+	st := p.backend.Stats()
+	out := make(map[uint16]liveness.Traffic, len(st.Tunnels))
+	for bid, c := range st.Tunnels {
+		out[bid] = liveness.Traffic{TxPackets: c.TxPackets, RxPackets: c.RxPackets}
+	}
+	return out
 }
 
 // name is the backend in use ("none" without a data plane).

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mcoad/mcoad/pkg/liveness"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
@@ -68,8 +69,9 @@ type progress struct {
 	notBefore   time.Time
 	retransmits int
 
-	reported    State
-	reportedSet bool
+	reported     State
+	reportedLive liveness.State
+	reportedSet  bool
 }
 
 func (e *entry) state() State {
@@ -218,6 +220,11 @@ type core struct {
 	careofs      []CareOf // sorted by BID
 	prioOverride map[uint16]uint8
 	suppressed   map[uint16]bool
+	health       map[uint16]liveness.Health
+	// down: dead paths withdrawn (another path is not dead); recomputed by
+	// reconcile.
+	down         map[uint16]bool
+	reportedDown map[uint16]bool
 	allDown      bool // DeregisterAll / Stop(deregister) until Register
 	allDownDone  bool
 	allStatus    int // status of the last BA to a no-BID de-registration
@@ -262,6 +269,9 @@ func newCore(cfg Config) *core {
 		lifeUnits:    uint16((cfg.Lifetime + proto.LifetimeUnitSeconds*time.Second - 1) / (proto.LifetimeUnitSeconds * time.Second)),
 		prioOverride: map[uint16]uint8{},
 		suppressed:   map[uint16]bool{},
+		health:       map[uint16]liveness.Health{},
+		down:         map[uint16]bool{},
+		reportedDown: map[uint16]bool{},
 		mode:         cfg.Mode,
 		allStatus:    -1,
 	}
@@ -292,6 +302,51 @@ func (c *core) setCareOfs(cos []CareOf, now time.Time) {
 			delete(c.prioOverride, bid)
 		}
 	}
+	c.pump(now)
+}
+
+func (c *core) setHealth(hs []liveness.Health, now time.Time) {
+	clear(c.health)
+	for _, h := range hs {
+		c.health[h.BID] = h
+	}
+	c.pump(now)
+}
+
+func (c *core) dead(bid uint16) bool { return c.health[bid].State == liveness.Dead }
+
+// withdraw decides which dead paths give up their bindings: all of them,
+// unless no other path is left that is not dead (then nothing better is
+// there, and what is registered stays).
+func (c *core) withdraw() {
+	clear(c.down)
+	other := false
+	for i := range c.careofs {
+		co := &c.careofs[i]
+		if !co.HomeLink && !c.suppressed[co.BID] && !c.dead(co.BID) {
+			other = true
+			break
+		}
+	}
+	if !other {
+		return
+	}
+	for i := range c.careofs {
+		if co := &c.careofs[i]; c.dead(co.BID) {
+			c.down[co.BID] = true
+		}
+	}
+}
+
+// refresh re-registers every binding that should be registered.
+func (c *core) refresh(now time.Time) {
+	for _, e := range c.ents {
+		if e.want == wantRegister {
+			e.force = true
+			e.notBefore, e.backoff = time.Time{}, 0
+		}
+	}
+	c.counters.Refreshes++
 	c.pump(now)
 }
 
@@ -375,6 +430,7 @@ func (c *core) pump(now time.Time) {
 }
 
 func (c *core) reconcile(now time.Time) {
+	c.withdraw()
 	var home *CareOf
 	sendable := 0
 	for i := range c.careofs {
@@ -442,7 +498,9 @@ func (e *entry) inflightMatches() bool {
 	return !e.in.remove && e.in.coa == e.coa && e.in.prio == e.prio
 }
 
-func (c *core) usable(co *CareOf) bool { return !co.HomeLink && !c.suppressed[co.BID] }
+func (c *core) usable(co *CareOf) bool {
+	return !co.HomeLink && !c.suppressed[co.BID] && !c.down[co.BID]
+}
 
 func (c *core) reconcileMulti(now time.Time) {
 	// A binding without BID left from single-CoA mode: the first BU with a
@@ -763,6 +821,9 @@ func (c *core) bestUsable() *CareOf { return c.best(c.usable) }
 // de-registered ones included (they can still carry signalling).
 func (c *core) bestSendable() *CareOf {
 	if b := c.bestUsable(); b != nil {
+		return b
+	}
+	if b := c.best(func(co *CareOf) bool { return !co.HomeLink && !c.dead(co.BID) }); b != nil {
 		return b
 	}
 	return c.best(func(co *CareOf) bool { return !co.HomeLink })

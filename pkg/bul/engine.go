@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcoad/mcoad/internal/clock"
+	"github.com/mcoad/mcoad/pkg/liveness"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
@@ -23,10 +24,12 @@ type Engine struct {
 	peer netip.Addr   // immutable copy for HandlePacket's goroutine
 	cns  []netip.Addr // likewise
 
-	coMu    sync.Mutex
-	coNext  []CareOf
-	coDirty bool
-	coKick  chan struct{}
+	coMu        sync.Mutex
+	coNext      []CareOf
+	coDirty     bool
+	healthNext  []liveness.Health
+	healthDirty bool
+	coKick      chan struct{}
 
 	inbound chan *inbound
 	dropped atomic.Uint64
@@ -164,8 +167,13 @@ func (e *Engine) drain(now time.Time) {
 func (e *Engine) applyCareOfs(now time.Time) {
 	e.coMu.Lock()
 	cos, dirty := e.coNext, e.coDirty
+	h, hdirty := e.healthNext, e.healthDirty
 	e.coNext, e.coDirty = nil, false
+	e.healthNext, e.healthDirty = nil, false
 	e.coMu.Unlock()
+	if hdirty {
+		e.c.setHealth(h, now)
+	}
 	if dirty {
 		e.c.setCareOfs(cos, now)
 	}
@@ -178,6 +186,7 @@ func (e *Engine) publish() {
 	for _, en := range c.ents {
 		v.entries = append(v.entries, c.entryView(en))
 	}
+	v.entries = c.downViews(v.entries)
 	v.entries = c.cnViews(v.entries)
 	e.view.Store(v)
 }
@@ -198,6 +207,27 @@ func (e *Engine) SetCareOfs(cos []CareOf) error {
 	default:
 	}
 	return nil
+}
+
+// SetHealth hands the engine the liveness verdict of every path (by BID;
+// level-triggered like SetCareOfs, and it never blocks). A dead path's
+// binding is withdrawn while another path is not dead: de-registered
+// through a live care-of address, so that the home agent stops sending on
+// it, and registered again when the path is alive.
+func (e *Engine) SetHealth(h []liveness.Health) {
+	e.coMu.Lock()
+	e.healthNext, e.healthDirty = slices.Clone(h), true
+	e.coMu.Unlock()
+	select {
+	case e.coKick <- struct{}{}:
+	default:
+	}
+}
+
+// Refresh sends a BU for every registered binding now, without lifting an
+// administrative de-registration: the home agent may have lost them.
+func (e *Engine) Refresh() error {
+	return e.do(func(c *core, now time.Time) error { c.refresh(now); return nil })
 }
 
 // HandlePacket hands the engine a received BA, BRR or BE. It copies what

@@ -184,12 +184,12 @@ func (c *core) build(t *txn) (int, bool) {
 			b.PrioStatus = e.in.prio
 		} else {
 			lifetime = 0
-			if co := c.careOf(e.bid); co != nil && !co.HomeLink && co.Addr == e.in.coa {
+			if co := c.careOf(e.bid); co != nil && !co.HomeLink && co.Addr == e.in.coa && !c.down[e.bid] {
 				src, ifindex = co.Addr, co.Ifindex
 			} else {
-				// The CoA is gone (or on the home link): de-register it
-				// through another one with the Alternate CoA option
-				// (draft 5.5, 5.6).
+				// The CoA is gone, on the home link, or its path is
+				// dead: de-register it through another one with the
+				// Alternate CoA option (draft 5.5, 5.6).
 				if !fromBest() {
 					return 0, false
 				}

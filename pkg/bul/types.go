@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcoad/mcoad/internal/clock"
+	"github.com/mcoad/mcoad/pkg/liveness"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
@@ -102,6 +103,9 @@ const (
 	StateRefreshing    State = "refreshing"    // registered, and a new BU is in flight
 	StateDeregistering State = "deregistering" // to be removed; BU due or in flight
 	StateFailed        State = "failed"        // the peer rejected the last BU; retried with back-off
+	// StateDown: the path is dead and its binding withdrawn (another path
+	// carries its flows); it is probed and registered again once alive.
+	StateDown State = "down"
 )
 
 // Entry is a copy of one Binding Update List entry, for the control API.
@@ -125,6 +129,12 @@ type Entry struct {
 	// LastError says why the binding is not where it should be.
 	LastError   string `json:"last_error,omitempty"`
 	Retransmits int    `json:"retransmits"`
+	// Liveness of the path (pkg/liveness; "" without a verdict), the round
+	// trip of its last answered probe and the share of its last probes
+	// lost.
+	Liveness liveness.State `json:"liveness,omitempty"`
+	RTT      time.Duration  `json:"rtt,omitempty"`
+	Loss     float64        `json:"loss"`
 
 	expires time.Time
 }
@@ -136,6 +146,7 @@ type Counters struct {
 	BAsAccepted     uint64            `json:"bas_accepted"`
 	BAsIgnored      map[string]uint64 `json:"bas_ignored"` // by reason
 	SeqResyncs      uint64            `json:"seq_resyncs"` // status 135
+	Refreshes       uint64            `json:"refreshes"`   // Refresh: the home agent lost the bindings
 	BRRs            uint64            `json:"brrs"`
 	BRRsIgnored     uint64            `json:"brrs_ignored"`
 	BEs             uint64            `json:"bes"`

@@ -18,20 +18,62 @@ func (c *core) emitHome(now time.Time) {
 	c.emit(Event{Time: now, Type: EventHome, Mode: c.mode, AtHome: c.atHome, HomeAddressUsable: c.homeUsable()})
 }
 
-// report announces the entries whose state changed.
+// report announces the entries whose state or liveness changed, and the
+// withdrawn paths (StateDown) as they go down and come back.
 func (c *core) report(now time.Time) {
 	if c.cfg.OnChange == nil {
 		return
 	}
 	for _, e := range c.ents {
 		st := e.state()
-		if e.reportedSet && st == e.reported {
+		live := c.health[e.bid].State
+		if e.reportedSet && st == e.reported && live == e.reportedLive {
 			continue
 		}
-		e.reported, e.reportedSet = st, true
+		e.reported, e.reportedLive, e.reportedSet = st, live, true
 		v := c.entryView(e)
 		c.emit(Event{Time: now, Type: EventBinding, Binding: &v, AtHome: c.atHome, HomeAddressUsable: c.homeUsable()})
 	}
+	for bid := range c.reportedDown {
+		if c.down[bid] && c.find(bid) == nil {
+			continue
+		}
+		delete(c.reportedDown, bid)
+		if c.find(bid) == nil {
+			// Gone without coming back (its interface left).
+			v := Entry{Peer: c.cfg.HomeAgent, Role: "ha", BID: bid, State: StateDown, LastStatus: -1}
+			c.emit(Event{Time: now, Type: EventRemoved, Binding: &v, Detail: "care-of address gone"})
+		}
+	}
+	for _, v := range c.downViews(nil) {
+		if !c.reportedDown[v.BID] {
+			c.reportedDown[v.BID] = true
+			c.emit(Event{Time: now, Type: EventBinding, Binding: &v, AtHome: c.atHome, HomeAddressUsable: c.homeUsable(), Detail: "path dead"})
+		}
+	}
+}
+
+func (c *core) fillHealth(v *Entry) {
+	if h, ok := c.health[v.BID]; ok {
+		v.Liveness, v.RTT, v.Loss = h.State, h.RTT, h.Loss
+	}
+}
+
+// downViews appends a StateDown view of every withdrawn path that has no
+// entry any more (its de-registration is done), so that the list still
+// shows it.
+func (c *core) downViews(out []Entry) []Entry {
+	for i := range c.careofs {
+		co := &c.careofs[i]
+		if !c.down[co.BID] || c.find(co.BID) != nil {
+			continue
+		}
+		v := Entry{Peer: c.cfg.HomeAgent, Role: "ha", BID: co.BID, Interface: co.Iface, CoA: co.Addr,
+			Priority: c.prio(co), State: StateDown, LastStatus: -1, LastError: "path dead: probing"}
+		c.fillHealth(&v)
+		out = append(out, v)
+	}
+	return out
 }
 
 // entryView copies e (ExpiresIn is filled in by whoever knows "now").
@@ -52,6 +94,7 @@ func (c *core) entryView(e *entry) Entry {
 	if e.want == wantRemove {
 		v.CoA = e.oldCoA()
 	}
+	c.fillHealth(&v)
 	if e.registered {
 		v.Lifetime = int(e.granted / time.Second)
 		v.expires = e.expires
@@ -75,6 +118,7 @@ func (c *core) snapshot(now time.Time) []Entry {
 		v.fill(now)
 		out = append(out, v)
 	}
+	out = c.downViews(out)
 	n := len(out)
 	out = c.cnViews(out)
 	for i := n; i < len(out); i++ {

@@ -21,6 +21,7 @@ func DefaultMN() *MN {
 			StateDir:         DefaultStateDir,
 			ReturnHome:       ReturnHomeAll,
 			DeregisterOnStop: true,
+			Liveness:         true,
 		},
 		Dataplane:    defaultDataplane(),
 		Control:      Control{Socket: DefaultMNSocket, Group: DefaultGroup},
@@ -97,6 +98,7 @@ func (t *tbl) mobileNode(m *MobileNode) {
 	}
 	t.boolean("deregister_on_stop", &m.DeregisterOnStop)
 	t.boolean("allow_deprecated", &m.AllowDeprecated)
+	t.boolean("liveness", &m.Liveness)
 	t.auth("mnha_spi", "mnha_key", &m.MNHASPI, &m.MNHAKey)
 	t.done()
 }
@@ -123,6 +125,21 @@ func (w *walker) interfaces(list []*tbl, mode BIDMode) []Interface {
 		it.MeteredPriority = it.Priority
 		if n, ok := t.integer("metered_priority", 0, 255); ok {
 			it.MeteredPriority = uint8(n)
+		}
+		if d, ok := t.seconds("probe_interval", MinProbeInterval, MaxProbeInterval); ok {
+			it.ProbeInterval = d
+		}
+		if d, ok := t.seconds("probe_idle", MinProbeInterval, MaxProbeIdle); ok {
+			it.ProbeIdle = d
+			if it.ProbeInterval > 0 && d < it.ProbeInterval {
+				w.errf(t.at("probe_idle"), "%v is shorter than probe_interval %v", d, it.ProbeInterval)
+			}
+		}
+		if n, ok := t.integer("probe_multiplier", 1, 20); ok {
+			it.ProbeMultiplier = int(n)
+		}
+		if d, ok := t.seconds("hold_down", 0, MaxHoldDown); ok {
+			it.HoldDown = d
 		}
 		if n, ok := t.integer("bid", 1, 65535); ok {
 			switch b := uint16(n); {

@@ -73,6 +73,7 @@ func TestParseMNValid(t *testing.T) {
 			`return_home = "keep-foreign"`,
 			`deregister_on_stop = false`,
 			`allow_deprecated = true`,
+			`liveness = false`,
 			`mnha_spi = 4096`,
 			`mnha_key = "0x`+testKeyHex+`"`,
 			`[[interface]]`,
@@ -80,6 +81,10 @@ func TestParseMNValid(t *testing.T) {
 			`bid = 7`,
 			`priority = 255`,
 			`metered_priority = 0`,
+			`probe_interval = "20ms"`,
+			`probe_idle = 5`,
+			`probe_multiplier = 4`,
+			`hold_down = "2s"`,
 			`[[interface]]`,
 			`match = "docker*"`,
 			`exclude = true`,
@@ -122,10 +127,12 @@ func TestParseMNValid(t *testing.T) {
 			m.ReturnHome = ReturnHomeKeepForeign
 			m.DeregisterOnStop = false
 			m.AllowDeprecated = true
+			m.Liveness = false
 			m.MNHASPI = 4096
 			m.MNHAKey = Secret("\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff")
 			c.Interfaces = []Interface{
-				{Match: "eth0", BID: 7, Priority: 255, MeteredPriority: 0},
+				{Match: "eth0", BID: 7, Priority: 255, MeteredPriority: 0,
+					ProbeInterval: 20 * time.Millisecond, ProbeIdle: 5 * time.Second, ProbeMultiplier: 4, HoldDown: 2 * time.Second},
 				{Match: "docker*", Exclude: true},
 			}
 			c.Correspondents = []Correspondent{{Address: netip.MustParseAddr("2001:db8:cccc::1")}}
@@ -304,6 +311,14 @@ func TestParseMNInvalid(t *testing.T) {
 			}},
 		{"bid option type", withHead(mnHead, `bid_option_type = 1`), []wantErr{{5, "mobile_node.bid_option_type", "collides"}}},
 		{"bid option type range", withHead(mnHead, `bid_option_type = 256`), []wantErr{{5, "mobile_node.bid_option_type", "256 is out of range 1..255"}}},
+		{"liveness timers", withHead(mnHead, `[[interface]]`, `match = "eth*"`, `probe_interval = "5ms"`, `probe_idle = "1s"`,
+			`probe_multiplier = 0`, `hold_down = "1h"`, `[[interface]]`, `match = "wl*"`, `probe_interval = "2s"`, `probe_idle = "1s"`),
+			[]wantErr{
+				{7, "interface[0].probe_interval", "out of range 10ms..1m0s"},
+				{9, "interface[0].probe_multiplier", "0 is out of range 1..20"},
+				{10, "interface[0].hold_down", "out of range 0s..10m0s"},
+				{14, "interface[1].probe_idle", "shorter than probe_interval"},
+			}},
 		{"state_dir relative", withHead(mnHead, `state_dir = "var/lib"`), []wantErr{{5, "mobile_node.state_dir", "not an absolute path"}}},
 		{"spi without key", withHead(mnHead, `mnha_spi = 300`), []wantErr{{5, "mobile_node.mnha_key", "is required with mnha_spi"}}},
 		{"key without spi", withHead(mnHead, `mnha_key = "`+testKeyHex+`"`), []wantErr{{5, "mobile_node.mnha_spi", "is required with mnha_key"}}},

@@ -29,7 +29,12 @@ const (
 	// Lifetimes travel in units of 4 seconds in a 16-bit field (RFC 6275
 	// 6.1.7). A configured lifetime is rounded down to a multiple of 4 s.
 	MinLifetime = 4 * time.Second
-	MaxLifetime = 65535 * 4 * time.Second // 262140 s
+	// Bounds of the path liveness timers ([[interface]]).
+	MinProbeInterval = 10 * time.Millisecond
+	MaxProbeInterval = time.Minute
+	MaxProbeIdle     = time.Hour
+	MaxHoldDown      = 10 * time.Minute
+	MaxLifetime      = 65535 * 4 * time.Second // 262140 s
 	// MaxRRLifetime caps a correspondent's bindings (RFC 6275
 	// MAX_RR_BINDING_LIFETIME).
 	MaxRRLifetime = 420 * time.Second
@@ -81,6 +86,9 @@ type MobileNode struct {
 	// care-of addresses (RFC 4862 preferred lifetime 0) when nothing else
 	// is left on an interface.
 	AllowDeprecated bool
+	// Liveness: liveness; watch every path to the home agent and withdraw
+	// a dead one's binding (default true).
+	Liveness bool
 }
 
 // WireProfile returns the wire profile the configuration names (never an
@@ -132,6 +140,16 @@ type Interface struct {
 	// BID: bid; a fixed BID (1..65535) for the interface, 0 = assigned
 	// automatically. Only with bid_mode = "interface".
 	BID uint16
+	// Path liveness timers (pkg/liveness); zero: the defaults for a
+	// metered or unmetered link. probe_interval: between probes while the
+	// path is checked, and the silence that makes a receiving path
+	// checked; probe_idle: keepalive of an idle path; probe_multiplier:
+	// unanswered probes in a row that make it dead; hold_down: how long a
+	// dead path must answer before it is used again.
+	ProbeInterval   time.Duration
+	ProbeIdle       time.Duration
+	ProbeMultiplier int
+	HoldDown        time.Duration
 }
 
 // Correspondent is one [[correspondent]].

@@ -38,6 +38,17 @@ type Binding struct {
 	LastStatus     int    `json:"last_status"`
 	LastStatusText string `json:"last_status_text,omitempty"` // e.g. "MCOA CONFLICT"
 	LastError      string `json:"last_error,omitempty"`       // e.g. "no acknowledgement after 6 tries"
+	Health
+}
+
+// Health is a path's liveness, on a Binding and an Interface: Liveness is
+// "alive", "suspect", "dead" or "unknown" ("" when not watched), RTTMs the
+// round trip of its last answered probe in milliseconds, Loss the share of
+// its last probes that went unanswered.
+type Health struct {
+	Liveness string  `json:"liveness,omitempty"`
+	RTTMs    float64 `json:"rtt_ms,omitempty"`
+	Loss     float64 `json:"loss,omitempty"`
 }
 
 // CacheEntry is one entry of mcoa-ha's binding cache.
@@ -120,6 +131,7 @@ type Interface struct {
 	State    string     `json:"state"` // e.g. "up", "down", "no-coa"
 	HomeLink bool       `json:"home_link"`
 	Metered  bool       `json:"metered"`
+	Health
 }
 
 // Policy is a flow policy rule, the same shape as [[policy]] in the

@@ -90,6 +90,9 @@ type Device struct {
 	Name    string
 	State   DeviceState
 	Metered Metered
+	// Ip6Connectivity is NetworkManager's IPv6 connectivity check result
+	// for the device (Device.Ip6Connectivity, NetworkManager 1.16+).
+	Ip6Connectivity Connectivity
 
 	iface, ipIface string
 }
@@ -107,8 +110,8 @@ type WatcherConfig struct {
 	Conn *dbus.Conn // required; the Watcher does not close it
 	// Hint is called with control.HintUp when a device becomes activated,
 	// control.HintDown when it stops being activated or goes away, and
-	// control.HintConnectivity (iface "") when the host's connectivity
-	// changes.
+	// control.HintConnectivity when the host's connectivity changes
+	// (iface "") or a device's IPv6 connectivity does (its interface).
 	Hint func(kind, iface string)
 	// Metered is called when an interface becomes metered or stops being
 	// metered (including when its device goes away). Interfaces never
@@ -375,6 +378,10 @@ func (w *Watcher) change(ctx context.Context, path dbus.ObjectPath, fn func(*Dev
 		w.cfg.Hint(control.HintUp, d.Name)
 	case known && old.State == DeviceActivated && d.State != DeviceActivated:
 		w.cfg.Hint(control.HintDown, old.Name)
+	case known && old.Ip6Connectivity != d.Ip6Connectivity && d.State == DeviceActivated:
+		// A captive portal, limited or no connectivity on this device:
+		// mcoad probes its path now.
+		w.cfg.Hint(control.HintConnectivity, d.Name)
 	}
 	w.reportMetered()
 	w.publish()
@@ -458,6 +465,10 @@ func applyDeviceProps(d *Device, props map[string]dbus.Variant) {
 		case "Metered":
 			if m, ok := v.Value().(uint32); ok {
 				d.Metered = Metered(m)
+			}
+		case "Ip6Connectivity":
+			if c, ok := v.Value().(uint32); ok {
+				d.Ip6Connectivity = Connectivity(c)
 			}
 		}
 	}

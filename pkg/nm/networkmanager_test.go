@@ -100,6 +100,13 @@ func TestWatcherFollowsNetworkManager(t *testing.T) {
 	f.SetState(nmtest.DevicePath(3), uint32(DeviceIPConfig))
 	rec.barrier(t, f, &conn)
 
+	// A device's own IPv6 connectivity (a captive portal) is a hint for
+	// its interface; one that is not activated says nothing.
+	f.SetIp6Connectivity(nmtest.DevicePath(1), 2)
+	rec.expect(t, "hint connectivity eth0")
+	f.SetIp6Connectivity(nmtest.DevicePath(3), 2)
+	rec.barrier(t, f, &conn)
+
 	// Someone else imitating NetworkManager is not listened to.
 	impostor := connect(t, addr)
 	impostor.Emit(nmtest.DevicePath(1), NMDeviceInterface+".StateChanged", uint32(DeviceFailed), uint32(DeviceActivated), uint32(0))

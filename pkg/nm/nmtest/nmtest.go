@@ -253,6 +253,12 @@ func (f *NetworkManager) SetMetered(path dbus.ObjectPath, metered uint32) {
 	f.propsChanged(path, NMDeviceInterface, map[string]dbus.Variant{"Metered": dbus.MakeVariant(metered)})
 }
 
+// SetIp6Connectivity changes a device's Ip6Connectivity property
+// (NMConnectivityState: 1 none, 2 portal, 3 limited, 4 full).
+func (f *NetworkManager) SetIp6Connectivity(path dbus.ObjectPath, c uint32) {
+	f.propsChanged(path, NMDeviceInterface, map[string]dbus.Variant{"Ip6Connectivity": dbus.MakeVariant(c)})
+}
+
 // SetIPInterface changes a device's IpInterface property.
 func (f *NetworkManager) SetIPInterface(path dbus.ObjectPath, name string) {
 	f.mu.Lock()
