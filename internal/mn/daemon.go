@@ -443,6 +443,11 @@ func (d *Daemon) Bindings(ctx context.Context) ([]control.Binding, error) {
 	out := make([]control.Binding, len(es))
 	for i, e := range es {
 		out[i] = controlBinding(e)
+		// The engine keeps the verdict; the round trip and loss of now
+		// are the monitor's.
+		if h, ok := d.paths.health(e.BID); ok && e.Liveness != "" && h.CoA == e.CoA {
+			out[i].RTTMs, out[i].Loss = controlHealth(h).RTTMs, h.Loss
+		}
 	}
 	return out, nil
 }

@@ -123,6 +123,7 @@ type txn struct {
 	deadline time.Time
 	blocked  bool // nothing to send from
 	resend   bool // status 135: resend at once without back-off
+	restart  bool // Refresh: resend at once, back-off from the start
 	first    bool // first registration with the HA
 }
 
@@ -338,12 +339,19 @@ func (c *core) withdraw() {
 	}
 }
 
-// refresh re-registers every binding that should be registered.
+// refresh re-registers every binding that should be registered. A BU
+// already in flight (the home agent was down when it left) goes again at
+// once, its back-off started anew: the home agent may be back.
 func (c *core) refresh(now time.Time) {
 	for _, e := range c.ents {
-		if e.want == wantRegister {
+		if e.want == wantRegister && e.tx == nil {
 			e.force = true
 			e.notBefore, e.backoff = time.Time{}, 0
+		}
+	}
+	for _, t := range c.txs {
+		if t.nsent > 0 {
+			t.restart, t.deadline = true, now
 		}
 	}
 	c.counters.Refreshes++

@@ -122,3 +122,26 @@ func TestRefreshAfterHomeAgentLoss(t *testing.T) {
 		t.Errorf("refreshes not counted")
 	}
 }
+
+// A BU already in flight when the home agent is found without the bindings
+// goes again at once, its back-off from the start.
+func TestRefreshRestartsBackoff(t *testing.T) {
+	h := newHarness(t)
+	registerAll(h)
+	h.c.refresh(h.now())
+	first := h.one()
+	h.advance(time.Second) // unanswered: the home agent is down
+	h.one()
+	h.advance(1500 * time.Millisecond)
+	h.none() // the next retransmission is 2 s after the last
+	h.c.refresh(h.now())
+	s := h.one()
+	if s.p.MH.Sequence == first.p.MH.Sequence {
+		t.Fatal("the restarted BU reuses a sequence number")
+	}
+	h.advance(999 * time.Millisecond)
+	h.none()
+	h.advance(time.Millisecond)
+	h.accept(h.one())
+	h.wantState(1, StateRegistered)
+}

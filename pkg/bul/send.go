@@ -86,6 +86,8 @@ func (c *core) send(t *txn, now time.Time) {
 		if t.first {
 			t.timeout = initialTimeoutFirst
 		}
+	case t.restart:
+		t.timeout = initialTimeout
 	case t.resend:
 		// status 135: same timeout, new sequence number
 	default:
@@ -95,7 +97,7 @@ func (c *core) send(t *txn, now time.Time) {
 			e.retransmits++
 		}
 	}
-	t.resend = false
+	t.resend, t.restart = false, false
 	t.record(sentSeq{seq: seq, at: now, src: c.pkt.Src})
 	t.deadline = now.Add(t.timeout)
 	for _, e := range t.items {
