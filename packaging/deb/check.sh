@@ -111,6 +111,7 @@ step "dpkg --root: installed"
 
 # What the daemon leaves at run time, and an administrator's edit.
 mkdir -p "$root/var/lib/mcoad" && echo '{}' >"$root/var/lib/mcoad/bul-seq.json"
+mkdir -p "$root/var/lib/mcoa-ha" && echo '{}' >"$root/var/lib/mcoa-ha/bindings.json"
 echo '# edited' >>"$root/etc/mcoad/mcoad.toml"
 dpkg_root --force-confold -i "$deb" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -i over itself"; }
 [ "$(status)" = "install ok installed" ] || fail "after reinstall: status '$(status)'"
