@@ -307,8 +307,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			fn()
 		case <-saveTimer:
 			a.persist.armed = false
-		case err := <-saveDone:
-			a.saved(err)
+		case r := <-saveDone:
+			a.saved(r)
 		}
 		a.saveDue()
 	}

@@ -292,22 +292,30 @@ type stateSnapshot struct {
 type stateWriter struct {
 	store *stateStore
 	req   chan *stateSnapshot
-	done  chan error
+	done  chan writeResult
+}
+
+// writeResult is the writer's answer: how the write went and how long it
+// took (the encoding and the disk, real time).
+type writeResult struct {
+	err  error
+	took time.Duration
 }
 
 func newStateWriter(store *stateStore) *stateWriter {
-	w := &stateWriter{store: store, req: make(chan *stateSnapshot, 1), done: make(chan error, 1)}
+	w := &stateWriter{store: store, req: make(chan *stateSnapshot, 1), done: make(chan writeResult, 1)}
 	go w.loop()
 	return w
 }
 
 func (w *stateWriter) loop() {
 	for snap := range w.req {
+		start := time.Now()
 		data, err := w.store.marshal(snap)
 		if err == nil {
 			err = w.store.write(data)
 		}
-		w.done <- err
+		w.done <- writeResult{err, time.Since(start)}
 	}
 }
 
@@ -326,13 +334,13 @@ type persister struct {
 	// inFlight is the generation of the snapshot with the writer.
 	inFlight uint64
 	last     time.Time     // when the last write started
-	wait     time.Duration // saveInterval, or retryInterval after a failure
+	wait     time.Duration // saveInterval or more, retryInterval after a failure
 	failing  bool
 }
 
 // chans returns the channels Run waits on: the interval timer (nil when
 // not armed) and the writer's answers (nil without a state directory).
-func (p *persister) chans() (<-chan time.Time, <-chan error) {
+func (p *persister) chans() (<-chan time.Time, <-chan writeResult) {
 	if p == nil {
 		return nil, nil
 	}
@@ -398,11 +406,13 @@ func (a *Agent) saveDue() {
 	p.w.req <- a.snapshot(now)
 }
 
-// saved takes the writer's answer.
-func (a *Agent) saved(err error) {
+// saved takes the writer's answer. The next write waits saveInterval, or
+// as long as this one took when that was longer: a large cache is not
+// written back to back.
+func (a *Agent) saved(r writeResult) {
 	p := a.persist
 	p.busy = false
-	if err != nil {
+	if err := r.err; err != nil {
 		if !p.failing {
 			a.log.Error("binding cache not saved: a crash now would lose the bindings since the last save",
 				"file", p.store.path, "err", err, "retry", retryInterval)
@@ -413,7 +423,7 @@ func (a *Agent) saved(err error) {
 	if p.failing {
 		a.log.Info("binding cache saved again", "file", p.store.path)
 	}
-	p.failing, p.wait, p.saved = false, saveInterval, p.inFlight
+	p.failing, p.wait, p.saved = false, max(saveInterval, r.took), p.inFlight
 }
 
 // stopPersist waits for a write in flight, writes what changed since, and

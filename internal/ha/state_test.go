@@ -286,7 +286,7 @@ func TestStateCoalesced(t *testing.T) {
 	if w := s.writes(); w != 1 {
 		t.Fatalf("%d writes before the interval is over, want 1", w)
 	}
-	s.clk.Advance(saveInterval)
+	s.clk.Advance(time.Second) // the interval, or the first write's duration if longer
 	s.waitWrites(t, 2)
 	if f := s.readFile(t); len(f.HomeAgent) != n {
 		t.Fatalf("file holds %d home addresses, want %d", len(f.HomeAgent), n)
@@ -457,5 +457,22 @@ func TestStateNotKept(t *testing.T) {
 	a, err = New(Config{HA: mustParseHA(t, cnAlone), Transport: newFake(), StateDir: t.TempDir()})
 	if err != nil || a.persist != nil {
 		t.Fatalf("correspondent alone: %v %v", a.persist, err)
+	}
+}
+
+// A reload keeps the state directory: it changes on restart.
+func TestStateDirReload(t *testing.T) {
+	s := startStateAgent(t, haConfig(t), t.TempDir(), t0)
+	next := haConfig(t)
+	next.HomeAgent.StateDir = "/elsewhere"
+	restart, err := s.a.Reload(context.Background(), next)
+	if err != nil || !slices.Contains(restart, "home_agent.state_dir") {
+		t.Fatalf("restart %q, %v", restart, err)
+	}
+	s.tr.in <- bu(coa1, 1, 10, proto.BID{ID: 1, PrioStatus: 1})
+	s.tr.next(t)
+	s.waitWrites(t, 1)
+	if f := s.readFile(t); len(f.HomeAgent) != 1 {
+		t.Fatalf("file in the old directory: %+v", f)
 	}
 }
