@@ -38,10 +38,10 @@ import (
 //     starts empty.
 //   - Expiry times are absolute (wall clock): time spent stopped counts.
 //   - A file written in this boot by a process in another network
-//     namespace is not restored: the bindings are that namespace's (two
-//     home agents sharing a state_dir, as parallel labs would with the
-//     default). After a reboot every namespace is new, so the boot
-//     decides.
+//     namespace (netNS: inode and cookie) is not restored: the bindings
+//     are that namespace's (two home agents sharing a state_dir, as
+//     parallel labs would with the default). After a reboot every
+//     namespace is new, so the boot decides.
 
 // stateFileName is the file in state_dir.
 const stateFileName = "bindings.json"
@@ -149,13 +149,6 @@ func bootID() string {
 	return strings.TrimSpace(string(b))
 }
 
-func netNS() string {
-	s, err := os.Readlink("/proc/self/ns/net")
-	if err != nil {
-		return ""
-	}
-	return s
-}
 
 // errNoState: there is no file (a first start).
 var errNoState = errors.New("no saved bindings")
