@@ -149,7 +149,6 @@ func bootID() string {
 	return strings.TrimSpace(string(b))
 }
 
-
 // errNoState: there is no file (a first start).
 var errNoState = errors.New("no saved bindings")
 
