@@ -51,7 +51,7 @@ func DiffHA(old, cur *HA) []string {
 	add("home_agent", a.Address == b.Address && a.Interface == b.Interface && a.HomePrefix == b.HomePrefix &&
 		slices.Equal(a.Serve, b.Serve) && a.BulkRegistration == b.BulkRegistration &&
 		a.MaxLifetime == b.MaxLifetime && a.Profile == b.Profile && a.BIDOptionType == b.BIDOptionType &&
-		a.RequireAuth == b.RequireAuth && slices.EqualFunc(a.MNs, b.MNs, HAMobileNode.Equal))
+		a.RequireAuth == b.RequireAuth && slices.EqualFunc(a.MNs, b.MNs, HAMobileNode.Equal) && a.StateDir == b.StateDir)
 	add("correspondent", old.Correspondent.Equal(cur.Correspondent))
 	add("dataplane", old.Dataplane == cur.Dataplane)
 	add("control", old.Control == cur.Control)
