@@ -53,6 +53,9 @@ type InterfaceRule struct {
 	Match    string
 	Priority uint8
 	Exclude  bool // exclude = true: mcoad never uses matching interfaces
+	// HoldDown: hold_down, how long a dead path must answer before it is
+	// used again (0: mcoad's default).
+	HoldDown time.Duration
 }
 
 // HAConfig chooses how StartHA configures mcoa-ha. The zero value is the
@@ -63,7 +66,11 @@ type HAConfig struct {
 	MaxLifetime time.Duration // max_lifetime; default 420s
 	Backend     string        // [dataplane] backend; default "none"
 	LogLevel    string        // default "debug"
-	Extra       string        // TOML appended to the file as is
+	// StateDir: home_agent.state_dir, where mcoa-ha keeps its binding
+	// cache across restarts; default a directory of this lab (the
+	// system's /var/lib/mcoa-ha would be shared by parallel labs).
+	StateDir string
+	Extra    string // TOML appended to the file as is
 	// Vehicle: the HoA's mobile router may register MobileNetPrefix
 	// ([[home_agent.mn]] prefixes).
 	Vehicle bool
@@ -125,6 +132,7 @@ func (l *Lab) StartHA(ctx context.Context, c *HAConfig) (*Daemon, error) {
 	}
 	orDefault(&cfg.LogLevel, "debug")
 	orDefault(&cfg.Backend, "none")
+	orDefault(&cfg.StateDir, filepath.Join(l.Dir, "mcoa-ha-state"))
 	sock := filepath.Join(l.RunDir(), "mcoa-ha.sock")
 	text := fmt.Sprintf(`# written by mcoad's lab (internal/lab)
 [home_agent]
@@ -134,7 +142,8 @@ home_prefix = %q
 serve = [%q]
 bulk_registration = %v
 max_lifetime = %d
-`, HAAddr, HomeIface, HomePrefix, HomePrefix, !cfg.NoBulk, int(cfg.MaxLifetime/time.Second)) +
+state_dir = %q
+`, HAAddr, HomeIface, HomePrefix, HomePrefix, !cfg.NoBulk, int(cfg.MaxLifetime/time.Second), cfg.StateDir) +
 		daemonSections(cfg.Backend, sock, cfg.LogLevel)
 	if cfg.Vehicle {
 		text += fmt.Sprintf("\n[[home_agent.mn]]\nhome_address = %q\nprefixes = [%q]\n", HoA, MobileNetPrefix)
@@ -212,6 +221,9 @@ state_dir = %q
 			continue
 		}
 		fmt.Fprintf(&b, "\n[[interface]]\nmatch = %q\npriority = %d\n", r.Match, r.Priority)
+		if r.HoldDown > 0 {
+			fmt.Fprintf(&b, "hold_down = %q\n", r.HoldDown.String())
+		}
 	}
 	b.WriteString(daemonSections(cfg.Backend, sock, cfg.LogLevel))
 	if cfg.Vehicle {

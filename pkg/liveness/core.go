@@ -34,7 +34,8 @@ type path struct {
 	seen        bool
 	tx, rx      uint64
 	lastRx      time.Time
-	rxGap       time.Duration // smoothed time between polls that saw packets
+	rxGap       time.Duration // time between polls that saw packets (see traffic)
+	rxLastPoll  bool          // the last poll saw packets
 	txAt        time.Time     // first send seen after lastProof (zero: none)
 	lastProof   time.Time
 	lastProofRx bool // lastProof was received traffic, not a probe's answer
@@ -147,6 +148,7 @@ func (c *core) traffic(tr map[uint16]Traffic, now time.Time) {
 	anyRx := false
 	for _, p := range c.paths {
 		t, ok := tr[p.BID]
+		p.rxLastPoll = false
 		if !ok {
 			p.seen = false
 			continue
@@ -160,16 +162,15 @@ func (c *core) traffic(tr map[uint16]Traffic, now time.Time) {
 		}
 		if t.RxPackets > p.rx {
 			anyRx = true
+			// The gap between packets: up at once (sparse traffic must
+			// not look silent), down by halves (a burst's short gaps do
+			// not make the pause after it look like a failure).
 			gap := p.t.Idle
 			if !p.lastRx.IsZero() {
 				gap = min(now.Sub(p.lastRx), p.t.Idle)
 			}
-			if p.rxGap == 0 {
-				p.rxGap = gap
-			} else {
-				p.rxGap = (p.rxGap + gap) / 2
-			}
-			p.lastRx = now
+			p.rxGap = max(gap, p.rxGap/2)
+			p.lastRx, p.rxLastPoll = now, true
 			if p.state != Dead {
 				c.proof(p, now, false)
 			}
@@ -527,17 +528,19 @@ func (c *core) next(now time.Time) time.Time {
 	return d
 }
 
-// pollEvery is how often the tunnels' counters are read: at half the gap
-// between packets on a receiving path (down to half an Interval, so that a
-// busy path's silence is noticed within half an Interval), at half an
-// Interval while a path sends or is checked, and at a quarter of Idle
-// otherwise. Sparse traffic is read sparsely: the measured gap adapts it.
+// pollEvery is how often the tunnels' counters are read: at half an
+// Interval while a path sends, is checked, or had packets at the last read
+// (so that a busy path's silence is noticed within half an Interval), at
+// half the gap between its packets after that, and at a quarter of Idle
+// otherwise.
 func (c *core) pollEvery(now time.Time) time.Duration {
 	var d time.Duration
 	for _, p := range c.paths {
 		e := p.t.Idle / 4
 		switch {
-		case p.checking || !p.txAt.IsZero():
+		case p.checking || !p.txAt.IsZero() || p.rxLastPoll:
+			// Sending, checked, or packets in the last poll: maybe
+			// busy, so read at the pace that notices its silence.
 			e = p.t.Interval / 2
 		case !p.lastRx.IsZero() && now.Sub(p.lastRx) < p.t.Idle:
 			e = min(max(p.rxGap/2, p.t.Interval/2), e)

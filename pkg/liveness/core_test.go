@@ -433,3 +433,50 @@ func TestTimersDefaults(t *testing.T) {
 		t.Errorf("idle below interval: %v, want raised to the interval", got.Idle)
 	}
 }
+
+// A stream that began half a second before the black hole is already
+// watched at full speed.
+func TestBlackHoleSoonAfterTrafficStarts(t *testing.T) {
+	s := newSim(t, false, testPath(1, "eth0", false), testPath(2, "wlan0", false))
+	s.run(10 * time.Second) // idle
+	s.rate[1] = time.Millisecond
+	s.run(500 * time.Millisecond)
+	cut := s.now
+	s.up[1] = false
+	s.run(2 * time.Second)
+	dead := s.firstChange(1, Dead, cut)
+	if dead.IsZero() || dead.Sub(cut) > 300*time.Millisecond {
+		t.Fatalf("dead %v after the cut, want within 300ms", dead.Sub(cut))
+	}
+}
+
+// Sparse traffic (a packet every 600ms) proves the path without a probe.
+func TestSparseTrafficNeedsNoProbe(t *testing.T) {
+	s := newSim(t, false, testPath(1, "eth0", false))
+	s.rate[1] = 600 * time.Millisecond
+	s.run(5 * time.Second)
+	from := s.now
+	s.run(time.Minute)
+	if n := s.probes(1, from, s.now); n != 0 {
+		t.Errorf("%d probes in a minute of a packet every 600ms, want 0", n)
+	}
+}
+
+// Bursts with pauses: at most a probe per pause, never a failure.
+func TestBurstyTraffic(t *testing.T) {
+	s := newSim(t, false, testPath(1, "eth0", false))
+	from := s.now
+	for range 200 {
+		s.rate[1] = time.Millisecond
+		s.run(20 * time.Millisecond)
+		s.rate[1] = 0
+		s.run(280 * time.Millisecond)
+	}
+	if n := s.probes(1, from, s.now); n > 200 {
+		t.Errorf("%d probes over 200 bursts, want at most one a pause", n)
+	}
+	if d := s.firstChange(1, Dead, from); !d.IsZero() {
+		t.Errorf("dead at %v", d.Sub(from))
+	}
+	t.Logf("%d probes over 200 bursts of 20ms every 300ms", s.probes(1, from, s.now))
+}
