@@ -198,6 +198,8 @@ func (d *demo) run(ctx context.Context, prefix string, bins map[string]string, b
 			return d.register(ctx, &lab.MNConfig{Bin: bins[lab.MNBinary], Backend: backend, Extra: demoPolicy})
 		}},
 		{"flow policy: UDP to port 5001 over wlan0, the rest by priority (eth0)", d.flowPolicy},
+		{"eth0's path dies upstream, its carrier up: found dead, its binding withdrawn", d.blackHole},
+		{"eth0's path works again: registered again after its hold-down", d.clearHole},
 		{"eth0 loses its carrier: its binding is removed through another care-of address", d.cut},
 		{"eth0's carrier comes back: registered again", d.restore},
 		{"returning home (return_home = \"all\") and leaving again", d.returnHome},

@@ -95,6 +95,7 @@ type core struct {
 	out       map[uint16]outProbe
 	home      homeCheck
 	fx        effects
+	lastPoll  time.Time // the last traffic reading
 	sendError func(p *Path, err error)
 }
 
@@ -165,9 +166,11 @@ func (c *core) traffic(tr map[uint16]Traffic, now time.Time) {
 			// The gap between packets: up at once (sparse traffic must
 			// not look silent), down by halves (a burst's short gaps do
 			// not make the pause after it look like a failure).
-			gap := p.t.Idle
-			if !p.lastRx.IsZero() {
-				gap = min(now.Sub(p.lastRx), p.t.Idle)
+			// After a quiet spell the packets came within the time since
+			// the last read: that bounds the first gap.
+			gap := min(now.Sub(c.lastPoll), p.t.Idle)
+			if !p.lastRx.IsZero() && now.Sub(p.lastRx) < p.t.Idle {
+				gap = now.Sub(p.lastRx)
 			}
 			p.rxGap = max(gap, p.rxGap/2)
 			p.lastRx, p.rxLastPoll = now, true
@@ -180,6 +183,7 @@ func (c *core) traffic(tr map[uint16]Traffic, now time.Time) {
 	if anyRx && c.home.active {
 		c.homeOK(now)
 	}
+	c.lastPoll = now
 }
 
 // proof: something came back on p (not dead).

@@ -434,13 +434,14 @@ func TestTimersDefaults(t *testing.T) {
 	}
 }
 
-// A stream that began half a second before the black hole is already
+// A stream that began 400ms before the black hole (an idle path is read
+// every 250ms) is already
 // watched at full speed.
 func TestBlackHoleSoonAfterTrafficStarts(t *testing.T) {
 	s := newSim(t, false, testPath(1, "eth0", false), testPath(2, "wlan0", false))
 	s.run(10 * time.Second) // idle
 	s.rate[1] = time.Millisecond
-	s.run(500 * time.Millisecond)
+	s.run(400 * time.Millisecond)
 	cut := s.now
 	s.up[1] = false
 	s.run(2 * time.Second)
