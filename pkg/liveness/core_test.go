@@ -118,7 +118,8 @@ func (s *sim) step() {
 			continue
 		}
 		bid := uint16(p.ifindex - 10)
-		if !s.lost(bid) && !s.lost(bid) {
+		there, back := !s.lost(bid), !s.lost(bid) // each way its own draw
+		if there && back {
 			s.due = append(s.due, reply{seq: p.seq, at: s.now.Add(s.rtt)})
 		}
 	}
