@@ -1,7 +1,6 @@
 package ha
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mcoad/mcoad/internal/clock"
+	"github.com/mcoad/mcoad/internal/testutil"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/proto"
@@ -40,24 +40,6 @@ prefixes = ["2001:db8:aaab::/64"]
 `)
 }
 
-// syncBuf is a log that tests read while the agent writes it.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // stateAgent is one run of a home agent with a state directory.
 type stateAgent struct {
 	a     *Agent
@@ -65,7 +47,7 @@ type stateAgent struct {
 	px    *fakeProxy
 	pl    *bindingsPlane
 	clk   *clock.Fake
-	log   *syncBuf
+	log   *testutil.SyncBuffer
 	stop  func() // cancels Run and waits for it (the final write included)
 	dir   string
 	epoch time.Time
@@ -73,7 +55,7 @@ type stateAgent struct {
 
 func startStateAgent(t *testing.T, cfg *config.HA, dir string, now time.Time) *stateAgent {
 	t.Helper()
-	s := &stateAgent{tr: newFake(), px: &fakeProxy{}, pl: &bindingsPlane{}, clk: clock.NewFake(now), log: &syncBuf{}, dir: dir, epoch: now}
+	s := &stateAgent{tr: newFake(), px: &fakeProxy{}, pl: &bindingsPlane{}, clk: clock.NewFake(now), log: &testutil.SyncBuffer{}, dir: dir, epoch: now}
 	var err error
 	s.a, err = New(Config{HA: cfg, Transport: s.tr, Proxy: s.px, Plane: s.pl, Clock: s.clk, StateDir: dir,
 		Logger: slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -424,7 +406,7 @@ func TestStateCorrespondent(t *testing.T) {
 	}
 	cp := &cnPlane{}
 	tr := newFake()
-	log := &syncBuf{}
+	log := &testutil.SyncBuffer{}
 	a, err := New(Config{HA: cnConfig(t, true), Transport: tr, Proxy: &fakeProxy{}, CNPlane: cp, StateDir: dir,
 		Clock: clock.NewFake(t0.Add(time.Second)), Logger: slog.New(slog.NewTextHandler(log, nil))})
 	if err != nil {
