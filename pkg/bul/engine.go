@@ -199,14 +199,20 @@ func (e *Engine) SetCareOfs(cos []CareOf) error {
 	if err := validateCareOfs(cos); err != nil {
 		return err
 	}
+	e.handIn(func() { e.coNext, e.coDirty = slices.Clone(cos), true })
+	return nil
+}
+
+// handIn stores an input for the engine goroutine (under coMu) and wakes
+// it; several wake-ups coalesce.
+func (e *Engine) handIn(store func()) {
 	e.coMu.Lock()
-	e.coNext, e.coDirty = slices.Clone(cos), true
+	store()
 	e.coMu.Unlock()
 	select {
 	case e.coKick <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // SetHealth hands the engine the liveness verdict of every path (by BID;
@@ -215,13 +221,7 @@ func (e *Engine) SetCareOfs(cos []CareOf) error {
 // through a live care-of address, so that the home agent stops sending on
 // it, and registered again when the path is alive.
 func (e *Engine) SetHealth(h []liveness.Health) {
-	e.coMu.Lock()
-	e.healthNext, e.healthDirty = slices.Clone(h), true
-	e.coMu.Unlock()
-	select {
-	case e.coKick <- struct{}{}:
-	default:
-	}
+	e.handIn(func() { e.healthNext, e.healthDirty = slices.Clone(h), true })
 }
 
 // Refresh sends a BU for every registered binding now, without lifting an
