@@ -44,9 +44,13 @@ prefer = ["wwan*", "eth*"]
 
 // setupDataplane is a lab with mcoa-ha and mcoad both running the
 // userspace data plane, every interface registered.
-func setupDataplane(t *testing.T) *env {
+func setupDataplane(t *testing.T) *env { return setupDataplaneFor(t, 0) }
+
+// setupDataplaneFor is setupDataplane for a test that runs longer than
+// setup's two minutes (d: its own length).
+func setupDataplaneFor(t *testing.T, d time.Duration) *env {
 	t.Helper()
-	e := setup(t, opts{noMN: true})
+	e := setup(t, opts{noMN: true, timeout: d + 2*time.Minute})
 	// The lab writes mcoa-ha's [dataplane] as "none": switch it on.
 	text, err := os.ReadFile(e.ha.Config)
 	if err != nil {

@@ -177,7 +177,7 @@ func TestRandomLossNoFailover(t *testing.T) {
 	if testing.Short() {
 		d = time.Minute
 	}
-	e := setupDataplane(t)
+	e := setupDataplaneFor(t, d)
 	probe := e.startStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, probePort), time.Millisecond)
 	e.probesFlow("probes arrive", probe)
 	e.waitFor("every path alive", registerTimeout, func() error { return e.bindingsAre(ifaces) })
@@ -221,6 +221,8 @@ func TestHomeAgentLosesState(t *testing.T) {
 	e := setupDataplane(t)
 	probe := e.startStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, probePort), time.Millisecond)
 	e.probesFlow("probes arrive", probe)
+	// mcoad has seen the stream: it is what goes quiet.
+	e.rxGrowsOn("probes come through eth0", "eth0", 100, "wlan0", "wwan0")
 	e.waitFor("every path alive", registerTimeout, func() error { return e.bindingsAre(ifaces) })
 	refreshes := func() float64 { return e.metrics(e.mn)["mcoad_home_refreshes_total"] }
 	before := refreshes()
@@ -235,7 +237,7 @@ func TestHomeAgentLosesState(t *testing.T) {
 	if err := e.ha.Start(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	took := e.waitFor("probes arrive again", registerTimeout, func() error {
+	took := e.waitFor("probes arrive again", 2*registerTimeout, func() error {
 		if got := probe.Got() - n; got < 50 {
 			return fmt.Errorf("%d probes since the start", got)
 		}

@@ -96,9 +96,10 @@ type env struct {
 type opts struct {
 	ha      lab.HAConfig
 	mn      lab.MNConfig
-	noMN    bool     // do not start mcoad yet (env.startMN)
-	tools   []string // tools besides ip, radvd and ping
-	vehicle bool     // the vehicle lab (lab.Config.Vehicle)
+	noMN    bool          // do not start mcoad yet (env.startMN)
+	tools   []string      // tools besides ip, radvd and ping
+	vehicle bool          // the vehicle lab (lab.Config.Vehicle)
+	timeout time.Duration // the whole test's; default 2 minutes
 }
 
 // setup builds a lab and starts the daemons in it; Cleanup tears it all
@@ -109,7 +110,10 @@ func setup(t *testing.T, o opts) *env {
 	if bins.err != nil {
 		t.Fatalf("building the daemons: %v", bins.err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	if o.timeout == 0 {
+		o.timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	t.Cleanup(cancel)
 	start := time.Now()
 	l, err := lab.Up(ctx, &lab.Config{

@@ -18,7 +18,8 @@ const (
 	maxHoldMult = 64
 	// homeLostPause: after the home agent was found without our bindings
 	// (and told so by the re-registration), the next home check waits.
-	homeLostPause = 5 * time.Second
+	homeLostPause    = 5 * time.Second
+	maxHomeLostPause = time.Minute
 	// lossWindow probes make up Health.Loss.
 	lossWindow = 32
 )
@@ -76,6 +77,8 @@ type homeCheck struct {
 	misses    int
 	next      time.Time
 	notBefore time.Time
+	lastOK    time.Time // the last proof that it holds a binding of ours
+	pause     time.Duration
 }
 
 // effects is what a step asks the owner to do.
@@ -180,8 +183,12 @@ func (c *core) traffic(tr map[uint16]Traffic, now time.Time) {
 		}
 		p.tx, p.rx = t.TxPackets, t.RxPackets
 	}
-	if anyRx && c.home.active {
-		c.homeOK(now)
+	if anyRx {
+		// The home agent tunnels only to bindings it holds.
+		c.home.lastOK = now
+		if c.home.active {
+			c.homeOK(now)
+		}
 	}
 	c.lastPoll = now
 }
@@ -416,7 +423,7 @@ func (c *core) send(p *path, now time.Time) {
 
 func (c *core) homeOK(now time.Time) {
 	h := &c.home
-	h.active, h.wanted, h.misses = false, false, 0
+	h.active, h.wanted, h.misses, h.lastOK, h.pause = false, false, 0, now, 0
 	h.notBefore = now.Add(c.maxIdle())
 	for seq, o := range c.out {
 		if o.home {
@@ -431,6 +438,14 @@ func (c *core) tickHome(now time.Time) {
 		h.wanted, h.active = false, false
 		return
 	}
+	if h.lastOK.IsZero() {
+		h.lastOK = now
+	}
+	if !h.active && !h.wanted && now.Sub(h.lastOK) >= c.homeKeepalive() {
+		// Nothing came through the tunnels for long: a node that only
+		// waits for traffic would not notice a home agent that lost it.
+		h.wanted = true
+	}
 	if !h.active {
 		if !h.wanted || now.Before(h.notBefore) {
 			h.wanted = h.wanted && now.Before(h.notBefore) // asked while paused: forgotten
@@ -440,8 +455,11 @@ func (c *core) tickHome(now time.Time) {
 	}
 	mult, iv, rto := c.homeTimers()
 	if h.misses >= mult {
+		// Found lost: the owner re-registers. While it stays lost (the
+		// home agent is down), the next checks wait longer and longer.
 		h.active = false
-		h.notBefore = now.Add(homeLostPause)
+		h.pause = min(max(2*h.pause, homeLostPause), maxHomeLostPause)
+		h.notBefore = now.Add(h.pause)
 		c.fx.homeLost = true
 		for seq, o := range c.out {
 			if o.home {
@@ -474,6 +492,10 @@ func (c *core) homeTimers() (mult int, interval, rto time.Duration) {
 	}
 	return mult, interval, max(rto, interval)
 }
+
+// homeKeepalive: with no proof for this long, the home check runs anyway
+// (ten keepalives of the slowest path, at least 10 s).
+func (c *core) homeKeepalive() time.Duration { return max(10*c.maxIdle(), 10*time.Second) }
 
 func (c *core) maxIdle() time.Duration {
 	var d time.Duration
@@ -519,11 +541,14 @@ func (c *core) next(now time.Time) time.Time {
 			}
 		}
 	}
-	if c.homeOn {
-		if c.home.active {
+	if c.homeOn && len(c.paths) > 0 {
+		switch {
+		case c.home.active:
 			consider(c.home.next)
-		} else if c.home.wanted {
+		case c.home.wanted:
 			consider(c.home.notBefore)
+		case !c.home.lastOK.IsZero():
+			consider(c.home.lastOK.Add(c.homeKeepalive()))
 		}
 	}
 	if !d.IsZero() && d.Before(now) {

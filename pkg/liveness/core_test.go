@@ -482,3 +482,37 @@ func TestBurstyTraffic(t *testing.T) {
 	}
 	t.Logf("%d probes over 200 bursts of 20ms every 300ms", s.probes(1, from, s.now))
 }
+
+// A node that only waits for traffic still finds a home agent that lost the
+// bindings, by the home check's own keepalive; and while the home agent
+// stays without them, it says so less and less often.
+func TestHomeAgentLostWhileIdle(t *testing.T) {
+	s := newSim(t, true, testPath(1, "eth0", false))
+	s.run(30 * time.Second)
+	if s.homeLost != 0 {
+		t.Fatalf("home lost %d times while all was well", s.homeLost)
+	}
+	from := s.now
+	s.homeUp = false
+	s.run(15 * time.Second)
+	if s.homeLost == 0 {
+		t.Fatal("home lost not reported in 15s of an idle node")
+	}
+	s.run(10 * time.Minute)
+	if s.homeLost > 16 {
+		t.Errorf("home lost reported %d times in 10 min, want it to back off (a minute apart at most)", s.homeLost)
+	}
+	if n := s.probes(0, from, s.now); n > 60 {
+		t.Errorf("%d home checks in 10 min", n)
+	}
+	t.Logf("home agent without our bindings for 10 min: reported %d times, %d home checks", s.homeLost, s.probes(0, from, s.now))
+	s.homeUp = true
+	s.rate[1] = 10 * time.Millisecond
+	s.run(2 * time.Minute)
+	before := s.homeLost
+	s.rate[1] = 0
+	s.run(time.Minute)
+	if s.homeLost != before {
+		t.Errorf("home lost after the home agent came back")
+	}
+}
