@@ -56,7 +56,7 @@ func run(args []string) int {
 		fmt.Printf("%s: ok\n", *cfgPath)
 		return 0
 	}
-	log, level := service.NewLogger(cfg.Log.Level)
+	log, level := service.NewLogger(cfg.Log)
 	slog.SetDefault(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -73,7 +73,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	log, level := service.NewLogger(cfg.Log.Level)
+	log, level := service.NewLogger(cfg.Log)
 	slog.SetDefault(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -5,20 +5,11 @@ package service
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"syscall"
 )
-
-// NewLogger returns a text logger on stderr and the level it logs at,
-// which a reload may change.
-func NewLogger(level slog.Level) (*slog.Logger, *slog.LevelVar) {
-	lv := new(slog.LevelVar)
-	lv.Set(level)
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})), lv
-}
 
 // OnHUP calls reload on every SIGHUP until ctx ends.
 func OnHUP(ctx context.Context, reload func()) {

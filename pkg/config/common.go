@@ -76,6 +76,9 @@ func (t *tbl) log(l *Log) {
 	if s, ok := t.enum("level", "debug", "info", "warn", "error"); ok {
 		_ = l.Level.UnmarshalText([]byte(s))
 	}
+	if s, ok := t.enum("format", LogText, LogJSON); ok {
+		l.Format = s
+	}
 	t.done()
 }
 
@@ -191,4 +194,4 @@ func readKeyFile(name string) ([]byte, error) {
 	return data, nil
 }
 
-func defaultLog() Log { return Log{Level: slog.LevelInfo} }
+func defaultLog() Log { return Log{Level: slog.LevelInfo, Format: LogText} }

@@ -113,6 +113,7 @@ func TestParseMNValid(t *testing.T) {
 			`group = ""`,
 			`[log]`,
 			`level = "debug"`,
+			`format = "json"`,
 			`[mobile_router]`,
 			`enabled = true`,
 			`prefixes = ["2001:db8:aaab::/64", "2001:db8:aaac::/64"]`,
@@ -146,6 +147,7 @@ func TestParseMNValid(t *testing.T) {
 			c.Dataplane = Dataplane{Backend: BackendNone, Mark: 0x100, Mask: 0xf00, TableBase: 256}
 			c.Control = Control{Socket: "/tmp/x.sock"}
 			c.Log.Level = slog.LevelDebug
+			c.Log.Format = LogJSON
 			c.MobileRouter = MobileRouter{Enabled: true, Prefixes: []netip.Prefix{
 				netip.MustParsePrefix("2001:db8:aaab::/64"), netip.MustParsePrefix("2001:db8:aaac::/64")},
 				Mode: NEMOImplicit, Ingress: []string{"eth1", "wlan-ap"}}
@@ -300,7 +302,8 @@ func TestParseMNInvalid(t *testing.T) {
 			`[dataplane]`,
 			`backend = "ebpf"`,
 			`[log]`,
-			`level = "verbose"`),
+			`level = "verbose"`,
+			`format = "logfmt"`),
 			[]wantErr{
 				{5, "mobile_node.bid_mode", `"address" is not one of "interface", "coa"`},
 				{6, "mobile_node.registration", `"batch" is not one of "bulk", "individual"`},
@@ -308,6 +311,7 @@ func TestParseMNInvalid(t *testing.T) {
 				{8, "mobile_node.profile", `unknown wire profile "rfc9999"`},
 				{10, "dataplane.backend", `"ebpf" is not one of "auto", "tun", "kernel", "none"`},
 				{12, "log.level", `"verbose" is not one of "debug", "info", "warn", "error"`},
+				{13, "log.format", `"logfmt" is not one of "text", "json"`},
 			}},
 		{"bid option type", withHead(mnHead, `bid_option_type = 1`), []wantErr{{5, "mobile_node.bid_option_type", "collides"}}},
 		{"bid option type range", withHead(mnHead, `bid_option_type = 256`), []wantErr{{5, "mobile_node.bid_option_type", "256 is out of range 1..255"}}},

@@ -274,7 +274,15 @@ type Control struct {
 // Log is [log].
 type Log struct {
 	Level slog.Level // level: "debug", "info" (default), "warn" or "error"
+	// Format: format, LogText (default) or LogJSON; applies on restart.
+	Format string
 }
+
+// Log formats.
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
 
 // MobileRouter is [mobile_router]: NEMO (RFC 3963) mobile network
 // prefixes.
