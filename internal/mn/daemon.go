@@ -277,7 +277,12 @@ func watchRules(cfg *config.MN) []iface.Rule {
 	return append(out, rules(cfg.Interfaces)...)
 }
 
+// rules are the [[interface]] rules, or iface.DefaultRules when the file
+// has none.
 func rules(in []config.Interface) []iface.Rule {
+	if len(in) == 0 {
+		return slices.Clone(iface.DefaultRules)
+	}
 	out := make([]iface.Rule, 0, len(in))
 	for _, r := range in {
 		out = append(out, iface.Rule{Match: r.Match, Priority: r.Priority, Exclude: r.Exclude, BID: r.BID})

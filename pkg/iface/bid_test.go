@@ -85,17 +85,18 @@ func TestBIDStability(t *testing.T) {
 				map[string]uint16{"wan0 2001:db8:1::2": 1, "eth0 2001:db8:5::5": 2}},
 		})
 	})
+	// A USB tether (a veth here) unplugged and plugged back.
 	t.Run("deleted and re-created with a new MAC", func(t *testing.T) {
 		c, st := testCore(t, &Config{})
 		runSteps(t, c, st, []step{
-			{"veth0", []netlink.Link{mkLink("veth", 2, "veth0", "02:aa:00:00:00:01", up), eth(3, "eth1", up)},
+			{"usb0", []netlink.Link{mkLink("veth", 2, "usb0", "02:aa:00:00:00:01", up), eth(3, "eth1", up)},
 				[]netlink.Addr{a(2, "2001:db8:1::2"), a(3, "2001:db8:2::3")},
-				map[string]uint16{"veth0 2001:db8:1::2": 1, "eth1 2001:db8:2::3": 2}},
+				map[string]uint16{"usb0 2001:db8:1::2": 1, "eth1 2001:db8:2::3": 2}},
 			{"deleted", []netlink.Link{eth(3, "eth1", up)}, []netlink.Addr{a(3, "2001:db8:2::3")},
 				map[string]uint16{"eth1 2001:db8:2::3": 2}},
-			{"re-created", []netlink.Link{eth(3, "eth1", up), mkLink("veth", 9, "veth0", "02:dd:00:00:00:01", up)},
+			{"re-created", []netlink.Link{eth(3, "eth1", up), mkLink("veth", 9, "usb0", "02:dd:00:00:00:01", up)},
 				[]netlink.Addr{a(3, "2001:db8:2::3"), a(9, "2001:db8:1::2")},
-				map[string]uint16{"veth0 2001:db8:1::2": 1, "eth1 2001:db8:2::3": 2}},
+				map[string]uint16{"usb0 2001:db8:1::2": 1, "eth1 2001:db8:2::3": 2}},
 		})
 	})
 	t.Run("VLANs share their parent's MAC", func(t *testing.T) {

@@ -246,6 +246,32 @@ func validateRules(rules []Rule) error {
 }
 
 // matchRule returns the first rule matching name.
+// DefaultRules apply when the configuration has no [[interface]] at all:
+// wired first, then Wi-Fi, then cellular, by the kernel's and systemd's
+// predictable names alike.
+var DefaultRules = []Rule{
+	{Match: "en*", Priority: 30}, {Match: "eth*", Priority: 30},
+	{Match: "wl*", Priority: 20}, {Match: "ww*", Priority: 10},
+}
+
+// DefaultExcluded are the names of container and virtual machine
+// interfaces (bridges, veth ends, host-only networks): never care-of
+// interfaces unless a rule names them.
+var DefaultExcluded = []string{
+	"docker*", "br-*", "virbr*", "lxdbr*", "lxcbr*", "veth*", "vnet*",
+	"vboxnet*", "vmnet*", "cni*", "podman*",
+}
+
+// defaultExcluded reports whether name is a container or VM interface.
+func defaultExcluded(name string) bool {
+	for _, p := range DefaultExcluded {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
 func matchRule(rules []Rule, name string) (Rule, bool) {
 	for _, r := range rules {
 		if ok, _ := path.Match(r.Match, name); ok {

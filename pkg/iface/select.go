@@ -219,6 +219,9 @@ func (c *core) build(links []netlink.Link, addrs []netlink.Addr, now time.Time, 
 		case w.hasRule && w.rule.Exclude:
 			w.ifi.State = StateExcluded
 			w.ifi.Reason = "rule " + w.rule.Match
+		case !w.hasRule && defaultExcluded(a.Name):
+			w.ifi.State = StateExcluded
+			w.ifi.Reason = "container or VM interface (a rule naming it would use it)"
 		case !w.ifi.Up:
 			w.ifi.State = StateDown
 		case !w.ifi.Carrier:

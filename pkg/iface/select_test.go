@@ -2,6 +2,7 @@ package iface
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -481,5 +482,40 @@ func TestBuildReattachConfirm(t *testing.T) {
 	c.build(links, addrs, t0.Add(time.Second), st)
 	if got := ifaces(c.build(links, addrs, t0.Add(2*time.Second), st)); !slices.Equal(got, []string{"eth0", "eth1"}) {
 		t.Fatalf("after the timeout: %v", got)
+	}
+}
+
+// Container and VM interfaces are never care-of interfaces, unless a rule
+// names them.
+func TestDefaultExcluded(t *testing.T) {
+	c, st := testCore(t, &Config{Rules: []Rule{{Match: "virbr1", Priority: 5}}})
+	links := []netlink.Link{
+		eth(2, "enp3s0", up), mkLink("bridge", 3, "docker0", "02:00:00:00:00:03", up),
+		mkLink("veth", 4, "veth1a2b", "02:00:00:00:00:04", up), mkLink("bridge", 5, "br-0a1b2c", "02:00:00:00:00:05", up),
+		mkLink("bridge", 6, "virbr0", "02:00:00:00:00:06", up), mkLink("bridge", 7, "virbr1", "02:00:00:00:00:07", up),
+	}
+	var addrs []netlink.Addr
+	for i := 2; i <= 7; i++ {
+		addrs = append(addrs, mkAddr(i, fmt.Sprintf("2001:db8:%d::2/64", i), 0))
+	}
+	s := c.build(links, addrs, t0, st)
+	want := map[string]IfState{"enp3s0": StateCoA, "docker0": StateExcluded, "veth1a2b": StateExcluded,
+		"br-0a1b2c": StateExcluded, "virbr0": StateExcluded, "virbr1": StateCoA}
+	for _, ifi := range s.Interfaces {
+		if ifi.State != want[ifi.Name] {
+			t.Errorf("%s: state %q, want %q (reason %q)", ifi.Name, ifi.State, want[ifi.Name], ifi.Reason)
+		}
+	}
+	if len(s.CareOfs) != 2 {
+		t.Errorf("care-of addresses %+v, want enp3s0's and virbr1's", s.CareOfs)
+	}
+}
+
+func TestDefaultRulesPredictableNames(t *testing.T) {
+	for name, want := range map[string]uint8{"enp3s0": 30, "eth0": 30, "wlp2s0": 20, "wlan0": 20, "wwan0": 10, "wwp0s20f0u6": 10, "usb0": 0} {
+		r, ok := matchRule(DefaultRules, name)
+		if r.Priority != want || ok != (want != 0) {
+			t.Errorf("%s: rule %+v (%v), want priority %d", name, r, ok, want)
+		}
 	}
 }
