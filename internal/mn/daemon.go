@@ -47,6 +47,9 @@ type Options struct {
 	DBusAddress string
 	// WatchConfig reloads the configuration when its file changes.
 	WatchConfig bool
+	// StopCause tells a restart from a stop (stopcause.go); nil: every
+	// stop is a stop.
+	StopCause StopCause
 }
 
 // Daemon is a running mcoad.
@@ -237,6 +240,7 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 	d.mu.Lock()
 	dereg := d.cfg.MobileNode.DeregisterOnStop
 	d.mu.Unlock()
+	dereg = deregisterOnStop(dereg, opt.StopCause, d.log) // stopcause.go
 	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stopCancel()
 	if err := d.engine.Stop(stopCtx, dereg); err != nil {
