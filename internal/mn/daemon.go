@@ -66,8 +66,11 @@ type Daemon struct {
 	dp      *dataPath  // dataplane.go; nil with [dataplane] backend = "none"
 	paths   *pathWatch // liveness.go; nil with [mobile_node] liveness = false
 
-	mu  sync.Mutex // guards cfg
+	mu  sync.Mutex // guards cfg and added
 	cfg *config.MN
+	// added are the policies added through the control API, kept across
+	// reloads (dataplane.go).
+	added []config.Policy
 }
 
 // Run starts mcoad with cfg and serves until ctx ends, then stops cleanly:
@@ -435,6 +438,10 @@ func (d *Daemon) Status(ctx context.Context) (control.Status, error) {
 		Uptime: int64(time.Since(d.started) / time.Second),
 		Counts: control.Counts{Bindings: st.Bindings, Registered: registered,
 			Interfaces: len(snap.Interfaces), Policies: len(cfg.Policies)},
+		DataplaneError: d.dp.lastError(), Auth: "none",
+	}
+	if len(cfg.MobileNode.MNHAKey.Bytes()) > 0 {
+		out.Auth = "mn-ha"
 	}
 	if r := st.MobileRouter; r != nil {
 		out.MobileRouter = &control.MobileRouter{Enabled: true, Mode: r.Mode, Prefixes: r.Prefixes,
@@ -509,9 +516,11 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	old := d.cfg
+	file := cfg.Policies
+	cfg.Policies, _ = mergePolicies(file, d.added) // dataplane.go
 	d.mu.Unlock()
 	changed := config.DiffMN(old, cfg)
-	var restart []string
+	var restart, shadowed []string
 	for _, c := range changed {
 		switch c {
 		case "log":
@@ -539,8 +548,14 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		d.log.Warn("reload: these sections change only on restart", "sections", strings.Join(restart, ", "))
 	}
 	d.mu.Lock()
+	// Again: a policy may have been added since.
+	cfg.Policies, shadowed = mergePolicies(file, d.added)
+	d.added = slices.DeleteFunc(slices.Clone(d.added), func(p config.Policy) bool { return slices.Contains(shadowed, p.Name) })
 	d.cfg = cfg
 	d.mu.Unlock()
+	if len(shadowed) > 0 {
+		d.log.Warn("reload: the file's policies replace those of the same name added at run time", "names", strings.Join(shadowed, ", "))
+	}
 	d.dp.kick() // the policies of the new file
 	d.log.Info("configuration reloaded", "changed", changed)
 	d.events.Publish(control.Event{Time: time.Now(), Kind: control.EventReload, Message: "reloaded: " + strings.Join(changed, ", ")})

@@ -50,7 +50,8 @@ type dataPath struct {
 	kickc   chan struct{}
 	ro      roView // route optimisation (ro.go), under mu
 
-	lastErr string // run's: the last error logged
+	lastErr string       // run's: the last error logged
+	errNow  atomic.Value // string: the last apply's error, "" when in order (Status)
 }
 
 // newDataPath starts the data plane and the policy engine, or returns nil
@@ -254,6 +255,7 @@ func (p *dataPath) apply(ctx context.Context) {
 	if err != nil {
 		msg = err.Error()
 	}
+	p.errNow.Store(msg)
 	if msg != p.lastErr && ctx.Err() == nil {
 		if err != nil {
 			p.log.Warn("data plane", "err", err)
@@ -312,6 +314,15 @@ func (p *dataPath) traffic() map[uint16]liveness.Traffic {
 	return out
 }
 
+// lastError is why the data plane fails now ("" when in order).
+func (p *dataPath) lastError() string {
+	if p == nil {
+		return ""
+	}
+	s, _ := p.errNow.Load().(string)
+	return s
+}
+
 // name is the backend in use ("none" without a data plane).
 func (p *dataPath) name() string {
 	if p == nil {
@@ -357,11 +368,12 @@ func (p *dataPath) metrics() []control.Metric {
 }
 
 // The control API's flow policies: the policies of the configuration file
-// plus those added at run time, until the next reload.
+// plus those added at run time. A reload keeps the added ones (Daemon.added,
+// reloadPolicies); a restart does not.
 
 func toControlPolicy(p config.Policy) control.Policy {
 	t := p.Text()
-	return control.Policy{Name: t.Name, Protocol: t.Protocol, SrcPort: t.SrcPort, DstPort: t.DstPort,
+	return control.Policy{Name: t.Name, Protocol: t.Protocol, SrcPrefix: t.SrcPrefix, SrcPort: t.SrcPort, DstPort: t.DstPort,
 		DstPrefix: t.DstPrefix, User: t.User, Cgroup: t.Cgroup, Prefer: t.Prefer}
 }
 
@@ -377,8 +389,8 @@ func (d *Daemon) Policies(ctx context.Context) ([]control.Policy, error) {
 // AddPolicy appends a policy (the last to match); its user and cgroup must
 // exist. A name in use is refused: delete it first.
 func (d *Daemon) AddPolicy(ctx context.Context, cp control.Policy) error {
-	p, err := config.ParsePolicy(config.PolicyText{Name: cp.Name, Protocol: cp.Protocol, SrcPort: cp.SrcPort,
-		DstPort: cp.DstPort, DstPrefix: cp.DstPrefix, User: cp.User, Cgroup: cp.Cgroup, Prefer: cp.Prefer})
+	p, err := config.ParsePolicy(config.PolicyText{Name: cp.Name, Protocol: cp.Protocol, SrcPrefix: cp.SrcPrefix,
+		SrcPort: cp.SrcPort, DstPort: cp.DstPort, DstPrefix: cp.DstPrefix, User: cp.User, Cgroup: cp.Cgroup, Prefer: cp.Prefer})
 	if err != nil {
 		return fmt.Errorf("%w: %v", control.ErrInvalid, err)
 	}
@@ -393,6 +405,7 @@ func (d *Daemon) AddPolicy(ctx context.Context, cp control.Policy) error {
 	cfg := *d.cfg // the old one may be in use: copy on write
 	cfg.Policies = append(slices.Clone(cfg.Policies), p)
 	d.cfg = &cfg
+	d.added = append(slices.Clone(d.added), p)
 	d.mu.Unlock()
 	d.dp.kick()
 	d.log.Info("policy added", "name", p.Name, "prefer", toControlPolicy(p).Prefer)
@@ -412,10 +425,27 @@ func (d *Daemon) DeletePolicy(ctx context.Context, name string) error {
 	cfg := *d.cfg
 	cfg.Policies = slices.Delete(slices.Clone(cfg.Policies), i, i+1)
 	d.cfg = &cfg
+	d.added = slices.DeleteFunc(slices.Clone(d.added), func(q config.Policy) bool { return q.Name == name })
 	d.mu.Unlock()
 	d.dp.kick()
 	d.log.Info("policy deleted", "name", name)
 	out := toControlPolicy(old)
 	d.events.Publish(control.Event{Time: time.Now(), Kind: control.EventPolicy, Removed: true, Policy: &out})
 	return nil
+}
+
+// mergePolicies is a reload's policy list: the file's, then those added at
+// run time, so that a reload does not drop what a person or a script set
+// with `mcoactl policy add`. The file's policy of the same name wins; its
+// name is returned in shadowed.
+func mergePolicies(file, added []config.Policy) (merged []config.Policy, shadowed []string) {
+	merged = slices.Clone(file)
+	for _, p := range added {
+		if slices.ContainsFunc(file, func(q config.Policy) bool { return q.Name == p.Name }) {
+			shadowed = append(shadowed, p.Name)
+			continue
+		}
+		merged = append(merged, p)
+	}
+	return merged, shadowed
 }

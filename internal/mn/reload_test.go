@@ -162,3 +162,91 @@ func BenchmarkReload(b *testing.B) {
 		}
 	}
 }
+
+// Policies added through the control API survive a reload (with their
+// src_prefix), after the file's; a deleted one stays deleted; the file's
+// policy of the same name replaces an added one.
+func TestReloadKeepsAddedPolicies(t *testing.T) {
+	const filePolicy = `
+[[policy]]
+name = "voice"
+protocol = "udp"
+dst_port = "5060"
+prefer = ["eth*"]
+`
+	d := newTestDaemon(t, defaultRules+filePolicy)
+	dir := filepath.Dir(d.path)
+	ctx := context.Background()
+	names := func() string {
+		ps, err := d.Policies(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s []string
+		for _, p := range ps {
+			s = append(s, p.Name)
+		}
+		return strings.Join(s, " ")
+	}
+	reload := func(content string) {
+		t.Helper()
+		d.rewrite(t, content)
+		if err := d.Reload(ctx); err != nil {
+			t.Fatalf("Reload: %v", err)
+		}
+	}
+	lan := control.Policy{Name: "lan", SrcPrefix: "2001:db8:bbbb::/64", Prefer: []string{"wlan*"}}
+	for _, p := range []control.Policy{lan, {Name: "bulk", DstPrefix: "2001:db8:cccc::/48", Prefer: []string{"3"}}} {
+		if err := d.AddPolicy(ctx, p); err != nil {
+			t.Fatalf("AddPolicy %s: %v", p.Name, err)
+		}
+	}
+	if got := names(); got != "voice lan bulk" {
+		t.Fatalf("policies %q before the reload", got)
+	}
+
+	// The file changes (a priority); the added policies stay, src_prefix
+	// and all.
+	reload(testConfig(dir, strings.Replace(defaultRules, "priority = 30", "priority = 31", 1)+filePolicy))
+	if got := names(); got != "voice lan bulk" {
+		t.Errorf("policies %q after a reload, want voice lan bulk", got)
+	}
+	ps, _ := d.Policies(ctx)
+	if len(ps) < 2 || ps[1].SrcPrefix != "2001:db8:bbbb::/64" {
+		t.Errorf("lan after the reload: %+v", ps)
+	}
+
+	// Deleted at run time: gone for good, and the file's voice comes back
+	// with the file only.
+	if err := d.DeletePolicy(ctx, "bulk"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeletePolicy(ctx, "voice"); err != nil {
+		t.Fatal(err)
+	}
+	reload(testConfig(dir, defaultRules+filePolicy))
+	if got := names(); got != "voice lan" {
+		t.Errorf("policies %q after deleting bulk and voice and a reload, want voice lan", got)
+	}
+
+	// The file gains a policy named lan: the file's wins, and is said so.
+	reload(testConfig(dir, defaultRules+filePolicy+`
+[[policy]]
+name = "lan"
+dst_port = "22"
+protocol = "tcp"
+prefer = ["eth*"]
+`))
+	ps, _ = d.Policies(ctx)
+	if got := names(); got != "voice lan" || ps[1].DstPort != "22" || ps[1].SrcPrefix != "" {
+		t.Errorf("policies %q %+v, want the file's lan", got, ps)
+	}
+	if !strings.Contains(d.logs.String(), "replace those of the same name added at run time") {
+		t.Errorf("no word about the replaced policy")
+	}
+	// ... and once the file drops it, the added one does not come back.
+	reload(testConfig(dir, defaultRules+filePolicy))
+	if got := names(); got != "voice" {
+		t.Errorf("policies %q, want voice", got)
+	}
+}

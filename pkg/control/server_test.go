@@ -113,8 +113,8 @@ func TestMutatingRoutes(t *testing.T) {
 		{func() error { return c.SetPriority(ctx, 2, 0) }, "SetPriority 2 0"},
 		{func() error { return c.SetPriority(ctx, 65535, 255) }, "SetPriority 65535 255"},
 		{func() error {
-			return c.AddPolicy(ctx, Policy{Name: "web", Protocol: "tcp", DstPort: "443", DstPrefix: "2001:db8::/32", User: "alice", Cgroup: "/user.slice", SrcPort: "1000-2000", Prefer: []string{"wlan*"}})
-		}, "AddPolicy {Name:web Protocol:tcp SrcPort:1000-2000 DstPort:443 DstPrefix:2001:db8::/32 User:alice Cgroup:/user.slice Prefer:[wlan*]}"},
+			return c.AddPolicy(ctx, Policy{Name: "web", Protocol: "tcp", SrcPrefix: "2001:db8:bbbb::/64", DstPort: "443", DstPrefix: "2001:db8::/32", User: "alice", Cgroup: "/user.slice", SrcPort: "1000-2000", Prefer: []string{"wlan*"}})
+		}, "AddPolicy {Name:web Protocol:tcp SrcPrefix:2001:db8:bbbb::/64 SrcPort:1000-2000 DstPort:443 DstPrefix:2001:db8::/32 User:alice Cgroup:/user.slice Prefer:[wlan*]}"},
 		{func() error { return c.DeletePolicy(ctx, "web") }, "DeletePolicy web"},
 		{func() error { return c.Reload(ctx) }, "Reload"},
 		{func() error { return c.Hint(ctx, HintUp, "wlan0") }, "Hint up wlan0"},

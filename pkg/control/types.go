@@ -99,6 +99,13 @@ type Status struct {
 	// Correspondent (mcoa-ha): the addresses the correspondent role
 	// answers on.
 	Correspondent []netip.Addr `json:"correspondent,omitempty"`
+	// DataplaneError (mcoad) is why the data plane fails to set up its
+	// tunnels, rules or marks now (often a kernel without a feature the
+	// backend needs); absent while it is in order.
+	DataplaneError string `json:"dataplane_error,omitempty"`
+	// Auth (mcoad) is how its Binding Updates are authenticated: "mn-ha"
+	// (an RFC 4285 key is configured) or "none".
+	Auth string `json:"auth,omitempty"`
 }
 
 // MobileRouter is the NEMO part of mcoad's status.
@@ -139,6 +146,7 @@ type Interface struct {
 type Policy struct {
 	Name      string   `json:"name"`
 	Protocol  string   `json:"protocol,omitempty"`   // "tcp", "udp", ...
+	SrcPrefix string   `json:"src_prefix,omitempty"` // "2001:db8:bbbb::/64": a mobile network, or the home address
 	SrcPort   string   `json:"src_port,omitempty"`   // "5060" or "5060-5061"
 	DstPort   string   `json:"dst_port,omitempty"`   // same
 	DstPrefix string   `json:"dst_prefix,omitempty"` // "2001:db8::/32"
