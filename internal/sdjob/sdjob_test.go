@@ -172,4 +172,3 @@ func TestAskNoSystemd(t *testing.T) {
 		t.Fatalf("no bus: Ask = %+v, %v", v, err)
 	}
 }
-
