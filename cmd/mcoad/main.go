@@ -18,6 +18,7 @@ import (
 	"github.com/mcoad/mcoad/internal/service"
 
 	"github.com/mcoad/mcoad/internal/mn"
+	"github.com/mcoad/mcoad/internal/sdjob"
 	"github.com/mcoad/mcoad/pkg/config"
 )
 
@@ -84,6 +85,12 @@ func run(args []string) int {
 		Ready:       func() { service.Notify("READY=1") },
 		Started:     daemon.Store,
 		DBusAddress: *dbusAddr, WatchConfig: *watchConfig,
+	}
+	// Under systemd (which sets INVOCATION_ID for every service) a SIGTERM
+	// may be a restart, which keeps the bindings; systemd is always on
+	// the system bus, whatever -dbus says for mcoad's own service.
+	if os.Getenv("INVOCATION_ID") != "" && *dbusAddr != mn.NoDBus {
+		opt.StopCause = &sdjob.Client{}
 	}
 	service.OnHUP(ctx, func() {
 		d := daemon.Load()
