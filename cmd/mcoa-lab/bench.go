@@ -44,7 +44,7 @@ type benchOpts struct {
 
 // benchSections are the sections of the bench, in the order they run
 // (-only takes their names); benchGroups name several at once.
-var benchSections = []string{"rtt", "dataplane", "idle", "registration", "failover", "blackhole", "harestart", "probes", "single", "bulk", "vehicle"}
+var benchSections = []string{"rtt", "dataplane", "idle", "registration", "failover", "blackhole", "harestart", "restart", "probes", "single", "bulk", "vehicle"}
 
 var benchGroups = map[string][]string{
 	"liveness": {"blackhole", "harestart", "probes"},
@@ -309,6 +309,7 @@ func (b *bench) run(ctx context.Context) (string, error) {
 		bulk                                  map[string]regFigure
 		bh                                    blackholeFigure
 		har                                   haRestartFigure
+		mnr                                   restartFigure
 		pc                                    probeCostFigure
 	)
 	if b.o.want("rtt") {
@@ -344,6 +345,11 @@ func (b *bench) run(ctx context.Context) (string, error) {
 	}
 	if b.o.want("harestart") {
 		if har, err = b.haRestart(ctx); err != nil {
+			return "", err
+		}
+	}
+	if b.o.want("restart") {
+		if mnr, err = b.mnRestart(ctx); err != nil { // bench_restart.go
 			return "", err
 		}
 	}
@@ -420,6 +426,7 @@ func (b *bench) run(ctx context.Context) (string, error) {
 		fmt.Fprintf(&md, "| home agent restart: the new mcoa-ha's start → its control socket answers | %s | %s | %d | the home address reachable again | %s |\n",
 			fmtDur(har.answer.pct(50)), fmtDur(har.answer.pct(100)), len(har.answer), ratio(float64(har.answer.pct(50)), float64(har.reach.pct(50))))
 	}
+	mnr.markdown(&md)
 	fmt.Fprintf(&md, "\n")
 	if pc.echoPkts > 0 {
 		pc.markdown(&md)
