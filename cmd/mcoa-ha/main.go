@@ -40,11 +40,22 @@ func run(args []string) int {
 	cfgPath := fs.String("config", config.DefaultHAPath, "configuration file")
 	check := fs.Bool("check-config", false, "check the configuration file and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	cleanup := fs.Bool("cleanup", false, "remove what a mcoa-ha that did not stop cleanly left in the kernel, and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *showVersion {
 		fmt.Println("mcoa-ha", version)
+		return 0
+	}
+	if *cleanup {
+		// The home link and prefixes of the file when it loads; cleaning
+		// up must not depend on a good file (service.go).
+		cfg, _ := config.LoadHA(*cfgPath)
+		if err := cleanupKernel(cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "mcoa-ha: cleanup:", err)
+			return 1
+		}
 		return 0
 	}
 	cfg, err := config.LoadHA(*cfgPath)
@@ -225,6 +236,7 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 			log.Warn("configuration file not watched", "err", err)
 		}
 	}()
+	go notifyReady(ctx, cfg.Control.Socket) // service.go
 	runErr := agent.Run(ctx)
 	cancel()
 	if err := <-srvErr; err != nil && !errors.Is(err, context.Canceled) {
