@@ -467,7 +467,7 @@ table inet %[1]s {
 	if err != nil {
 		return f, err
 	}
-	out, err := b.lab.Exec(ctx, lab.AR3, "nft", "-j", "list", "table", "inet", countTable)
+	out, err := b.lab.Output(ctx, lab.AR3, "nft", "-j", "list", "table", "inet", countTable)
 	if err != nil {
 		return f, fmt.Errorf("nft: %w: %s", err, out)
 	}

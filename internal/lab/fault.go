@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -194,16 +193,7 @@ func (l *Lab) nft(ctx context.Context, node string, stdin string, args ...string
 	if !nsExists(l.NS(node)) {
 		return nil, fmt.Errorf("%w: namespace %s missing", ErrDown, l.NS(node))
 	}
-	argv := append([]string{"netns", "exec", l.NS(node), "nft"}, args...)
-	cmd := exec.CommandContext(ctx, "ip", argv...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return out, &ExecError{Args: append([]string{"ip"}, argv...), Output: out, Err: err}
-	}
-	return out, nil
+	return output(ctx, stdin, "ip", append([]string{"netns", "exec", l.NS(node), "nft"}, args...)...)
 }
 
 // Fault puts f in force on node (one of FaultNodes), replacing any fault it

@@ -14,6 +14,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -269,6 +270,33 @@ func run(ctx context.Context, name string, args ...string) ([]byte, error) {
 	return out, nil
 }
 
+// dumpRetries bounds the retries of a netlink dump that raced a change.
+const dumpRetries = 5
+
+// output runs a command whose standard output is data (ip -j, nft -j) and
+// returns that alone: what it says on stderr (warnings) must not end up in
+// the parse. A netlink dump that raced a change ("Dump was interrupted and
+// may be inconsistent", which ip and nft print on stderr and still exit 0
+// with) is run again.
+func output(ctx context.Context, stdin, name string, args ...string) ([]byte, error) {
+	for try := 0; ; try++ {
+		cmd := exec.CommandContext(ctx, name, args...)
+		if stdin != "" {
+			cmd.Stdin = strings.NewReader(stdin)
+		}
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if err != nil {
+			out := append(stdout.Bytes(), stderr.Bytes()...)
+			return out, &ExecError{Args: append([]string{name}, args...), Output: out, Err: err}
+		}
+		if !bytes.Contains(stderr.Bytes(), []byte("Dump was interrupted")) || try == dumpRetries {
+			return stdout.Bytes(), nil
+		}
+	}
+}
+
 // ip runs the host's ip(8) (which only ever acts inside the lab's
 // namespaces: every call passes -n or names a namespace).
 func (l *Lab) ip(ctx context.Context, args ...string) error {
@@ -292,6 +320,17 @@ func (l *Lab) Exec(ctx context.Context, node, name string, args ...string) ([]by
 		return nil, err
 	}
 	return run(ctx, "ip", append([]string{"netns", "exec", l.NS(node), name}, args...)...)
+}
+
+// Output runs name inside node's namespace and returns its standard
+// output alone (for commands that print data, like `nft -j`), running an
+// interrupted netlink dump again. A failure is an *ExecError carrying
+// stdout and stderr.
+func (l *Lab) Output(ctx context.Context, node, name string, args ...string) ([]byte, error) {
+	if err := checkNode(node); err != nil {
+		return nil, err
+	}
+	return output(ctx, "", "ip", append([]string{"netns", "exec", l.NS(node), name}, args...)...)
 }
 
 // Down stops every process the lab started (SIGTERM, then SIGKILL; those

@@ -150,7 +150,7 @@ func (l *Lab) ipLinks(ctx context.Context, node string, args ...string) ([]ipLin
 	if err := checkNode(node); err != nil {
 		return nil, err
 	}
-	out, err := run(ctx, "ip", append([]string{"-n", l.NS(node), "-j", "addr", "show"}, args...)...)
+	out, err := output(ctx, "", "ip", append([]string{"-n", l.NS(node), "-j", "addr", "show"}, args...)...)
 	if err != nil {
 		return nil, err
 	}
