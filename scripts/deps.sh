@@ -38,6 +38,60 @@ if [ ${#need[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# NetworkManager, for the e2e test that runs a real one inside the lab's mn
+# namespace (internal/lab/networkmanager.go). Installing it must not start it,
+# nor anything it pulls in, on this host: a policy-rc.d that refuses every
+# start (invoke-rc.d and deb-systemd-invoke ask it) is in place during the
+# install and the previous one, if any, is put back; the units the package
+# enables are disabled again; and whatever of it runs afterwards in the host's
+# namespace that did not run before is stopped.
+host_pids() { # pids of NetworkManager and its helpers in this (the host's) network namespace
+	local d hostns
+	hostns=$(readlink /proc/$$/ns/net)
+	for d in /proc/[0-9]*; do
+		case "$(cat "$d/comm" 2>/dev/null)" in
+		NetworkManager | nm-dispatcher | wpa_supplicant | ModemManager | dhclient) ;;
+		*) continue ;;
+		esac
+		[ "$(readlink "$d/ns/net" 2>/dev/null)" = "$hostns" ] && echo "${d#/proc/}"
+	done
+	return 0
+}
+install_network_manager() {
+	local guard=/usr/sbin/policy-rc.d saved= before pid
+	if [ -e "$guard" ]; then
+		saved=$(mktemp)
+		cp -p "$guard" "$saved"
+	fi
+	# shellcheck disable=SC2064 # expand now: the paths are fixed
+	trap "if [ -n '$saved' ]; then mv -f '$saved' '$guard'; else rm -f '$guard'; fi" EXIT
+	printf '#!/bin/sh\n# scripts/deps.sh: no service starts while network-manager installs\nexit 101\n' >"$guard"
+	chmod 755 "$guard"
+	before=" $(host_pids | tr '\n' ' ') "
+	echo "deps: installing network-manager (not started)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -qq --no-install-recommends network-manager >/dev/null ||
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends network-manager >/dev/null; }
+	if command -v systemctl >/dev/null 2>&1; then
+		systemctl disable -q NetworkManager.service NetworkManager-wait-online.service \
+			NetworkManager-dispatcher.service 2>/dev/null || true
+	fi
+	for pid in $(host_pids); do
+		case "$before" in *" $pid "*) continue ;; esac
+		echo "deps: $(cat "/proc/$pid/comm" 2>/dev/null) (pid $pid) started in the host's namespace by the install; stopping it" >&2
+		kill "$pid" 2>/dev/null || true
+	done
+	if [ -n "$saved" ]; then mv -f "$saved" "$guard"; else rm -f "$guard"; fi
+	trap - EXIT
+}
+if ! { have NetworkManager || [ -x /usr/sbin/NetworkManager ]; } || ! have nmcli; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: missing network-manager; run as root (or install it) first" >&2
+		exit 1
+	fi
+	install_network_manager
+fi
+
 gobin=$(go env GOPATH)/bin
 if [ ! -x "$gobin/staticcheck" ]; then
 	echo "deps: installing staticcheck"

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -74,7 +75,16 @@ var nmHostDirs = []string{"/etc/NetworkManager", "/var/lib/NetworkManager"}
 // (nil when NetworkManager, nmcli, nm-dispatcher, dbus-daemon and
 // unshare are all there).
 func CheckNetworkManager() error {
-	if err := CheckTools("NetworkManager", "nmcli", "dbus-daemon", "unshare", "mount"); err != nil {
+	var errs []error
+	for _, t := range []struct{ tool, pkg string }{
+		{"NetworkManager", "network-manager"}, {"nmcli", "network-manager"},
+		{"dbus-daemon", "dbus-daemon"}, {"unshare", "util-linux"}, {"mount", "mount"},
+	} {
+		if _, err := exec.LookPath(t.tool); err != nil {
+			errs = append(errs, &MissingToolError{Tool: t.tool, Package: t.pkg, Err: err})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	if _, err := nmDispatcher(); err != nil {
