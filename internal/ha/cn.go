@@ -167,7 +167,7 @@ func (a *Agent) cnBU(r *mhsock.Received) {
 	var sign proto.Signer
 	if !home && rr.NeedsAuthData(res.Status) {
 		c.out.MH.Options.HasAuthData = true
-		sign = c.rr.BASigner(rr.Addrs(p).CareOf, p.Dst)
+		sign = c.rr.BASigner(rr.Addrs(p).Auth, p.Dst)
 	}
 	if err := a.cfg.Transport.Send(&c.out, sign); err != nil {
 		a.log.Warn("send binding acknowledgement", "dst", res.Dst, "err", err)

@@ -101,7 +101,7 @@ func (h *cnHarness) serve(ss []sent) []sent {
 			var sign proto.Signer
 			if rr.NeedsAuthData(st) {
 				out.MH.Options.HasAuthData = true
-				sign = h.cn.BASigner(q.Src, cnAddr)
+				sign = h.cn.BASigner(rr.Addrs(q).Auth, cnAddr)
 			}
 			b, err := proto.AppendPacket(nil, &out, nil, sign)
 			if err != nil {

@@ -236,6 +236,11 @@ type BUAddrs struct {
 	// Dereg: lifetime 0 or care-of address = home address; Kbm is made of
 	// the home keygen token alone.
 	Dereg bool
+	// Auth is the address the authenticators of the BU and of its BA
+	// cover (RFC 6275 5.2.6: "the home address of the mobile node if this
+	// option is used in de-registration"): HoA for a de-registration,
+	// else CareOf.
+	Auth netip.Addr
 }
 
 // Addrs returns the addresses of a received BU.
@@ -248,6 +253,10 @@ func Addrs(p *proto.Packet) BUAddrs {
 		a.CareOf = alt
 	}
 	a.Dereg = p.MH.Lifetime == 0 || a.CareOf == a.HoA
+	a.Auth = a.CareOf
+	if a.Dereg {
+		a.Auth = a.HoA
+	}
 	return a
 }
 
@@ -302,7 +311,7 @@ func (c *CN) VerifyBU(p *proto.Packet) (proto.Status, error) {
 		c.ct = c.mac.token(&ce.kcn.mac, a.CareOf, &ce.nonce, true)
 		c.mac.kbm(&c.ht, &c.ct, &c.kbm)
 	}
-	if !c.mac.verifyBAD(&c.kbm, a.CareOf, a.CN, p.MHBytes, m.AuthOffset) {
+	if !c.mac.verifyBAD(&c.kbm, a.Auth, a.CN, p.MHBytes, m.AuthOffset) {
 		c.kbm = [KbmLen]byte{}
 		return 0, ErrAuthenticator
 	}
@@ -318,8 +327,9 @@ func NeedsAuthData(st proto.Status) bool {
 
 // BASigner returns the Signer of the BA that answers the BU VerifyBU last
 // authorised (RFC 6275 5.2.6: First(96, HMAC_SHA1(Kbm, care-of address |
-// correspondent | BA))), where coa is the care-of address the BU named
-// (BUAddrs.CareOf) and cn the correspondent's address. The BA must have
+// correspondent | BA))), where coa is the address the BU's authenticator
+// covered (BUAddrs.Auth: its care-of address, or the home address for a
+// de-registration) and cn the correspondent's address. The BA must have
 // Options.HasAuthData set. The Signer is valid until the next VerifyBU or
 // BASigner; it does not allocate.
 func (c *CN) BASigner(coa, cn netip.Addr) proto.Signer {

@@ -59,7 +59,7 @@ func (n *cnNode) recv(b []byte) []byte {
 		out = proto.Packet{Src: p.Dst, Dst: res.Dst, RoutingHome: res.RoutingHome, MH: n.ba}
 		if NeedsAuthData(res.Status) {
 			out.MH.Options.HasAuthData = true
-			sign = n.cn.BASigner(Addrs(&p).CareOf, p.Dst)
+			sign = n.cn.BASigner(Addrs(&p).Auth, p.Dst)
 		}
 	default:
 		t.Fatalf("CN got %v", p.MH.Type)

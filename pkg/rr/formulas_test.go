@@ -215,18 +215,42 @@ func TestAuthenticatorsMatchReference(t *testing.T) {
 	}
 	raw[22] = 9
 
-	// De-registration: Kbm = SHA1(home keygen token).
+	// De-registration from a foreign link: Kbm = SHA1(home keygen token),
+	// and the authenticator covers the home address, not the care-of
+	// address it is sent from (RFC 6275 5.2.6).
 	dp, dsign, err := m.BU(BUParams{CN: tCN, CoA: tCoA1, BID: 7, Sequence: 101})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dbu, _ := wire(t, &dp, dsign)
 	doff := dbu.MH.AuthOffset
-	if want := refAuth(refKbm(ht[:], nil), tCoA1, tCN, dbu.MHBytes, doff); !bytes.Equal(dbu.MHBytes[doff:doff+12], want) {
+	if want := refAuth(refKbm(ht[:], nil), tHoA, tCN, dbu.MHBytes, doff); !bytes.Equal(dbu.MHBytes[doff:doff+12], want) {
 		t.Fatalf("de-registration authenticator %x, reference %x", dbu.MHBytes[doff:doff+12], want)
 	}
-	if dbu.MH.Lifetime != 0 {
-		t.Fatalf("de-registration lifetime %d", dbu.MH.Lifetime)
+	if dbu.MH.Lifetime != 0 || dbu.Src != tCoA1 || dbu.HomeAddress != tHoA {
+		t.Fatalf("de-registration %v hao %v lifetime %d", dbu.Src, dbu.HomeAddress, dbu.MH.Lifetime)
+	}
+	if st, err := c.VerifyBU(dbu); err != nil || st != 0 {
+		t.Fatalf("CN refuses the de-registration: %v %v", st, err)
+	}
+	// Its BA covers the home address too, and the MN takes it.
+	dba := proto.Packet{Src: tCN, Dst: tCoA1, RoutingHome: tHoA, MH: proto.Message{Type: proto.TypeBA,
+		Sequence: 101, Options: proto.Options{HasAuthData: true}}}
+	gotDBA, _ := wire(t, &dba, c.BASigner(Addrs(dbu).Auth, tCN))
+	dbo := gotDBA.MH.AuthOffset
+	if want := refAuth(refKbm(ht[:], nil), tHoA, tCN, gotDBA.MHBytes, dbo); !bytes.Equal(gotDBA.MHBytes[dbo:dbo+12], want) {
+		t.Fatalf("de-registration BA authenticator %x, reference %x", gotDBA.MHBytes[dbo:dbo+12], want)
+	}
+	if err := m.VerifyBA(gotDBA); err != nil {
+		t.Fatalf("MN refuses the de-registration's BA: %v", err)
+	}
+	// The old form (authenticated over the care-of address) is refused.
+	old := bytes.Clone(dbu.MHBytes)
+	copy(old[doff:], refAuth(refKbm(ht[:], nil), tCoA1, tCN, old, doff))
+	oldPkt := *dbu
+	oldPkt.MHBytes = old
+	if _, err := c.VerifyBU(&oldPkt); err != ErrAuthenticator {
+		t.Fatalf("CN takes a de-registration authenticated over the care-of address: %v", err)
 	}
 
 	// The CN's BA for the reference BU.
@@ -244,5 +268,93 @@ func TestAuthenticatorsMatchReference(t *testing.T) {
 	// separately written, implementation).
 	if !proto.VerifyBAD(kbm, gotBA.MHBytes, bo, tCoA1, tCN) {
 		t.Fatal("proto.VerifyBAD refuses the CN's BA")
+	}
+}
+
+// The RFC 6275 5.2.6 reference for the remaining forms, each assembled octet
+// by octet and signed by the reference only: a de-registration sent from
+// the home link (source and care-of address the home address, no Home
+// Address option) and a registration whose care-of address is named by an
+// Alternate Care-of Address option (sent from another care-of address),
+// both with a BID sub-option inside.
+func TestDeregAtHomeAndAltCoAReference(t *testing.T) {
+	clk := clock.NewFake(t0)
+	c := newTestCN(t, clk, CNConfig{})
+	m := newTestMN(t, clk)
+	var ht, ct [8]byte
+	var hi, ci uint16
+	pkts, _ := m.Need(tCN, tCoA1)
+	for i := range pkts {
+		var out proto.Packet
+		if err := c.Answer(&pkts[i], &out); err != nil {
+			t.Fatal(err)
+		}
+		if out.MH.Type == proto.TypeHoT {
+			ht, hi = out.MH.KeygenToken, out.MH.NonceIndex
+		} else {
+			ct, ci = out.MH.KeygenToken, out.MH.NonceIndex
+		}
+	}
+	// sign assembles a BU with opts (whole options, before the
+	// authenticator's), pads to 8n+2 and signs it with the reference.
+	build := func(seq uint16, lifetime uint16, kbm []byte, authAddr netip.Addr, opts ...byte) ([]byte, int) {
+		raw := []byte{proto.ProtoNone, 0, byte(proto.TypeBU), 0, 0, 0, byte(seq >> 8), byte(seq), 0x80, 0, byte(lifetime >> 8), byte(lifetime)}
+		raw = append(raw, opts...)
+		for len(raw)%8 != 2 {
+			if (2-len(raw)%8+8)%8 == 1 {
+				raw = append(raw, byte(proto.OptPad1))
+				continue
+			}
+			n := (2 - len(raw)%8 + 8) % 8
+			raw = append(raw, byte(proto.OptPadN), byte(n-2))
+			raw = append(raw, make([]byte, n-2)...)
+		}
+		raw = append(raw, byte(proto.OptAuthData), 12)
+		off := len(raw)
+		raw = append(raw, make([]byte, 12)...)
+		raw[1] = byte(len(raw)/8 - 1)
+		copy(raw[off:], refAuth(kbm, authAddr, tCN, raw, off))
+		return raw, off
+	}
+	bid := []byte{byte(proto.OptBIDDefault), 4, 0, 4, 0, 0} // BID 4
+	nonces := func(careof uint16) []byte {
+		return []byte{byte(proto.OptNonceIndices), 4, byte(hi >> 8), byte(hi), byte(careof >> 8), byte(careof)}
+	}
+
+	// De-registration at home: the packet comes from the home address.
+	raw, _ := build(200, 0, refKbm(ht[:], nil), tHoA, append(nonces(0), bid...)...)
+	proto.SetChecksum(raw, tHoA, tCN)
+	home := proto.Packet{Src: tHoA, Dst: tCN, MHBytes: raw}
+	if err := proto.ParseMessage(raw, &home.MH, nil); err != nil {
+		t.Fatal(err)
+	}
+	if a := Addrs(&home); !a.Dereg || a.Auth != tHoA {
+		t.Fatalf("addresses %+v: want a de-registration covering the home address", a)
+	}
+	if st, err := c.VerifyBU(&home); err != nil || st != 0 {
+		t.Fatalf("CN refuses the reference de-registration from home: %v %v", st, err)
+	}
+
+	// Registration of tCoA1 through tCoA2 with the Alternate CoA option.
+	alt := tCoA1.As16()
+	opts := append(nonces(ci), bid...)
+	opts = append(opts, byte(proto.OptAltCoA), 16)
+	opts = append(opts, alt[:]...)
+	raw, off := build(201, 50, refKbm(ht[:], ct[:]), tCoA1, opts...)
+	proto.SetChecksum(raw, tHoA, tCN)
+	reg := proto.Packet{Src: tCoA2, Dst: tCN, HomeAddress: tHoA, MHBytes: raw}
+	if err := proto.ParseMessage(raw, &reg.MH, nil); err != nil {
+		t.Fatal(err)
+	}
+	if a := Addrs(&reg); a.Dereg || a.Auth != tCoA1 || a.CareOf != tCoA1 {
+		t.Fatalf("addresses %+v: want the alternate care-of address", a)
+	}
+	if st, err := c.VerifyBU(&reg); err != nil || st != 0 {
+		t.Fatalf("CN refuses the reference registration with an Alternate CoA: %v %v", st, err)
+	}
+	// Covering the source instead is refused.
+	copy(raw[off:], refAuth(refKbm(ht[:], ct[:]), tCoA2, tCN, raw, off))
+	if _, err := c.VerifyBU(&reg); err != ErrAuthenticator {
+		t.Fatalf("CN takes an authenticator over the source, not the alternate care-of address: %v", err)
 	}
 }

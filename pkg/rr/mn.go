@@ -69,6 +69,7 @@ type coaState struct {
 	// BA that answers it.
 	kbm    [KbmLen]byte
 	hasKbm bool
+	dereg  bool // that BU de-registered: its BA's authenticator covers the home address
 }
 
 type peer struct {
@@ -337,10 +338,16 @@ func (m *MN) BU(b BUParams) (proto.Packet, proto.Signer, error) {
 			cs = &coaState{}
 			pr.coas[b.CoA] = cs
 		}
-		cs.kbm, cs.hasKbm = k.Kbm, true
+		cs.kbm, cs.hasKbm, cs.dereg = k.Kbm, true, dereg
 	}
 	kbm := k.Kbm
-	return p, proto.BADSigner{Kbm: kbm[:], CoA: b.CoA, Correspondent: b.CN}, nil
+	// RFC 6275 5.2.6: a de-registration's authenticator covers the home
+	// address, whatever care-of address it is sent from.
+	auth := b.CoA
+	if dereg {
+		auth = m.hoa
+	}
+	return p, proto.BADSigner{Kbm: kbm[:], CoA: auth, Correspondent: b.CN}, nil
 }
 
 // VerifyBA checks a Binding Acknowledgement from a correspondent (RFC 6275
@@ -363,7 +370,11 @@ func (m *MN) VerifyBA(p *proto.Packet) error {
 	if !NeedsAuthData(p.MH.Status) {
 		return nil
 	}
-	if !p.MH.Options.HasAuthData || !m.mac.verifyBAD(&cs.kbm, p.Dst, p.Src, p.MHBytes, p.MH.AuthOffset) {
+	auth := p.Dst
+	if cs.dereg {
+		auth = m.hoa
+	}
+	if !p.MH.Options.HasAuthData || !m.mac.verifyBAD(&cs.kbm, auth, p.Src, p.MHBytes, p.MH.AuthOffset) {
 		return fmt.Errorf("%w: wrong or missing authenticator", ErrBAAuth)
 	}
 	return nil
