@@ -105,7 +105,7 @@ var (
 		{Peer: ha, Role: control.RoleHA, BID: 2, Interface: "wlan0", CoA: coa2, Priority: 20, State: "registering",
 			Sequence: 12, Lifetime: 420, LastStatus: control.NoStatus},
 		{Peer: cn, Role: control.RoleCN, BID: 1, Interface: "eth0", CoA: coa1, Priority: 30, State: "failed",
-			Sequence: 3, LastStatus: 144, LastStatusText: "MCOA CONFLICT"},
+			Sequence: 3, LastStatus: 144, LastStatusText: "MCOA CONFLICT", LastError: "rejected: MCOA CONFLICT"},
 	}
 	testInterfaces = []control.Interface{
 		{Name: "eth0", Index: 2, BID: 1, CoA: coa1, Priority: 30, State: "up"},
@@ -175,11 +175,16 @@ uptime:        1h2m3s
 bindings:      3 (2 registered)
 interfaces:    3
 policies:      1
+
+health: ok
 `
 	goldenBindings = `BID  INTERFACE  COA             PRIO  STATE        PATH   RTT     LOSS  SEQ  LIFETIME  EXPIRES  STATUS               ROLE  PEER
 1    eth0       2001:db8:1::10  30    registered   alive  0.31ms  6%    7    7m0s      6m38s    0 (accepted)         ha    2001:db8:aaaa::1
 2    wlan0      2001:db8:2::10  20    registering  -      -       -     12   7m0s      -        -                    ha    2001:db8:aaaa::1
 1    eth0       2001:db8:1::10  30    failed       -      -       -     3    -         -        144 (MCOA CONFLICT)  cn    2001:db8:cccc::1
+
+Last errors:
+  BID 1 cn 2001:db8:cccc::1: rejected: MCOA CONFLICT
 `
 	goldenInterfaces = `NAME   INDEX  BID  COA             PRIO  STATE   PATH     RTT      LOSS  HOME  METERED
 eth0   2      1    2001:db8:1::10  30    up      -        -        -     -     -
@@ -296,8 +301,8 @@ func TestMutatingCommands(t *testing.T) {
 		{"deregister 2", "Deregister [2] false", "de-registration started for BID 2\n"},
 		{"deregister --all", "Deregister [] true", "de-registration started for all bindings\n"},
 		{"priority 2 5", "SetPriority 2 5", "BID 2: priority 5\n"},
-		{"policy add voice -protocol udp -dst-port 5060-5061 -prefer eth*,wlan*", "AddPolicy {Name:voice Protocol:udp SrcPrefix: SrcPort: DstPort:5060-5061 DstPrefix: User: Cgroup: Prefer:[eth* wlan*]}", "policy voice added\n"},
-		{"policy add -name bulk -dst-prefix 2001:db8::/32 -user 1000 -cgroup /a -src-port 1 -prefer 3", "AddPolicy {Name:bulk Protocol: SrcPrefix: SrcPort:1 DstPort: DstPrefix:2001:db8::/32 User:1000 Cgroup:/a Prefer:[3]}", "policy bulk added\n"},
+		{"policy add voice -protocol udp -dst-port 5060-5061 -prefer eth*,wlan*", "AddPolicy {Name:voice Protocol:udp SrcPrefix: SrcPort: DstPort:5060-5061 DstPrefix: User: Cgroup: Prefer:[eth* wlan*]}", "policy voice added (kept across reloads, not across a restart)\n"},
+		{"policy add -name bulk -dst-prefix 2001:db8::/32 -user 1000 -cgroup /a -src-port 1 -prefer 3", "AddPolicy {Name:bulk Protocol: SrcPrefix: SrcPort:1 DstPort: DstPrefix:2001:db8::/32 User:1000 Cgroup:/a Prefer:[3]}", "policy bulk added (kept across reloads, not across a restart)\n"},
 		{"policy delete voice", "DeletePolicy voice", "policy voice deleted\n"},
 		{"reload", "Reload", "configuration reloaded\n"},
 		{"hint up wlan0", `Hint up "wlan0"`, "hint sent: up wlan0\n"},
@@ -409,7 +414,7 @@ func publishSample(e *control.Events) {
 }
 
 const goldenMonitor = `2026-03-04 05:06:07.890 binding ha 2001:db8:aaaa::1 bid 1 eth0 2001:db8:1::10 registered prio 30 seq 7 lifetime 7m0s status 0 (accepted) path alive rtt 0.31ms loss 6%
-2026-03-04 05:06:07.890 binding cn 2001:db8:cccc::1 bid 1 eth0 2001:db8:1::10 failed prio 30 seq 3 lifetime - status 144 (MCOA CONFLICT)
+2026-03-04 05:06:07.890 binding cn 2001:db8:cccc::1 bid 1 eth0 2001:db8:1::10 failed prio 30 seq 3 lifetime - status 144 (MCOA CONFLICT) error: rejected: MCOA CONFLICT
 2026-03-04 05:06:07.890 interface wlan0 up bid 2 2001:db8:2::10 prio 20 path suspect rtt 12.50ms loss 50% metered
 2026-03-04 05:06:07.890 policy voice prefer eth*,wlan*,wwan*
 2026-03-04 05:06:07.890 policy removed voice

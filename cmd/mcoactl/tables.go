@@ -97,7 +97,25 @@ func writeBindings(w io.Writer, bs []control.Binding) error {
 			strconv.Itoa(int(b.Sequence)), secs(int64(b.Lifetime)), secs(b.ExpiresIn),
 			status(b.LastStatus, b.LastStatusText), dash(b.Role), addr(b.Peer))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Why a binding failed, under the table: the messages are long, a
+	// column would push the others off the screen.
+	first := true
+	for _, b := range bs {
+		if b.LastError == "" {
+			continue
+		}
+		if first {
+			fmt.Fprintln(w, "\nLast errors:")
+			first = false
+		}
+		if _, err := fmt.Fprintf(w, "  BID %s %s %s: %s\n", bid(b.BID), dash(b.Role), addr(b.Peer), b.LastError); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // rtt is a path's last round trip ("-" when not measured).
