@@ -113,7 +113,7 @@ exit $rc
 			e.coas[n] = a
 		}
 	}
-	if out, err := e.lab.Exec(e.ctx, lab.MN, "sysctl", "-n", "net.ipv6.conf.eth0.accept_ra"); err != nil || strings.TrimSpace(string(out)) != "0" {
+	if out, err := e.lab.Exec(e.ctx, lab.MN, "cat", "/proc/sys/net/ipv6/conf/eth0/accept_ra"); err != nil || strings.TrimSpace(string(out)) != "0" {
 		t.Errorf("eth0's accept_ra under NetworkManager: %q %v, want 0 (NetworkManager's own SLAAC)", out, err)
 	}
 

@@ -481,8 +481,13 @@ func (d *Daemon) Interfaces(ctx context.Context) ([]control.Interface, error) {
 	return out, nil
 }
 
+// Register registers bids again now (lifting a de-registration of those),
+// or with no BIDs every binding (lifting every de-registration).
 func (d *Daemon) Register(ctx context.Context, bids []uint16) error {
 	d.watcher.Hint()
+	if len(bids) > 0 {
+		return engineErr(d.engine.RegisterBIDs(bids))
+	}
 	return engineErr(d.engine.Register())
 }
 

@@ -24,17 +24,47 @@ func (k *MNHAKey) mac() *proto.MNHA {
 	return proto.NewMNHA(k.Key)
 }
 
+// Refusal says why a home agent refused a BU for want of authentication.
+type Refusal uint8
+
+const (
+	NotRefused Refusal = iota
+	// RefusedNoKey: Config.RequireAuth and the home address has no MN-HA
+	// key; answered 129.
+	RefusedNoKey
+	// RefusedUnauthenticated: the home address has a key and the BU
+	// carries no MN-HA option; discarded.
+	RefusedUnauthenticated
+	// RefusedBadAuth: the BU's MN-HA option is not last, names another
+	// SPI or has a wrong authenticator; discarded.
+	RefusedBadAuth
+	numRefusals
+)
+
+var refusalNames = [...]string{"", "no_key", "unauthenticated", "bad_auth"}
+
+func (r Refusal) String() string {
+	if int(r) < len(refusalNames) {
+		return refusalNames[r]
+	}
+	return "refused?"
+}
+
 // verify checks a BU's MN-HA option (RFC 4285 5): present, last (the parser
 // sets AuthOffset for the last authentication option), subtype MN-HA, the
 // association's SPI, and a right authenticator over the care-of address the
 // BU registers (its source or the Alternate CoA) and the home address.
-func (c *Cache) verify(in *BUInput, spi uint32, mac *proto.MNHA, hoa netip.Addr) bool {
+func (c *Cache) verify(in *BUInput, spi uint32, mac *proto.MNHA, hoa netip.Addr) Refusal {
 	o := &in.Msg.Options
-	if !o.HasMNHAAuth || o.MNHASubtype != proto.AuthSubtypeMNHA || o.MNHASPI != spi ||
-		len(o.MNHAAuthData) != proto.AuthenticatorLen || in.Msg.AuthOffset < 0 {
-		return false
+	if !o.HasMNHAAuth {
+		return RefusedUnauthenticated
 	}
-	return mac.Verify(in.MH, in.Msg.AuthOffset, careOf(in), hoa)
+	if o.MNHASubtype != proto.AuthSubtypeMNHA || o.MNHASPI != spi ||
+		len(o.MNHAAuthData) != proto.AuthenticatorLen || in.Msg.AuthOffset < 0 ||
+		!mac.Verify(in.MH, in.Msg.AuthOffset, careOf(in), hoa) {
+		return RefusedBadAuth
+	}
+	return NotRefused
 }
 
 // baSigner is the proto.Signer of one BA: the address it is sent to and the

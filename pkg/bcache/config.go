@@ -56,6 +56,10 @@ type Config struct {
 	// silently discarded (RFC 4285 5.2) and BAs carry the option; nil or
 	// ok == false: BUs for it are accepted without. A home agent only.
 	MNHAKeys func(hoa netip.Addr) (key MNHAKey, ok bool)
+	// RequireAuth refuses BUs for home addresses that MNHAKeys has no key
+	// for, with status 129 (Result.Refused RefusedNoKey); false accepts
+	// them unauthenticated. A home agent only.
+	RequireAuth bool
 
 	// MaxBAPerSecondPerHoA limits the BAs sent about one home address;
 	// default proto.MaxUpdateRatePerSecond (3), negative: no limit.
@@ -105,6 +109,7 @@ func (c Config) withDefaults() Config {
 		c.BulkRegistration = false
 		c.KeyManagement = false
 		c.MNHAKeys = nil
+		c.RequireAuth = false
 		c.MobileRouters = nil
 	}
 	if c.MaxBAPerSecondPerHoA == 0 {

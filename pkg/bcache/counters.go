@@ -41,6 +41,7 @@ type counters struct {
 	received, accepted, bas, brrs, expired uint64
 	rejected                               [256]uint64
 	dropped                                [numDropReasons]uint64
+	refused                                [numRefusals]uint64
 }
 
 // Counters are the cache's statistics since New.
@@ -55,11 +56,15 @@ type Counters struct {
 	// Dropped counts BUs discarded without answer, by reason name.
 	Dropped     map[string]uint64 `json:"dropped"`
 	RateLimited uint64            `json:"rate_limited"` // = Dropped["rate-limited"]
-	BAs         uint64            `json:"bas"`          // BAs returned to send
-	BRRs        uint64            `json:"brrs"`         // BRRs returned by Tick
-	Expired     uint64            `json:"expired"`      // bindings removed at expiry
-	Bindings    int               `json:"bindings"`
-	HoAs        int               `json:"hoas"`
+	// Refused counts BUs refused for want of authentication, by
+	// Refusal name (no_key ones are also in Rejected[129], the others in
+	// Dropped["auth"]).
+	Refused  map[string]uint64 `json:"refused"`
+	BAs      uint64            `json:"bas"`     // BAs returned to send
+	BRRs     uint64            `json:"brrs"`    // BRRs returned by Tick
+	Expired  uint64            `json:"expired"` // bindings removed at expiry
+	Bindings int               `json:"bindings"`
+	HoAs     int               `json:"hoas"`
 }
 
 // Counters returns a snapshot of the statistics.
@@ -69,6 +74,7 @@ func (c *Cache) Counters() Counters {
 		Accepted:    c.cnt.accepted,
 		Rejected:    map[proto.Status]uint64{},
 		Dropped:     map[string]uint64{},
+		Refused:     map[string]uint64{},
 		RateLimited: c.cnt.dropped[DropRateLimited],
 		BAs:         c.cnt.bas,
 		BRRs:        c.cnt.brrs,
@@ -84,6 +90,11 @@ func (c *Cache) Counters() Counters {
 	for d, n := range c.cnt.dropped {
 		if n > 0 {
 			out.Dropped[DropReason(d).String()] = n
+		}
+	}
+	for r, n := range c.cnt.refused {
+		if n > 0 {
+			out.Refused[Refusal(r).String()] = n
 		}
 	}
 	return out

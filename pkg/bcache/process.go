@@ -49,6 +49,9 @@ type Result struct {
 	Signer proto.Signer
 	// Dropped says why the BU was discarded without answer.
 	Dropped DropReason
+	// Refused says why the BU was refused for want of authentication
+	// (answered 129, or discarded with Dropped DropAuth).
+	Refused Refusal
 	// Changes lists what changed in the cache, in order (bindings past
 	// their lifetime that the BU's home address still had come first). It
 	// aliases a buffer reused by the next ProcessBU or Tick.
@@ -126,12 +129,34 @@ func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 	}
 	var spi uint32
 	var mac *proto.MNHA // set when the BU was authenticated
-	if early == 0 && c.cfg.MNHAKeys != nil {
-		if k, ok := c.cfg.MNHAKeys(hoa); ok {
+	refused := NotRefused
+	if early == 0 && c.cfg.Role == RoleHA {
+		var k MNHAKey
+		ok := false
+		if c.cfg.MNHAKeys != nil {
+			k, ok = c.cfg.MNHAKeys(hoa)
+		}
+		switch {
+		case ok:
 			mac, spi = k.mac(), k.SPI
-			if !c.verify(in, spi, mac, hoa) {
-				return c.drop(DropAuth)
+			if r := c.verify(in, spi, mac, hoa); r != NotRefused {
+				// RFC 4285: a BU that the security association does not
+				// authenticate is silently discarded; an answer could
+				// not be authenticated by the mobile node either.
+				c.cnt.refused[r]++
+				res := c.drop(DropAuth)
+				res.Refused = r
+				return res
 			}
+		case c.cfg.RequireAuth:
+			// No security association at all: a matter of policy, not
+			// of a forged message, so the sender is told (129, RFC 6275
+			// 6.1.8); a mobile node without its key then shows why it
+			// is not registered. 146 (RFC 4285's MIPV6-AUTH-FAIL) is
+			// BULK REGISTRATION NOT SUPPORT in the draft-00 profile.
+			// It changes nothing and the BA is not signed.
+			refused, early = RefusedNoKey, proto.StatusAdminProhibited
+			c.cnt.refused[refused]++
 		}
 	}
 	if early == 0 && c.cfg.Role == RoleHA && !home {
@@ -147,7 +172,9 @@ func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 		early = proto.StatusInvalidPrefix
 	}
 	if !c.allow(h, now) {
-		return c.drop(DropRateLimited)
+		res := c.drop(DropRateLimited)
+		res.Refused = refused
+		return res
 	}
 
 	st, seq, life := early, m.Sequence, uint16(0)
@@ -197,6 +224,7 @@ func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 	}
 	res.Status = st
 	res.Changes = c.changes
+	res.Refused = refused
 	// Draft 6.3: always answer a BU with a BID sub-option; otherwise RFC
 	// 6275 9.5.4 and 10.3.1: when asked, and on rejection.
 	res.Send = len(m.Options.BIDs) > 0 || m.Flags&proto.FlagA != 0 || !st.Accepted()

@@ -372,6 +372,23 @@ func (c *core) register(now time.Time) {
 	c.pump(now)
 }
 
+func (c *core) registerBIDs(bids []uint16, now time.Time) error {
+	for _, bid := range bids {
+		if c.careOf(bid) == nil && c.find(bid) == nil {
+			return unknownBID(bid)
+		}
+	}
+	for _, bid := range bids {
+		delete(c.suppressed, bid)
+		if e := c.find(bid); e != nil && e.want == wantRegister {
+			e.force = true
+			e.notBefore, e.backoff = time.Time{}, 0
+		}
+	}
+	c.pump(now)
+	return nil
+}
+
 func (c *core) deregister(bids []uint16, now time.Time) error {
 	for _, bid := range bids {
 		if c.careOf(bid) == nil && c.find(bid) == nil {

@@ -270,6 +270,14 @@ func (e *Engine) Register() error {
 	return e.do(func(c *core, now time.Time) error { c.register(now); return nil })
 }
 
+// RegisterBIDs registers the bindings of bids again now, lifting a
+// Deregister of those BIDs only; the others are left as they are. An
+// unknown BID is an error (ErrUnknownBID) and changes nothing.
+func (e *Engine) RegisterBIDs(bids []uint16) error {
+	bids = slices.Clone(bids)
+	return e.do(func(c *core, now time.Time) error { return c.registerBIDs(bids, now) })
+}
+
 // Deregister removes the bindings of bids (until Register).
 func (e *Engine) Deregister(bids []uint16) error {
 	bids = slices.Clone(bids)

@@ -145,3 +145,27 @@ func TestRefreshRestartsBackoff(t *testing.T) {
 	h.accept(h.one())
 	h.wantState(1, StateRegistered)
 }
+
+// register BID... lifts the de-registration of those BIDs only.
+func TestRegisterBIDs(t *testing.T) {
+	h := newHarness(t)
+	registerAll(h)
+	if err := h.c.deregister([]uint16{2, 3}, h.now()); err != nil {
+		t.Fatal(err)
+	}
+	h.accept(h.one())
+	h.wantNoEntry(2)
+	h.wantNoEntry(3)
+	if err := h.c.registerBIDs([]uint16{9}, h.now()); err == nil {
+		t.Fatal("unknown BID 9 accepted")
+	}
+	h.none()
+	if err := h.c.registerBIDs([]uint16{3}, h.now()); err != nil {
+		t.Fatal(err)
+	}
+	s := h.one()
+	wantBIDs(t, s, proto.BID{ID: 3, PrioStatus: 10, C: true, CoA: coa3})
+	h.accept(s)
+	h.wantState(3, StateRegistered)
+	h.wantNoEntry(2)
+}
