@@ -11,12 +11,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -35,8 +37,12 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
-func run(args []string) int {
+func run(args []string) int { return runWith(args, os.Stderr) }
+
+// runWith is run with the standard error stream given (tests read it).
+func runWith(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mcoa-ha", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", config.DefaultHAPath, "configuration file")
 	check := fs.Bool("check-config", false, "check the configuration file and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -53,14 +59,15 @@ func run(args []string) int {
 		// up must not depend on a good file (service.go).
 		cfg, _ := config.LoadHA(*cfgPath)
 		if err := cleanupKernel(cfg); err != nil {
-			fmt.Fprintln(os.Stderr, "mcoa-ha: cleanup:", err)
+			fmt.Fprintln(stderr, "mcoa-ha: cleanup:", err)
 			return 1
 		}
 		return 0
 	}
 	cfg, err := config.LoadHA(*cfgPath)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		// On stderr, so that `systemctl status` shows it.
+		fmt.Fprintln(stderr, "mcoa-ha:", err)
 		return 1
 	}
 	if *check {
@@ -206,6 +213,7 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 		log.Info("mcoa-ha running as home agent", "address", cfg.HomeAgent.Address, "home_link", cfg.HomeAgent.Interface,
 			"serve", cfg.HomeAgent.Serve, "bulk", cfg.HomeAgent.BulkRegistration, "profile", prof.Name,
 			"control", cfg.Control.Socket)
+		warnUnauthenticated(log, nil, cfg)
 	}
 	if cn := cfg.Correspondent; cn.Enabled {
 		log.Info("mcoa-ha running as correspondent node", "address", cn.Addresses, "max_lifetime", cn.MaxLifetime,
@@ -213,7 +221,11 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 	}
 	// Reload on SIGHUP and when the file changes; a bad file is refused
 	// with its errors and the running configuration stays.
+	running := cfg // the last configuration applied (reloads run one at a time)
+	var reloadMu sync.Mutex
 	reload := func(why string) {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
 		next, err := config.LoadHA(path)
 		if err != nil {
 			log.Error("reload refused", "trigger", why, "err", err)
@@ -224,6 +236,8 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 			log.Error("reload", "trigger", why, "err", err)
 			return
 		}
+		warnUnauthenticated(log, running, next)
+		running = next
 		level.Set(next.Log.Level)
 		if len(restart) > 0 {
 			log.Warn("reload: these change only on restart", "sections", restart)
@@ -243,4 +257,19 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 		log.Warn("control server", "err", err)
 	}
 	return runErr
+}
+
+// warnUnauthenticated writes one WARN line when the home agent accepts
+// unauthenticated Binding Updates (allow_unauthenticated, or require_auth
+// = false): at start (prev nil) and when a reload turns authentication
+// off.
+func warnUnauthenticated(log *slog.Logger, prev, cfg *config.HA) {
+	if !cfg.HomeAgentRole() || cfg.HomeAgent.RequireAuth {
+		return
+	}
+	if prev != nil && prev.HomeAgentRole() && !prev.HomeAgent.RequireAuth {
+		return
+	}
+	log.Warn("authentication is off (home_agent.allow_unauthenticated): binding updates for home addresses without " +
+		"a [[home_agent.mn]] key are accepted unauthenticated, so anyone who reaches this home agent can take their traffic")
 }

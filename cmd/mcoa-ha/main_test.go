@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,7 +17,8 @@ func TestCheckConfigRoles(t *testing.T) {
 	}{
 		"correspondent alone": {"[correspondent]\nenabled = true\naddress = \"2001:db8:cccc::1\"\n", 0},
 		"both roles": {"[home_agent]\naddress = \"2001:db8:aaaa::1\"\ninterface = \"home0\"\nhome_prefix = \"2001:db8:aaaa::/64\"\n" +
-			"[correspondent]\nenabled = true\n", 0},
+			"allow_unauthenticated = true\n[correspondent]\nenabled = true\n", 0},
+		"home agent without keys":       {"[home_agent]\naddress = \"2001:db8:aaaa::1\"\ninterface = \"home0\"\nhome_prefix = \"2001:db8:aaaa::/64\"\n", 1},
 		"neither role":                  {"[correspondent]\nenabled = false\n", 1},
 		"correspondent without address": {"[correspondent]\nenabled = true\n", 1},
 	} {
@@ -27,5 +29,18 @@ func TestCheckConfigRoles(t *testing.T) {
 		if got := run([]string{"-config", path, "-check-config"}); got != tc.want {
 			t.Errorf("%s: exit %d, want %d", name, got, tc.want)
 		}
+	}
+}
+
+// The shipped file is refused with one line on stderr (what `systemctl
+// status` shows) naming the keys to fill in, and exit status 1.
+func TestShippedConfigRefused(t *testing.T) {
+	var stderr bytes.Buffer
+	if got := runWith([]string{"-config", "../../etc/mcoa-ha.toml", "-check-config"}, &stderr); got != 1 {
+		t.Errorf("exit %d, want 1", got)
+	}
+	want := "mcoa-ha: ../../etc/mcoa-ha.toml:17: home_agent: fill in address, interface, home_prefix (see the comments in the file)\n"
+	if stderr.String() != want {
+		t.Errorf("stderr:\n%s\nwant the one line\n%s", stderr.String(), want)
 	}
 }

@@ -71,4 +71,3 @@ func TestCleanupKernel(t *testing.T) {
 		t.Fatalf("cleanup without a configuration: %s", tables)
 	}
 }
-

@@ -327,6 +327,11 @@ func (d *demo) register(ctx context.Context, cfg *lab.MNConfig) error {
 	}
 	d.printf("   registered %v after mcoad started: one BU from %s carrying BIDs %d, %d, %d; BA status 0\n",
 		ms(took), bulk[0].Src, d.bids["eth0"], d.bids["wlan0"], d.bids["wwan0"])
+	// Accepted by a home agent that requires authentication: signed.
+	if st, err := d.ha.Client.Status(ctx); err != nil || st.Auth != "required" {
+		return fmt.Errorf("the HA does not require authentication (auth %q, %v)", st.Auth, err)
+	}
+	d.printf("   the BUs carry the RFC 4285 MN-HA authentication option (SPI %d, a key made for this run), which the HA requires\n", lab.MNHASPI)
 	if _, err := within(ctx, 5*time.Second, "MN lists three registered bindings", func(ctx context.Context) error {
 		return d.mnRegistered(ctx, 3)
 	}); err != nil {

@@ -45,6 +45,7 @@ func writeStatus(w io.Writer, s control.Status) error {
 	kv("dataplane", s.Dataplane)
 	if s.Daemon == "mcoa-ha" {
 		kv("roles", strings.Join(s.Roles, ", "))
+		kv("authentication", haAuth[s.Auth])
 		if len(s.Correspondent) > 0 {
 			addrs := make([]string, len(s.Correspondent))
 			for i, a := range s.Correspondent {

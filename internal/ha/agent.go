@@ -86,6 +86,7 @@ type Agent struct {
 	beSent, beLimited, ignored uint64
 	beTokens                   float64
 	beLast                     time.Time
+	refusals                   refusalLog // auth.go
 }
 
 // New builds an Agent from the configuration.
@@ -156,18 +157,15 @@ func cacheConfig(ha *config.HA, prof *proto.Profile) bcache.Config {
 			return ps, ok
 		}
 	}
-	if len(keys) > 0 || h.RequireAuth {
-		require := h.RequireAuth
+	if len(keys) > 0 {
 		bc.MNHAKeys = func(hoa netip.Addr) (bcache.MNHAKey, bool) {
 			k, ok := keys[hoa]
-			if !ok && require {
-				// A key that can never verify: RFC 4285 BUs without a
-				// valid authenticator are discarded.
-				return bcache.MNHAKey{SPI: 0, Key: nil}, true
-			}
 			return k, ok
 		}
 	}
+	// Home addresses without a key are refused (129) unless the
+	// configuration allows them unauthenticated.
+	bc.RequireAuth = h.RequireAuth
 	return bc
 }
 
@@ -355,6 +353,9 @@ func (a *Agent) handleBU(r *mhsock.Received) {
 		in.ParseErr = r.Err
 	}
 	res := a.cache.ProcessBU(&in, &a.ba)
+	if res.Refused != bcache.NotRefused {
+		a.logRefused(p, res) // auth.go
+	}
 	if res.Dropped != 0 {
 		a.log.Debug("binding update dropped", "src", p.Src, "hoa", p.HomeAddress, "reason", res.Dropped)
 	} else {
@@ -551,6 +552,7 @@ func (a *Agent) Status(ctx context.Context) (control.Status, error) {
 			Dataplane:     string(a.cfg.HA.Dataplane.Backend),
 			Uptime:        int64(a.clk.Now().Sub(a.started) / time.Second),
 			Counts:        control.Counts{Bindings: n, CacheEntries: n},
+			Auth:          a.authMode(),
 		}
 	})
 	return st, err
@@ -578,12 +580,13 @@ func (a *Agent) Metrics() []control.Metric {
 	for r, n := range c.Dropped {
 		drop.Samples = append(drop.Samples, control.Sample{Labels: map[string]string{"reason": r}, Value: float64(n)})
 	}
+	refused := refusedMetric(c.Refused) // auth.go
 	ms := []control.Metric{
 		g("mcoa_ha_bindings", "Bindings in the cache.", "gauge", float64(c.Bindings)),
 		g("mcoa_ha_home_addresses", "Home addresses with at least one binding.", "gauge", float64(c.HoAs)),
 		g("mcoa_ha_bu_received_total", "Binding Updates processed.", "counter", float64(c.Received)),
 		g("mcoa_ha_bu_accepted_total", "Binding Updates accepted.", "counter", float64(c.Accepted)),
-		rej, drop,
+		rej, drop, refused,
 		g("mcoa_ha_ba_sent_total", "Binding Acknowledgements sent.", "counter", float64(c.BAs)),
 		g("mcoa_ha_brr_sent_total", "Binding Refresh Requests sent.", "counter", float64(c.BRRs)),
 		g("mcoa_ha_expired_total", "Bindings removed at expiry.", "counter", float64(c.Expired)),

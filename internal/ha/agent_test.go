@@ -113,6 +113,7 @@ func haConfig(t *testing.T) *config.HA {
 address = "2001:db8:aaaa::1"
 interface = "home0"
 home_prefix = "2001:db8:aaaa::/64"
+allow_unauthenticated = true
 serve = ["2001:db8:aaaa::/64"]
 max_lifetime = 40
 `))

@@ -113,6 +113,7 @@ func cnConfig(t *testing.T, enabled bool) *config.HA {
 address = "2001:db8:aaaa::1"
 interface = "home0"
 home_prefix = "2001:db8:aaaa::/64"
+allow_unauthenticated = true
 max_lifetime = 420
 
 [correspondent]
@@ -508,6 +509,7 @@ func TestCorrespondentAlone(t *testing.T) {
 address = "2001:db8:aaaa::1"
 interface = "home0"
 home_prefix = "2001:db8:aaaa::/64"
+allow_unauthenticated = true
 `+cnAlone)
 	restart, err := a.Reload(ctx, next)
 	if err != nil || len(restart) != 1 || !strings.Contains(restart[0], "home_agent") {

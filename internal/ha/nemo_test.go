@@ -44,6 +44,7 @@ func TestAgentMobileRouter(t *testing.T) {
 address = "2001:db8:aaaa::1"
 interface = "home0"
 home_prefix = "2001:db8:aaaa::/64"
+allow_unauthenticated = true
 [[home_agent.mn]]
 home_address = "2001:db8:aaaa::100"
 prefixes = ["2001:db8:aaab::/64", "2001:db8:aaac::/64"]

@@ -33,6 +33,7 @@ func nemoHA(t *testing.T) *config.HA {
 address = "2001:db8:aaaa::1"
 interface = "home0"
 home_prefix = "2001:db8:aaaa::/64"
+allow_unauthenticated = true
 max_lifetime = 40
 [[home_agent.mn]]
 home_address = "2001:db8:aaaa::100"

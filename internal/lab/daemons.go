@@ -3,6 +3,8 @@ package lab
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -74,6 +76,9 @@ type HAConfig struct {
 	// Vehicle: the HoA's mobile router may register MobileNetPrefix
 	// ([[home_agent.mn]] prefixes).
 	Vehicle bool
+	// Unauthenticated: no key for the HoA and allow_unauthenticated =
+	// true (the lab otherwise runs with the key of MNHAKeyFile).
+	Unauthenticated bool
 }
 
 // MNConfig chooses how StartMN configures mcoad. The zero value is the
@@ -98,6 +103,9 @@ type MNConfig struct {
 	// "implicit").
 	Vehicle  bool
 	NEMOMode string
+	// Unauthenticated: no mnha_spi/mnha_key (for a home agent started
+	// with HAConfig.Unauthenticated).
+	Unauthenticated bool
 }
 
 // Daemon is mcoa-ha or mcoad running in one of the lab's nodes.
@@ -145,8 +153,21 @@ max_lifetime = %d
 state_dir = %q
 `, HAAddr, HomeIface, HomePrefix, HomePrefix, !cfg.NoBulk, int(cfg.MaxLifetime/time.Second), cfg.StateDir) +
 		daemonSections(cfg.Backend, sock, cfg.LogLevel)
+	if cfg.Unauthenticated {
+		text = strings.Replace(text, "[home_agent]\n", "[home_agent]\nallow_unauthenticated = true\n", 1)
+	}
+	if cfg.Vehicle || !cfg.Unauthenticated {
+		text += fmt.Sprintf("\n[[home_agent.mn]]\nhome_address = %q\n", HoA)
+	}
+	if !cfg.Unauthenticated {
+		keyFile, err := l.MNHAKeyFile()
+		if err != nil {
+			return nil, err
+		}
+		text += fmt.Sprintf("spi = %d\nkey = %q\n", MNHASPI, keyFile)
+	}
 	if cfg.Vehicle {
-		text += fmt.Sprintf("\n[[home_agent.mn]]\nhome_address = %q\nprefixes = [%q]\n", HoA, MobileNetPrefix)
+		text += fmt.Sprintf("prefixes = [%q]\n", MobileNetPrefix)
 	}
 	return l.startDaemon(ctx, HA, HABinary, cfg.Bin, "mcoa-ha.toml", text+cfg.Extra, sock)
 }
@@ -215,6 +236,13 @@ deregister_on_stop = %v
 state_dir = %q
 `, HoA, HAAddr, HomePrefix, int(cfg.Lifetime/time.Second), cfg.BIDMode, cfg.Registration,
 		cfg.ReturnHome, !cfg.KeepOnStop, cfg.StateDir)
+	if !cfg.Unauthenticated {
+		keyFile, err := l.MNHAKeyFile()
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, "mnha_spi = %d\nmnha_key = %q\n", MNHASPI, keyFile)
+	}
 	for _, r := range cfg.Interfaces {
 		if r.Exclude {
 			fmt.Fprintf(&b, "\n[[interface]]\nmatch = %q\nexclude = true\n", r.Match)
@@ -231,6 +259,63 @@ state_dir = %q
 		fmt.Fprintf(&b, "\n[mobile_router]\nenabled = true\nprefixes = [%q]\nmode = %q\ningress = [%q]\n", MobileNetPrefix, cfg.NEMOMode, Ingress)
 	}
 	return l.startDaemon(ctx, MN, MNBinary, cfg.Bin, "mcoad.toml", b.String()+cfg.Extra, sock)
+}
+
+// MNHASPI is the SPI of the lab's RFC 4285 MN-HA security association.
+const MNHASPI = 1000
+
+// MNHAKeyFile returns the file holding this lab's MN-HA key (hex, mode
+// 0600, in Dir), made from crypto/rand on first use: each lab has its own,
+// and the daemons' configurations name the file.
+func (l *Lab) MNHAKeyFile() (string, error) {
+	path := filepath.Join(l.Dir, "mnha.key")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return "", fmt.Errorf("lab: MN-HA key: %w", err)
+	}
+	// Written aside and linked into place: a concurrent first use keeps
+	// whichever key got there first.
+	tmp, err := os.CreateTemp(l.Dir, "mnha.key.*")
+	if err != nil {
+		return "", fmt.Errorf("lab: MN-HA key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(hex.EncodeToString(key) + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o600)
+	}
+	if err == nil {
+		if err = os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("lab: MN-HA key: %w", err)
+	}
+	return path, nil
+}
+
+// MNHAKey returns this lab's MN-HA key (see MNHAKeyFile).
+func (l *Lab) MNHAKey() ([]byte, error) {
+	path, err := l.MNHAKeyFile()
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("lab: MN-HA key: %w", err)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("lab: MN-HA key %s: %w", path, err)
+	}
+	return key, nil
 }
 
 // orDefault sets *s to v when it is empty.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,18 +12,42 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// The shipped example files are valid and hold the defaults plus the lab
-// addresses.
+// The shipped files hold no working addresses: each daemon refuses them
+// with one line naming the keys to fill in. Filled in (with the
+// documentation addresses of their comments), they hold the defaults.
 func TestEtcFiles(t *testing.T) {
-	mn, err := LoadMN("../../etc/mcoad.toml")
-	if err != nil {
-		t.Fatalf("etc/mcoad.toml: %v", err)
+	read := func(name string) []byte {
+		t.Helper()
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
 	}
-	want := labMN()
+	oneError := func(file string, err error, want string) {
+		t.Helper()
+		var es Errors
+		if !errors.As(err, &es) || len(es) != 1 || es[0].Error() != want {
+			t.Errorf("%s: got\n%v\nwant the one line\n%s", file, err, want)
+		}
+	}
+
+	mnText := read("../../etc/mcoad.toml")
+	_, err := ParseMN("/etc/mcoad/mcoad.toml", mnText)
+	oneError("etc/mcoad.toml", err, "/etc/mcoad/mcoad.toml:11: mobile_node: fill in home_address, home_agent, home_prefix (see the comments in the file)")
+	mn, err := ParseMN("mcoad.toml", fillIn(t, mnText, "home_address", "home_agent", "home_prefix"))
+	if err != nil {
+		t.Fatalf("etc/mcoad.toml filled in: %v", err)
+	}
+	want := DefaultMN()
+	want.MobileNode.HomeAddress = netip.MustParseAddr("2001:db8:1000::100")
+	want.MobileNode.HomeAgent = netip.MustParseAddr("2001:db8:1000::1")
+	want.MobileNode.HomePrefix = netip.MustParsePrefix("2001:db8:1000::/64")
 	want.Interfaces = []Interface{
 		{Match: "eth*", Priority: 30, MeteredPriority: 30},
 		{Match: "wlan*", Priority: 20, MeteredPriority: 20},
@@ -31,13 +56,53 @@ func TestEtcFiles(t *testing.T) {
 	if d := DiffMN(want, mn); d != nil {
 		t.Errorf("etc/mcoad.toml differs from defaults in %v:\n%+v", d, mn)
 	}
-	ha, err := LoadHA("../../etc/mcoa-ha.toml")
+
+	haText := read("../../etc/mcoa-ha.toml")
+	_, err = ParseHA("/etc/mcoad/mcoa-ha.toml", haText)
+	oneError("etc/mcoa-ha.toml", err, "/etc/mcoad/mcoa-ha.toml:17: home_agent: fill in address, interface, home_prefix (see the comments in the file)")
+	filled := fillIn(t, haText, "address", "interface", "home_prefix")
+	// The next thing a new home agent is told: it has no mobile node's key.
+	_, err = ParseHA("/etc/mcoad/mcoa-ha.toml", filled)
+	oneError("etc/mcoa-ha.toml without keys", err, "/etc/mcoad/mcoa-ha.toml:17: home_agent: no [[home_agent.mn]] has an spi and key, "+
+		"so every binding update would be refused: add one (`mcoactl genkey` prints it) or set allow_unauthenticated = true")
+	ha, err := ParseHA("mcoa-ha.toml", append(filled, "\n[[home_agent.mn]]\nhome_address = \"2001:db8:1000::100\"\nspi = 300\nkey = \""+testKeyHex+"\"\n"...))
 	if err != nil {
-		t.Fatalf("etc/mcoa-ha.toml: %v", err)
+		t.Fatalf("etc/mcoa-ha.toml filled in: %v", err)
 	}
-	if d := DiffHA(labHA(), ha); d != nil {
+	wantHA := DefaultHA()
+	h := &wantHA.HomeAgent
+	h.Address = netip.MustParseAddr("2001:db8:1000::1")
+	h.Interface = "eth1"
+	h.HomePrefix = netip.MustParsePrefix("2001:db8:1000::/64")
+	h.Serve = []netip.Prefix{h.HomePrefix}
+	h.MNs = []HAMobileNode{{HomeAddress: netip.MustParseAddr("2001:db8:1000::100"), SPI: 300, Key: Secret(mustHex(t, testKeyHex))}}
+	if d := DiffHA(wantHA, ha); d != nil || !ha.HomeAgent.RequireAuth {
 		t.Errorf("etc/mcoa-ha.toml differs from defaults in %v:\n%+v", d, ha)
 	}
+}
+
+// fillIn uncomments the first "# key = value" line of each key.
+func fillIn(t *testing.T, data []byte, keys ...string) []byte {
+	t.Helper()
+	ls := strings.Split(string(data), "\n")
+	for _, k := range keys {
+		re := regexp.MustCompile(`^# ` + k + ` *= `)
+		i := slices.IndexFunc(ls, re.MatchString)
+		if i < 0 {
+			t.Fatalf("no commented %s", k)
+		}
+		ls[i] = ls[i][2:]
+	}
+	return []byte(strings.Join(ls, "\n"))
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // The commented-out examples in the shipped files are valid too once

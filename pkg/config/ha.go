@@ -21,6 +21,7 @@ func DefaultHA() *HA {
 			Profile:          DefaultProfile,
 			BIDOptionType:    DefaultBIDOptionType,
 			StateDir:         DefaultHAStateDir,
+			RequireAuth:      true,
 		},
 		Correspondent: CNResponder{
 			MaxLifetime:   MaxRRLifetime,
@@ -84,11 +85,7 @@ func (t *tbl) homeAgent(h *HomeAgent) {
 		h.Interface = s
 	}
 	pfx := t.pfx("home_prefix", &h.HomePrefix)
-	for _, k := range []string{"address", "interface", "home_prefix"} {
-		if !t.has(k) {
-			t.required(k)
-		}
-	}
+	missing := t.requireAll("address", "interface", "home_prefix")
 	if addr && pfx && !h.HomePrefix.Contains(h.Address) {
 		t.w.errf(t.at("address"), "%s is not inside home_prefix %s (the home agent sits on the home link)", h.Address, h.HomePrefix)
 	}
@@ -103,7 +100,7 @@ func (t *tbl) homeAgent(h *HomeAgent) {
 	t.boolean("bulk_registration", &h.BulkRegistration)
 	t.lifetime("max_lifetime", &h.MaxLifetime)
 	t.profile(&h.Profile, &h.BIDOptionType)
-	t.boolean("require_auth", &h.RequireAuth)
+	t.authPolicy(&h.RequireAuth)
 	if s, ok := t.str("state_dir"); ok && t.w.absPath(t.at("state_dir"), s) {
 		h.StateDir = s
 	}
@@ -154,10 +151,53 @@ func (t *tbl) homeAgent(h *HomeAgent) {
 		m.done()
 		h.MNs = append(h.MNs, e)
 	}
-	if h.RequireAuth && !keyed {
-		t.w.errf(t.at("require_auth"), "no [[home_agent.mn]] has an spi and key, so every binding update would be refused")
+	// A home agent that would refuse every BU is a mistake, not a policy;
+	// but with the required keys still missing (the shipped file) the
+	// line naming them is the one to read first.
+	if h.RequireAuth && !keyed && missing == 0 {
+		const msg = "no [[home_agent.mn]] has an spi and key, so every binding update would be refused: " +
+			"add one (`mcoactl genkey` prints it) or set allow_unauthenticated = true"
+		if t.has("require_auth") {
+			t.w.errf(t.at("require_auth"), msg)
+		} else {
+			t.w.errf(t.path, msg)
+		}
 	}
 	t.done()
+}
+
+// authPolicy reads allow_unauthenticated and require_auth into require.
+// Authentication is the default; allow_unauthenticated = true turns it
+// off, and so does require_auth = false, its older spelling (a file that
+// said so explicitly keeps working, with mcoa-ha's start-up warning). Both
+// keys set must agree.
+func (t *tbl) authPolicy(require *bool) {
+	allow, allowSet := t.flag("allow_unauthenticated")
+	req, reqSet := t.flag("require_auth")
+	switch {
+	case allowSet && reqSet && allow == req:
+		at, other := "allow_unauthenticated", "require_auth"
+		if t.w.lines.line(t.at(at)) < t.w.lines.line(t.at(other)) {
+			at, other = other, at
+		}
+		// Both hold the same value, which is the contradiction.
+		t.w.errf(t.at(at), "contradicts %s = %v (line %d): allow_unauthenticated = true is require_auth = false; keep one of them",
+			other, allow, t.w.lines.line(t.at(other)))
+	case allowSet:
+		*require = !allow
+	case reqSet:
+		*require = req
+	}
+}
+
+// flag reads a boolean; set is false when k is absent or not a boolean.
+func (t *tbl) flag(k string) (v, set bool) {
+	if !t.has(k) {
+		return false, false
+	}
+	t.boolean(k, &v)
+	_, set = t.m[k].(bool)
+	return v, set
 }
 
 // correspondent reads [correspondent]. withHA: the file has a

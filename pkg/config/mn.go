@@ -71,11 +71,7 @@ func (t *tbl) mobileNode(m *MobileNode) {
 	hoa := t.addr("home_address", &m.HomeAddress)
 	ha := t.addr("home_agent", &m.HomeAgent)
 	pfx := t.pfx("home_prefix", &m.HomePrefix)
-	for _, k := range []string{"home_address", "home_agent", "home_prefix"} {
-		if !t.has(k) {
-			t.required(k)
-		}
-	}
+	t.requireAll("home_address", "home_agent", "home_prefix")
 	if hoa && pfx && !m.HomePrefix.Contains(m.HomeAddress) {
 		t.w.errf(t.at("home_address"), "%s is not inside home_prefix %s", m.HomeAddress, m.HomePrefix)
 	}

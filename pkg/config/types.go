@@ -328,8 +328,9 @@ type HomeAgent struct {
 	MaxLifetime      time.Duration // max_lifetime: granted lifetimes are capped to it; multiple of 4 s
 	Profile          string        // profile
 	BIDOptionType    uint8         // bid_option_type
-	// RequireAuth: require_auth; refuse BUs for home addresses that have
-	// no [[home_agent.mn]] entry with a key. Default false.
+	// RequireAuth: refuse BUs for home addresses that have no
+	// [[home_agent.mn]] entry with a key. Default true; false by
+	// allow_unauthenticated = true (or require_auth = false).
 	RequireAuth bool
 	MNs         []HAMobileNode // [[home_agent.mn]]
 	// StateDir: state_dir, an absolute path (default DefaultHAStateDir);

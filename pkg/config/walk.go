@@ -464,3 +464,24 @@ func (t *tbl) prefixes(k string) ([]netip.Prefix, bool) {
 func (t *tbl) required(k string) {
 	t.w.errf(t.at(k), "is required")
 }
+
+// requireAll reports the keys of ks missing from t and returns how many
+// are. Two or more missing (a shipped file whose examples are still
+// commented) make one line naming them all, so that the daemon's refusal
+// to start reads as one instruction.
+func (t *tbl) requireAll(ks ...string) int {
+	var missing []string
+	for _, k := range ks {
+		if !t.has(k) {
+			missing = append(missing, k)
+		}
+	}
+	switch len(missing) {
+	case 0:
+	case 1:
+		t.required(missing[0])
+	default:
+		t.w.errf(t.path, "fill in %s (see the comments in the file)", strings.Join(missing, ", "))
+	}
+	return len(missing)
+}

@@ -104,7 +104,10 @@ type Status struct {
 	// backend needs); absent while it is in order.
 	DataplaneError string `json:"dataplane_error,omitempty"`
 	// Auth (mcoad) is how its Binding Updates are authenticated: "mn-ha"
-	// (an RFC 4285 key is configured) or "none".
+	// (an RFC 4285 key is configured) or "none". On mcoa-ha's home agent:
+	// "required" (BUs need the MN-HA option of their home address's key)
+	// or "off" (allow_unauthenticated: home addresses without a key are
+	// accepted unauthenticated); absent for a correspondent node alone.
 	Auth string `json:"auth,omitempty"`
 }
 
