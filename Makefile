@@ -9,7 +9,7 @@ CMDS     := mcoad mcoactl mcoa-ha mcoa-lab
 FUZZTIME ?= 100000x
 export PATH := /usr/local/go/bin:$(GOBIN):$(PATH)
 
-.PHONY: all build deps lab test check unit e2e fuzz wirecheck bench clean deb debcheck soak
+.PHONY: all build deps lab test check unit e2e fuzz wirecheck bench clean deb debcheck
 
 all: build
 
@@ -60,12 +60,6 @@ deb:
 # purged; its systemd units verified (packaging/deb/check.sh).
 debcheck:
 	@bash packaging/deb/check.sh
-
-# The end-to-end suite RUNS times in a row (default 20) and a summary of
-# the failures (needs root): the lab must never flake.
-RUNS ?= 20
-soak: deps build
-	@bash scripts/soak.sh $(RUNS)
 
 bench: build
 	@bash scripts/bench.sh

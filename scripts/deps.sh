@@ -24,6 +24,9 @@ have gcc       || need+=(gcc)        # cgo: the packaged programs are PIE with R
 [ -x /bin/kill ] || need+=(procps)  # systemd-analyze checks ExecReload's /bin/kill
 have dbus-send || need+=(dbus-bin)  # pkg/nm tests: dbus-send, dbus-monitor
 [ -r /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
+# mcoactl's zsh and fish completions are checked in their shells.
+have zsh       || need+=(zsh)
+have fish      || need+=(fish)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
