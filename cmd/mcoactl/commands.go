@@ -152,6 +152,9 @@ the events as the API streams them.`,
 sequence number, lifetime, expiry and whether it is a home registration or a
 correspondent's binding.`,
 		setup: noArgs("cache", (*cli).cache)},
+	{name: "genkey", args: "[-spi N] [-home-address ADDR]", summary: "make an MN-HA key; print both sides' lines", raw: true, // genkey.go
+		setup:     simple(func(c *cli, _ context.Context, args []string) error { return cmdGenkey(args, c.out) }),
+		printHelp: func(w io.Writer) { cmdGenkey([]string{"-h"}, w) }},
 	{name: "help", args: "[COMMAND [SUBCOMMAND]]", summary: "this text, or a command's help",
 		help:  `The overview of mcoactl, or the help of a command.`,
 		setup: nil}, // runContext's: it needs no daemon and no client
