@@ -9,7 +9,7 @@ CMDS     := mcoad mcoactl mcoa-ha mcoa-lab
 FUZZTIME ?= 100000x
 export PATH := /usr/local/go/bin:$(GOBIN):$(PATH)
 
-.PHONY: all build deps lab test check unit e2e fuzz wirecheck bench clean deb debcheck
+.PHONY: all build deps lab test check unit e2e fuzz wirecheck bench clean deb debcheck soak
 
 all: build
 
@@ -52,14 +52,23 @@ fuzz:
 wirecheck:
 	@set -o pipefail; MCOA_E2E=1 $(GO) test -count=1 -run 'Tshark' -v ./pkg/proto | grep -E '^(=== RUN|\s*--- |ok|FAIL|PASS)'
 
-# dist/mcoad_VERSION_ARCH.deb (VERSION: packaging/deb/debian/changelog).
+# dist/{mcoactl,mcoad,mcoa-ha}_VERSION_ARCH.deb (VERSION:
+# packaging/deb/debian/changelog): the control tool, the mobile node, the
+# home agent.
 deb:
 	@bash packaging/deb/build.sh dist
 
-# The .deb built, linted, installed into a throw-away root, upgraded,
-# purged; its systemd units verified (packaging/deb/check.sh).
+# The .debs built, linted, installed into a throw-away root (laptop, server,
+# both), upgraded, purged; their systemd units verified
+# (packaging/deb/check.sh).
 debcheck:
 	@bash packaging/deb/check.sh
+
+# The end-to-end suite RUNS times in a row (default 20) and a summary of
+# the failures (needs root): the lab must never flake.
+RUNS ?= 20
+soak: deps build
+	@bash scripts/soak.sh $(RUNS)
 
 bench: build
 	@bash scripts/bench.sh
