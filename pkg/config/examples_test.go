@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -33,4 +34,20 @@ func read(t *testing.T, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// The example of mcoad.toml(5) is a valid configuration.
+func TestManPageExample(t *testing.T) {
+	page := string(read(t, "../../packaging/deb/man/mcoad.toml.5"))
+	_, rest, ok := strings.Cut(page, ".SH EXAMPLE\n.nf\n")
+	ex, _, ok2 := strings.Cut(rest, ".fi\n")
+	if !ok || !ok2 {
+		t.Fatal("no .SH EXAMPLE with a .nf/.fi block in mcoad.toml.5")
+	}
+	ex = strings.ReplaceAll(ex, `\-`, "-")
+	if _, err := parseMN("mcoad.toml.5", []byte(ex), func(string) ([]byte, error) {
+		return []byte("00112233445566778899aabbccddeeff\n"), nil
+	}); err != nil {
+		t.Errorf("the man page's example:\n%s\n%v", ex, err)
+	}
 }
