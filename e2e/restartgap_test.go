@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mcoad/mcoad/internal/lab"
+	"github.com/mcoad/mcoad/pkg/control"
+)
+
+// TestRestartGap: mcoad restarted keeping its bindings (what `systemctl
+// restart` and an upgrade's try-restart do; the lab's mcoad runs without
+// systemd, so deregister_on_stop = false takes the same path) while a 1 ms
+// UDP stream from the CN to the home address runs: the stream flows again
+// after the restart, the home agent never loses a binding (no
+// de-registration BU), and the new process's BUs are all accepted. The
+// gap is logged (`mcoa-lab bench -only restart` measures it), not
+// asserted.
+func TestRestartGap(t *testing.T) {
+	t.Parallel()
+	e := setupDataplane(t)
+	// Keep the bindings on stop: the running mcoad read its file at
+	// start, so it is stopped (de-registering) and started again on the
+	// changed file.
+	text, err := os.ReadFile(e.mn.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := strings.Replace(string(text), "deregister_on_stop = true", "deregister_on_stop = false", 1)
+	if keep == string(text) {
+		t.Fatalf("no deregister_on_stop = true in %s", e.mn.Config)
+	}
+	if err := os.WriteFile(e.mn.Config, []byte(keep), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.mn.Restart(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("three bindings registered again", registerTimeout, func() error {
+		if err := e.cacheIs(ifaces...); err != nil {
+			return err
+		}
+		return e.registered(ifaces...)
+	})
+
+	probe := e.startStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, 6100), time.Millisecond)
+	flows := func(what string) {
+		t.Helper()
+		n := probe.Got()
+		e.waitFor(what, 10*time.Second, func() error {
+			if got := probe.Got() - n; got < 200 {
+				return fmt.Errorf("%d probes arrived", got)
+			}
+			return nil
+		})
+	}
+	flows("the CN's probes reach the home address")
+
+	// Every change of the home agent's cache from now on.
+	evs, err := e.ha.Client.Events(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var removed atomic.Int64
+	go func() {
+		for {
+			ev, err := evs.Next()
+			if err != nil {
+				return
+			}
+			if ev.Kind == control.EventCache && ev.Removed {
+				removed.Add(1)
+				t.Logf("the home agent's cache lost %+v", ev.Cache)
+			}
+		}
+	}()
+	t.Cleanup(func() { evs.Close() })
+	seqBefore := map[uint16]uint16{}
+	for _, x := range e.mustCache() {
+		seqBefore[x.BID] = x.Sequence
+	}
+	off := e.ha.LogOffset()
+
+	t0 := time.Now()
+	if err := e.mn.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.mn.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	flows("the probes flow again after the restart")
+	gap, lost := probe.Outage(t0, 10*time.Second)
+	t.Logf("restart keeping the bindings: probe gap %v, %d probes lost", gap.Round(100*time.Microsecond), lost)
+
+	// The new process registered again (sequence numbers moved on), and
+	// nothing in between removed a binding.
+	e.waitFor("the new process's registrations", registerTimeout, func() error {
+		for _, x := range e.mustCache() {
+			if d := x.Sequence - seqBefore[x.BID]; d == 0 || d >= 1<<15 {
+				return fmt.Errorf("BID %d: sequence %d, not after %d yet", x.BID, x.Sequence, seqBefore[x.BID])
+			}
+		}
+		return e.registered(ifaces...)
+	})
+	time.Sleep(300 * time.Millisecond) // the event stream catches up with the cache
+	if n := removed.Load(); n != 0 {
+		t.Errorf("the home agent's cache lost %d bindings across a restart that keeps them", n)
+	}
+	for _, bu := range e.loggedBUs(off) {
+		if bu.Status != 0 {
+			t.Errorf("a BU of the restart was answered with status %d: %+v", bu.Status, bu)
+		}
+	}
+}
