@@ -103,6 +103,19 @@ const (
 	StatusDraftBulkRegNotSupported Status = 146 // draft-00 BULK REGISTRATION NOT SUPPORT
 )
 
+// RFC 5648 BA status codes (sections 4.4 and 11), used by the rfc5648
+// profile. 4 and 5 are "successful" codes (below 128).
+const (
+	StatusMCoANotComplete              Status = 4   // MCOA NOTCOMPLETE: see each BID option's status
+	StatusMCoAReturnHomeWoNDP          Status = 5   // MCOA RETURNHOME WO/NDP: no Neighbor Discovery for the HoA on the home link
+	StatusMCoAMalformed                Status = 164 // MCOA MALFORMED: BID option badly formed
+	StatusMCoANonMCoABindingExists     Status = 165 // MCOA NON-MCOA BINDING EXISTS: a regular binding exists, O not set
+	StatusMCoAProhibited               Status = 166 // MCOA PROHIBITED
+	StatusMCoAUnknownCoA               Status = 167 // MCOA UNKNOWN COA: no CoA field and no binding for the BID
+	StatusMCoABulkRegProhibited        Status = 168 // MCOA BULK REGISTRATION PROHIBITED
+	StatusMCoASimHomeForeignProhibited Status = 169 // MCOA SIMULTANEOUS HOME AND FOREIGN PROHIBITED
+)
+
 // Binding Error statuses (RFC 6275 6.1.9).
 const (
 	BEUnknownHAO  Status = 1 // unknown binding for Home Address destination option
@@ -112,7 +125,8 @@ const (
 // Accepted reports whether a BA status means the binding was accepted.
 func (s Status) Accepted() bool { return s < 128 }
 
-var statusNames = map[Status]string{
+// baseStatusNames: RFC 6275 and RFC 3963.
+var baseStatusNames = map[Status]string{
 	0: "accepted", 1: "accepted, prefix discovery necessary",
 	128: "reason unspecified", 129: "administratively prohibited",
 	130: "insufficient resources", 131: "home registration not supported",
@@ -122,12 +136,38 @@ var statusNames = map[Status]string{
 	138: "expired nonces", 139: "registration type change disallowed",
 	140: "mobile router operation not permitted", 141: "invalid prefix",
 	142: "not authorized for prefix", 143: "forwarding setup failed",
+}
+
+// draftStatusNames: the draft-00 profile's MCoA codes.
+var draftStatusNames = map[Status]string{
 	144: "MCoA conflict", 145: "bulk registration fail", 146: "bulk registration not supported",
 }
 
-// String names the status as RFC 6275, RFC 3963 and the draft-00 profile do.
+// rfc5648StatusNames: RFC 5648's codes with the names of its IANA section
+// (11; 4.4 spells 167 "UNKOWN").
+var rfc5648StatusNames = map[Status]string{
+	StatusMCoANotComplete:              "MCOA NOTCOMPLETE",
+	StatusMCoAReturnHomeWoNDP:          "MCOA RETURNHOME WO/NDP",
+	StatusMCoAMalformed:                "MCOA MALFORMED",
+	StatusMCoANonMCoABindingExists:     "MCOA NON-MCOA BINDING EXISTS",
+	StatusMCoAProhibited:               "MCOA PROHIBITED",
+	StatusMCoAUnknownCoA:               "MCOA UNKNOWN COA",
+	StatusMCoABulkRegProhibited:        "MCOA BULK REGISTRATION PROHIBITED",
+	StatusMCoASimHomeForeignProhibited: "MCOA SIMULTANEOUS HOME AND FOREIGN PROHIBITED",
+}
+
+// String names the status as RFC 6275, RFC 3963 and the draft-00 profile
+// do, and the codes that only RFC 5648 assigns (4, 5, 164-169) with the
+// RFC's names, so that a status from a peer of either profile reads right
+// in a log. Profile.StatusString names a status as one profile means it.
 func (s Status) String() string {
-	if n, ok := statusNames[s]; ok {
+	if n, ok := baseStatusNames[s]; ok {
+		return n
+	}
+	if n, ok := draftStatusNames[s]; ok {
+		return n
+	}
+	if n, ok := rfc5648StatusNames[s]; ok {
 		return n
 	}
 	return "status " + strconv.Itoa(int(s))

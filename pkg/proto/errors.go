@@ -19,6 +19,13 @@ var (
 	ErrBIDLength     = errors.New("BID sub-option length does not match its C flag")
 	ErrRWithoutC     = errors.New("BID sub-option has R without C")
 	ErrTooLong       = errors.New("message too long")
+	// ErrIPv4CoA: an RFC 5648 Binding Identifier option with an IPv4
+	// care-of address (Length 8, RFC 5648 4.3 and 8.1). It is well formed,
+	// but this implementation registers IPv6 care-of addresses only: the
+	// parser records it in BID.Err (the address in BID.CoA) and reports a
+	// *BIDError, so that the receiver refuses that BID with the profile's
+	// BIDStatusIncompliant (164 MCOA MALFORMED), not a crash.
+	ErrIPv4CoA = errors.New("BID option carries an IPv4 care-of address (not supported)")
 	// ErrOptionOrder: an option follows an authentication option (Binding
 	// Authorization Data, RFC 6275 6.2.7; MN-HA, RFC 4285 5), which must be
 	// last because the authenticator does not cover what follows it.
@@ -50,7 +57,7 @@ func (e *ParseError) Unwrap() error { return e.Err }
 type BIDError struct {
 	Index int    // index in Options.BIDs
 	BID   uint16 // the sub-option's BID field
-	Err   error  // ErrBIDZero, ErrBIDLength or ErrRWithoutC
+	Err   error  // ErrBIDZero, ErrBIDLength, ErrRWithoutC or ErrIPv4CoA
 }
 
 func (e *BIDError) Error() string {

@@ -164,12 +164,14 @@ func checkLayout(t *testing.T, b []byte, prof *Profile) {
 			align(4, 1)
 			authSeen = true
 		case prof.BIDOptionType:
-			if len(d) == int(prof.BIDLenCoA) {
+			// draft 4.3.1, RFC 5648 4.3: 8n+2 with a Care-of Address
+			// field (IPv6, or IPv4 in rfc5648), else 2n.
+			if len(d) == int(prof.BIDLenCoA) || (prof.BIDLenCoA4 != 0 && len(d) == int(prof.BIDLenCoA4)) {
 				align(8, 2)
 			} else {
 				align(2, 0)
 			}
-			if d[3]&^(prof.FlagCoA|prof.FlagRemove) != 0 {
+			if d[3]&^(prof.FlagCoA|prof.FlagRemove|prof.FlagHome) != 0 {
 				t.Errorf("BID reserved bits set: %x", d[3])
 			}
 		}

@@ -48,6 +48,10 @@ const (
 	// after it, which is where Linux/UMIP (IP6_MH_BU_MR) and Wireshark have it.
 	FlagM uint16 = 0x0800
 	FlagR uint16 = 0x0400 // NEMO mobile router (RFC 3963 4.1)
+	// FlagO is RFC 5648's Overwrite flag (4.2: |A|H|L|K|M|R|P|F|T|O|),
+	// used only by the rfc5648 profile (Profile.BUFlagOverwrite). Wireshark
+	// 4.0 shows this bit as RFC 6602's B flag (mip6.bu.b_flag).
+	FlagO uint16 = 0x0040
 )
 
 // BA flags (RFC 6275 6.1.8, RFC 3963 4.2), in the octet after the status;
@@ -89,19 +93,33 @@ type Options struct {
 	Unknown int
 }
 
-// BID is the draft's Binding Unique Identifier sub-option (section 4.3.1).
+// BID is the draft's Binding Unique Identifier sub-option (section 4.3.1),
+// RFC 5648's Binding Identifier mobility option (4.3) in the rfc5648
+// profile.
 type BID struct {
 	ID uint16
 	// PrioStatus is the priority in a BU (0: none, higher is preferred) and
-	// the per-binding status in a BA.
+	// the per-binding status in a BA. rfc5648 has no priority: the octet is
+	// the Status field, which a receiver ignores outside a BA or CoT (4.3).
 	PrioStatus uint8
 	// C: a care-of address follows (bulk registration). R: remove.
+	// In the rfc5648 profile C means "the Care-of Address field is
+	// present" (no flag: Length 8 or 20) and R does not exist (always
+	// false; marshalling it is ErrInvalid).
 	C, R bool
-	// CoA is set when C is set.
+	// H is RFC 5648's Simultaneous Home and Foreign Binding flag (4.3):
+	// a home binding, its CoA the home address (5.6.3). Only in the
+	// rfc5648 profile (marshalling it under draft-00 is ErrInvalid).
+	H bool
+	// CoA is set when C is set: an IPv6 address, or in the rfc5648
+	// profile an IPv4 one (Length 8), which the parser reports with Err
+	// set to ErrIPv4CoA.
 	CoA netip.Addr
 	// Err is set by the parser when this sub-option is not compliant (BID 0,
-	// length that does not match C, R without C); the receiver answers it
-	// with the profile's incompliant status instead of dropping the message.
+	// length that does not match C, R without C) or, in the rfc5648
+	// profile, carries an IPv4 care-of address (ErrIPv4CoA); the receiver
+	// answers it with the profile's incompliant status (rfc5648: 164 MCOA
+	// MALFORMED) instead of dropping the message or using the address.
 	Err error
 }
 

@@ -29,10 +29,18 @@ import (
 // per-BID status, compliant or not (draft 4.3.3), so in a BA only the wire
 // form is enforced: C is sent with the CoA, or the unspecified address when
 // the CoA is missing, and without C the CoA is not sent.
+//
+// The profile gives the BID sub-option's wire form. rfc5648 (RFC 5648 4.3)
+// sends no C or R bit: C (with its CoA) makes the Length 20, or 8 with an
+// IPv4 CoA (the one place an IPv4 address is accepted), without C it is
+// 4; H sets the 0x80 bit; R is ErrInvalid, and so are H and IPv4 CoAs
+// under draft-00. In a BA, C without a CoA sends no Care-of Address field
+// under rfc5648 (RFC 5648 6.2 lets a BA omit it). Alignment is 2n without
+// and 8n+2 with a Care-of Address field in both profiles.
 func AppendMessage(b []byte, m *Message, prof *Profile) ([]byte, error) {
 	prof = profileOrDefault(prof)
 	m.AuthOffset = -1
-	if err := validate(m); err != nil {
+	if err := validate(m, prof); err != nil {
 		return b, err
 	}
 	start := len(b)
@@ -95,14 +103,31 @@ func AppendMessage(b []byte, m *Message, prof *Profile) ([]byte, error) {
 		if x.R {
 			flags |= prof.FlagRemove
 		}
-		if !x.C {
+		if x.H {
+			flags |= prof.FlagHome
+		}
+		// Without C no CoA is sent. With C, draft-00 sends the unspecified
+		// address for a missing CoA (a BA echoing a bad sub-option); a
+		// profile without a C flag (rfc5648) has nothing to say it with, so
+		// the option goes without the Care-of Address field.
+		coa4 := x.C && x.CoA.Is4()
+		if !x.C || (prof.FlagCoA == 0 && !x.CoA.IsValid()) {
 			b = pad(b, start, 2, 0)
 			b = append(b, byte(prof.BIDOptionType), prof.BIDLenNoCoA)
 			b = binary.BigEndian.AppendUint16(b, x.ID)
 			b = append(b, x.PrioStatus, flags)
 			continue
 		}
+		// RFC 5648 4.3: 8n+2 with a Care-of Address field of either family.
 		b = pad(b, start, 8, 2)
+		if coa4 {
+			a := x.CoA.As4()
+			b = append(b, byte(prof.BIDOptionType), prof.BIDLenCoA4)
+			b = binary.BigEndian.AppendUint16(b, x.ID)
+			b = append(b, x.PrioStatus, flags)
+			b = append(b, a[:]...)
+			continue
+		}
 		b = append(b, byte(prof.BIDOptionType), prof.BIDLenCoA)
 		b = binary.BigEndian.AppendUint16(b, x.ID)
 		b = append(b, x.PrioStatus, flags)
@@ -180,7 +205,7 @@ func pad(b []byte, start, n, k int) []byte {
 
 // validate checks what the wire form cannot carry and what the draft
 // forbids a sender to send.
-func validate(m *Message) error {
+func validate(m *Message, prof *Profile) error {
 	if int(m.Type) >= len(optStart) {
 		return fmt.Errorf("proto: cannot marshal %v: %w", m.Type, ErrUnknownType)
 	}
@@ -193,8 +218,13 @@ func validate(m *Message) error {
 	}
 	for i := range o.BIDs {
 		x := &o.BIDs[i]
-		if x.CoA.Is4() {
+		switch {
+		case x.CoA.Is4() && prof.BIDLenCoA4 == 0:
 			return fmt.Errorf("proto: BID %d care-of address %v: %w", x.ID, x.CoA, ErrInvalid)
+		case x.R && prof.FlagRemove == 0:
+			return fmt.Errorf("proto: BID %d: no R flag in profile %s: %w", x.ID, prof.Name, ErrInvalid)
+		case x.H && prof.FlagHome == 0:
+			return fmt.Errorf("proto: BID %d: no H flag in profile %s: %w", x.ID, prof.Name, ErrInvalid)
 		}
 		if m.Type == TypeBA {
 			continue

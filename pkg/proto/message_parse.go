@@ -215,21 +215,36 @@ func parseOptions(b []byte, off int, m *Message, prof *Profile) error {
 	return nil
 }
 
-// parseBID decodes a BID sub-option's data (draft 4.3.1) into x, setting
-// every field. A length that is neither of the profile's two is an option
-// length error (false); the draft's own rules (BID 0 reserved, length
-// matching C, R only with C) are recorded in x.Err so that the sub-option
-// can be answered.
+// parseBID decodes a BID sub-option's data (draft 4.3.1; RFC 5648 4.3 in
+// the rfc5648 profile) into x, setting every field. A length that is none
+// of the profile's is an option length error (false); the draft's own
+// rules (BID 0 reserved, length matching C, R only with C) and, in the
+// rfc5648 profile, an IPv4 care-of address (ErrIPv4CoA) are recorded in
+// x.Err so that the sub-option can be answered.
 func parseBID(x *BID, d []byte, prof *Profile) bool {
 	l := len(d)
-	if (l != int(prof.BIDLenNoCoA) && l != int(prof.BIDLenCoA)) || l < 4 {
+	coaLen := 0 // octets of Care-of Address field the length says
+	switch {
+	case l < 4:
+		return false
+	case l == int(prof.BIDLenNoCoA):
+	case l == int(prof.BIDLenCoA) && l >= 20:
+		coaLen = 16
+	case prof.BIDLenCoA4 != 0 && l == int(prof.BIDLenCoA4) && l >= 8:
+		coaLen = 4
+	default:
 		return false
 	}
 	x.ID = be16(d)
 	x.PrioStatus = d[2]
-	x.C = d[3]&prof.FlagCoA != 0
+	if prof.FlagCoA != 0 {
+		x.C = d[3]&prof.FlagCoA != 0
+	} else {
+		x.C = coaLen != 0 // RFC 5648 4.3: presence by length
+	}
 	x.R = d[3]&prof.FlagRemove != 0 // the other bits are reserved: ignored
-	withCoA := l == int(prof.BIDLenCoA) && l >= 20
+	x.H = d[3]&prof.FlagHome != 0
+	withCoA := coaLen != 0
 	switch {
 	case x.ID == 0:
 		x.Err = ErrBIDZero
@@ -237,12 +252,17 @@ func parseBID(x *BID, d []byte, prof *Profile) bool {
 		x.Err = ErrBIDLength
 	case x.R && !x.C:
 		x.Err = ErrRWithoutC
+	case coaLen == 4:
+		x.Err = ErrIPv4CoA
 	default:
 		x.Err = nil
 	}
-	if x.C && withCoA {
+	switch {
+	case x.C && coaLen == 16:
 		x.CoA = netip.AddrFrom16([16]byte(d[4:20]))
-	} else {
+	case x.C && coaLen == 4:
+		x.CoA = netip.AddrFrom4([4]byte(d[4:8]))
+	default:
 		x.CoA = netip.Addr{}
 	}
 	return true
