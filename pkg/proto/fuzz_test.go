@@ -96,6 +96,7 @@ func FuzzParseMessage(f *testing.F) {
 
 func fuzzParseMessage(t *testing.T, b []byte, prof *Profile) {
 	t.Helper()
+	prof.PeerProfile(b, tHoA) // never panics, whatever the bytes
 	var m Message
 	err := ParseMessage(b, &m, prof)
 	var be *BIDError
