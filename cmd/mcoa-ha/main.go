@@ -44,7 +44,7 @@ func runWith(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mcoa-ha", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", config.DefaultHAPath, "configuration file")
-	check := fs.Bool("check-config", false, "check the configuration file and exit")
+	check := fs.String("check-config", "", "check this configuration file, print its errors and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	cleanup := fs.Bool("cleanup", false, "remove what a mcoa-ha that did not stop cleanly left in the kernel, and exit")
 	if err := fs.Parse(args); err != nil {
@@ -64,15 +64,20 @@ func runWith(args []string, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if *check != "" {
+		// As mcoad's: the file named, whatever -config says.
+		if _, err := config.LoadHA(*check); err != nil {
+			fmt.Fprintln(stderr, "mcoa-ha:", err)
+			return 1
+		}
+		fmt.Printf("%s: ok\n", *check)
+		return 0
+	}
 	cfg, err := config.LoadHA(*cfgPath)
 	if err != nil {
 		// On stderr, so that `systemctl status` shows it.
 		fmt.Fprintln(stderr, "mcoa-ha:", err)
 		return 1
-	}
-	if *check {
-		fmt.Printf("%s: ok\n", *cfgPath)
-		return 0
 	}
 	log, level := service.NewLogger(cfg.Log)
 	slog.SetDefault(log)
@@ -176,9 +181,36 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 	if err := os.MkdirAll(filepath.Dir(cfg.Control.Socket), 0o755); err != nil {
 		return fmt.Errorf("control socket directory: %w", err)
 	}
+	// Reload on SIGHUP and when the file changes; a bad file is refused
+	// with its errors and the running configuration stays.
+	running := cfg // the last configuration applied (reloads run one at a time)
+	var reloadMu sync.Mutex
+	reload := func(why string) error {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
+		next, err := config.LoadHA(path)
+		if err != nil {
+			log.Error("reload refused", "trigger", why, "err", err)
+			return fmt.Errorf("%w: %v", control.ErrInvalid, err)
+		}
+		restart, err := agent.Reload(ctx, next)
+		if err != nil {
+			log.Error("reload", "trigger", why, "err", err)
+			return err
+		}
+		warnUnauthenticated(log, running, next)
+		running = next
+		level.Set(next.Log.Level)
+		if len(restart) > 0 {
+			log.Warn("reload: these change only on restart", "sections", restart)
+		}
+		log.Info("configuration reloaded", "trigger", why)
+		return nil
+	}
 	srv, err := control.NewServer(control.Config{
 		Socket: cfg.Control.Socket, Group: cfg.Control.Group, Name: "mcoa-ha",
 		HA: agent, Events: events, Logger: log,
+		Reload: func(context.Context) error { return reload("control API") },
 		Metrics: control.MetricsFunc(func() []control.Metric {
 			ms := agent.Metrics()
 			if planeStats != nil {
@@ -219,34 +251,9 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 		log.Info("mcoa-ha running as correspondent node", "address", cn.Addresses, "max_lifetime", cn.MaxLifetime,
 			"route_optimisation", cnPlane != nil, "profile", prof.Name, "control", cfg.Control.Socket)
 	}
-	// Reload on SIGHUP and when the file changes; a bad file is refused
-	// with its errors and the running configuration stays.
-	running := cfg // the last configuration applied (reloads run one at a time)
-	var reloadMu sync.Mutex
-	reload := func(why string) {
-		reloadMu.Lock()
-		defer reloadMu.Unlock()
-		next, err := config.LoadHA(path)
-		if err != nil {
-			log.Error("reload refused", "trigger", why, "err", err)
-			return
-		}
-		restart, err := agent.Reload(ctx, next)
-		if err != nil {
-			log.Error("reload", "trigger", why, "err", err)
-			return
-		}
-		warnUnauthenticated(log, running, next)
-		running = next
-		level.Set(next.Log.Level)
-		if len(restart) > 0 {
-			log.Warn("reload: these change only on restart", "sections", restart)
-		}
-		log.Info("configuration reloaded", "trigger", why)
-	}
-	service.OnHUP(ctx, func() { reload("SIGHUP") })
+	service.OnHUP(ctx, func() { _ = reload("SIGHUP") })
 	go func() {
-		if err := config.Watch(ctx, path, func() { reload("file changed") }); err != nil && ctx.Err() == nil {
+		if err := config.Watch(ctx, path, func() { _ = reload("file changed") }); err != nil && ctx.Err() == nil {
 			log.Warn("configuration file not watched", "err", err)
 		}
 	}()

@@ -26,7 +26,7 @@ func TestCheckConfigRoles(t *testing.T) {
 		if err := os.WriteFile(path, []byte(tc.text), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if got := run([]string{"-config", path, "-check-config"}); got != tc.want {
+		if got := run([]string{"-check-config", path}); got != tc.want {
 			t.Errorf("%s: exit %d, want %d", name, got, tc.want)
 		}
 	}
@@ -36,7 +36,7 @@ func TestCheckConfigRoles(t *testing.T) {
 // status` shows) naming the keys to fill in, and exit status 1.
 func TestShippedConfigRefused(t *testing.T) {
 	var stderr bytes.Buffer
-	if got := runWith([]string{"-config", "../../etc/mcoa-ha.toml", "-check-config"}, &stderr); got != 1 {
+	if got := runWith([]string{"-check-config", "../../etc/mcoa-ha.toml"}, &stderr); got != 1 {
 		t.Errorf("exit %d, want 1", got)
 	}
 	want := "mcoa-ha: ../../etc/mcoa-ha.toml:17: home_agent: fill in address, interface, home_prefix (see the comments in the file)\n"

@@ -63,7 +63,7 @@ func run(args []string) int {
 	}
 	if *check != "" {
 		if _, err := config.LoadMN(*check); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			fmt.Fprintln(os.Stderr, "mcoad:", err)
 			return 1
 		}
 		fmt.Printf("%s: ok\n", *check)
@@ -71,7 +71,7 @@ func run(args []string) int {
 	}
 	cfg, err := config.LoadMN(*cfgPath)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "mcoad:", err)
 		return 1
 	}
 	log, level := service.NewLogger(cfg.Log)

@@ -31,8 +31,15 @@ func TestFlags(t *testing.T) {
 	if code := run([]string{"-check-config", bad}); code != 1 {
 		t.Errorf("-check-config of a bad file: exit %d, want 1", code)
 	}
-	if code := run([]string{"-check-config", "../../etc/mcoad.toml"}); code != 0 {
-		t.Errorf("-check-config etc/mcoad.toml: exit %d, want 0", code)
+	// The shipped file has its required keys commented out: one line
+	// says what to fill in (pkg/config tests its text).
+	if code := run([]string{"-check-config", "../../etc/mcoad.toml"}); code != 1 {
+		t.Errorf("-check-config etc/mcoad.toml: exit %d, want 1 (fill in the required keys)", code)
+	}
+	filled := filepath.Join(t.TempDir(), "filled.toml")
+	os.WriteFile(filled, []byte("[mobile_node]\nhome_address = \"2001:db8:aaaa::100\"\nhome_agent = \"2001:db8:aaaa::1\"\nhome_prefix = \"2001:db8:aaaa::/64\"\n"), 0o644)
+	if code := run([]string{"-check-config", filled}); code != 0 {
+		t.Errorf("-check-config of a filled-in file: exit %d, want 0", code)
 	}
 }
 

@@ -259,20 +259,19 @@ if have systemd-analyze; then
 		echo "$out" >&2
 		fail "systemd-analyze verify has remarks"
 	fi
-	# Reloads that fail on a refused file: mcoactl reload for mcoad,
-	# -check-config before SIGHUP for mcoa-ha; both Type=notify with a
-	# cleanup after a killed run.
+	# Reloads that fail on a refused file (mcoactl reload on each
+	# daemon's socket); both Type=notify with a cleanup after a killed run.
 	unit() { grep -E "^$2=" "$sa/lib/systemd/system/$1" | tr '\n' ';'; }
 	[ "$(unit mcoad.service ExecReload)" = "ExecReload=/usr/bin/mcoactl reload;" ] || fail "mcoad.service: $(unit mcoad.service ExecReload)"
-	[ "$(unit mcoa-ha.service ExecReload)" = "ExecReload=/usr/sbin/mcoa-ha -check-config /etc/mcoad/mcoa-ha.toml;ExecReload=/bin/kill -HUP \$MAINPID;" ] ||
+	[ "$(unit mcoa-ha.service ExecReload)" = "ExecReload=/usr/bin/mcoactl -socket /run/mcoad/mcoa-ha.sock reload;" ] ||
 		fail "mcoa-ha.service: $(unit mcoa-ha.service ExecReload)"
 	for u in mcoad mcoa-ha; do
 		[ "$(unit $u.service Type)" = "Type=notify;" ] || fail "$u.service is not Type=notify"
 		unit $u.service ExecStopPost | grep -q "^ExecStopPost=/usr/sbin/$u -cleanup" || fail "$u.service has no cleanup"
 	done
-	# The check before SIGHUP fails on a bad file.
+	# -check-config FILE refuses a bad file, as mcoad's does.
 	printf '[home_agent]\naddress = 7\n' >"$work/bad-ha.toml"
-	if "$sa/usr/sbin/mcoa-ha" -config "$work/bad-ha.toml" -check-config >/dev/null 2>&1; then
+	if "$sa/usr/sbin/mcoa-ha" -check-config "$work/bad-ha.toml" >/dev/null 2>&1; then
 		fail "mcoa-ha -check-config accepts a bad file"
 	fi
 	step "systemd-analyze verify: units accepted; reloads fail on a refused file"

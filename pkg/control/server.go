@@ -46,7 +46,11 @@ type Config struct {
 	HA      HABackend
 	Events  *Events       // GET /v1/events; nil: not served
 	Metrics MetricsSource // GET /metrics adds these; nil: only the server's own
-	Logger  *slog.Logger  // nil: slog.Default()
+	// Reload serves POST /v1/reload for a server without MN (mcoa-ha): it
+	// reads the configuration file again and returns an error wrapping
+	// ErrInvalid when the file is refused. nil: no such route.
+	Reload func(context.Context) error
+	Logger *slog.Logger // nil: slog.Default()
 }
 
 // Server serves the control API. It is an http.Handler too (without peer
@@ -111,6 +115,9 @@ func (s *Server) buildRoutes() {
 	if ha := s.cfg.HA; ha != nil {
 		if s.cfg.MN == nil {
 			add("GET", "/v1/status", getter(ha.Status))
+			if s.cfg.Reload != nil {
+				add("POST", "/v1/reload", s.reload)
+			}
 		}
 		add("GET", "/v1/cache", listGetter(ha.Cache))
 	}
@@ -336,7 +343,11 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req, true) {
 		return
 	}
-	s.done(w, s.cfg.MN.Reload(r.Context()))
+	if s.cfg.MN != nil {
+		s.done(w, s.cfg.MN.Reload(r.Context()))
+		return
+	}
+	s.done(w, s.cfg.Reload(r.Context()))
 }
 
 func (s *Server) hint(w http.ResponseWriter, r *http.Request) {

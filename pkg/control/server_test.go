@@ -416,3 +416,25 @@ func FuzzPostBodies(f *testing.F) {
 		}
 	})
 }
+
+// mcoa-ha's POST /v1/reload: served when Config.Reload is set; a refused
+// file is a 400 with its errors (mcoactl reload exits 1: systemctl reload
+// fails); without Reload there is no such route.
+func TestHAReload(t *testing.T) {
+	var refuse error
+	calls := 0
+	ts := startServer(t, Config{HA: &fakeHA{}, Socket: filepath.Join(t.TempDir(), "mcoa-ha.sock"),
+		Reload: func(context.Context) error { calls++; return refuse }})
+	if err := ts.client.Reload(context.Background()); err != nil || calls != 1 {
+		t.Fatalf("reload: %v (%d calls)", err, calls)
+	}
+	refuse = fmt.Errorf("%w: mcoa-ha.toml:3: home_agent.address: \"x\" is not an IPv6 address", ErrInvalid)
+	code, _, body := raw(t, ts.sock, "POST", "/v1/reload", "")
+	if code != 400 || !strings.Contains(string(body), "mcoa-ha.toml:3") {
+		t.Errorf("refused reload = %d %s", code, body)
+	}
+	plain := startServer(t, Config{HA: &fakeHA{}, Socket: filepath.Join(t.TempDir(), "mcoa-ha2.sock")})
+	if code, _, _ := raw(t, plain.sock, "POST", "/v1/reload", ""); code != 404 {
+		t.Errorf("reload without Config.Reload = %d, want 404", code)
+	}
+}
