@@ -81,6 +81,12 @@ type Config struct {
 	// address's, and packets to them coming out of the tunnels are handed
 	// to the kernel to forward. nil: a mobile host.
 	MobileNetworks []netip.Prefix
+	// Adopt are the tunnels a previous process kept for a restart
+	// (Keeper): the userspace backend attaches to their devices and to
+	// the home device in New and carries their packets from then on,
+	// before the first SetTunnels (which removes those not wanted). A
+	// kept device that cannot be adopted is deleted.
+	Adopt []Tunnel
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -137,6 +143,15 @@ type Backend interface {
 	// Name is the backend in use: "tun", "kernel" or "none".
 	Name() string
 	Close() error
+}
+
+// Keeper is a Backend that can stop for a restart without removing its
+// tunnels: Keep ends it like Close, but its devices (persistent), their
+// routes and the home address stay for the next process to adopt
+// (Config.Adopt), and no one reads or writes them in between. It returns
+// the tunnels kept (none: everything was removed as by Close).
+type Keeper interface {
+	Keep() ([]Tunnel, error)
 }
 
 // DeviceName is the name of BID's tunnel device in either backend.

@@ -107,6 +107,12 @@ func openTUN(name string, offload bool) (*tunDevice, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("tun %s: TUNSETIFF: %w", name, err)
 	}
+	// A device a previous process kept for a restart (keep) is
+	// persistent: attached again, it goes with this process as usual.
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("tun %s: TUNSETPERSIST: %w", name, err)
+	}
 	if offload {
 		// The kernel may hand us unchecksummed TCP and 64 KiB TCP
 		// super-packets; we checksum and segment them ourselves.
@@ -167,6 +173,24 @@ func (t *tunDevice) readSome(fd uintptr) bool {
 func (t *tunDevice) write(b []byte) (int, error) { return t.f.Write(b) }
 
 func (t *tunDevice) close() error { return t.f.Close() }
+
+// setPersist makes the device persistent (on), so that it outlives its
+// file and the process for the next process to attach to, or not (openTUN
+// clears it on attaching).
+func (t *tunDevice) setPersist(on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	var err error
+	if cerr := t.rc.Control(func(fd uintptr) { err = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, v) }); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return fmt.Errorf("tun %s: TUNSETPERSIST: %w", t.name, err)
+	}
+	return nil
+}
 
 // rawSocket is a raw IPv6 socket in the runtime's poller, with
 // recvmmsg/sendmmsg batches that allocate nothing per packet.

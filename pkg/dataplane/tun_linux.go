@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -96,7 +97,63 @@ func newTUNBackend(cfg Config) (*tunBackend, error) {
 		return nil, err
 	}
 	b.rxTab.Store(&mnRxTable{byCoA: map[[16]byte]mnRxEntry{}})
+	if len(cfg.Adopt) > 0 {
+		if err := run.do(func() error { return b.adopt(cfg.Adopt) }); err != nil {
+			b.log.Warn("kept tunnels not adopted: they are made again as bindings register", "err", err)
+		}
+	}
 	return b, nil
+}
+
+// adopt attaches to the devices a previous process kept (Keep) and
+// carries their packets at once; a kept device it cannot use is deleted.
+// It runs on the namespace's thread.
+func (b *tunBackend) adopt(kept []Tunnel) error {
+	isTUN := func(name string) bool {
+		l, err := b.nl.LinkByName(name)
+		return err == nil && l.Type() == "tuntap"
+	}
+	var want []Tunnel
+	var errs []error
+	if isTUN(b.cfg.HomeDevice) {
+		for _, t := range kept {
+			if isTUN(DeviceName(t.BID)) {
+				want = append(want, t)
+			}
+		}
+	} else {
+		errs = append(errs, fmt.Errorf("home device %s is gone", b.cfg.HomeDevice))
+	}
+	if len(want) > 0 {
+		if err := b.reconcile(want); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Attached or not, no kept device stays persistent.
+	for _, t := range kept {
+		if b.tunnels[t.BID] == nil {
+			b.deleteKept(DeviceName(t.BID))
+		}
+	}
+	if b.home == nil {
+		b.deleteKept(b.cfg.HomeDevice)
+	}
+	bids := make([]uint16, 0, len(b.tunnels))
+	for bid := range b.tunnels {
+		bids = append(bids, bid)
+	}
+	slices.Sort(bids)
+	b.log.Info("kept tunnels adopted", "bids", bids, "kept", len(kept))
+	return errors.Join(errs...)
+}
+
+// deleteKept deletes a TUN device by name, if there is one.
+func (b *tunBackend) deleteKept(name string) {
+	if l, err := b.nl.LinkByName(name); err == nil && l.Type() == "tuntap" {
+		if err := b.nl.LinkDel(l); err != nil {
+			b.log.Warn("kept device not deleted", "dev", name, "err", err)
+		}
+	}
 }
 
 func (b *tunBackend) Name() string { return BackendTUN }
@@ -508,6 +565,58 @@ func (b *tunBackend) Stats() Stats {
 		st.Tunnels[bid] = t.ctr.snapshot()
 	}
 	return st
+}
+
+// Keep ends the backend for a restart: the devices become persistent and
+// stay, with their routes and the home address; the receive loop reads
+// until the end. See Keeper.
+func (b *tunBackend) Keep() ([]Tunnel, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	b.closed = true
+	var kept []Tunnel
+	err := b.run.do(func() error {
+		if b.home == nil || len(b.tunnels) == 0 {
+			return b.reconcile(nil)
+		}
+		if err := b.home.setPersist(true); err != nil {
+			return errors.Join(err, b.reconcile(nil))
+		}
+		var errs []error
+		for _, t := range b.tunnels {
+			if err := t.dev.setPersist(true); err != nil {
+				errs = append(errs, err)
+				b.removeTunnel(t)
+				continue
+			}
+			kept = append(kept, t.path.Load().t)
+		}
+		if len(kept) == 0 {
+			errs = append(errs, b.home.setPersist(false))
+			return errors.Join(append(errs, b.reconcile(nil))...)
+		}
+		for _, t := range b.tunnels {
+			t.stopping.Store(true)
+			t.dev.close() // persistent: the device and its routes stay
+			t.path.Load().sock.close()
+			<-t.done
+		}
+		b.stopRx()
+		b.home.close()
+		b.tunnels, b.home = map[uint16]*mnTunnel{}, nil
+		return errors.Join(errs...)
+	})
+	b.ro.close()
+	b.nl.Close()
+	b.run.close()
+	slices.SortFunc(kept, func(x, y Tunnel) int { return int(x.BID) - int(y.BID) })
+	if len(kept) > 0 {
+		b.log.Info("tunnels kept for the next process", "tunnels", len(kept))
+	}
+	return kept, err
 }
 
 func (b *tunBackend) Close() error {

@@ -56,6 +56,13 @@ func New(cfg *Config) (*Engine, error) {
 
 func newEngine(c Config, o ops) (*Engine, error) {
 	e := &Engine{cfg: c, log: c.Logger.With("policy", c.NFTable), ops: o, marks: newMarks(c.Mark, c.Mask)}
+	if c.Adopt {
+		// The kept rules route on until the first Apply, which adds and
+		// removes rules one by one and replaces (or deletes) the table
+		// whatever it holds.
+		e.nftText = "?"
+		return e, nil
+	}
 	if err := cleanup(&e.cfg, o); err != nil {
 		o.close()
 		return nil, err
@@ -191,6 +198,18 @@ func (e *Engine) Close() error {
 	e.closed = true
 	err := cleanup(&e.cfg, e.ops)
 	return errors.Join(err, e.ops.close())
+}
+
+// Keep closes the engine like Close but leaves its ip rules and nftables
+// table in place, for the next mcoad to adopt (Config.Adopt) on a restart.
+func (e *Engine) Keep() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	return e.ops.close()
 }
 
 // Marks returns the fwmark of each BID alive at the last Apply.

@@ -20,6 +20,7 @@ func New(cfg *Config) (*Engine, error) {
 
 func (e *Engine) Apply(ctx context.Context, st State) error { return ErrUnavailable }
 func (e *Engine) Close() error                              { return nil }
+func (e *Engine) Keep() error                               { return nil }
 func (e *Engine) Marks() map[uint16]uint32                  { return nil }
 
 // Cleanup has nothing to remove outside Linux.

@@ -68,7 +68,11 @@ type Config struct {
 	// through the tunnels (only the home address's own traffic and marked
 	// flows go there).
 	NoDefaultSource bool
-	Logger          *slog.Logger
+	// Adopt: New takes over the ip rules and the nftables table a
+	// previous mcoad kept for a restart (Engine.Keep) instead of removing
+	// them; the first Apply replaces or removes what is not wanted.
+	Adopt  bool
+	Logger *slog.Logger
 
 	// Resolvers of policy users and cgroups; tests replace them.
 	lookupUser   func(string) (uint32, error)
