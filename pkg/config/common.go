@@ -86,9 +86,14 @@ func (t *tbl) log(l *Log) {
 // wire profiles pkg/proto knows.
 func (t *tbl) profile(name *string, typ *uint8) {
 	if s, ok := t.str("profile"); ok {
-		if _, err := proto.ProfileByName(s, 0); err != nil || s == "" {
+		switch _, err := proto.ProfileByName(s, 0); {
+		case err != nil || s == "":
 			t.w.errf(t.at("profile"), "unknown wire profile %q (known: draft-00)", s)
-		} else {
+		case s != proto.Draft00.Name:
+			// pkg/proto encodes it; the daemons' procedures (binding
+			// cache, Binding Update List) follow the draft only so far.
+			t.w.errf(t.at("profile"), "wire profile %q is not usable by the daemons yet (only draft-00 is)", s)
+		default:
 			*name = s
 		}
 	}

@@ -51,3 +51,12 @@ func TestManPageExample(t *testing.T) {
 		t.Errorf("the man page's example:\n%s\n%v", ex, err)
 	}
 }
+
+// rfc5648 exists in pkg/proto (the codec) but the daemons do not follow
+// its procedures yet: refused with a line saying so.
+func TestProfileRFC5648NotYet(t *testing.T) {
+	_, err := ParseMN("m.toml", []byte("[mobile_node]\nhome_address = \"2001:db8:aaaa::100\"\nhome_agent = \"2001:db8:aaaa::1\"\nhome_prefix = \"2001:db8:aaaa::/64\"\nprofile = \"rfc5648\"\n"))
+	if err == nil || !strings.Contains(err.Error(), `wire profile "rfc5648" is not usable by the daemons yet`) {
+		t.Errorf("profile rfc5648: %v", err)
+	}
+}
