@@ -55,6 +55,16 @@ func run(args []string) int {
 		// chain that confines its forwarding is still there.
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		err := mn.RestoreForwarding(stateDir, log)
+		if mn.SkipCleanup(stateDir, log) {
+			// systemd restarts mcoad, which kept its data plane for the
+			// next process (state_dir/dataplane-kept.json): left alone
+			// this once.
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "mcoad: cleanup:", err)
+				return 1
+			}
+			return 0
+		}
 		if err := errors.Join(err, cleanupKernel(dp)); err != nil {
 			fmt.Fprintln(os.Stderr, "mcoad: cleanup:", err)
 			return 1

@@ -243,10 +243,11 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 	d.mu.Lock()
 	dereg := d.cfg.MobileNode.DeregisterOnStop
 	d.mu.Unlock()
-	dereg = deregisterOnStop(dereg, opt.StopCause, d.log) // stopcause.go
+	plan := planStop(dereg, opt.StopCause, d.log) // stopcause.go
+	d.dp.keepOnClose(plan.keep)                   // dataplane.go: the deferred close keeps or removes
 	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stopCancel()
-	if err := d.engine.Stop(stopCtx, dereg); err != nil {
+	if err := d.engine.Stop(stopCtx, plan.deregister); err != nil {
 		d.log.Warn("stop: de-registration not acknowledged", "err", err)
 	}
 	cancel()

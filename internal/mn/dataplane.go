@@ -2,10 +2,12 @@ package mn
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -52,6 +54,15 @@ type dataPath struct {
 
 	lastErr string       // run's: the last error logged
 	errNow  atomic.Value // string: the last apply's error, "" when in order (Status)
+
+	// A restart's adoption (keptFile): the tunnels the previous process
+	// kept, wanted while their BIDs register again (under mu), until
+	// keptUntil.
+	kept      map[uint16]keptTunnel
+	keptUntil time.Time
+	stateDir  string
+	dpCfg     dataplane.Config
+	keep      string // stop's decision (stopPlan.keep): keep the data plane, and why
 }
 
 // newDataPath starts the data plane and the policy engine, or returns nil
@@ -74,11 +85,24 @@ func newDataPath(d *Daemon, cfg *config.MN) (*dataPath, error) {
 	if nets != nil {
 		dpc.MobileNetworks = nets.Prefixes
 	}
+	// What the previous process kept for this one (a restart).
+	kf := readKept(cfg.MobileNode.StateDir, log)
+	if kf != nil && !kf.matches(cfg) {
+		log.Warn("the kept data plane does not match this configuration: removing it", "file", keptPath(cfg.MobileNode.StateDir))
+		kf.discard(log)
+		kf = nil
+	}
+	if kf != nil {
+		dpc.Adopt = kf.adopt(cfg)
+	}
 	b, err := dataplane.New(dpc)
 	if err != nil {
+		if kf != nil {
+			kf.discard(log)
+		}
 		return nil, fmt.Errorf("data plane: %w", err)
 	}
-	pc := &policy.Config{Mark: dc.Mark, Mask: dc.Mask, TableBase: dc.TableBase, Logger: log}
+	pc := &policy.Config{Mark: dc.Mark, Mask: dc.Mask, TableBase: dc.TableBase, Logger: log, Adopt: kf != nil}
 	pol, err := policy.New(pc)
 	if err != nil {
 		b.Close()
@@ -89,6 +113,17 @@ func newDataPath(d *Daemon, cfg *config.MN) (*dataPath, error) {
 		d: d, log: log, backend: b, pol: pol, polCfg: pc,
 		hoa: cfg.MobileNode.HomeAddress, ha: cfg.MobileNode.HomeAgent, nets: nets,
 		byBID: map[uint16]bul.Entry{}, kickc: make(chan struct{}, 1),
+		stateDir: cfg.MobileNode.StateDir, dpCfg: *dpc,
+	}
+	if kf != nil {
+		// Adopted: from now on a crash leaves what any crash leaves.
+		os.Remove(keptPath(p.stateDir))
+		p.kept = map[uint16]keptTunnel{}
+		for _, t := range kf.Tunnels {
+			p.kept[t.BID] = t
+		}
+		p.keptUntil = time.Now().Add(keptWait)
+		p.kick()
 	}
 	if nets != nil {
 		file := ""
@@ -150,7 +185,8 @@ func (p *dataPath) kick() {
 func alive(s bul.State) bool { return s == bul.StateRegistered || s == bul.StateRefreshing }
 
 // state is what the kernel should hold now: a tunnel and a policy binding
-// for every registered binding.
+// for every registered binding, and after a restart the kept tunnels whose
+// BIDs register again.
 func (p *dataPath) state() ([]dataplane.Tunnel, []policy.Binding) {
 	p.mu.Lock()
 	entries := make([]bul.Entry, 0, len(p.byBID))
@@ -159,6 +195,7 @@ func (p *dataPath) state() ([]dataplane.Tunnel, []policy.Binding) {
 			entries = append(entries, e)
 		}
 	}
+	entries = append(entries, p.keptPending(time.Now())...)
 	p.mu.Unlock()
 	slices.SortFunc(entries, func(a, b bul.Entry) int { return int(a.BID) - int(b.BID) })
 	var tunnels []dataplane.Tunnel
@@ -197,12 +234,19 @@ func (p *dataPath) run(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(healEvery)
 	defer tick.Stop()
+	var keptEnd <-chan time.Time // the kept tunnels' deadline
+	if !p.keptUntil.IsZero() {
+		t := time.NewTimer(time.Until(p.keptUntil) + time.Millisecond)
+		defer t.Stop()
+		keptEnd = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-p.kickc:
 		case <-tick.C:
+		case <-keptEnd:
 		}
 		p.apply(ctx)
 	}
@@ -281,7 +325,16 @@ func (p *dataPath) tunnelReady(bid uint16) bool {
 	return p.ready[bid]
 }
 
-// close removes the tunnels, the home address, the rules and the table.
+// keepOnClose makes close keep the data plane for the next process
+// (why: stopPlan.keep; "" removes it).
+func (p *dataPath) keepOnClose(why string) {
+	if p != nil {
+		p.keep = why
+	}
+}
+
+// close removes the tunnels, the home address, the rules and the table,
+// or keeps them for the next process (keepOnClose).
 func (p *dataPath) close() {
 	if p == nil {
 		return
@@ -291,6 +344,9 @@ func (p *dataPath) close() {
 		p.log.Warn("forwarding settings", "err", err)
 	}
 	p.fwdOn.Store(false)
+	if p.keep != "" && p.keepAll() {
+		return
+	}
 	if err := p.pol.Close(); err != nil {
 		p.log.Warn("flow policy cleanup", "err", err)
 	}
@@ -302,6 +358,217 @@ func (p *dataPath) close() {
 	if err := p.backend.Close(); err != nil {
 		p.log.Warn("data plane close", "err", err)
 	}
+}
+
+// A restart that keeps the bindings keeps the data plane too: the TUN
+// devices (persistent), their routes, the home address, the ip rules and
+// the nftables table stay, and keptFile in state_dir says what was kept
+// and why. The next process adopts them before its first registration, so
+// that the home agent's packets flow again as soon as it reads them;
+// `mcoad -cleanup` leaves them alone once after a restart (systemd's
+// ExecStopPost runs between the two processes) and removes them otherwise.
+
+// keptFile is the marker's name in state_dir.
+const keptFile = "dataplane-kept.json"
+
+// keptWait is how long the adopted tunnels are kept without their BIDs'
+// bindings registered again.
+const keptWait = 3 * time.Second
+
+func keptPath(stateDir string) string { return filepath.Join(stateDir, keptFile) }
+
+// keptState is keptFile's content.
+type keptState struct {
+	Format         int          `json:"format"`
+	Reason         string       `json:"reason"` // keepRestart, keepConfigured
+	Time           time.Time    `json:"time"`
+	PID            int          `json:"pid"`
+	Backend        string       `json:"backend"`
+	HomeDevice     string       `json:"home_device"`
+	HomeAddress    netip.Addr   `json:"home_address"`
+	HomeAgent      netip.Addr   `json:"home_agent"`
+	Mark           uint32       `json:"mark"`
+	Mask           uint32       `json:"mask"`
+	TableBase      uint32       `json:"table_base"`
+	NFTable        string       `json:"nftable"`
+	Tunnels        []keptTunnel `json:"tunnels"`
+	CleanupSkipped bool         `json:"cleanup_skipped,omitempty"` // `mcoad -cleanup` left it alone once
+}
+
+type keptTunnel struct {
+	BID       uint16     `json:"bid"`
+	Interface string     `json:"interface"`
+	Ifindex   int        `json:"ifindex"`
+	CoA       netip.Addr `json:"coa"`
+	MTU       int        `json:"mtu"`
+	Priority  uint8      `json:"priority"`
+}
+
+// readKept reads the marker; nil when there is none (or it is unreadable,
+// which is logged: the kept devices are then made again or removed).
+func readKept(stateDir string, log *slog.Logger) *keptState {
+	if stateDir == "" {
+		return nil
+	}
+	b, err := os.ReadFile(keptPath(stateDir))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			log.Warn("kept data plane", "err", err)
+		}
+		return nil
+	}
+	var k keptState
+	if err := json.Unmarshal(b, &k); err != nil || k.Format != 1 {
+		log.Warn("kept data plane: unreadable marker: not adopted", "file", keptPath(stateDir), "err", err)
+		os.Remove(keptPath(stateDir))
+		return nil
+	}
+	return &k
+}
+
+// matches tells whether this configuration can adopt what was kept.
+func (k *keptState) matches(cfg *config.MN) bool {
+	dc, mnc := cfg.Dataplane, cfg.MobileNode
+	return k.Backend == dataplane.BackendTUN && k.HomeDevice == dataplane.DefaultHomeDevice &&
+		k.HomeAddress == mnc.HomeAddress && k.HomeAgent == mnc.HomeAgent &&
+		k.Mark == dc.Mark && k.Mask == dc.Mask && k.TableBase == dc.TableBase && k.NFTable == policy.DefaultNFTable &&
+		(dc.Backend == config.BackendTUN || dc.Backend == config.BackendAuto)
+}
+
+// adopt is the tunnels for dataplane.Config.Adopt.
+func (k *keptState) adopt(cfg *config.MN) []dataplane.Tunnel {
+	out := make([]dataplane.Tunnel, 0, len(k.Tunnels))
+	for _, t := range k.Tunnels {
+		out = append(out, dataplane.Tunnel{BID: t.BID, Iface: t.Interface, Ifindex: t.Ifindex, CoA: t.CoA,
+			HA: cfg.MobileNode.HomeAgent, HoA: cfg.MobileNode.HomeAddress, MTU: t.MTU})
+	}
+	return out
+}
+
+func (k *keptState) bids() []uint16 {
+	out := make([]uint16, 0, len(k.Tunnels))
+	for _, t := range k.Tunnels {
+		out = append(out, t.BID)
+	}
+	return out
+}
+
+// discard removes what was kept and the marker (no process adopts it).
+func (k *keptState) discard(log *slog.Logger) {
+	if err := dataplane.DiscardKept(k.HomeDevice, k.bids()); err != nil {
+		log.Warn("kept data plane", "err", err)
+	}
+	if err := policy.Cleanup(&policy.Config{Mark: k.Mark, Mask: k.Mask, TableBase: k.TableBase, NFTable: k.NFTable}); err != nil {
+		log.Warn("kept data plane", "err", err)
+	}
+}
+
+// keptPending are the adopted tunnels still wanted, as entries: those
+// whose BIDs have not registered again yet (the engine has not reported
+// them, or their BU, from the same care-of address, is in flight), until
+// keptUntil. A BID registered, refused or moved is no longer the kept
+// one's. Under mu.
+func (p *dataPath) keptPending(now time.Time) []bul.Entry {
+	if len(p.kept) == 0 {
+		return nil
+	}
+	if now.After(p.keptUntil) {
+		p.log.Info("kept tunnels not registered again in time: removed", "bids", len(p.kept))
+		p.kept = nil
+		return nil
+	}
+	var out []bul.Entry
+	for bid, k := range p.kept {
+		e, ok := p.byBID[bid]
+		if ok && (e.State != bul.StatePending || e.CoA != k.CoA || e.Interface != k.Interface) {
+			delete(p.kept, bid)
+			continue
+		}
+		out = append(out, bul.Entry{BID: bid, Interface: k.Interface, CoA: k.CoA, Priority: k.Priority, State: bul.StatePending})
+	}
+	return out
+}
+
+// keepAll keeps the data plane for the next process and writes the
+// marker. It reports false when the backend cannot keep (close then
+// removes everything); what it kept but could not record it removes.
+func (p *dataPath) keepAll() bool {
+	kb, ok := p.backend.(dataplane.Keeper)
+	if !ok {
+		return false
+	}
+	tunnels, err := kb.Keep() // the backend is closed now
+	if err != nil {
+		p.log.Warn("data plane not kept whole", "err", err)
+	}
+	if len(tunnels) == 0 {
+		if err := p.pol.Close(); err != nil {
+			p.log.Warn("flow policy cleanup", "err", err)
+		}
+		return true
+	}
+	if err := p.pol.Keep(); err != nil {
+		p.log.Warn("flow policy", "err", err)
+	}
+	k := &keptState{Format: 1, Reason: p.keep, Time: time.Now().UTC(), PID: os.Getpid(), Backend: p.backend.Name(),
+		HomeDevice: p.dpCfg.HomeDevice, HomeAddress: p.hoa, HomeAgent: p.ha,
+		Mark: p.polCfg.Mark, Mask: p.polCfg.Mask, TableBase: p.polCfg.TableBase, NFTable: policy.DefaultNFTable}
+	if k.HomeDevice == "" {
+		k.HomeDevice = dataplane.DefaultHomeDevice
+	}
+	p.mu.Lock()
+	for _, t := range tunnels {
+		var prio uint8
+		if e, ok := p.byBID[t.BID]; ok {
+			prio = e.Priority
+		} else if kt, ok := p.kept[t.BID]; ok {
+			prio = kt.Priority
+		}
+		k.Tunnels = append(k.Tunnels, keptTunnel{BID: t.BID, Interface: t.Iface, Ifindex: t.Ifindex, CoA: t.CoA, MTU: t.MTU, Priority: prio})
+	}
+	p.mu.Unlock()
+	if err := writeKept(p.stateDir, k); err != nil {
+		p.log.Warn("kept data plane not recorded: removing it", "err", err)
+		k.discard(p.log)
+		return true
+	}
+	p.log.Info("data plane kept for the next process", "reason", p.keep, "tunnels", len(k.Tunnels))
+	return true
+}
+
+// writeKept writes the marker atomically.
+func writeKept(stateDir string, k *keptState) error {
+	if stateDir == "" {
+		return errors.New("no state directory")
+	}
+	b, err := json.MarshalIndent(k, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := keptPath(stateDir) + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, keptPath(stateDir))
+}
+
+// SkipCleanup is `mcoad -cleanup`'s question: true once after a restart
+// that kept the data plane for the next process (systemd runs
+// ExecStopPost between the two), which is then left alone; false when
+// everything is to be removed (and the marker goes with it).
+func SkipCleanup(stateDir string, log *slog.Logger) bool {
+	k := readKept(stateDir, log)
+	if k == nil {
+		return false
+	}
+	if k.Reason == keepRestart && !k.CleanupSkipped {
+		k.CleanupSkipped = true
+		if err := writeKept(stateDir, k); err == nil {
+			return true
+		}
+	}
+	os.Remove(keptPath(stateDir))
+	return false
 }
 
 // traffic is every tunnel's packet counters, for path liveness.

@@ -20,34 +20,36 @@ func (f *fakeCause) Ask(context.Context) (sdjob.Verdict, error) {
 	return f.v, f.err
 }
 
-func TestDeregisterOnStop(t *testing.T) {
+func TestPlanStop(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	for _, tc := range []struct {
 		name       string
 		configured bool
 		cause      *fakeCause
-		want       bool
+		want       stopPlan
 	}{
-		{"no service manager", true, nil, true},
-		{"restart", true, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Restart, Job: "restart"}}, false},
-		{"try-restart", true, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Restart, Job: "try-restart"}}, false},
-		{"stop", true, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Stop, Job: "stop"}}, true},
-		{"shutdown", true, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Shutdown}}, true},
-		{"kill without a job", true, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Unknown}}, true},
-		{"no answer", true, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Restart}, err: errors.New("no bus")}, true},
-		{"configured to keep, stop", false, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Stop}}, false},
+		{"no service manager", true, nil, stopPlan{deregister: true}},
+		{"restart", true, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Restart, Job: "restart"}}, stopPlan{keep: keepRestart}},
+		{"try-restart", true, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Restart, Job: "try-restart"}}, stopPlan{keep: keepRestart}},
+		{"stop", true, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Stop, Job: "stop"}}, stopPlan{deregister: true}},
+		{"shutdown", true, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Shutdown}}, stopPlan{deregister: true}},
+		{"kill without a job", true, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Unknown}}, stopPlan{deregister: true}},
+		{"no answer", true, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Restart}, err: errors.New("no bus")}, stopPlan{deregister: true}},
+		// Bindings kept by configuration: the data plane stays only for
+		// a restart, or when no one tells.
+		{"configured to keep, no service manager", false, nil, stopPlan{keep: keepConfigured}},
+		{"configured to keep, stop", false, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Stop}}, stopPlan{}},
+		{"configured to keep, shutdown", false, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Shutdown}}, stopPlan{}},
+		{"configured to keep, restart", false, &fakeCause{v: sdjob.Verdict{Reason: sdjob.Restart}}, stopPlan{keep: keepRestart}},
+		{"configured to keep, no answer", false, &fakeCause{err: errors.New("no bus")}, stopPlan{keep: keepConfigured}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c StopCause
 			if tc.cause != nil {
 				c = tc.cause
 			}
-			if got := deregisterOnStop(tc.configured, c, log); got != tc.want {
-				t.Fatalf("deregisterOnStop = %v, want %v", got, tc.want)
-			}
-			// Keeping the bindings by configuration needs no question.
-			if !tc.configured && tc.cause.asked != 0 {
-				t.Fatalf("asked the service manager %d times", tc.cause.asked)
+			if got := planStop(tc.configured, c, log); got != tc.want {
+				t.Fatalf("planStop = %+v, want %+v", got, tc.want)
 			}
 		})
 	}

@@ -75,4 +75,3 @@ func TestTunnelKeepAndAdopt(t *testing.T) {
 		t.Fatalf("devices left after Close:\n%s", out)
 	}
 }
-
