@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -45,7 +48,15 @@ func TestRestartGap(t *testing.T) {
 		if err := e.cacheIs(ifaces...); err != nil {
 			return err
 		}
-		return e.registered(ifaces...)
+		if err := e.registered(ifaces...); err != nil {
+			return err
+		}
+		// The data plane follows the registrations (the stream's
+		// receiver binds the home address).
+		if out, err := e.lab.Exec(e.ctx, lab.MN, "ip", "-6", "addr", "show", "to", lab.HoA.String()+"/128"); err != nil || !strings.Contains(string(out), lab.HoA.String()) {
+			return fmt.Errorf("no home address yet (%v)", err)
+		}
+		return nil
 	})
 
 	probe := e.startStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, 6100), time.Millisecond)
@@ -115,5 +126,95 @@ func TestRestartGap(t *testing.T) {
 		if bu.Status != 0 {
 			t.Errorf("a BU of the restart was answered with status %d: %+v", bu.Status, bu)
 		}
+	}
+
+	keptThenRemoved(t, e, flows)
+}
+
+// keptThenRemoved: a stop that keeps the bindings keeps the data plane
+// (devices, rules, table, home address) and says so in state_dir; `mcoad
+// -cleanup` leaves it alone once after a restart, then removes everything;
+// a process that adopted a kept data plane removes it all on a normal stop.
+func keptThenRemoved(t *testing.T, e *env, flows func(string)) {
+	t.Helper()
+	text, err := os.ReadFile(e.mn.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^state_dir = "(.*)"$`).FindSubmatch(text)
+	if m == nil {
+		t.Fatalf("no state_dir in %s", e.mn.Config)
+	}
+	marker := filepath.Join(string(m[1]), "dataplane-kept.json")
+	hasAll := func(what string, left []string) {
+		t.Helper()
+		for _, want := range []string{"link mcoab1", "link mcoab2", "link mcoab3", "link mcoa0", "address " + lab.HoA.String(), "table ip6 mcoad"} {
+			if !slices.Contains(left, want) {
+				t.Fatalf("%s: %q is gone; left: %q", what, want, left)
+			}
+		}
+		if !slices.ContainsFunc(left, func(l string) bool { return strings.HasPrefix(l, "rule ") }) {
+			t.Fatalf("%s: no ip rule left: %q", what, left)
+		}
+	}
+	cleanup := func() {
+		t.Helper()
+		if out, err := e.lab.Exec(e.ctx, lab.MN, e.mn.Bin, "-cleanup", "-config", e.mn.Config); err != nil {
+			t.Fatalf("mcoad -cleanup: %v\n%s", err, out)
+		}
+	}
+
+	if err := e.mn.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	hasAll("stopped keeping the bindings", e.leftovers())
+	b, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As systemd's restart would have written it: ExecStopPost's cleanup
+	// leaves it alone once, and the next one removes everything.
+	restart := strings.Replace(string(b), `"reason": "deregister_on_stop"`, `"reason": "restart"`, 1)
+	if restart == string(b) {
+		t.Fatalf("marker %s:\n%s", marker, b)
+	}
+	if err := os.WriteFile(marker, []byte(restart), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cleanup()
+	hasAll("mcoad -cleanup after a restart", e.leftovers())
+	cleanup()
+	if left := e.leftovers(); len(left) != 0 {
+		t.Fatalf("left after the second mcoad -cleanup: %q", left)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatalf("marker left after the cleanup: %v", err)
+	}
+
+	// Start afresh, restart keeping the data plane onto a configuration
+	// that de-registers on stop, and stop: nothing is left.
+	if err := e.mn.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	flows("the probes flow after a fresh start")
+	dereg := strings.Replace(string(text), "deregister_on_stop = false", "deregister_on_stop = true", 1)
+	if err := os.WriteFile(e.mn.Config, []byte(dereg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.mn.Restart(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	flows("the probes flow through the adopted data plane")
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatalf("marker left after adopting: %v", err)
+	}
+	if err := e.mn.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if left := e.leftovers(); len(left) != 0 {
+		t.Fatalf("a normal stop left: %q", left)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatalf("a normal stop wrote the marker: %v", err)
 	}
 }
