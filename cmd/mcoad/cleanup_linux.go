@@ -19,8 +19,9 @@ import (
 // errors about Mobility Header packets, and the flow policy's), its ip
 // rules (tagged with policy.RuleProtocol), and the kernel backend's tunnel
 // and home devices with the routes of the BIDs' tables (TUN devices go with
-// the process). systemd runs it as ExecStopPost. Nothing to remove is
-// success.
+// the process, except those a stop kept for the next process: persistent,
+// they are deleted here too, unless main skips the cleanup once after a
+// restart). systemd runs it as ExecStopPost. Nothing to remove is success.
 func cleanupKernel(dp config.Dataplane) error {
 	var errs []error
 	if err := policy.Cleanup(&policy.Config{Mark: dp.Mark, Mask: dp.Mask, TableBase: dp.TableBase}); err != nil {
