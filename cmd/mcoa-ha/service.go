@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/mhsock"
 )
 
 // haNFTable is the nftables table of mcoa-ha's Mobility Header socket.
@@ -53,7 +53,7 @@ func notifyReady(ctx context.Context, socket string) {
 // success.
 func cleanupKernel(cfg *config.HA) error {
 	var errs []error
-	if err := deleteNFTable(haNFTable); err != nil {
+	if err := mhsock.DeleteTable(haNFTable); err != nil {
 		errs = append(errs, err)
 	}
 	if cfg != nil && cfg.Correspondent.Enabled {
@@ -70,26 +70,6 @@ func cleanupKernel(cfg *config.HA) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func deleteNFTable(name string) error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv6)
-	if err != nil {
-		return fmt.Errorf("nftables: list tables: %w", err)
-	}
-	for _, t := range tables {
-		if t.Name == name {
-			c.DelTable(t)
-			if err := c.Flush(); err != nil {
-				return fmt.Errorf("nftables: delete table ip6 %s: %w", name, err)
-			}
-		}
-	}
-	return nil
 }
 
 // deleteCNRules removes the correspondent plane's three rules (pr, pr+1,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 
-	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
 	"github.com/mcoad/mcoad/pkg/config"
@@ -27,33 +26,13 @@ func cleanupKernel(dp config.Dataplane) error {
 	if err := policy.Cleanup(&policy.Config{Mark: dp.Mark, Mask: dp.Mask, TableBase: dp.TableBase}); err != nil {
 		errs = append(errs, err)
 	}
-	if err := deleteNFTable(mhsock.DefaultNFTable); err != nil {
+	if err := mhsock.DeleteTable(mhsock.DefaultNFTable); err != nil {
 		errs = append(errs, err)
 	}
 	if err := deleteDevices(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-func deleteNFTable(name string) error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv6)
-	if err != nil {
-		return fmt.Errorf("nftables: list tables: %w", err)
-	}
-	for _, t := range tables {
-		if t.Name == name {
-			c.DelTable(t)
-			if err := c.Flush(); err != nil {
-				return fmt.Errorf("nftables: delete table ip6 %s: %w", t.Name, err)
-			}
-		}
-	}
-	return nil
 }
 
 // tunnelName matches dataplane.DeviceName.

@@ -158,3 +158,26 @@ func (n *nftTable) remove() error {
 	}
 	return nil
 }
+
+// DeleteTable removes the nftables table (family ip6) that a Conn with
+// Config.NFTable name left behind when its process was killed; no table
+// is no error. Daemons' -cleanup uses it.
+func DeleteTable(name string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv6)
+	if err != nil {
+		return fmt.Errorf("nftables: list tables: %w", err)
+	}
+	for _, t := range tables {
+		if t.Name == name {
+			c.DelTable(t)
+			if err := c.Flush(); err != nil {
+				return fmt.Errorf("nftables: delete table ip6 %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
