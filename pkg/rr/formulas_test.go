@@ -130,18 +130,10 @@ func mnWithTokens(t *testing.T, m *MN, c *CN, coa netip.Addr) {
 	}
 }
 
-// The MN's BU carries the reference authenticator over the whole MH, BID
-// sub-option included, with the Kbm of the two tokens the CN sent; a BU
-// built and signed only by the reference is accepted by the CN; the CN's
-// BA carries the reference authenticator.
-func TestAuthenticatorsMatchReference(t *testing.T) {
-	clk := clock.NewFake(t0)
-	c := newTestCN(t, clk, CNConfig{})
-	m := newTestMN(t, clk)
-
-	// Capture the tokens on the way.
-	var ht, ct [8]byte
-	var hi, ci uint16
+// tokensOnTheWay runs the home and care-of tests of tCoA1 between m and c
+// and returns the keygen tokens and nonce indices the CN sent.
+func tokensOnTheWay(t *testing.T, m *MN, c *CN) (ht, ct [8]byte, hi, ci uint16) {
+	t.Helper()
 	pkts, _ := m.Need(tCN, tCoA1)
 	for i := range pkts {
 		var out proto.Packet
@@ -156,6 +148,19 @@ func TestAuthenticatorsMatchReference(t *testing.T) {
 			m.HandleCoT(&out)
 		}
 	}
+	return
+}
+
+// The MN's BU carries the reference authenticator over the whole MH, BID
+// sub-option included, with the Kbm of the two tokens the CN sent; a BU
+// built and signed only by the reference is accepted by the CN; the CN's
+// BA carries the reference authenticator.
+func TestAuthenticatorsMatchReference(t *testing.T) {
+	clk := clock.NewFake(t0)
+	c := newTestCN(t, clk, CNConfig{})
+	m := newTestMN(t, clk)
+
+	ht, ct, hi, ci := tokensOnTheWay(t, m, c)
 	p, sign, err := m.BU(BUParams{CN: tCN, CoA: tCoA1, BID: 7, Priority: 3, Sequence: 99, Lifetime: 600e9})
 	if err != nil {
 		t.Fatal(err)
@@ -281,20 +286,7 @@ func TestDeregAtHomeAndAltCoAReference(t *testing.T) {
 	clk := clock.NewFake(t0)
 	c := newTestCN(t, clk, CNConfig{})
 	m := newTestMN(t, clk)
-	var ht, ct [8]byte
-	var hi, ci uint16
-	pkts, _ := m.Need(tCN, tCoA1)
-	for i := range pkts {
-		var out proto.Packet
-		if err := c.Answer(&pkts[i], &out); err != nil {
-			t.Fatal(err)
-		}
-		if out.MH.Type == proto.TypeHoT {
-			ht, hi = out.MH.KeygenToken, out.MH.NonceIndex
-		} else {
-			ct, ci = out.MH.KeygenToken, out.MH.NonceIndex
-		}
-	}
+	ht, ct, hi, ci := tokensOnTheWay(t, m, c)
 	// sign assembles a BU with opts (whole options, before the
 	// authenticator's), pads to 8n+2 and signs it with the reference.
 	build := func(seq uint16, lifetime uint16, kbm []byte, authAddr netip.Addr, opts ...byte) ([]byte, int) {
