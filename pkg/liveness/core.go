@@ -98,7 +98,8 @@ type core struct {
 	out       map[uint16]outProbe
 	home      homeCheck
 	fx        effects
-	lastPoll  time.Time // the last traffic reading
+	lastPoll  time.Time       // the last traffic reading
+	batch     []time.Duration // tick: the Idle of paths whose keepalive is due; others with it join
 	sendError func(p *Path, err error)
 }
 
@@ -297,6 +298,16 @@ func (c *core) hint(iface string) {
 // tick does what is due at now.
 func (c *core) tick(now time.Time) {
 	c.expireProbes(now)
+	// Idle paths' keepalives go together: when one is due, those with
+	// the same Idle past half of it go with it, so that a node with
+	// several idle paths wakes once a keepalive period, not once per path.
+	c.batch = c.batch[:0]
+	for _, p := range c.paths {
+		if p.state != Dead && !p.checking && !p.lastProof.IsZero() && now.Sub(p.lastProof) >= p.t.Idle &&
+			!slices.Contains(c.batch, p.t.Idle) {
+			c.batch = append(c.batch, p.t.Idle)
+		}
+	}
 	for _, p := range c.paths {
 		if p.state == Dead {
 			c.tickDead(p, now)
@@ -371,7 +382,8 @@ func (c *core) tickLive(p *path, now time.Time) {
 		case !p.txAt.IsZero() && now.Sub(p.txAt) >= p.t.Interval:
 			// Sending, nothing back.
 			p.checking = true
-		case p.lastProof.IsZero() || now.Sub(p.lastProof) >= p.t.Idle:
+		case p.lastProof.IsZero() || now.Sub(p.lastProof) >= p.t.Idle,
+			slices.Contains(c.batch, p.t.Idle) && now.Sub(p.lastProof) >= p.t.Idle/2:
 			p.checking, p.keepalive = true, true
 		}
 		if p.checking {

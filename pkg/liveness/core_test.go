@@ -516,3 +516,28 @@ func TestHomeAgentLostWhileIdle(t *testing.T) {
 		t.Errorf("home lost after the home agent came back")
 	}
 }
+
+// Several idle paths send their keepalives together: one wake-up a period.
+func TestIdleKeepalivesTogether(t *testing.T) {
+	s := newSim(t, false, testPath(1, "eth0", false), testPath(2, "wlan0", false), testPath(3, "wwan0", false))
+	// Different phases to start with.
+	s.run(300 * time.Millisecond)
+	s.c.hint("wlan0")
+	s.run(700 * time.Millisecond)
+	s.c.hint("wwan0")
+	s.run(5 * time.Second)
+	from := s.now
+	s.run(time.Minute)
+	times := map[time.Time]bool{}
+	n := 0
+	for _, p := range s.pr.sent {
+		if !p.at.Before(from) {
+			times[p.at] = true
+			n++
+		}
+	}
+	if len(times) > 62 || n < 150 {
+		t.Errorf("%d probes at %d distinct times in a minute of three idle paths: want about 180 at about 60", n, len(times))
+	}
+	t.Logf("%d probes at %d distinct times", n, len(times))
+}
