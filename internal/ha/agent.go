@@ -175,44 +175,49 @@ func cacheConfig(ha *config.HA, prof *proto.Profile) bcache.Config {
 // roles, the address, the home link, the wire profile, the correspondent's
 // addresses, the data plane and the control socket change only on
 // restart: the running values stay and the changed sections are returned.
+// The log level is the caller's.
 func (a *Agent) Reload(ctx context.Context, cfg *config.HA) (restart []string, err error) {
 	err = a.do(ctx, func() {
 		old := a.cfg.HA
-		h, oh := cfg.HomeAgent, old.HomeAgent
-		switch {
-		case cfg.HomeAgentRole() != old.HomeAgentRole():
-			restart = append(restart, "home_agent (the role)")
-			h = oh
-		case h.Address != oh.Address || h.Interface != oh.Interface || h.Profile != oh.Profile || h.BIDOptionType != oh.BIDOptionType:
-			restart = append(restart, "home_agent (address, interface, profile)")
-			h.Address, h.Interface, h.Profile, h.BIDOptionType = oh.Address, oh.Interface, oh.Profile, oh.BIDOptionType
-		}
-		if h.StateDir != oh.StateDir {
-			restart = append(restart, "home_agent.state_dir")
-			h.StateDir = oh.StateDir
-		}
 		next := *cfg
-		next.HomeAgent = h
-		// The correspondent's lifetime cap applies at once; its profile
-		// follows [home_agent]'s, reported above.
-		c, oc := cfg.Correspondent, old.Correspondent
-		c.MaxLifetime = oc.MaxLifetime
-		if old.HomeAgentRole() {
-			c.Profile, c.BIDOptionType = oc.Profile, oc.BIDOptionType
-		}
-		if !c.Equal(oc) {
-			restart = append(restart, "correspondent")
-			c = oc
-		}
-		c.MaxLifetime = cfg.Correspondent.MaxLifetime
-		next.Correspondent = c
-		if cfg.Dataplane != old.Dataplane {
-			restart = append(restart, "dataplane")
-			next.Dataplane = old.Dataplane
-		}
-		if cfg.Control != old.Control {
-			restart = append(restart, "control")
-			next.Control = old.Control
+		for _, section := range config.DiffHA(old, cfg) {
+			switch section {
+			case "home_agent":
+				h, oh := cfg.HomeAgent, old.HomeAgent
+				switch {
+				case cfg.HomeAgentRole() != old.HomeAgentRole():
+					restart = append(restart, "home_agent (the role)")
+					h = oh
+				case h.Address != oh.Address || h.Interface != oh.Interface || h.Profile != oh.Profile || h.BIDOptionType != oh.BIDOptionType:
+					restart = append(restart, "home_agent (address, interface, profile)")
+					h.Address, h.Interface, h.Profile, h.BIDOptionType = oh.Address, oh.Interface, oh.Profile, oh.BIDOptionType
+				}
+				if h.StateDir != oh.StateDir {
+					restart = append(restart, "home_agent.state_dir")
+					h.StateDir = oh.StateDir
+				}
+				next.HomeAgent = h
+			case "correspondent":
+				// The lifetime cap applies at once; the profile follows
+				// [home_agent]'s, reported there.
+				c, oc := cfg.Correspondent, old.Correspondent
+				c.MaxLifetime = oc.MaxLifetime
+				if old.HomeAgentRole() {
+					c.Profile, c.BIDOptionType = oc.Profile, oc.BIDOptionType
+				}
+				if !c.Equal(oc) {
+					restart = append(restart, section)
+					c = oc
+				}
+				c.MaxLifetime = cfg.Correspondent.MaxLifetime
+				next.Correspondent = c
+			case "dataplane":
+				restart = append(restart, section)
+				next.Dataplane = old.Dataplane
+			case "control":
+				restart = append(restart, section)
+				next.Control = old.Control
+			}
 		}
 		a.cfg.HA = &next
 		a.cache.Reconfigure(cacheConfig(&next, a.prof))
