@@ -173,15 +173,12 @@ func sortBindings(bs []Binding) []Binding {
 	return out
 }
 
-// Resolve returns the BID that p sends its flows to when bindings are alive:
-// the first entry of p.Prefer that names an alive BID or matches the
-// interface of one (the best of them by priority, then lowest BID). ok is
-// false when none does: those flows follow the priorities.
-func Resolve(bindings []Binding, p config.Policy) (bid uint16, ok bool) {
-	return resolveSorted(sortBindings(bindings), p)
-}
-
-func resolveSorted(best []Binding, p config.Policy) (uint16, bool) {
+// resolveSorted returns the BID that p sends its flows to when the bindings
+// best (sorted by sortBindings) are alive: the first entry of p.Prefer that
+// names an alive BID or matches the interface of one (the best of them by
+// priority, then lowest BID). ok is false when none does: those flows
+// follow the priorities.
+func resolveSorted(best []Binding, p config.Policy) (bid uint16, ok bool) {
 	for _, pr := range p.Prefer {
 		for _, b := range best {
 			if pr.BID != 0 {

@@ -52,9 +52,9 @@ func TestResolve(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bid, ok := Resolve(tt.alive, config.Policy{Name: "p", Prefer: pref(tt.prefer...)})
+			bid, ok := resolveSorted(sortBindings(tt.alive), config.Policy{Name: "p", Prefer: pref(tt.prefer...)})
 			if bid != tt.bid || ok != tt.ok {
-				t.Errorf("Resolve(%v, %v) = %d, %v; want %d, %v", tt.alive, tt.prefer, bid, ok, tt.bid, tt.ok)
+				t.Errorf("resolve(%v, %v) = %d, %v; want %d, %v", tt.alive, tt.prefer, bid, ok, tt.bid, tt.ok)
 			}
 		})
 	}
