@@ -125,7 +125,7 @@ func (s MNHASigner) Sign(mh []byte, authOff int) error {
 	return NewMNHA(s.Key).Sign(mh, authOff, s.CoA, s.HoA)
 }
 
-// BAD computes and checks the Binding Authorization Data option of RFC 6275
+// BAD computes the Binding Authorization Data option of RFC 6275
 // section 6.2.7 (return routability, section 5.2.6) with a binding
 // management key Kbm:
 //
@@ -137,10 +137,11 @@ func (s MNHASigner) Sign(mh []byte, authOff int) error {
 // builds, since the option is last and ends on an 8-octet boundary). The
 // option's Type and Length octets are covered. The care-of address is the
 // one the BU registers (the home address in a de-registration); the
-// correspondent is the CN's address.
+// correspondent is the CN's address. The mobile node signs its BUs to a
+// correspondent with it (BADSigner); pkg/rr checks and signs the
+// correspondent's side with its own allocation-free HMAC.
 //
-// A BAD reuses its HMAC state, so Verify does not allocate; it is not safe
-// for concurrent use.
+// A BAD reuses its HMAC state; it is not safe for concurrent use.
 type BAD struct{ a authMAC }
 
 // NewBAD returns a BAD for the key Kbm.
@@ -164,26 +165,6 @@ func (x *BAD) Sign(mh []byte, authOff int, coa, cn netip.Addr) error {
 	return nil
 }
 
-// Verify reports whether mh carries the right authenticator at authOff. It
-// does not allocate.
-func (x *BAD) Verify(mh []byte, authOff int, coa, cn netip.Addr) bool {
-	if !badLayout(mh, authOff) {
-		return false
-	}
-	return hmac.Equal(x.a.compute(coa, cn, mh, authOff, mh[authOff+AuthenticatorLen:]),
-		mh[authOff:authOff+AuthenticatorLen])
-}
-
-// Signer returns a Signer for AppendPacket that signs with x.
-func (x *BAD) Signer(coa, cn netip.Addr) Signer { return badSigner{x, coa, cn} }
-
-type badSigner struct {
-	x       *BAD
-	coa, cn netip.Addr
-}
-
-func (s badSigner) Sign(mh []byte, authOff int) error { return s.x.Sign(mh, authOff, s.coa, s.cn) }
-
 // BADSigner is a Signer for the Binding Authorization Data option.
 type BADSigner struct {
 	Kbm           []byte
@@ -197,10 +178,4 @@ func (s BADSigner) Sign(mh []byte, authOff int) error {
 		return errors.New("proto: BADSigner without Kbm")
 	}
 	return NewBAD(s.Kbm).Sign(mh, authOff, s.CoA, s.Correspondent)
-}
-
-// VerifyBAD reports whether mh carries the right Binding Authorization Data
-// authenticator at authOff for Kbm (see BAD; this one allocates the HMAC).
-func VerifyBAD(kbm, mh []byte, authOff int, coa, cn netip.Addr) bool {
-	return NewBAD(kbm).Verify(mh, authOff, coa, cn)
 }

@@ -22,7 +22,7 @@
 //     Linux, UMIP, scapy and Wireshark do.
 //   - AppendPacket / ParsePacket: a whole IPv6 packet with the MH and the
 //     extension headers around it, checksum included.
-//   - MNHA and BAD (with MNHASigner, BADSigner, VerifyBAD): the HMAC_SHA1-96
+//   - MNHA and BAD (with MNHASigner, BADSigner): the HMAC_SHA1-96
 //     authenticators of RFC 4285 and of RFC 6275's return routability; the
 //     byte coverage is documented on each type.
 //   - SeqLess / SeqAfter: sequence numbers modulo 2^16.
