@@ -179,23 +179,3 @@ func (m *hmacSHA1) verifyBAD(kbm *[KbmLen]byte, coa, cn netip.Addr, mh []byte, a
 	want := m.authenticator(kbm, coa, cn, mh, authOff)
 	return subtle.ConstantTimeCompare(want, mh[authOff:authOff+proto.AuthenticatorLen]) == 1
 }
-
-// KeygenToken returns a keygen token: the home keygen token of a home
-// address (careof false) or the care-of keygen token of a care-of address
-// (careof true), for the correspondent's key Kcn and a nonce (RFC 6275
-// 5.2.5). It allocates; CN computes them without.
-func KeygenToken(kcn *[KcnLen]byte, addr netip.Addr, nonce *[NonceLen]byte, careof bool) [TokenLen]byte {
-	m := newHMAC()
-	ks, err := m.saveKey(kcn[:])
-	if err != nil {
-		panic(err) // crypto/sha1 always saves its state
-	}
-	return m.token(&ks, addr, nonce, careof)
-}
-
-// Kbm returns the binding management key of a registration (both tokens)
-// or, with careof nil, of a de-registration (RFC 6275 5.2.5).
-func Kbm(home, careof *[TokenLen]byte) (k [KbmLen]byte) {
-	newHMAC().kbm(home, careof, &k)
-	return k
-}

@@ -1,6 +1,7 @@
 package rr
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"slices"
@@ -100,7 +101,7 @@ func TestMNCookies(t *testing.T) {
 		t.Fatalf("Ready = %+v %v", k, ok)
 	}
 	ht, ct := hot.MH.KeygenToken, cot.MH.KeygenToken
-	if k.Kbm != Kbm(&ht, &ct) {
+	if !bytes.Equal(k.Kbm[:], refKbm(ht[:], ct[:])) {
 		t.Fatal("Kbm is not SHA1(home token | care-of token)")
 	}
 	if _, ok := m.Ready(tCN, tCoA2); ok {
