@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcoad/mcoad/internal/clock"
@@ -74,6 +75,8 @@ type Agent struct {
 	started time.Time
 
 	reqs    chan func()
+	ran     atomic.Bool   // Run was called
+	done    chan struct{} // closed when Run returns
 	proxied map[netip.Addr]bool
 	cn      *cnRole    // nil unless [correspondent] enabled (cn.go)
 	persist *persister // nil unless the cache is kept (state.go)
@@ -116,6 +119,7 @@ func New(cfg Config) (*Agent, error) {
 		cache:   bcache.New(bc, cfg.Clock),
 		started: cfg.Clock.Now(),
 		reqs:    make(chan func()),
+		done:    make(chan struct{}),
 		proxied: map[netip.Addr]bool{},
 	}
 	if cfg.HA.Correspondent.Enabled {
@@ -234,7 +238,16 @@ const recvQueue = 64
 // saved bindings (proxy neighbour entries and data plane included), and on
 // return it writes the cache a last time. On return the proxy entries are
 // withdrawn.
+//
+// Run may be called once. Once it has returned, the other methods return
+// ErrStopped (Metrics returns nil).
 func (a *Agent) Run(ctx context.Context) error {
+	if !a.ran.CompareAndSwap(false, true) {
+		return errors.New("ha: Run called twice")
+	}
+	// Deferred first, so closed last: after the final state write and
+	// the proxy withdrawal.
+	defer close(a.done)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if a.persist != nil {
@@ -494,14 +507,22 @@ func (a *Agent) sendBE(p *proto.Packet, status proto.Status, bid uint16) {
 	a.out = a.pkt.MH
 }
 
-// do runs fn on the owner goroutine and waits for it.
+// ErrStopped is returned by the Agent's methods once Run has returned.
+var ErrStopped = errors.New("ha: agent stopped")
+
+// do runs fn on the owner goroutine and waits for it. It fails with
+// ErrStopped once Run has returned, and with ctx's error when ctx ends
+// first; before Run starts it waits.
 func (a *Agent) do(ctx context.Context, fn func()) error {
 	done := make(chan struct{})
 	select {
 	case a.reqs <- func() { fn(); close(done) }:
+	case <-a.done:
+		return ErrStopped
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// Once taken, fn runs to its end before Run can return.
 	select {
 	case <-done:
 		return nil

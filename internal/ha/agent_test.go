@@ -3,6 +3,7 @@ package ha
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -277,5 +278,51 @@ func TestAgentReload(t *testing.T) {
 	}
 	if ba.Src != haAddr {
 		t.Fatalf("BA from %v: the address changes only on restart", ba.Src)
+	}
+}
+
+// Once Run has returned, every call into the agent returns at once with
+// ErrStopped (Metrics with nothing), even without a deadline.
+func TestAgentCallsAfterRunReturn(t *testing.T) {
+	cfg := haConfig(t)
+	cfg.Correspondent.Enabled = true
+	a, err := New(Config{HA: cfg, Transport: newFake(), Clock: clock.NewFake(time.Unix(1_700_000_000, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := a.Run(context.Background()); err == nil {
+		t.Error("a second Run returned nil")
+	}
+	calls := map[string]func() error{
+		"Status": func() error { _, err := a.Status(context.Background()); return err },
+		"Cache":  func() error { _, err := a.Cache(context.Background()); return err },
+		"Reload": func() error { _, err := a.Reload(context.Background(), haConfig(t)); return err },
+		"HomeAddressOption": func() error {
+			_, err := a.HomeAddressOption(context.Background(), coa1, haAddr, hoa)
+			return err
+		},
+		"Metrics": func() error {
+			if ms := a.Metrics(); ms != nil {
+				return fmt.Errorf("metrics %v", ms)
+			}
+			return ErrStopped
+		},
+	}
+	for name, call := range calls {
+		got := make(chan error, 1)
+		go func() { got <- call() }()
+		select {
+		case err := <-got:
+			if !errors.Is(err, ErrStopped) {
+				t.Errorf("%s after Run returned: %v, want ErrStopped", name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s after Run returned: still blocked after 5 s", name)
+		}
 	}
 }
