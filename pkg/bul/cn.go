@@ -204,13 +204,13 @@ func (c *core) cnReconcile(now time.Time) {
 				p.ents = append(p.ents, e)
 				slices.SortFunc(p.ents, func(a, b *cnEntry) int { return int(a.bid) - int(b.bid) })
 			}
-			if e.want != wantRegister || e.coa != co.Addr || e.prio != c.prio(co) {
+			if e.want != wantRegister || e.coa != co.Addr || e.prio != co.Priority {
 				e.notBefore, e.backoff, e.failed = time.Time{}, 0, false
 				if e.inflight && !e.inRemove && e.inCoA != co.Addr {
 					e.clearTx()
 				}
 			}
-			e.want, e.coa, e.prio, e.iface, e.ifindex = wantRegister, co.Addr, c.prio(co), co.Iface, co.Ifindex
+			e.want, e.coa, e.prio, e.iface, e.ifindex = wantRegister, co.Addr, co.Priority, co.Iface, co.Ifindex
 		}
 		for i := len(p.ents) - 1; i >= 0; i-- {
 			e := p.ents[i]

@@ -218,10 +218,9 @@ type core struct {
 	log       *slog.Logger
 	lifeUnits uint16
 
-	careofs      []CareOf // sorted by BID
-	prioOverride map[uint16]uint8
-	suppressed   map[uint16]bool
-	health       map[uint16]liveness.Health
+	careofs    []CareOf // sorted by BID
+	suppressed map[uint16]bool
+	health     map[uint16]liveness.Health
 	// down: dead paths withdrawn (another path is not dead); recomputed by
 	// reconcile.
 	down         map[uint16]bool
@@ -268,7 +267,6 @@ func newCore(cfg Config) *core {
 		prof:         cfg.Profile,
 		log:          cfg.Logger,
 		lifeUnits:    uint16((cfg.Lifetime + proto.LifetimeUnitSeconds*time.Second - 1) / (proto.LifetimeUnitSeconds * time.Second)),
-		prioOverride: map[uint16]uint8{},
 		suppressed:   map[uint16]bool{},
 		health:       map[uint16]liveness.Health{},
 		down:         map[uint16]bool{},
@@ -297,12 +295,6 @@ func newCore(cfg Config) *core {
 func (c *core) setCareOfs(cos []CareOf, now time.Time) {
 	c.careofs = append(c.careofs[:0], cos...)
 	slices.SortFunc(c.careofs, func(a, b CareOf) int { return int(a.BID) - int(b.BID) })
-	// Forget per-BID settings of BIDs that are gone for good.
-	for bid := range c.prioOverride {
-		if c.careOf(bid) == nil {
-			delete(c.prioOverride, bid)
-		}
-	}
 	c.pump(now)
 }
 
@@ -407,15 +399,6 @@ func (c *core) deregisterAll(now time.Time) {
 		c.allDown, c.allDownDone, c.allStatus = true, false, -1
 	}
 	c.pump(now)
-}
-
-func (c *core) setPriority(bid uint16, prio uint8, now time.Time) error {
-	if c.careOf(bid) == nil {
-		return unknownBID(bid)
-	}
-	c.prioOverride[bid] = prio
-	c.pump(now)
-	return nil
 }
 
 func (c *core) stop(deregister bool, now time.Time) {
@@ -542,7 +525,7 @@ func (c *core) reconcileMulti(now time.Time) {
 		if e == nil {
 			e = c.addEntry(co.BID)
 		}
-		e.desire(wantRegister, co.Addr, c.prio(co))
+		e.desire(wantRegister, co.Addr, co.Priority)
 		e.iface, e.ifindex = co.Iface, co.Ifindex
 	}
 	for _, e := range c.ents {
@@ -577,7 +560,7 @@ func (c *core) reconcileSingle(now time.Time) {
 		if e == nil {
 			e = c.addEntry(0)
 		}
-		e.desire(wantRegister, p.Addr, c.prio(p))
+		e.desire(wantRegister, p.Addr, p.Priority)
 		e.iface, e.ifindex = p.Iface, p.Ifindex
 	case e != nil:
 		e.desire(wantRemove, e.coa, e.prio)
@@ -819,20 +802,13 @@ func (c *core) careOf(bid uint16) *CareOf {
 	return nil
 }
 
-func (c *core) prio(co *CareOf) uint8 {
-	if p, ok := c.prioOverride[co.BID]; ok {
-		return p
-	}
-	return co.Priority
-}
-
 // best returns the highest-priority care-of address (lowest BID on ties)
 // that ok accepts.
 func (c *core) best(ok func(*CareOf) bool) *CareOf {
 	var b *CareOf
 	for i := range c.careofs {
 		co := &c.careofs[i]
-		if ok(co) && (b == nil || c.prio(co) > c.prio(b)) {
+		if ok(co) && (b == nil || co.Priority > b.Priority) {
 			b = co
 		}
 	}

@@ -6,7 +6,7 @@
 // One goroutine (Engine.Run) owns the list. The interface watcher hands it
 // the whole current set of care-of addresses (SetCareOfs, level-triggered):
 // the engine reconciles its list against that set, the commands (Register,
-// Deregister, SetPriority, ...) and what the home agent said, and sends what
+// Deregister, DeregisterAll, ...) and what the home agent said, and sends what
 // is due. The logic lives in a deterministic core (core.go) that takes the
 // time as an argument, so tests drive it with a fake clock and a fake
 // transport, without goroutines.

@@ -290,12 +290,6 @@ func (e *Engine) DeregisterAll() error {
 	return e.do(func(c *core, now time.Time) error { c.deregisterAll(now); return nil })
 }
 
-// SetPriority sets the priority of bid (overriding the watcher's) and
-// re-registers that binding.
-func (e *Engine) SetPriority(bid uint16, prio uint8) error {
-	return e.do(func(c *core, now time.Time) error { return c.setPriority(bid, prio, now) })
-}
-
 // Stop ends Run. With deregister, it first removes every binding and waits
 // for the home agent's acknowledgement (or until ctx ends, or at once when
 // there is nothing to send from). Without, the bindings expire on their own.

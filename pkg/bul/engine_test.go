@@ -174,14 +174,16 @@ func TestRunCommands(t *testing.T) {
 	r.e.HandlePacket(ba(b, 0, life420, echo(b, 0)...))
 	r.sync()
 	r.clk.Advance(time.Second)
-	if err := r.e.SetPriority(2, 99); err != nil {
+	w := wlan
+	w.Priority = 99
+	if err := r.e.SetCareOfs([]CareOf{eth0, w}); err != nil {
 		t.Fatal(err)
 	}
 	s := r.recv()
 	if got := s.p.MH.Options.BIDs[0]; got.ID != 2 || got.PrioStatus != 99 {
 		t.Fatalf("priority BU %v", s)
 	}
-	if err := r.e.SetPriority(77, 1); !errors.Is(err, ErrUnknownBID) {
+	if err := r.e.Deregister([]uint16{77}); !errors.Is(err, ErrUnknownBID) {
 		t.Fatalf("unknown BID: %v", err)
 	}
 	if err := r.e.Deregister([]uint16{1}); err != nil {

@@ -69,7 +69,7 @@ func (c *core) downViews(out []Entry) []Entry {
 			continue
 		}
 		v := Entry{Peer: c.cfg.HomeAgent, Role: "ha", BID: co.BID, Interface: co.Iface, CoA: co.Addr,
-			Priority: c.prio(co), State: StateDown, LastStatus: -1, LastError: "path dead: probing"}
+			Priority: co.Priority, State: StateDown, LastStatus: -1, LastError: "path dead: probing"}
 		c.fillHealth(&v)
 		out = append(out, v)
 	}
