@@ -45,5 +45,5 @@
 //
 // Priorities: the first Rule whose glob matches the interface name, or
 // Config.DefaultPriority; metered interfaces are capped at
-// Config.MeteredPriority; SetPriority and SetBIDPriority override.
+// Config.MeteredPriority; SetBIDPriority overrides.
 package iface

@@ -159,7 +159,7 @@ func testCore(t testing.TB, cfg *Config) (*core, *settings) {
 		t.Fatal(err)
 	}
 	c := newCore(&n)
-	return c, &settings{rules: n.Rules, prioIface: map[string]uint8{}, prioBID: map[uint16]uint8{}, metered: map[string]bool{}}
+	return c, &settings{rules: n.Rules, prioBID: map[uint16]uint8{}, metered: map[string]bool{}}
 }
 
 func co(bid uint16, ifname string, idx int, addr string, prio uint8, home bool) CareOf {

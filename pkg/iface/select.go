@@ -72,10 +72,9 @@ func (c *Config) ignoreReason(l netlink.Link) string {
 
 // settings are the parts changed at run time, copied for one build.
 type settings struct {
-	rules     []Rule
-	prioIface map[string]uint8
-	prioBID   map[uint16]uint8
-	metered   map[string]bool
+	rules   []Rule
+	prioBID map[uint16]uint8
+	metered map[string]bool
 }
 
 type addrID struct {
@@ -163,9 +162,6 @@ func (st *settings) ifacePriority(cfg *Config, w *linkWork) uint8 {
 	}
 	if st.metered[w.ifi.Name] && p > cfg.MeteredPriority {
 		p = cfg.MeteredPriority
-	}
-	if o, ok := st.prioIface[w.ifi.Name]; ok {
-		p = o
 	}
 	return p
 }

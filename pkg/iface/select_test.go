@@ -267,9 +267,10 @@ func TestBuildMeteredAndOverrides(t *testing.T) {
 	if w, _ := s.Interface("wwan0"); !w.Metered {
 		t.Error("wwan0 not shown metered")
 	}
-	st.prioIface["wwan0"] = 50
-	bid5 := bidsOf(s.CareOfs)["eth0 2001:db8:5::2"]
-	st.prioBID[bid5] = 7
+	// Overrides win over rules and the metered cap.
+	bids := bidsOf(s.CareOfs)
+	st.prioBID[bids["eth0 2001:db8:5::2"]] = 7
+	st.prioBID[bids["wwan0 2001:db8:3::3"]] = 50
 	s = c.build(links, addrs, t0, st)
 	for _, x := range s.CareOfs {
 		want := map[string]uint8{"2001:db8:1::2": 30, "2001:db8:5::2": 7, "2001:db8:3::3": 50}[x.Addr.String()]

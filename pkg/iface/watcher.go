@@ -18,9 +18,8 @@ import (
 
 // Errors of the run-time setters.
 var (
-	ErrUnknownInterface = errors.New("iface: unknown interface")
-	ErrUnknownBID       = errors.New("iface: unknown BID")
-	ErrRunning          = errors.New("iface: watcher already running")
+	ErrUnknownBID = errors.New("iface: unknown BID")
+	ErrRunning    = errors.New("iface: watcher already running")
 )
 
 // backend is the kernel side: links and addresses, change notifications,
@@ -113,10 +112,9 @@ func New(cfg *Config) (*Watcher, error) {
 		hint:    make(chan struct{}, 1),
 		raCh:    make(chan raEvent, 16),
 		st: settings{
-			rules:     n.Rules,
-			prioIface: map[string]uint8{},
-			prioBID:   map[uint16]uint8{},
-			metered:   map[string]bool{},
+			rules:   n.Rules,
+			prioBID: map[uint16]uint8{},
+			metered: map[string]bool{},
 		},
 		raWarned: map[string]bool{},
 	}
@@ -156,26 +154,9 @@ func (w *Watcher) Hint() {
 	}
 }
 
-// SetPriority overrides the priority of an interface (its rule's or the
-// default) until the daemon restarts. It takes effect at the next read,
-// which it triggers.
-func (w *Watcher) SetPriority(iface string, prio uint8) error {
-	s, ok := w.Current()
-	if !ok {
-		return fmt.Errorf("%w %q", ErrUnknownInterface, iface)
-	}
-	if _, ok := s.Interface(iface); !ok {
-		return fmt.Errorf("%w %q", ErrUnknownInterface, iface)
-	}
-	w.mu.Lock()
-	w.st.prioIface[iface] = prio
-	w.mu.Unlock()
-	w.Hint()
-	return nil
-}
-
 // SetBIDPriority overrides the priority of one BID (in BIDPerCoA mode, one
-// care-of address); it wins over SetPriority.
+// care-of address), its rule's or the default, metered or not, until the
+// daemon restarts. It takes effect at the next read, which it triggers.
 func (w *Watcher) SetBIDPriority(bid uint16, prio uint8) error {
 	s, ok := w.Current()
 	known := false
@@ -196,7 +177,7 @@ func (w *Watcher) SetBIDPriority(bid uint16, prio uint8) error {
 }
 
 // SetMetered marks an interface as metered (NetworkManager's property):
-// its priority is capped at Config.MeteredPriority unless SetPriority
+// its priority is capped at Config.MeteredPriority unless SetBIDPriority
 // overrides it.
 func (w *Watcher) SetMetered(iface string, metered bool) {
 	w.mu.Lock()
@@ -225,10 +206,9 @@ func (w *Watcher) settings() settings {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return settings{
-		rules:     w.st.rules,
-		prioIface: maps.Clone(w.st.prioIface),
-		prioBID:   maps.Clone(w.st.prioBID),
-		metered:   maps.Clone(w.st.metered),
+		rules:   w.st.rules,
+		prioBID: maps.Clone(w.st.prioBID),
+		metered: maps.Clone(w.st.metered),
 	}
 }
 

@@ -223,8 +223,8 @@ func TestWatcherSetters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.SetPriority("eth0", 1); !errors.Is(err, ErrUnknownInterface) {
-		t.Errorf("SetPriority before the first read: %v", err)
+	if err := w.SetBIDPriority(1, 1); !errors.Is(err, ErrUnknownBID) {
+		t.Errorf("SetBIDPriority before the first read: %v", err)
 	}
 	start(t, w)
 	recv(t, w)
@@ -234,17 +234,6 @@ func TestWatcherSetters(t *testing.T) {
 			m[c.Iface] = c.Priority
 		}
 		return m
-	}
-
-	if err := w.SetPriority("eth9", 1); !errors.Is(err, ErrUnknownInterface) {
-		t.Errorf("SetPriority(eth9): %v", err)
-	}
-	if err := w.SetPriority("eth0", 40); err != nil {
-		t.Fatal(err)
-	}
-	readAt(t, w, fc, DefaultDebounce)
-	if p := prios(recv(t, w)); p["eth0"] != 40 || p["wwan0"] != 20 {
-		t.Errorf("after SetPriority: %v", p)
 	}
 
 	w.SetMetered("wwan0", true)
@@ -265,7 +254,7 @@ func TestWatcherSetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAt(t, w, fc, DefaultDebounce)
-	if p := prios(recv(t, w)); p["wwan0"] != 99 || p["eth0"] != 40 {
+	if p := prios(recv(t, w)); p["wwan0"] != 99 || p["eth0"] != 30 {
 		t.Errorf("after SetBIDPriority: %v", p)
 	}
 
@@ -276,7 +265,8 @@ func TestWatcherSetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAt(t, w, fc, DefaultDebounce)
-	if s := recv(t, w); len(s.CareOfs) != 1 || s.CareOfs[0].Iface != "eth0" || s.CareOfs[0].Priority != 40 {
+	// eth0's rule is gone with the old rules: the default priority (0).
+	if s := recv(t, w); len(s.CareOfs) != 1 || s.CareOfs[0].Iface != "eth0" || s.CareOfs[0].Priority != 0 {
 		t.Errorf("after excluding wwan0: %+v", s.CareOfs)
 	}
 }
