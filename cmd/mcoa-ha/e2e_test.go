@@ -318,6 +318,21 @@ func TestHomeAgentEndToEnd(t *testing.T) {
 		t.Fatalf("cache changed by an incompliant BU: %s", got)
 	}
 
+	// A BID sub-option of Length 6, neither 4 nor 20 (it takes in the
+	// PadN's header; Pad1s follow): refused the same way, not dropped.
+	ba = e.bu(coas[0], 105, []proto.BID{{ID: 4, PrioStatus: 5}}, func(mh []byte) {
+		i := bidOption(t, mh)
+		if mh[i+1] != 4 || mh[i+6] != byte(proto.OptPadN) || mh[i+7] != 4 || len(mh) != i+12 {
+			t.Fatalf("unexpected layout: %x", mh)
+		}
+		mh[i+1] = 6
+		clear(mh[i+6:])
+	})
+	checkBA(t, ba, coas[0], proto.StatusDraftBulkRegFail, map[uint16]uint8{4: 128})
+	if got := e.cache(); got != want {
+		t.Fatalf("cache changed by a BU with a bad BID Length: %s", got)
+	}
+
 	// De-registration of BID 3 alone.
 	ba = e.bu(coas[2], 0, []proto.BID{{ID: 3}}, nil)
 	checkBA(t, ba, coas[2], proto.StatusAccepted, map[uint16]uint8{3: 0})

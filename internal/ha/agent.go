@@ -333,7 +333,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // handle processes one received Mobility Header packet.
 func (a *Agent) handle(r *mhsock.Received) {
 	p := &r.Packet
-	if r.Err != nil && errors.Is(r.Err, proto.ErrUnknownType) {
+	if errors.Is(r.Err, proto.ErrUnknownType) {
 		// RFC 6275 9.2: answer an unknown MH type with BE status 2, and
 		// with the BID when one is known (draft 6.5).
 		a.sendBE(p, proto.BEUnknownType, 0)
@@ -362,13 +362,12 @@ func (a *Agent) handle(r *mhsock.Received) {
 
 func (a *Agent) handleBU(r *mhsock.Received) {
 	p := &r.Packet
+	// r.Err is nil or what mhsock delivers for the cache to answer: a
+	// *proto.BIDError (refused per BID: draft 6.2) or a prefix length
+	// over 128 (141, RFC 3963 6.1.2).
 	in := bcache.BUInput{
 		Src: p.Src, Dst: p.Dst, HoA: p.HomeAddress,
-		Msg: &p.MH, MH: p.MHBytes,
-	}
-	var be *proto.BIDError
-	if errors.As(r.Err, &be) {
-		in.ParseErr = r.Err
+		Msg: &p.MH, MH: p.MHBytes, ParseErr: r.Err,
 	}
 	res := a.cache.ProcessBU(&in, &a.ba)
 	if res.Refused != bcache.NotRefused {

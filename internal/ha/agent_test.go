@@ -223,6 +223,28 @@ func TestAgentUnknownTypeGetsBindingError(t *testing.T) {
 	}
 }
 
+// A bulk BU whose second BID sub-option has a bad Length, as mhsock
+// delivers it: that BID is refused with 128 and the BA says 145 (draft
+// 6.2), the good one is registered.
+func TestAgentBIDBadLength(t *testing.T) {
+	a, tr, _, _ := startAgent(t)
+	pe := &proto.ParseError{What: "option", Offset: 100, Err: proto.ErrOptionLength}
+	r := bu(coa1, 7, 10, proto.BID{ID: 1, PrioStatus: 9, C: true, CoA: coa1}, proto.BID{ID: 2, PrioStatus: 5, Err: pe})
+	r.Err = &proto.BIDError{Index: 1, BID: 2, Err: pe}
+	tr.in <- r
+	ba := tr.next(t)
+	got := map[uint16]uint8{}
+	for _, b := range ba.MH.Options.BIDs {
+		got[b.ID] = b.PrioStatus
+	}
+	if ba.MH.Status != proto.StatusDraftBulkRegFail || len(got) != 2 || got[1] != 0 || got[2] != 128 {
+		t.Fatalf("BA status %d BID statuses %v, want 145 with 1:0 2:128", ba.MH.Status, got)
+	}
+	if es, err := a.Cache(context.Background()); err != nil || len(es) != 1 || es[0].BID != 1 {
+		t.Fatalf("cache %+v, %v: want BID 1 alone", es, err)
+	}
+}
+
 // A mobile node back on the home link de-registers from its home address
 // (no Home Address option); the answer goes to its link-layer address.
 func TestAgentReturningHomeReachesMAC(t *testing.T) {

@@ -79,8 +79,10 @@ func cnCacheConfig(ha *config.HA, prof *proto.Profile) bcache.Config {
 // cnHandle takes what the correspondent serves (HoTI, CoTI and BUs to its
 // addresses; with a home agent, BUs without the H flag only) and reports
 // whether it did.
+// r.Err is nil or an error the cache answers or drops (handle took the
+// unknown types).
 func (a *Agent) cnHandle(r *mhsock.Received) bool {
-	if a.cn == nil || r.Err != nil && !isBIDError(r.Err) {
+	if a.cn == nil {
 		return false
 	}
 	p := &r.Packet
@@ -102,11 +104,6 @@ func (a *Agent) cnHandle(r *mhsock.Received) bool {
 		a.cnBU(r)
 	}
 	return true
-}
-
-func isBIDError(err error) bool {
-	var be *proto.BIDError
-	return errors.As(err, &be)
 }
 
 // cnAnswer sends the HoT or CoT for a HoTI or CoTI (RFC 6275 9.4).
@@ -148,10 +145,7 @@ func (a *Agent) cnBU(r *mhsock.Received) {
 			return
 		}
 	}
-	in := bcache.BUInput{Src: p.Src, Dst: p.Dst, HoA: p.HomeAddress, Msg: &p.MH, MH: p.MHBytes, Reject: st}
-	if isBIDError(r.Err) {
-		in.ParseErr = r.Err
-	}
+	in := bcache.BUInput{Src: p.Src, Dst: p.Dst, HoA: p.HomeAddress, Msg: &p.MH, MH: p.MHBytes, Reject: st, ParseErr: r.Err}
 	res := c.cache.ProcessBU(&in, &c.ba)
 	if res.Dropped != 0 {
 		a.log.Debug("correspondent binding update dropped", "src", p.Src, "hoa", p.HomeAddress, "reason", res.Dropped)

@@ -52,8 +52,8 @@ prefixes = ["2001:db8:aaab::/64", "2001:db8:aaac::/64"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, pl := newFake(), &bindingsPlane{}
-	a, err := New(Config{HA: cfg, Transport: tr, Proxy: &fakeProxy{}, Plane: pl, Clock: clock.NewFake(time.Unix(1_700_000_000, 0))})
+	tr, pl, clk := newFake(), &bindingsPlane{}, clock.NewFake(time.Unix(1_700_000_000, 0))
+	a, err := New(Config{HA: cfg, Transport: tr, Proxy: &fakeProxy{}, Plane: pl, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +81,19 @@ prefixes = ["2001:db8:aaab::/64", "2001:db8:aaac::/64"]
 		t.Fatalf("BA status %v, want 142", ba.MH.Status)
 	}
 
+	// A prefix length over 128, as mhsock delivers it (the options from
+	// that one on are lost): 141, and the registered prefix stays.
+	r = bu(coa1, 9, 10, proto.BID{ID: 1, PrioStatus: 9})
+	r.Packet.MH.Flags |= proto.FlagR
+	r.Err = &proto.ParseError{What: "option", Offset: 60, Err: proto.ErrBadPrefix}
+	tr.in <- r
+	if ba := tr.next(t); ba.MH.Status != proto.StatusInvalidPrefix || ba.MH.Flags&proto.BAFlagR == 0 {
+		t.Fatalf("BA status %v flags %#x, want 141 with R", ba.MH.Status, ba.MH.Flags)
+	}
+	if bs := pl.last(); len(bs) != 1 || !slices.Equal(bs[0].Prefixes, []netip.Prefix{mnp}) {
+		t.Fatalf("data plane got %+v after a 141, want BID 1 with %v", bs, mnp)
+	}
+
 	// Another home address is not a mobile router.
 	r = bu(coa2, 1, 10, proto.BID{ID: 1})
 	r.Packet.HomeAddress = netip.MustParseAddr("2001:db8:aaaa::200")
@@ -90,8 +103,10 @@ prefixes = ["2001:db8:aaab::/64", "2001:db8:aaac::/64"]
 		t.Fatalf("BA status %v flags %#x, want 140 with R", ba.MH.Status, ba.MH.Flags)
 	}
 
-	// De-registration: the prefixes leave with the last binding.
-	r = bu(coa1, 9, 0, proto.BID{ID: 1})
+	// De-registration: the prefixes leave with the last binding (a
+	// second later: 3 BAs a second per home address).
+	clk.Advance(time.Second)
+	r = bu(coa1, 10, 0, proto.BID{ID: 1})
 	r.Packet.MH.Flags |= proto.FlagR
 	tr.in <- r
 	if ba := tr.next(t); ba.MH.Status != proto.StatusAccepted {

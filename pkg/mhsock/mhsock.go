@@ -67,7 +67,7 @@ type Received struct {
 	// Packet holds the parsed packet: Src, Dst, HomeAddress (Home Address
 	// option), RoutingHome (type 2 routing header), the message and
 	// MHBytes (for authenticators). A non-compliant BID sub-option does
-	// not drop the packet: see Packet.MH.Options.BIDs[i].Err.
+	// not drop the packet: see Err and Packet.MH.Options.BIDs[i].Err.
 	Packet proto.Packet
 
 	// Ifindex and IfName name the interface the packet came in on.
@@ -82,10 +82,23 @@ type Received struct {
 	// Raw is the whole IPv6 packet as received.
 	Raw []byte
 
-	// Err is nil, or a parse error that unwraps to proto.ErrUnknownType:
-	// the Mobility Header type is unknown and the receiver should answer
-	// with a Binding Error (RFC 6275 9.2); Packet.Src, Dst and HomeAddress
-	// are set.
+	// Err is nil or one of the parse errors a receiver answers; other
+	// parse errors drop the packet (counted in Stats):
+	//   - an error that unwraps to proto.ErrUnknownType: the Mobility
+	//     Header type is unknown and the receiver should answer with a
+	//     Binding Error (RFC 6275 9.2); Packet.Src, Dst and HomeAddress
+	//     are set;
+	//   - a *proto.BIDError: the message was parsed completely but BID
+	//     sub-option Index (its Err the same as Options.BIDs[Index].Err;
+	//     others may follow) is not compliant, to be refused per BID
+	//     (draft 6.2). In a BU, a BID sub-option whose Length is none of
+	//     the profile's is one of them: it is in Options.BIDs with its BID
+	//     and priority and an Err that is a *proto.ParseError unwrapping
+	//     to proto.ErrOptionLength, and the options after it are parsed;
+	//   - in a BU, an error that unwraps to proto.ErrBadPrefix: a Mobile
+	//     Network Prefix option with a prefix length over 128, which a
+	//     home agent answers with status 141 (RFC 3963 6.1.2); the
+	//     options from that one on are missing.
 	Err error
 
 	buf []byte

@@ -101,13 +101,22 @@ func (x *rx) accept(r *Received, n, ifindex int, pkttype uint8) bool {
 	r.IfName = name
 	r.Err = nil
 	err := proto.ParsePacket(b, &r.Packet, x.prof)
+	bu := r.Packet.MH.Type == proto.TypeBU && r.Packet.MHBytes != nil
+	if bu && errors.Is(err, proto.ErrOptionLength) {
+		err = x.badBIDLengths(b, &r.Packet, err)
+	}
 	if err != nil {
 		var bidErr *proto.BIDError
 		switch {
 		case errors.As(err, &bidErr):
 			// Parsed completely; the receiver answers per BID.
+			r.Err = err
 		case errors.Is(err, proto.ErrUnknownType):
 			// Delivered so that the receiver can send a Binding Error.
+			r.Err = err
+		case bu && errors.Is(err, proto.ErrBadPrefix):
+			// A mobile router's prefix length over 128: its home
+			// agent answers 141 (RFC 3963 6.1.2).
 			r.Err = err
 		case errors.Is(err, proto.ErrChecksum):
 			x.cnt.checksum.Add(1)

@@ -2,7 +2,9 @@ package mhsock
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -211,8 +213,176 @@ func TestAcceptBIDError(t *testing.T) {
 	if !feed(x, &r, pkt, len(pkt), tIfindex, packetHost) {
 		t.Fatalf("dropped: %+v", x.stats())
 	}
-	if b := r.Packet.MH.Options.BIDs; len(b) != 1 || b[0].Err == nil || r.Err != nil {
-		t.Errorf("BIDs %+v err %v", b, r.Err)
+	b := r.Packet.MH.Options.BIDs
+	if len(b) != 1 || !errors.Is(b[0].Err, proto.ErrBIDZero) {
+		t.Errorf("BIDs %+v", b)
+	}
+	// The receiver gets the error too: a *proto.BIDError naming it.
+	var be *proto.BIDError
+	if !errors.As(r.Err, &be) || be.Index != 0 || !errors.Is(r.Err, proto.ErrBIDZero) {
+		t.Errorf("err %v, want a *proto.BIDError for sub-option 0", r.Err)
+	}
+}
+
+// withOptions marshals p without options, gives its Mobility Header the
+// raw options opts (padded with PadN) and sets the lengths and checksum.
+func withOptions(t *testing.T, p *proto.Packet, opts ...[]byte) []byte {
+	t.Helper()
+	q := *p
+	q.MH.Options = proto.Options{}
+	b := mustAppend(t, &q)
+	var parsed proto.Packet
+	if err := proto.ParsePacket(b, &parsed, proto.Draft00); err != nil {
+		t.Fatal(err)
+	}
+	off := len(b) - len(parsed.MHBytes)
+	mh := append([]byte{}, b[off:off+12]...) // BU and BA: 12 octets before the options
+	for _, o := range opts {
+		mh = append(mh, o...)
+	}
+	switch n := (8 - len(mh)%8) % 8; n {
+	case 0:
+	case 1:
+		mh = append(mh, byte(proto.OptPad1))
+	default:
+		mh = append(mh, byte(proto.OptPadN), byte(n-2))
+		mh = append(mh, make([]byte, n-2)...)
+	}
+	mh[1] = byte(len(mh)/8 - 1)
+	proto.SetChecksum(mh, p.ChecksumSrc(), p.ChecksumDst())
+	b = append(b[:off], mh...)
+	binary.BigEndian.PutUint16(b[4:], uint16(len(b)-proto.IPv6HeaderLen))
+	return b
+}
+
+// bidOpt is a draft-00 BID sub-option of Length l: BID, priority, flags,
+// then zeros.
+func bidOpt(l int, bid uint16, prio, flags byte) []byte {
+	o := make([]byte, 2+l)
+	o[0], o[1] = byte(proto.OptBIDDefault), byte(l)
+	d := o[2:]
+	for i, v := range []byte{byte(bid >> 8), byte(bid), prio, flags} {
+		if i < l {
+			d[i] = v
+		}
+	}
+	return o
+}
+
+// mnhaOpt is an RFC 4285 MN-HA authentication option with SPI spi.
+func mnhaOpt(spi uint32) []byte {
+	o := []byte{byte(proto.OptMNHAAuth), 5 + proto.AuthenticatorLen, proto.AuthSubtypeMNHA, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(o[3:], spi)
+	return append(o, bytes.Repeat([]byte{0xab}, proto.AuthenticatorLen)...)
+}
+
+// A BU whose BID sub-option has a Length that is none of the profile's
+// reaches the receiver, which refuses that BID (draft 6.2): the sub-option
+// is in Options.BIDs at its place with its error, the options after it are
+// parsed, and the packet is as received.
+func TestAcceptBIDBadLength(t *testing.T) {
+	t.Run("alone", func(t *testing.T) {
+		pkt := withOptions(t, testBU(), bidOpt(6, 3, 20, 0))
+		orig := append([]byte{}, pkt...)
+		x := testRx(tHA)
+		var r Received
+		if !feed(x, &r, pkt, len(pkt), tIfindex, packetHost) {
+			t.Fatalf("dropped: %+v", x.stats())
+		}
+		b := r.Packet.MH.Options.BIDs
+		if len(b) != 1 || b[0].ID != 3 || b[0].PrioStatus != 20 || b[0].C || !errors.Is(b[0].Err, proto.ErrOptionLength) {
+			t.Fatalf("BIDs %+v", b)
+		}
+		var be *proto.BIDError
+		var pe *proto.ParseError
+		if !errors.As(r.Err, &be) || be.Index != 0 || be.BID != 3 || !errors.As(r.Err, &pe) || !errors.Is(r.Err, proto.ErrOptionLength) {
+			t.Fatalf("err %v, want a *proto.BIDError wrapping the *proto.ParseError", r.Err)
+		}
+		if want := proto.IPv6HeaderLen + proto.HomeAddressOptLen + 12; pe.Offset != want {
+			t.Errorf("error offset %d, want %d (the option, from the IPv6 header)", pe.Offset, want)
+		}
+		if !bytes.Equal(r.Raw, orig) || !bytes.HasSuffix(orig, r.Packet.MHBytes) {
+			t.Errorf("packet changed:\n%x\n%x", r.Raw, orig)
+		}
+		if s := x.stats(); s.Received != 1 {
+			t.Errorf("stats %+v", s)
+		}
+	})
+	t.Run("among good ones, authenticator after", func(t *testing.T) {
+		pkt := withOptions(t, testBU(),
+			bidOpt(4, 1, 10, 0), bidOpt(8, 2, 11, 0x80), bidOpt(4, 5, 12, 0), bidOpt(3, 7, 13, 0), bidOpt(4, 0, 14, 0),
+			mnhaOpt(1000))
+		orig := append([]byte{}, pkt...)
+		x := testRx(tHA)
+		var r Received
+		if !feed(x, &r, pkt, len(pkt), tIfindex, packetHost) {
+			t.Fatalf("dropped: %+v", x.stats())
+		}
+		m := &r.Packet.MH
+		var got []string
+		for _, b := range m.Options.BIDs {
+			got = append(got, fmt.Sprintf("%d/%d/%v", b.ID, b.PrioStatus, b.Err != nil))
+		}
+		if want := "[1/10/false 2/11/true 5/12/false 7/13/true 0/14/true]"; fmt.Sprint(got) != want {
+			t.Errorf("BIDs %v, want %s", got, want)
+		}
+		if b := m.Options.BIDs; len(b) == 5 && (!errors.Is(b[3].Err, proto.ErrOptionLength) || !errors.Is(b[4].Err, proto.ErrBIDZero) || b[1].C) {
+			t.Errorf("BID errors %v %v %v, C %v", b[1].Err, b[3].Err, b[4].Err, b[1].C)
+		}
+		var be *proto.BIDError
+		if !errors.As(r.Err, &be) || be.Index != 1 || be.BID != 2 {
+			t.Errorf("err %v, want the first bad sub-option (index 1, BID 2)", r.Err)
+		}
+		if !m.Options.HasMNHAAuth || m.Options.MNHASPI != 1000 || m.AuthOffset < 0 {
+			t.Errorf("authentication option not parsed: %+v", m.Options)
+		}
+		if !bytes.Equal(r.Raw, orig) {
+			t.Errorf("packet changed")
+		}
+	})
+	for _, c := range []struct {
+		name string
+		pkt  []byte
+	}{
+		{"too short to carry a BID", withOptions(t, testBU(), bidOpt(1, 3, 0, 0))},
+		{"another option malformed after it", withOptions(t, testBU(), bidOpt(6, 3, 0, 0), []byte{byte(proto.OptAltCoA), 3, 0, 0, 0})},
+		{"another option malformed", withOptions(t, testBU(), bidOpt(4, 3, 0, 0), []byte{byte(proto.OptAltCoA), 3, 0, 0, 0})},
+		{"in a BA", withOptions(t, testBA(), bidOpt(6, 3, 0, 0))},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			x := testRx(tHA, tCoA)
+			var r Received
+			if feed(x, &r, c.pkt, len(c.pkt), tIfindex, packetHost) {
+				t.Fatalf("delivered: err %v BIDs %+v", r.Err, r.Packet.MH.Options.BIDs)
+			}
+			if s := x.stats(); s.Malformed != 1 {
+				t.Errorf("stats %+v", s)
+			}
+		})
+	}
+}
+
+// A BU with a Mobile Network Prefix longer than 128 reaches the home
+// agent, which answers 141 (RFC 3963 6.1.2); in another message it is
+// dropped.
+func TestAcceptBadPrefix(t *testing.T) {
+	mnp := append([]byte{byte(proto.OptMobileNetPrefix), 18, 0, 200}, make([]byte, 16)...)
+	pkt := withOptions(t, testBU(), bidOpt(4, 3, 0, 0), mnp)
+	x := testRx(tHA)
+	var r Received
+	if !feed(x, &r, pkt, len(pkt), tIfindex, packetHost) {
+		t.Fatalf("dropped: %+v", x.stats())
+	}
+	if !errors.Is(r.Err, proto.ErrBadPrefix) || r.Packet.MH.Type != proto.TypeBU || r.Packet.HomeAddress != tHoA {
+		t.Errorf("err %v type %v hoa %v", r.Err, r.Packet.MH.Type, r.Packet.HomeAddress)
+	}
+	ba := withOptions(t, testBA(), mnp)
+	x = testRx(tCoA)
+	if feed(x, &r, ba, len(ba), tIfindex, packetHost) {
+		t.Fatalf("BA delivered: err %v", r.Err)
+	}
+	if s := x.stats(); s.Malformed != 1 {
+		t.Errorf("stats %+v", s)
 	}
 }
 
@@ -254,6 +424,14 @@ func FuzzAccept(f *testing.F) {
 		if feed(x, &r, pkt, len(pkt), tIfindex, pkttype) {
 			if r.Err == nil && r.Packet.MH.Type > proto.TypeBE {
 				t.Errorf("delivered an unknown type without an error: %v", r.Packet.MH.Type)
+			}
+			var be *proto.BIDError
+			bu := r.Packet.MH.Type == proto.TypeBU
+			if r.Err != nil && !errors.As(r.Err, &be) && !errors.Is(r.Err, proto.ErrUnknownType) && !(bu && errors.Is(r.Err, proto.ErrBadPrefix)) {
+				t.Errorf("delivered with an error the receiver does not answer: %v", r.Err)
+			}
+			if be != nil && (be.Index >= len(r.Packet.MH.Options.BIDs) || r.Packet.MH.Options.BIDs[be.Index].Err == nil) {
+				t.Errorf("%v names no incompliant sub-option: %+v", be, r.Packet.MH.Options.BIDs)
 			}
 			if !bytes.Equal(r.Raw, pkt) {
 				t.Errorf("Raw is not the packet")
