@@ -363,7 +363,10 @@ func (d *Daemon) receive(ctx context.Context) error {
 			}
 			return err
 		}
-		if r.Err != nil {
+		// A message of a type we do not know is of no use to the engine;
+		// one with a malformed BID sub-option is (it counts it and
+		// ignores it: malformed-bid).
+		if errors.Is(r.Err, proto.ErrUnknownType) {
 			d.log.Debug("unknown mobility header type", "src", r.Packet.Src, "err", r.Err)
 			continue
 		}

@@ -24,9 +24,10 @@ type BUInput struct {
 	// MH is the Mobility Header as received, for the MN-HA authenticator
 	// at Msg.AuthOffset.
 	MH []byte
-	// ParseErr is ParseMessage's error: nil or a *proto.BIDError (the
-	// message is otherwise complete; the bad sub-options get status 128).
-	// Any other error drops the BU.
+	// ParseErr is ParseMessage's error: nil, a *proto.BIDError (the
+	// message is otherwise complete; the bad sub-options get status 128),
+	// or, in a mobile router's BU to a home agent, proto.ErrBadPrefix
+	// (status 141). Any other error drops the BU.
 	ParseErr error
 	// Reject, when 128 or more, is a status the caller already decided
 	// (a correspondent's return routability check: 136, 137 or 138). The
