@@ -14,13 +14,9 @@ import (
 	"github.com/mcoad/mcoad/internal/lab"
 )
 
-var stateDirLine = regexp.MustCompile(`(?m)^state_dir = "([^"]+)"`)
-
-// setupHAState is setup with mcoa-ha keeping its binding cache in a
-// directory of this lab (home_agent.state_dir; the default
-// /var/lib/mcoa-ha would be shared by parallel labs) and running the data
-// plane backend names ("" leaves the lab's choice); mcoad starts once
-// mcoa-ha runs so. It returns the state directory.
+// setupHAState is setup with mcoa-ha running the data plane backend
+// names ("" leaves the lab's choice); mcoad starts once mcoa-ha runs so.
+// It returns mcoa-ha's state directory (a directory of this lab).
 func setupHAState(t *testing.T, o opts, backend string) (*env, string) {
 	t.Helper()
 	mn := !o.noMN
@@ -31,13 +27,7 @@ func setupHAState(t *testing.T, o opts, backend string) (*env, string) {
 		t.Fatal(err)
 	}
 	text := string(b)
-	var dir string
-	if m := stateDirLine.FindStringSubmatch(text); m != nil {
-		dir = m[1] // the lab sets one
-	} else {
-		dir = filepath.Join(e.lab.Dir, "mcoa-ha-state")
-		text = strings.Replace(text, "[home_agent]\n", fmt.Sprintf("[home_agent]\nstate_dir = %q\n", dir), 1)
-	}
+	dir := e.ha.StateDir
 	if backend != "" {
 		text = regexp.MustCompile(`(?m)^\[dataplane\]\nbackend = "[a-z]+"`).ReplaceAllString(text, fmt.Sprintf("[dataplane]\nbackend = %q", backend))
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -93,6 +94,18 @@ func (e *env) watchBindings() (seen func(match func(control.Binding) bool) []con
 	}
 }
 
+// streamOnEth0 starts the 1 ms CN -> home address probe stream and waits
+// until mcoad has seen it arrive through eth0 (so that it is what goes
+// quiet) with every path alive.
+func (e *env) streamOnEth0() *lab.Stream {
+	e.t.Helper()
+	probe := e.startStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, probePort), time.Millisecond)
+	e.probesFlow("probes arrive", probe)
+	e.rxGrowsOn("probes come through eth0", "eth0", 100, "wlan0", "wwan0")
+	e.waitFor("every path alive", registerTimeout, func() error { return e.bindingsAre(ifaces) })
+	return probe
+}
+
 func (e *env) fault(node string, f lab.Fault) {
 	e.t.Helper()
 	if err := e.lab.Fault(node, f); err != nil {
@@ -123,10 +136,7 @@ func (e *env) linkUp(mnIface string) {
 func TestBlackHole(t *testing.T) {
 	t.Parallel()
 	e := setupDataplane(t)
-	probe := e.startStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, probePort), time.Millisecond)
-	e.probesFlow("probes arrive", probe)
-	e.rxGrowsOn("probes come through eth0", "eth0", 100, "wlan0", "wwan0")
-	e.waitFor("every path alive", registerTimeout, func() error { return e.bindingsAre(ifaces) })
+	probe := e.streamOnEth0()
 	holes := 3
 	if testing.Short() {
 		holes = 1
@@ -219,11 +229,7 @@ func TestRandomLossNoFailover(t *testing.T) {
 func TestHomeAgentLosesState(t *testing.T) {
 	t.Parallel()
 	e := setupDataplane(t)
-	probe := e.startStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, probePort), time.Millisecond)
-	e.probesFlow("probes arrive", probe)
-	// mcoad has seen the stream: it is what goes quiet.
-	e.rxGrowsOn("probes come through eth0", "eth0", 100, "wlan0", "wwan0")
-	e.waitFor("every path alive", registerTimeout, func() error { return e.bindingsAre(ifaces) })
+	probe := e.streamOnEth0()
 	refreshes := func() float64 { return e.metrics(e.mn)["mcoad_home_refreshes_total"] }
 	before := refreshes()
 
@@ -254,29 +260,18 @@ func TestHomeAgentLosesState(t *testing.T) {
 	}
 }
 
-// emptyHAState empties mcoa-ha's state directory, if its configuration
-// names one (a home agent that lost its disk).
+// emptyHAState empties mcoa-ha's state directory (a home agent that lost
+// its disk).
 func (e *env) emptyHAState() {
 	e.t.Helper()
-	text, err := os.ReadFile(e.ha.Config)
-	if err != nil {
+	ents, err := os.ReadDir(e.ha.StateDir)
+	if err != nil && !os.IsNotExist(err) {
 		e.t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(text), "\n") {
-		k, v, ok := strings.Cut(l, "=")
-		if !ok || strings.TrimSpace(k) != "state_dir" {
-			continue
-		}
-		dir := strings.Trim(strings.TrimSpace(v), `"`)
-		ents, err := os.ReadDir(dir)
-		if err != nil && !os.IsNotExist(err) {
+	for _, x := range ents {
+		if err := os.RemoveAll(filepath.Join(e.ha.StateDir, x.Name())); err != nil {
 			e.t.Fatal(err)
 		}
-		for _, x := range ents {
-			if err := os.RemoveAll(dir + "/" + x.Name()); err != nil {
-				e.t.Fatal(err)
-			}
-		}
-		e.t.Logf("emptied mcoa-ha's state directory %s (%d files)", dir, len(ents))
 	}
+	e.t.Logf("emptied mcoa-ha's state directory %s (%d files)", e.ha.StateDir, len(ents))
 }

@@ -275,9 +275,6 @@ func (b *bench) run(ctx context.Context) (string, error) {
 	if b.ha, err = b.lab.StartHA(ctx, &lab.HAConfig{Bin: b.bins[lab.HABinary], LogLevel: "info", Backend: "tun"}); err != nil {
 		return "", err
 	}
-	if _, err := b.haStateDir(ctx); err != nil { // bench_liveness.go
-		return "", err
-	}
 	if err := b.startMN(ctx, lab.MNConfig{}, 3); err != nil {
 		return "", err
 	}
@@ -952,9 +949,6 @@ func (b *bench) vehicleFailover(ctx context.Context) (gap stats, err error) {
 		return nil, err
 	}
 	if b.ha, err = b.lab.StartHA(ctx, &lab.HAConfig{Bin: b.bins[lab.HABinary], LogLevel: "info", Backend: "tun", Vehicle: true}); err != nil {
-		return nil, err
-	}
-	if _, err := b.haStateDir(ctx); err != nil {
 		return nil, err
 	}
 	if err := b.startMN(ctx, lab.MNConfig{Vehicle: true}, 3); err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -247,32 +246,6 @@ func (b *bench) blackhole(ctx context.Context) (f blackholeFigure, err error) {
 // directory.
 const haStateFile = "bindings.json"
 
-var haStateDirLine = regexp.MustCompile(`(?m)^state_dir = "([^"]+)"`)
-
-// haStateDir makes mcoa-ha keep its binding cache in a directory of this
-// lab (home_agent.state_dir; the default /var/lib/mcoa-ha would be shared
-// with any other lab) where the lab's configuration does not set one,
-// restarting it to that end, and returns the directory. Call it before
-// mcoad registers.
-func (b *bench) haStateDir(ctx context.Context) (string, error) {
-	text, err := os.ReadFile(b.ha.Config)
-	if err != nil {
-		return "", err
-	}
-	if m := haStateDirLine.FindSubmatch(text); m != nil {
-		return string(m[1]), nil
-	}
-	dir := filepath.Join(b.lab.Dir, "mcoa-ha-state")
-	s := strings.Replace(string(text), "[home_agent]\n", fmt.Sprintf("[home_agent]\nstate_dir = %q\n", dir), 1)
-	if s == string(text) {
-		return "", fmt.Errorf("%s: no [home_agent] section", b.ha.Config)
-	}
-	if err := os.WriteFile(b.ha.Config, []byte(s), 0o600); err != nil {
-		return "", err
-	}
-	return dir, b.ha.Restart(ctx)
-}
-
 // haRestartFigure: per run, the time from the new mcoa-ha's start to its
 // control socket answering and to the first probe of the 1 ms CN -> HoA
 // stream arriving at the MN again; and the BUs mcoad sent over all runs
@@ -300,10 +273,7 @@ func sumMetric(m map[string]float64, name string) float64 {
 func (b *bench) haRestart(ctx context.Context) (f haRestartFigure, err error) {
 	f.down = b.o.haDown
 	b.logf("mcoa-ha killed and started again, %d runs, %v apart, 1 ms probes CN -> HoA", b.o.haRuns, b.o.haDown)
-	dir, err := b.haStateDir(ctx)
-	if err != nil {
-		return f, err
-	}
+	dir := b.ha.StateDir
 	bids, err := b.bids(ctx)
 	if err != nil {
 		return f, err

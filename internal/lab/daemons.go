@@ -115,6 +115,8 @@ type Daemon struct {
 	Config string          // its configuration file
 	Socket string          // its control socket
 	Client *control.Client // talks to Socket
+	// StateDir is mcoa-ha's home_agent.state_dir (StartHA), "" otherwise.
+	StateDir string
 
 	lab  *Lab
 	mu   sync.Mutex
@@ -169,7 +171,11 @@ state_dir = %q
 	if cfg.Vehicle {
 		text += fmt.Sprintf("prefixes = [%q]\n", MobileNetPrefix)
 	}
-	return l.startDaemon(ctx, HA, HABinary, cfg.Bin, "mcoa-ha.toml", text+cfg.Extra, sock)
+	d, err := l.startDaemon(ctx, HA, HABinary, cfg.Bin, "mcoa-ha.toml", text+cfg.Extra, sock)
+	if d != nil {
+		d.StateDir = cfg.StateDir
+	}
+	return d, err
 }
 
 // CNConfig chooses how StartCN configures the correspondent's mcoa-ha. The
