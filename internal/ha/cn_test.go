@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcoad/mcoad/internal/clock"
 	"github.com/mcoad/mcoad/pkg/bcache"
+	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/mhsock"

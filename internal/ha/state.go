@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mcoad/mcoad/internal/clock"
 	"github.com/mcoad/mcoad/pkg/bcache"
+	"github.com/mcoad/mcoad/pkg/clock"
 )
 
 // The binding cache survives a restart or a crash of mcoa-ha in

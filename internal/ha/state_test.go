@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcoad/mcoad/internal/clock"
 	"github.com/mcoad/mcoad/internal/testutil"
+	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/proto"

@@ -21,8 +21,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mcoad/mcoad/internal/clock"
 	"github.com/mcoad/mcoad/pkg/bul"
+	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"

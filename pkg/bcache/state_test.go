@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcoad/mcoad/internal/clock"
+	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcoad/mcoad/internal/clock"
+	"github.com/mcoad/mcoad/pkg/clock"
 )
 
 // guard bounds a wait on the engine goroutine; it is not a sleep and no

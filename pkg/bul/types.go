@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/mcoad/mcoad/internal/clock"
+	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/liveness"
 	"github.com/mcoad/mcoad/pkg/proto"
 )

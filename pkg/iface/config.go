@@ -8,7 +8,7 @@ import (
 	"path"
 	"time"
 
-	"github.com/mcoad/mcoad/internal/clock"
+	"github.com/mcoad/mcoad/pkg/clock"
 )
 
 // BIDMode says what a BID identifies (draft section 5.1).

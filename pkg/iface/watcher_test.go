@@ -12,7 +12,7 @@ import (
 
 	"github.com/mcoad/mcoad/internal/testutil"
 
-	"github.com/mcoad/mcoad/internal/clock"
+	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/vishvananda/netlink"
 )
 

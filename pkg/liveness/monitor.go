@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mcoad/mcoad/internal/clock"
+	"github.com/mcoad/mcoad/pkg/clock"
 )
 
 // Config configures a Monitor.

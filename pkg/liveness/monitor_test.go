@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcoad/mcoad/internal/clock"
 	"github.com/mcoad/mcoad/internal/testutil"
+	"github.com/mcoad/mcoad/pkg/clock"
 )
 
 // guard bounds a wait on the monitor's goroutine; no assertion depends on it.

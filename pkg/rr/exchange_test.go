@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcoad/mcoad/internal/clock"
 	"github.com/mcoad/mcoad/pkg/bcache"
+	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
