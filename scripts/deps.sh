@@ -100,3 +100,7 @@ if [ ! -x "$gobin/staticcheck" ]; then
 	echo "deps: installing staticcheck"
 	go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
+if [ ! -x "$gobin/deadcode" ]; then
+	echo "deps: installing deadcode"
+	go install golang.org/x/tools/cmd/deadcode@v0.52.0
+fi

@@ -291,9 +291,6 @@ func (f *NetworkManager) RemoveDevice(path dbus.ObjectPath) {
 	f.emit(NMPath, NMInterface+".DeviceRemoved", path)
 }
 
-// Conn is the fake's connection (to emit something unusual).
-func (f *NetworkManager) Conn() *dbus.Conn { return f.conn }
-
 // Stop is NetworkManager exiting: its connection goes, and with it the
 // name.
 func (f *NetworkManager) Stop() { f.conn.Close() }
