@@ -45,7 +45,7 @@ func reportP99(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(float64(lat[len(lat)*99/100]), "p99-ns")
 }
 
-// BenchmarkSetCareOfsToBU measures the deterministic core from SetCareOfs
+// BenchmarkSetCareOfsToBU measures the deterministic machine from SetCareOfs
 // carrying a new CoA to the BU handed to the transport, with three other
 // bindings registered.
 func BenchmarkSetCareOfsToBU(b *testing.B) {
@@ -56,7 +56,7 @@ func BenchmarkSetCareOfsToBU(b *testing.B) {
 			if err := cfg.normalize(); err != nil {
 				b.Fatal(err)
 			}
-			c := newCore(cfg)
+			c := newMachine(cfg)
 			now := t0
 			cos := []CareOf{eth0, wlan, wwan, {BID: 4, Iface: "eth1", Ifindex: 14, Priority: 5}}
 			c.setCareOfs(cos[:3], now)

@@ -7,9 +7,9 @@
 // the whole current set of care-of addresses (SetCareOfs, level-triggered):
 // the engine reconciles its list against that set, the commands (Register,
 // Deregister, DeregisterAll, ...) and what the home agent said, and sends what
-// is due. The logic lives in a deterministic core (core.go) that takes the
-// time as an argument, so tests drive it with a fake clock and a fake
-// transport, without goroutines.
+// is due. The logic lives in a deterministic state machine (machine.go)
+// that takes the time as an argument, so tests drive it with a fake clock
+// and a fake transport, without goroutines.
 //
 // Decisions where the specifications leave room:
 //

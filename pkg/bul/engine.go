@@ -18,7 +18,7 @@ import (
 // Engine is the mobile node's Binding Update List. Run owns it; the other
 // methods are safe from any goroutine.
 type Engine struct {
-	c    *core
+	c    *machine
 	clk  clock.Clock
 	auth Auth
 	peer netip.Addr   // immutable copy for HandlePacket's goroutine
@@ -44,7 +44,7 @@ type Engine struct {
 }
 
 type command struct {
-	fn    func(c *core, now time.Time) error
+	fn    func(c *machine, now time.Time) error
 	reply chan error
 }
 
@@ -63,7 +63,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		c:       newCore(cfg),
+		c:       newMachine(cfg),
 		clk:     cfg.Clock,
 		auth:    cfg.Auth,
 		peer:    cfg.HomeAgent,
@@ -227,7 +227,7 @@ func (e *Engine) SetHealth(h []liveness.Health) {
 // Refresh sends a BU for every registered binding now, without lifting an
 // administrative de-registration: the home agent may have lost them.
 func (e *Engine) Refresh() error {
-	return e.do(func(c *core, now time.Time) error { c.refresh(now); return nil })
+	return e.do(func(c *machine, now time.Time) error { c.refresh(now); return nil })
 }
 
 // HandlePacket hands the engine a received BA, BRR or BE. It copies what
@@ -243,11 +243,11 @@ func (e *Engine) HandlePacket(p *proto.Packet) {
 }
 
 // do runs fn on the engine goroutine and waits for it. It needs Run.
-func (e *Engine) do(fn func(c *core, now time.Time) error) error {
+func (e *Engine) do(fn func(c *machine, now time.Time) error) error {
 	return e.doCtx(context.Background(), fn)
 }
 
-func (e *Engine) doCtx(ctx context.Context, fn func(c *core, now time.Time) error) error {
+func (e *Engine) doCtx(ctx context.Context, fn func(c *machine, now time.Time) error) error {
 	cmd := command{fn: fn, reply: make(chan error, 1)}
 	select {
 	case e.cmds <- cmd:
@@ -267,7 +267,7 @@ func (e *Engine) doCtx(ctx context.Context, fn func(c *core, now time.Time) erro
 // Register re-registers every binding now. It also lifts Deregister and
 // DeregisterAll and returns to the configured mode after a fallback.
 func (e *Engine) Register() error {
-	return e.do(func(c *core, now time.Time) error { c.register(now); return nil })
+	return e.do(func(c *machine, now time.Time) error { c.register(now); return nil })
 }
 
 // RegisterBIDs registers the bindings of bids again now, lifting a
@@ -275,19 +275,19 @@ func (e *Engine) Register() error {
 // unknown BID is an error (ErrUnknownBID) and changes nothing.
 func (e *Engine) RegisterBIDs(bids []uint16) error {
 	bids = slices.Clone(bids)
-	return e.do(func(c *core, now time.Time) error { return c.registerBIDs(bids, now) })
+	return e.do(func(c *machine, now time.Time) error { return c.registerBIDs(bids, now) })
 }
 
 // Deregister removes the bindings of bids (until Register).
 func (e *Engine) Deregister(bids []uint16) error {
 	bids = slices.Clone(bids)
-	return e.do(func(c *core, now time.Time) error { return c.deregister(bids, now) })
+	return e.do(func(c *machine, now time.Time) error { return c.deregister(bids, now) })
 }
 
 // DeregisterAll removes every binding with one BU without BID and lifetime
 // 0, and registers nothing until Register.
 func (e *Engine) DeregisterAll() error {
-	return e.do(func(c *core, now time.Time) error { c.deregisterAll(now); return nil })
+	return e.do(func(c *machine, now time.Time) error { c.deregisterAll(now); return nil })
 }
 
 // Stop ends Run. With deregister, it first removes every binding and waits
@@ -295,7 +295,7 @@ func (e *Engine) DeregisterAll() error {
 // there is nothing to send from). Without, the bindings expire on their own.
 // Stop needs Run: before Run starts it waits for it (or for ctx).
 func (e *Engine) Stop(ctx context.Context, deregister bool) error {
-	err := e.doCtx(ctx, func(c *core, now time.Time) error { c.stop(deregister, now); return nil })
+	err := e.doCtx(ctx, func(c *machine, now time.Time) error { c.stop(deregister, now); return nil })
 	switch {
 	case errors.Is(err, ErrStopped):
 		return nil

@@ -70,7 +70,7 @@ func (r *runHarness) recv() sent {
 // (and re-armed its timer).
 func (r *runHarness) sync() {
 	r.t.Helper()
-	if err := r.e.do(func(*core, time.Time) error { return nil }); err != nil {
+	if err := r.e.do(func(*machine, time.Time) error { return nil }); err != nil {
 		r.t.Fatal(err)
 	}
 }

@@ -108,7 +108,7 @@ type harness struct {
 	t      *testing.T
 	clk    *clock.Fake
 	tr     *fakeTransport
-	c      *core
+	c      *machine
 	cfg    Config
 	store  *MemStore
 	events []Event
@@ -134,7 +134,7 @@ func newHarness(t *testing.T, mut ...func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	h.cfg = cfg
-	h.c = newCore(cfg)
+	h.c = newMachine(cfg)
 	t.Cleanup(func() {
 		if h.tr.encErr != nil {
 			t.Error(h.tr.encErr)
@@ -153,7 +153,7 @@ func (h *harness) set(cos ...CareOf) {
 	h.c.setCareOfs(cos, h.now())
 }
 
-// advance moves the fake clock by d, ticking the core at every deadline on
+// advance moves the fake clock by d, ticking the machine at every deadline on
 // the way, as Run's timer would.
 func (h *harness) advance(d time.Duration) {
 	end := h.now().Add(d)

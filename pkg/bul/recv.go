@@ -2,13 +2,14 @@ package bul
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
-func (c *core) handleInbound(in *inbound, now time.Time) {
+func (c *machine) handleInbound(in *inbound, now time.Time) {
 	if p := c.cnPeer(in.src); p != nil && in.pkt != nil && in.src != c.cfg.HomeAgent {
 		c.cnInbound(p, in, now)
 		c.pump(now)
@@ -27,12 +28,12 @@ func (c *core) handleInbound(in *inbound, now time.Time) {
 	c.pump(now)
 }
 
-func (c *core) ignoreBA(reason string) { c.counters.BAsIgnored[reason]++ }
+func (c *machine) ignoreBA(reason string) { c.counters.BAsIgnored[reason]++ }
 
 // handleBA validates a Binding Acknowledgement as RFC 6275 11.7.3 and the
 // draft's 5.7 say: from the home agent, to us, authenticated, for a BU in
 // flight, naming only BIDs that BU carried. Anything else is ignored.
-func (c *core) handleBA(in *inbound, now time.Time) {
+func (c *machine) handleBA(in *inbound, now time.Time) {
 	if in.src != c.cfg.HomeAgent {
 		c.ignoreBA(IgnoreWrongSource)
 		return
@@ -97,7 +98,7 @@ func (c *core) handleBA(in *inbound, now time.Time) {
 }
 
 // sentFrom reports whether a BU in flight was sent from addr.
-func (c *core) sentFrom(addr netip.Addr) bool {
+func (c *machine) sentFrom(addr netip.Addr) bool {
 	for _, t := range c.txs {
 		n := min(t.nsent, len(t.sent))
 		for i := range n {
@@ -109,7 +110,7 @@ func (c *core) sentFrom(addr netip.Addr) bool {
 	return false
 }
 
-func (c *core) applyBA(t *txn, s sentSeq, in *inbound, now time.Time) {
+func (c *machine) applyBA(t *txn, s sentSeq, in *inbound, now time.Time) {
 	st := in.status
 	if c.cfg.MobileRouter != nil {
 		c.nemoBA(t, in)
@@ -183,7 +184,7 @@ func isNEMOStatus(st proto.Status) bool {
 }
 
 // nemoBA records what a BA says about NEMO support (RFC 3963 5.3).
-func (c *core) nemoBA(t *txn, in *inbound) {
+func (c *machine) nemoBA(t *txn, in *inbound) {
 	nemo := proto.Status(0)
 	if isNEMOStatus(in.status) {
 		nemo = in.status
@@ -219,7 +220,7 @@ func findBID(bids []proto.BID, id uint16) *proto.BID {
 	return nil
 }
 
-func (c *core) bindingOK(e *entry, sentAt time.Time, in *inbound, st proto.Status, now time.Time) {
+func (c *machine) bindingOK(e *entry, sentAt time.Time, in *inbound, st proto.Status, now time.Time) {
 	granted := min(time.Duration(in.lifetime)*proto.LifetimeUnitSeconds*time.Second, c.cfg.Lifetime)
 	if granted == 0 {
 		c.bindingFailed(e, st, "the peer granted lifetime 0", now)
@@ -241,7 +242,7 @@ func (c *core) bindingOK(e *entry, sentAt time.Time, in *inbound, st proto.Statu
 }
 
 // bindingFailed records a rejection and schedules a retry with back-off.
-func (c *core) bindingFailed(e *entry, st proto.Status, why string, now time.Time) {
+func (c *machine) bindingFailed(e *entry, st proto.Status, why string, now time.Time) {
 	if why == "" {
 		why = "rejected: " + st.String()
 	}
@@ -262,7 +263,7 @@ func (c *core) bindingFailed(e *entry, st proto.Status, why string, now time.Tim
 	c.log.Info("binding rejected", "bid", e.bid, "status", st, "retry_in", e.backoff)
 }
 
-func (c *core) fallbackSingle(reason string, now time.Time) {
+func (c *machine) fallbackSingle(reason string, now time.Time) {
 	if c.mode == ModeSingle {
 		return
 	}
@@ -279,7 +280,7 @@ func (c *core) fallbackSingle(reason string, now time.Time) {
 	c.setMode(ModeSingle, reason, now)
 }
 
-func (c *core) setMode(m Mode, reason string, now time.Time) {
+func (c *machine) setMode(m Mode, reason string, now time.Time) {
 	if c.mode == m {
 		return
 	}
@@ -292,7 +293,7 @@ func (c *core) setMode(m Mode, reason string, now time.Time) {
 
 // handleBRR: draft 5.8. With a BID only that binding is refreshed, without
 // one every binding in the list.
-func (c *core) handleBRR(in *inbound, now time.Time) {
+func (c *machine) handleBRR(in *inbound, now time.Time) {
 	c.counters.BRRs++
 	if in.src != c.cfg.HomeAgent {
 		c.counters.BRRsIgnored++
@@ -322,7 +323,7 @@ func (c *core) handleBRR(in *inbound, now time.Time) {
 }
 
 // handleBE: draft 5.9 and RFC 6275 11.3.6.
-func (c *core) handleBE(in *inbound, now time.Time) {
+func (c *machine) handleBE(in *inbound, now time.Time) {
 	c.counters.BEs++
 	if in.src != c.cfg.HomeAgent || (in.beHoA.IsValid() && in.beHoA != c.cfg.HomeAddress) {
 		c.counters.BEsIgnored++
@@ -345,3 +346,61 @@ func (c *core) handleBE(in *inbound, now time.Time) {
 		c.counters.BEsIgnored++
 	}
 }
+
+// inbound is the part of a received packet the engine keeps (a copy: the
+// caller reuses its Packet).
+type inbound struct {
+	typ        proto.MHType
+	src, dst   netip.Addr
+	rh         netip.Addr
+	seq        uint16
+	lifetime   uint16
+	status     proto.Status
+	hasRefresh bool
+	refresh    uint16
+	flagR      bool // BA: NEMO R flag (RFC 3963 4.2)
+	bids       []proto.BID
+	badBID     bool
+	beHoA      netip.Addr
+	authErr    error
+	// pkt is a copy of a packet from a correspondent, for pkg/rr.
+	pkt *proto.Packet
+}
+
+func newInbound(p *proto.Packet, auth Auth, peer netip.Addr, cns []netip.Addr) *inbound {
+	in := &inbound{
+		typ:      p.MH.Type,
+		src:      p.Src,
+		dst:      p.Dst,
+		rh:       p.RoutingHome,
+		seq:      p.MH.Sequence,
+		lifetime: p.MH.Lifetime,
+		status:   p.MH.Status,
+		beHoA:    p.MH.BEHomeAddress,
+	}
+	in.hasRefresh, in.refresh = p.MH.Options.HasRefreshAdvice, p.MH.Options.RefreshInterval
+	in.flagR = p.MH.Type == proto.TypeBA && p.MH.Flags&proto.BAFlagR != 0
+	if n := len(p.MH.Options.BIDs); n > 0 {
+		in.bids = make([]proto.BID, n)
+		copy(in.bids, p.MH.Options.BIDs)
+		for _, b := range in.bids {
+			if b.Err != nil {
+				in.badBID = true
+			}
+		}
+	}
+	// Only BAs from the peer are worth an HMAC; others are dropped anyway.
+	if p.MH.Type == proto.TypeBA && auth != nil && p.Src == peer {
+		in.authErr = auth.Verify(p)
+	}
+	if p.Src != peer && slices.Contains(cns, p.Src) {
+		q := *p
+		q.MH.Options.BIDs = slices.Clone(p.MH.Options.BIDs)
+		q.MHBytes = slices.Clone(p.MHBytes)
+		in.pkt = &q
+	}
+	return in
+}
+
+// machine is the deterministic Binding Update List engine: every method takes
+// the current time, calls the transport, and leaves deadlines for

@@ -6,21 +6,21 @@ import (
 	"time"
 )
 
-func (c *core) emit(ev Event) {
+func (c *machine) emit(ev Event) {
 	if c.cfg.OnChange != nil {
 		c.cfg.OnChange(ev)
 	}
 }
 
-func (c *core) homeUsable() bool { return c.atHome && c.homeDone }
+func (c *machine) homeUsable() bool { return c.atHome && c.homeDone }
 
-func (c *core) emitHome(now time.Time) {
+func (c *machine) emitHome(now time.Time) {
 	c.emit(Event{Time: now, Type: EventHome, Mode: c.mode, AtHome: c.atHome, HomeAddressUsable: c.homeUsable()})
 }
 
 // report announces the entries whose state or liveness changed, and the
 // withdrawn paths (StateDown) as they go down and come back.
-func (c *core) report(now time.Time) {
+func (c *machine) report(now time.Time) {
 	if c.cfg.OnChange == nil {
 		return
 	}
@@ -53,7 +53,7 @@ func (c *core) report(now time.Time) {
 	}
 }
 
-func (c *core) fillHealth(v *Entry) {
+func (c *machine) fillHealth(v *Entry) {
 	if h, ok := c.health[v.BID]; ok {
 		v.Liveness, v.RTT, v.Loss = h.State, h.RTT, h.Loss
 	}
@@ -62,7 +62,7 @@ func (c *core) fillHealth(v *Entry) {
 // downViews appends a StateDown view of every withdrawn path that has no
 // entry any more (its de-registration is done), so that the list still
 // shows it.
-func (c *core) downViews(out []Entry) []Entry {
+func (c *machine) downViews(out []Entry) []Entry {
 	for i := range c.careofs {
 		co := &c.careofs[i]
 		if !c.down[co.BID] || c.find(co.BID) != nil {
@@ -77,7 +77,7 @@ func (c *core) downViews(out []Entry) []Entry {
 }
 
 // entryView copies e (ExpiresIn is filled in by whoever knows "now").
-func (c *core) entryView(e *entry) Entry {
+func (c *machine) entryView(e *entry) Entry {
 	v := Entry{
 		Peer:        c.cfg.HomeAgent,
 		Role:        "ha",
@@ -111,7 +111,7 @@ func (v *Entry) fill(now time.Time) {
 }
 
 // snapshot copies the list; ExpiresIn is relative to now.
-func (c *core) snapshot(now time.Time) []Entry {
+func (c *machine) snapshot(now time.Time) []Entry {
 	out := make([]Entry, 0, len(c.ents))
 	for _, e := range c.ents {
 		v := c.entryView(e)
@@ -127,7 +127,7 @@ func (c *core) snapshot(now time.Time) []Entry {
 	return out
 }
 
-func (c *core) status() Status {
+func (c *machine) status() Status {
 	s := Status{
 		HomeAddress:       c.cfg.HomeAddress,
 		HomeAgent:         c.cfg.HomeAgent,

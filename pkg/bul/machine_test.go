@@ -917,7 +917,7 @@ func TestSequencePersistence(t *testing.T) {
 	h2 := newHarness(t, individual)
 	h2.store = h.store
 	h2.cfg.Store = h.store
-	h2.c = newCore(h2.cfg)
+	h2.c = newMachine(h2.cfg)
 	h2.set(eth0)
 	if s := h2.one(); !proto.SeqLess(last, s.p.MH.Sequence) {
 		t.Fatalf("after restart seq %d, last used %d", s.p.MH.Sequence, last)
