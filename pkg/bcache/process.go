@@ -69,147 +69,119 @@ func (c *Cache) drop(r DropReason) Result {
 	return Result{Dropped: r, Changes: c.changes}
 }
 
+// bu is the Binding Update under processing, as every step reads it.
+type bu struct {
+	in  *BUInput
+	m   *proto.Message
+	hoa netip.Addr
+	key [16]byte // hoa.As16(): the table key
+	now int64
+}
+
 // ProcessBU processes one Binding Update as RFC 6275 9.5.1 and 10.3.1 and
 // the draft's 6.2 say, and fills ba with the Binding Acknowledgement to
 // send (6.3) when Result.Send is set. ba is reset first and its slices
 // reused. The BU is only read.
+//
+// The steps: drop what cannot be answered (not a BU, malformed, addresses
+// not routable), admit (role, authentication, home registration: a status
+// that rejects without change, or a silent drop), rate limit, then decide
+// (sequence number, prefixes, bindings) and answer.
 func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 	c.changes = c.changes[:0]
 	c.cnt.received++
-	now := c.mono(c.clk.Now())
 	m := in.Msg
 	if m == nil || m.Type != proto.TypeBU {
 		return c.drop(DropNotBU)
 	}
-	badMNP := false
-	if in.ParseErr != nil {
-		var be *proto.BIDError
-		switch {
-		case errors.As(in.ParseErr, &be):
-		case errors.Is(in.ParseErr, proto.ErrBadPrefix) && m.Flags&proto.FlagR != 0 && c.cfg.Role == RoleHA:
-			// RFC 3963 6.1.2: a mobile router's prefix length over 128
-			// is answered 141, not dropped. The options after it are
-			// lost, so nothing else of the BU is used.
-			badMNP = true
-		default:
-			return c.drop(DropMalformed)
-		}
+	badMNP, usable := c.usable(in)
+	if !usable {
+		return c.drop(DropMalformed)
 	}
+	hoa, d := homeAddress(in)
+	if d != NotDropped {
+		return c.drop(d)
+	}
+	u := bu{in: in, m: m, hoa: hoa, key: hoa.As16(), now: c.mono(c.clk.Now())}
+	h := c.liveEntry(u.key, u.now)
+
+	early, auth, d := c.admit(&u, h, badMNP)
+	if d == NotDropped && !c.allow(h, u.now) {
+		d = DropRateLimited
+	}
+	if d != NotDropped {
+		res := c.drop(d)
+		res.Refused = auth.refused
+		return res
+	}
+	st, seq, life := c.decide(&u, h, early)
+	return c.answer(&u, ba, st, seq, life, auth)
+}
+
+// usable says whether a BU that ParseMessage returned an error for is still
+// processed: with a *proto.BIDError (the bad sub-options get status 128),
+// and with a mobile router's bad prefix at a home agent (RFC 3963 6.1.2:
+// answered 141, badMNP; the options after it are lost, so nothing else of
+// the BU is used).
+func (c *Cache) usable(in *BUInput) (badMNP, ok bool) {
+	if in.ParseErr == nil {
+		return false, true
+	}
+	var be *proto.BIDError
+	switch {
+	case errors.As(in.ParseErr, &be):
+		return false, true
+	case errors.Is(in.ParseErr, proto.ErrBadPrefix) && in.Msg.Flags&proto.FlagR != 0 && c.cfg.Role == RoleHA:
+		return true, true
+	}
+	return false, false
+}
+
+// homeAddress is the BU's home address: the Home Address option's, or the
+// source. RFC 6275 9.5.1 wants both unicast routable.
+func homeAddress(in *BUInput) (netip.Addr, DropReason) {
 	if !routable(in.Src) {
-		return c.drop(DropBadSource)
+		return netip.Addr{}, DropBadSource
 	}
 	hoa := in.HoA
 	if !hoa.IsValid() {
 		hoa = in.Src
 	}
 	if !routable(hoa) {
-		return c.drop(DropBadHoA)
+		return netip.Addr{}, DropBadHoA
 	}
-	key := hoa.As16()
+	return hoa, NotDropped
+}
+
+// liveEntry is the home address's entry, nil when none. Bindings past their
+// lifetime count for nothing (no 144, no sequence number to compare with),
+// even before Tick runs, so they go first.
+func (c *Cache) liveEntry(key [16]byte, now int64) *hoaState {
 	h := c.tab.find(key)
 	if h != nil {
-		// Bindings past their lifetime count for nothing (no 144, no
-		// sequence number to compare with), even before Tick runs.
 		c.expire(h, now)
 		h = c.tab.find(key)
 	}
+	return h
+}
 
-	res := Result{Dst: in.Src}
-	if in.Src != hoa {
-		res.RoutingHome = hoa
-	}
-	home := m.Flags&proto.FlagH != 0
-	var early proto.Status
-	switch c.cfg.Role {
-	case RoleHA:
-		early = c.serves(hoa)
-	case RoleCN:
-		if home {
-			early = proto.StatusHomeRegNotSupported // RFC 6275 9.5.1
-		}
-	}
-	var spi uint32
-	var mac *proto.MNHA // set when the BU was authenticated
-	refused := NotRefused
-	if early == 0 && c.cfg.Role == RoleHA {
-		var k MNHAKey
-		ok := false
-		if c.cfg.MNHAKeys != nil {
-			k, ok = c.cfg.MNHAKeys(hoa)
-		}
-		switch {
-		case ok:
-			mac, spi = k.mac(), k.SPI
-			if r := c.verify(in, spi, mac, hoa); r != NotRefused {
-				// RFC 4285: a BU that the security association does not
-				// authenticate is silently discarded; an answer could
-				// not be authenticated by the mobile node either.
-				c.cnt.refused[r]++
-				res := c.drop(DropAuth)
-				res.Refused = r
-				return res
-			}
-		case c.cfg.RequireAuth:
-			// No security association at all: a matter of policy, not
-			// of a forged message, so the sender is told (129, RFC 6275
-			// 6.1.8); a mobile node without its key then shows why it
-			// is not registered. 146 (RFC 4285's MIPV6-AUTH-FAIL) is
-			// BULK REGISTRATION NOT SUPPORT in the draft-00 profile.
-			// It changes nothing and the BA is not signed.
-			refused, early = RefusedNoKey, proto.StatusAdminProhibited
-			c.cnt.refused[refused]++
-		}
-	}
-	if early == 0 && c.cfg.Role == RoleHA && !home {
-		if h == nil {
-			return c.drop(DropNotHome)
-		}
-		early = proto.StatusRegTypeChangeDisallowed // RFC 6275 9.5.1
-	}
-	if early == 0 && in.Reject >= 128 {
-		early = in.Reject
-	}
-	if early == 0 && badMNP {
-		early = proto.StatusInvalidPrefix
-	}
-	if !c.allow(h, now) {
-		res := c.drop(DropRateLimited)
-		res.Refused = refused
-		return res
-	}
-
-	st, seq, life := early, m.Sequence, uint16(0)
+// decide returns the BA's status, sequence number and lifetime, applying
+// the BU when it passed admission (early is 0) and its sequence number is
+// new. Each BID sub-option's status is left in c.status.
+func (c *Cache) decide(u *bu, h *hoaState, early proto.Status) (st proto.Status, seq, life uint16) {
 	c.status = c.status[:0]
-	for range m.Options.BIDs {
+	for range u.m.Options.BIDs {
 		c.status = append(c.status, 0)
 	}
+	st, seq = early, u.m.Sequence
 	switch {
 	case st != 0:
-	case h != nil && !proto.SeqAfter(m.Sequence, h.lastSeq):
+	case h != nil && !proto.SeqAfter(u.m.Sequence, h.lastSeq):
 		// RFC 6275 9.5.1: not greater than the last accepted one. The BA
 		// carries the last accepted number.
 		st, seq = proto.StatusSequenceOutOfWindow, h.lastSeq
 	default:
-		// RFC 3963 6.1: a registration with the R flag is checked before
-		// anything changes; a de-registration needs no check.
-		router := c.cfg.Role == RoleHA && m.Flags&proto.FlagR != 0
-		var mnps []netip.Prefix
-		if router && m.Lifetime != 0 {
-			mnps, st = c.checkPrefixes(hoa, m)
-		}
-		if st != 0 {
-			break
-		}
-		if len(m.Options.BIDs) == 0 {
-			st, life = c.plain(in, hoa, key, h, now)
-		} else {
-			st, life = c.withBIDs(in, hoa, key, h, now)
-		}
-		if life > 0 && c.tab.find(key) != nil {
-			// Registered: a mobile router's prefixes are (re)set, and a
-			// registration without R means a mobile host now (6.2).
-			c.setPrefixes(key, mnps)
-		}
+		st, life = c.apply(u, h)
 	}
 	if !st.Accepted() && st != c.prof.StatusBulkRegFail && st != c.prof.StatusMCoAConflict {
 		// Rejected as a whole: every sub-option carries the status.
@@ -217,69 +189,58 @@ func (c *Cache) ProcessBU(in *BUInput, ba *proto.Message) Result {
 			c.status[i] = uint8(st)
 		}
 	}
+	return st, seq, life
+}
 
+// apply changes the cache as an admitted, in-sequence BU asks.
+func (c *Cache) apply(u *bu, h *hoaState) (proto.Status, uint16) {
+	// RFC 3963 6.1: a registration with the R flag is checked before
+	// anything changes; a de-registration needs no check.
+	var mnps []netip.Prefix
+	if c.cfg.Role == RoleHA && u.m.Flags&proto.FlagR != 0 && u.m.Lifetime != 0 {
+		var st proto.Status
+		if mnps, st = c.checkPrefixes(u.hoa, u.m); st != 0 {
+			return st, 0
+		}
+	}
+	var st proto.Status
+	var life uint16
+	if len(u.m.Options.BIDs) == 0 {
+		st, life = c.plain(u, h)
+	} else {
+		st, life = c.withBIDs(u, h)
+	}
+	if life > 0 && c.tab.find(u.key) != nil {
+		// Registered: a mobile router's prefixes are (re)set, and a
+		// registration without R means a mobile host now (6.2).
+		c.setPrefixes(u.key, mnps)
+	}
+	return st, life
+}
+
+// answer counts the outcome and fills the BA when one is due.
+func (c *Cache) answer(u *bu, ba *proto.Message, st proto.Status, seq, life uint16, auth buAuth) Result {
 	if st.Accepted() {
 		c.cnt.accepted++
 	} else {
 		c.cnt.rejected[st]++
 	}
-	res.Status = st
-	res.Changes = c.changes
-	res.Refused = refused
+	res := Result{Status: st, Dst: u.in.Src, Changes: c.changes, Refused: auth.refused}
+	if u.in.Src != u.hoa {
+		res.RoutingHome = u.hoa
+	}
 	// Draft 6.3: always answer a BU with a BID sub-option; otherwise RFC
 	// 6275 9.5.4 and 10.3.1: when asked, and on rejection.
-	res.Send = len(m.Options.BIDs) > 0 || m.Flags&proto.FlagA != 0 || !st.Accepted()
+	res.Send = len(u.m.Options.BIDs) > 0 || u.m.Flags&proto.FlagA != 0 || !st.Accepted()
 	if !res.Send {
 		return res
 	}
 	c.cnt.bas++
-	c.fillBA(ba, m, st, seq, life)
-	if mac != nil {
-		ba.Options.HasMNHAAuth = true
-		ba.Options.MNHASubtype = proto.AuthSubtypeMNHA
-		ba.Options.MNHASPI = spi
-		c.authBuf = [proto.AuthenticatorLen]byte{}
-		ba.Options.MNHAAuthData = c.authBuf[:]
-		c.signer = baSigner{mac: mac, coa: res.Dst, hoa: hoa}
-		res.Signer = &c.signer
+	c.fillBA(ba, u.m, st, seq, life)
+	if auth.mac != nil {
+		res.Signer = c.authenticator(ba, auth, res.Dst, u.hoa)
 	}
 	return res
-}
-
-// serves returns 0 for a home address the home agent serves, else the
-// RFC 6275 10.3.1 status.
-func (c *Cache) serves(hoa netip.Addr) proto.Status {
-	for _, p := range c.cfg.Serve {
-		if p.Contains(hoa) {
-			return 0
-		}
-	}
-	if c.cfg.HomePrefix.IsValid() && c.cfg.HomePrefix.Contains(hoa) {
-		return proto.StatusNotHomeAgentForMN
-	}
-	return proto.StatusNotHomeSubnet
-}
-
-// allow is the rate limit (GCRA with a burst of one second's worth): per
-// home address when it has an entry, one shared bucket otherwise.
-func (c *Cache) allow(h *hoaState, now int64) bool {
-	if h != nil {
-		return gcra(&h.tat, now, c.cfg.MaxBAPerSecondPerHoA)
-	}
-	return gcra(&c.newTAT, now, c.cfg.MaxBAPerSecondNew)
-}
-
-func gcra(tat *int64, now int64, rate int) bool {
-	if rate < 0 {
-		return true
-	}
-	interval := int64(time.Second) / int64(rate)
-	t := max(*tat, now)
-	if t-now > interval*int64(rate-1) {
-		return false
-	}
-	*tat = t + interval
-	return true
 }
 
 // addHoA creates the entry of a home address for its first binding.
@@ -342,10 +303,10 @@ func careOf(in *BUInput) netip.Addr {
 
 // plain processes a BU without BID sub-option: RFC 6275, except that it
 // replaces every binding of the home address (draft 6.2).
-func (c *Cache) plain(in *BUInput, hoa netip.Addr, key [16]byte, h *hoaState, now int64) (proto.Status, uint16) {
-	m := in.Msg
-	coa := careOf(in)
-	if m.Lifetime == 0 || coa == hoa {
+func (c *Cache) plain(u *bu, h *hoaState) (proto.Status, uint16) {
+	m := u.m
+	coa := careOf(u.in)
+	if m.Lifetime == 0 || coa == u.hoa {
 		// De-registration (RFC 6275 9.5.1: lifetime 0 or CoA = HoA).
 		if h == nil {
 			if c.cfg.Role == RoleHA {
@@ -366,7 +327,7 @@ func (c *Cache) plain(in *BUInput, hoa netip.Addr, key [16]byte, h *hoaState, no
 		if c.n >= c.cfg.MaxBindings {
 			return proto.StatusInsufficientResources, 0
 		}
-		h = c.addHoA(key, 1, now)
+		h = c.addHoA(u.key, 1, u.now)
 	}
 	for j := len(h.binds) - 1; j >= 0; j-- {
 		if h.binds[j].bid != 0 {
@@ -374,135 +335,10 @@ func (c *Cache) plain(in *BUInput, hoa netip.Addr, key [16]byte, h *hoaState, no
 		}
 	}
 	life := c.grant(m)
-	c.put(h, c.newBinding(m, coa, 0, 0, life, now))
+	c.put(h, c.newBinding(m, coa, 0, 0, life, u.now))
 	h.lastSeq = m.Sequence
 	c.schedule(h)
 	return proto.StatusAccepted, life
-}
-
-// withBIDs processes a BU with BID sub-options (draft 6.2), leaving each
-// sub-option's status in c.status.
-func (c *Cache) withBIDs(in *BUInput, hoa netip.Addr, key [16]byte, h *hoaState, now int64) (proto.Status, uint16) {
-	m := in.Msg
-	bids := m.Options.BIDs
-	for _, b := range bids {
-		if b.C && !c.cfg.BulkRegistration {
-			return c.prof.StatusBulkNotSupported, 0
-		}
-	}
-	incompliant := c.prof.BIDStatusIncompliant
-	for i, b := range bids {
-		ok := b.Err == nil && b.ID != 0 &&
-			(!b.R || b.C) && // R only with C (draft 6.2)
-			(!b.C || b.CoA.IsValid()) && // C needs a CoA
-			(len(bids) == 1 || b.C) // several bindings only in bulk (4.3.1)
-		for k := range i {
-			if bids[k].ID == b.ID {
-				ok = false // the same BID twice
-			}
-		}
-		if ok && m.Lifetime != 0 && !b.R {
-			if a := bidCoA(in, &b); a != hoa && !routable(a) {
-				ok = false
-			}
-		}
-		if !ok {
-			c.status[i] = incompliant
-		}
-	}
-
-	life := c.grant(m)
-	var failed, good, registered int
-	var failSt uint8
-	fail := func(i int, st uint8) {
-		c.status[i] = st
-		if failed > 0 && failSt != st {
-			failSt = incompliant // mixed reasons
-		} else {
-			failSt = st
-		}
-		failed++
-	}
-	for i := range bids {
-		b := &bids[i]
-		if c.status[i] != 0 {
-			c.status[i] = 0
-			fail(i, incompliant)
-			continue
-		}
-		coa := bidCoA(in, b)
-		if m.Lifetime == 0 || b.R || coa == hoa {
-			j := -1
-			if h != nil {
-				j = findBID(h.binds, b.ID)
-			}
-			switch {
-			case j >= 0:
-				c.removeAt(h, j)
-				good++
-			case b.R && m.Lifetime != 0:
-				good++ // nothing to remove: what the MN asks for holds
-			default:
-				fail(i, uint8(proto.StatusNotHomeAgentForMN)) // draft 6.2
-			}
-			continue
-		}
-		if h == nil {
-			if c.n >= c.cfg.MaxBindings {
-				fail(i, uint8(proto.StatusInsufficientResources))
-				continue
-			}
-			h = c.addHoA(key, len(bids), now)
-		}
-		if findBID(h.binds, b.ID) < 0 && (len(h.binds) >= c.cfg.MaxBindingsPerHoA || c.n >= c.cfg.MaxBindings) {
-			fail(i, uint8(proto.StatusInsufficientResources))
-			continue
-		}
-		c.put(h, c.newBinding(m, coa, b.ID, b.PrioStatus, life, now))
-		good++
-		registered++
-	}
-	conflict := false
-	if registered > 0 {
-		// Draft 6.2: a binding with BID replaces the regular binding.
-		if j := findBID(h.binds, 0); j >= 0 {
-			c.removeAt(h, j)
-			conflict = true
-		}
-	}
-	if h != nil {
-		if good > 0 && h.lastSeq != m.Sequence {
-			h.lastSeq = m.Sequence
-			c.gen++
-		}
-		if len(h.binds) == 0 {
-			c.dropIfEmpty(h)
-		} else {
-			c.schedule(h)
-		}
-	}
-	if registered == 0 {
-		life = 0
-	}
-	switch {
-	case failed > 0 && good == 0 && failSt != incompliant:
-		// Every sub-option failed for the same RFC 6275 reason (133 for
-		// unknown BIDs, 130): that is the BU's status.
-		return proto.Status(failSt), 0
-	case failed > 0:
-		return c.prof.StatusBulkRegFail, life
-	case conflict:
-		return c.prof.StatusMCoAConflict, life
-	}
-	return proto.StatusAccepted, life
-}
-
-// bidCoA is the care-of address of a BID sub-option (draft 6.2).
-func bidCoA(in *BUInput, b *proto.BID) netip.Addr {
-	if b.C {
-		return b.CoA
-	}
-	return careOf(in)
 }
 
 // fillBA writes the BA: c.status holds each sub-option's status.
