@@ -9,15 +9,6 @@ import (
 // to the start of the MH). The checksum is left zero (SetChecksum, or
 // AppendPacket, fills it in).
 //
-// Options go in a fixed order, each aligned as its specification asks,
-// measured from the start of the MH (RFC 6275 6.2): Binding Refresh Advice
-// (2n), Alternate CoA (8n+6), Nonce Indices (2n), the BID sub-options (2n,
-// or 8n+2 with a CoA so that the CoA is 8-aligned), Mobile Network Prefixes
-// (8n+4), MN-ID, then the authentication option, which must be last:
-// Binding Authorization Data (8n+2) or MN-HA (8n+5: 4n+1 with its SPI
-// 4-aligned, and with a 96-bit authenticator it ends on an 8-octet
-// boundary). Pad1/PadN fill the gaps and pad the message to a multiple of 8.
-//
 // Zero values mean defaults: PayloadProto 0 is sent as 59 (No Next
 // Header), MNIDSubtype 0 as NAI, MNHASubtype 0 as MN-HA, an empty
 // MNHAAuthData as 12 zero octets (room for a Signer).
@@ -35,8 +26,7 @@ import (
 // IPv4 CoA (the one place an IPv4 address is accepted), without C it is
 // 4; H sets the 0x80 bit; R is ErrInvalid, and so are H and IPv4 CoAs
 // under draft-00. In a BA, C without a CoA sends no Care-of Address field
-// under rfc5648 (RFC 5648 6.2 lets a BA omit it). Alignment is 2n without
-// and 8n+2 with a Care-of Address field in both profiles.
+// under rfc5648 (RFC 5648 6.2 lets a BA omit it).
 func AppendMessage(b []byte, m *Message, prof *Profile) ([]byte, error) {
 	prof = profileOrDefault(prof)
 	m.AuthOffset = -1
@@ -44,6 +34,22 @@ func AppendMessage(b []byte, m *Message, prof *Profile) ([]byte, error) {
 		return b, err
 	}
 	start := len(b)
+	b = appendFixed(b, m)
+	b = appendOptions(b, start, m, prof)
+	b = appendAuth(b, start, m)
+	b = pad(b, start, 8, 0)
+	n := len(b) - start
+	if n > MaxMessageLen {
+		m.AuthOffset = -1
+		return b[:start], fmt.Errorf("proto: %v message of %d octets: %w", m.Type, n, ErrTooLong)
+	}
+	b[start+1] = byte(n/8 - 1)
+	return b, nil
+}
+
+// appendFixed appends the MH header (Header Len and checksum zero) and the
+// type's fixed fields.
+func appendFixed(b []byte, m *Message) []byte {
 	pp := m.PayloadProto
 	if pp == 0 {
 		pp = ProtoNone
@@ -75,7 +81,15 @@ func AppendMessage(b []byte, m *Message, prof *Profile) ([]byte, error) {
 		}
 		b = append(b, a[:]...)
 	}
+	return b
+}
 
+// appendOptions appends the options before the authentication option, in
+// a fixed order, each aligned as its specification asks, measured from the
+// start of the MH (RFC 6275 6.2): Binding Refresh Advice (2n), Alternate
+// CoA (8n+6), Nonce Indices (2n), the BID sub-options, Mobile Network
+// Prefixes (8n+4), MN-ID. Pad1/PadN fill the gaps.
+func appendOptions(b []byte, start int, m *Message, prof *Profile) []byte {
 	o := &m.Options
 	if o.HasRefreshAdvice {
 		b = pad(b, start, 2, 0)
@@ -95,47 +109,7 @@ func AppendMessage(b []byte, m *Message, prof *Profile) ([]byte, error) {
 		b = binary.BigEndian.AppendUint16(b, o.CareofNonce)
 	}
 	for i := range o.BIDs {
-		x := &o.BIDs[i]
-		var flags uint8
-		if x.C {
-			flags |= prof.FlagCoA
-		}
-		if x.R {
-			flags |= prof.FlagRemove
-		}
-		if x.H {
-			flags |= prof.FlagHome
-		}
-		// Without C no CoA is sent. With C, draft-00 sends the unspecified
-		// address for a missing CoA (a BA echoing a bad sub-option); a
-		// profile without a C flag (rfc5648) has nothing to say it with, so
-		// the option goes without the Care-of Address field.
-		coa4 := x.C && x.CoA.Is4()
-		if !x.C || (prof.FlagCoA == 0 && !x.CoA.IsValid()) {
-			b = pad(b, start, 2, 0)
-			b = append(b, byte(prof.BIDOptionType), prof.BIDLenNoCoA)
-			b = binary.BigEndian.AppendUint16(b, x.ID)
-			b = append(b, x.PrioStatus, flags)
-			continue
-		}
-		// RFC 5648 4.3: 8n+2 with a Care-of Address field of either family.
-		b = pad(b, start, 8, 2)
-		if coa4 {
-			a := x.CoA.As4()
-			b = append(b, byte(prof.BIDOptionType), prof.BIDLenCoA4)
-			b = binary.BigEndian.AppendUint16(b, x.ID)
-			b = append(b, x.PrioStatus, flags)
-			b = append(b, a[:]...)
-			continue
-		}
-		b = append(b, byte(prof.BIDOptionType), prof.BIDLenCoA)
-		b = binary.BigEndian.AppendUint16(b, x.ID)
-		b = append(b, x.PrioStatus, flags)
-		var a [16]byte
-		if x.CoA.IsValid() {
-			a = x.CoA.As16()
-		}
-		b = append(b, a[:]...)
+		b = appendBID(b, start, &o.BIDs[i], prof)
 	}
 	for _, p := range o.Prefixes {
 		b = pad(b, start, 8, 4)
@@ -151,6 +125,57 @@ func AppendMessage(b []byte, m *Message, prof *Profile) ([]byte, error) {
 		b = append(b, byte(OptMNID), byte(1+len(o.MNID)), st)
 		b = append(b, o.MNID...)
 	}
+	return b
+}
+
+// appendBID appends one BID sub-option in the profile's wire form: 2n
+// without and 8n+2 with a Care-of Address field (RFC 5648 4.3, either
+// family), so that the CoA is 8-aligned.
+func appendBID(b []byte, start int, x *BID, prof *Profile) []byte {
+	var flags uint8
+	if x.C {
+		flags |= prof.FlagCoA
+	}
+	if x.R {
+		flags |= prof.FlagRemove
+	}
+	if x.H {
+		flags |= prof.FlagHome
+	}
+	// Without C no CoA is sent. With C, draft-00 sends the unspecified
+	// address for a missing CoA (a BA echoing a bad sub-option); a
+	// profile without a C flag (rfc5648) has nothing to say it with, so
+	// the option goes without the Care-of Address field.
+	if !x.C || (prof.FlagCoA == 0 && !x.CoA.IsValid()) {
+		b = pad(b, start, 2, 0)
+		b = append(b, byte(prof.BIDOptionType), prof.BIDLenNoCoA)
+		b = binary.BigEndian.AppendUint16(b, x.ID)
+		return append(b, x.PrioStatus, flags)
+	}
+	b = pad(b, start, 8, 2)
+	if x.CoA.Is4() {
+		a := x.CoA.As4()
+		b = append(b, byte(prof.BIDOptionType), prof.BIDLenCoA4)
+		b = binary.BigEndian.AppendUint16(b, x.ID)
+		b = append(b, x.PrioStatus, flags)
+		return append(b, a[:]...)
+	}
+	b = append(b, byte(prof.BIDOptionType), prof.BIDLenCoA)
+	b = binary.BigEndian.AppendUint16(b, x.ID)
+	b = append(b, x.PrioStatus, flags)
+	var a [16]byte
+	if x.CoA.IsValid() {
+		a = x.CoA.As16()
+	}
+	return append(b, a[:]...)
+}
+
+// appendAuth appends the authentication option, which must be last, and
+// sets m.AuthOffset: Binding Authorization Data (8n+2) or MN-HA (8n+5:
+// 4n+1 with its SPI 4-aligned, and with a 96-bit authenticator it ends on
+// an 8-octet boundary).
+func appendAuth(b []byte, start int, m *Message) []byte {
+	o := &m.Options
 	if o.HasAuthData {
 		b = pad(b, start, 8, 2)
 		b = append(b, byte(OptAuthData), optLenAuthData)
@@ -176,14 +201,7 @@ func AppendMessage(b []byte, m *Message, prof *Profile) ([]byte, error) {
 			b = append(b, o.MNHAAuthData...)
 		}
 	}
-	b = pad(b, start, 8, 0)
-	n := len(b) - start
-	if n > MaxMessageLen {
-		m.AuthOffset = -1
-		return b[:start], fmt.Errorf("proto: %v message of %d octets: %w", m.Type, n, ErrTooLong)
-	}
-	b[start+1] = byte(n/8 - 1)
-	return b, nil
+	return b
 }
 
 // pad appends Pad1 or PadN so that the next option starts at k modulo n

@@ -117,13 +117,9 @@ func parseOptions(b []byte, off int, m *Message, prof *Profile) error {
 			off++
 			continue
 		}
-		if off+2 > len(b) {
-			return &ParseError{What: whatOption, Offset: off, Err: ErrOptionOverrun}
-		}
-		l := int(b[off+1])
-		end := off + 2 + l
-		if end > len(b) {
-			return &ParseError{What: whatOption, Offset: off, Err: ErrOptionOverrun}
+		end, err := optionEnd(b, off)
+		if err != nil {
+			return err
 		}
 		if t == OptPadN {
 			off = end
@@ -135,82 +131,111 @@ func parseOptions(b []byte, off int, m *Message, prof *Profile) error {
 		d := b[off+2 : end]
 		if t == prof.BIDOptionType {
 			// First: the bulk BU's many sub-options are the hot path.
-			// Filled in place: copying BIDs around costs more than the
-			// parsing.
-			n := len(o.BIDs)
-			if n < cap(o.BIDs) {
-				o.BIDs = o.BIDs[:n+1]
-			} else {
-				o.BIDs = append(o.BIDs, BID{})
-			}
-			x := &o.BIDs[n]
-			if !parseBID(x, d, prof) {
-				o.BIDs = o.BIDs[:n]
+			n, ok := o.addBID(d, prof)
+			if !ok {
 				return &ParseError{What: whatOption, Offset: off, Err: ErrOptionLength}
 			}
-			if x.Err != nil && firstBad < 0 {
+			if o.BIDs[n].Err != nil && firstBad < 0 {
 				firstBad = n
 			}
-			off = end
-			continue
-		}
-		bad := false // length wrong for the type
-		switch t {
-		case OptRefreshAdvice:
-			if bad = l != optLenRefreshAdvice; !bad {
-				o.HasRefreshAdvice = true
-				o.RefreshInterval = be16(d)
-			}
-		case OptAltCoA:
-			if bad = l != optLenAltCoA; !bad {
-				o.AltCoA = netip.AddrFrom16([16]byte(d))
-			}
-		case OptNonceIndices:
-			if bad = l != optLenNonceIndices; !bad {
-				o.HasNonceIndices = true
-				o.HomeNonceIndex = be16(d)
-				o.CareofNonce = be16(d[2:])
-			}
-		case OptAuthData:
-			if bad = l != optLenAuthData; !bad {
-				o.HasAuthData = true
-				o.Authenticator = [AuthenticatorLen]byte(d)
-				m.AuthOffset = off + 2
-			}
-		case OptMobileNetPrefix:
-			if bad = l != optLenMNP; !bad {
-				// d[0] is Reserved.
-				bits := int(d[1])
-				if bits > 128 {
-					return &ParseError{What: whatOption, Offset: off + 3, Err: ErrBadPrefix}
-				}
-				o.Prefixes = append(o.Prefixes, netip.PrefixFrom(netip.AddrFrom16([16]byte(d[2:18])), bits))
-			}
-		case OptMNID:
-			if bad = l < 1; !bad {
-				o.HasMNID = true
-				o.MNIDSubtype = d[0]
-				o.MNID = append(o.MNID[:0], d[1:]...)
-			}
-		case OptMNHAAuth:
-			if bad = l < optLenMNHAMin; !bad {
-				o.HasMNHAAuth = true
-				o.MNHASubtype = d[0]
-				o.MNHASPI = binary.BigEndian.Uint32(d[1:])
-				o.MNHAAuthData = d[5:]
-				m.AuthOffset = off + 7
-			}
-		default:
-			o.Unknown++
-		}
-		if bad {
-			return &ParseError{What: whatOption, Offset: off, Err: ErrOptionLength}
+		} else if err := parseOption(m, t, d, off); err != nil {
+			return err
 		}
 		off = end
 	}
 	if firstBad >= 0 {
 		x := &o.BIDs[firstBad]
 		return &BIDError{Index: firstBad, BID: x.ID, Err: x.Err}
+	}
+	return nil
+}
+
+// optionEnd is the end of the option (not Pad1) at off, checked against b.
+func optionEnd(b []byte, off int) (int, error) {
+	if off+2 > len(b) {
+		return 0, &ParseError{What: whatOption, Offset: off, Err: ErrOptionOverrun}
+	}
+	end := off + 2 + int(b[off+1])
+	if end > len(b) {
+		return 0, &ParseError{What: whatOption, Offset: off, Err: ErrOptionOverrun}
+	}
+	return end, nil
+}
+
+// addBID parses a BID sub-option's data d into a new element of o.BIDs,
+// returning its index; false for a length that is none of the profile's.
+// The element is filled in place: copying BIDs around costs more than the
+// parsing.
+func (o *Options) addBID(d []byte, prof *Profile) (int, bool) {
+	n := len(o.BIDs)
+	if n < cap(o.BIDs) {
+		o.BIDs = o.BIDs[:n+1]
+	} else {
+		o.BIDs = append(o.BIDs, BID{})
+	}
+	if !parseBID(&o.BIDs[n], d, prof) {
+		o.BIDs = o.BIDs[:n]
+		return n, false
+	}
+	return n, true
+}
+
+// parseOption decodes one option other than a BID sub-option or padding:
+// its data d starts at off+2 in the MH.
+func parseOption(m *Message, t OptionType, d []byte, off int) error {
+	o := &m.Options
+	l := len(d)
+	bad := false // length wrong for the type
+	switch t {
+	case OptRefreshAdvice:
+		if bad = l != optLenRefreshAdvice; !bad {
+			o.HasRefreshAdvice = true
+			o.RefreshInterval = be16(d)
+		}
+	case OptAltCoA:
+		if bad = l != optLenAltCoA; !bad {
+			o.AltCoA = netip.AddrFrom16([16]byte(d))
+		}
+	case OptNonceIndices:
+		if bad = l != optLenNonceIndices; !bad {
+			o.HasNonceIndices = true
+			o.HomeNonceIndex = be16(d)
+			o.CareofNonce = be16(d[2:])
+		}
+	case OptAuthData:
+		if bad = l != optLenAuthData; !bad {
+			o.HasAuthData = true
+			o.Authenticator = [AuthenticatorLen]byte(d)
+			m.AuthOffset = off + 2
+		}
+	case OptMobileNetPrefix:
+		if bad = l != optLenMNP; !bad {
+			// d[0] is Reserved.
+			bits := int(d[1])
+			if bits > 128 {
+				return &ParseError{What: whatOption, Offset: off + 3, Err: ErrBadPrefix}
+			}
+			o.Prefixes = append(o.Prefixes, netip.PrefixFrom(netip.AddrFrom16([16]byte(d[2:18])), bits))
+		}
+	case OptMNID:
+		if bad = l < 1; !bad {
+			o.HasMNID = true
+			o.MNIDSubtype = d[0]
+			o.MNID = append(o.MNID[:0], d[1:]...)
+		}
+	case OptMNHAAuth:
+		if bad = l < optLenMNHAMin; !bad {
+			o.HasMNHAAuth = true
+			o.MNHASubtype = d[0]
+			o.MNHASPI = binary.BigEndian.Uint32(d[1:])
+			o.MNHAAuthData = d[5:]
+			m.AuthOffset = off + 7
+		}
+	default:
+		o.Unknown++
+	}
+	if bad {
+		return &ParseError{What: whatOption, Offset: off, Err: ErrOptionLength}
 	}
 	return nil
 }
