@@ -80,12 +80,44 @@ func parseHA(name string, data []byte, read readFunc) (*HA, error) {
 }
 
 func (t *tbl) homeAgent(h *HomeAgent) {
-	addr := t.addr("address", &h.Address)
+	addr, pfx, missing := t.homeLink(h)
+	t.boolean("bulk_registration", &h.BulkRegistration)
+	t.lifetime("max_lifetime", &h.MaxLifetime)
+	t.profile(&h.Profile, &h.BIDOptionType)
+	t.authPolicy(&h.RequireAuth)
+	if s, ok := t.str("state_dir"); ok && t.w.absPath(t.at("state_dir"), s) {
+		h.StateDir = s
+	}
+	mns := haMobileNodes{h: h, addrOK: addr, pfxOK: pfx, seen: map[netip.Addr]string{}}
+	for _, m := range t.list("mn") {
+		mns.add(m)
+	}
+	// A home agent that would refuse every BU is a mistake, not a policy;
+	// but with the required keys still missing (the shipped file) the
+	// line naming them is the one to read first.
+	if h.RequireAuth && !mns.keyed && missing == 0 {
+		const msg = "no [[home_agent.mn]] has an spi and key, so every binding update would be refused: " +
+			"add one (`mcoactl genkey` prints it) or set allow_unauthenticated = true"
+		if t.has("require_auth") {
+			t.w.errf(t.at("require_auth"), msg)
+		} else {
+			t.w.errf(t.path, msg)
+		}
+	}
+	t.done()
+}
+
+// homeLink reads the home agent's place on the home link (address,
+// interface, home_prefix) and the prefixes it serves, which default to the
+// home prefix. addr and pfx say whether address and home_prefix are valid;
+// missing counts the required keys absent.
+func (t *tbl) homeLink(h *HomeAgent) (addr, pfx bool, missing int) {
+	addr = t.addr("address", &h.Address)
 	if s, ok := t.str("interface"); ok && t.w.ifname(t.at("interface"), s) {
 		h.Interface = s
 	}
-	pfx := t.pfx("home_prefix", &h.HomePrefix)
-	missing := t.requireAll("address", "interface", "home_prefix")
+	pfx = t.pfx("home_prefix", &h.HomePrefix)
+	missing = t.requireAll("address", "interface", "home_prefix")
 	if addr && pfx && !h.HomePrefix.Contains(h.Address) {
 		t.w.errf(t.at("address"), "%s is not inside home_prefix %s (the home agent sits on the home link)", h.Address, h.HomePrefix)
 	}
@@ -97,73 +129,74 @@ func (t *tbl) homeAgent(h *HomeAgent) {
 	} else if !t.has("serve") && pfx {
 		h.Serve = []netip.Prefix{h.HomePrefix}
 	}
-	t.boolean("bulk_registration", &h.BulkRegistration)
-	t.lifetime("max_lifetime", &h.MaxLifetime)
-	t.profile(&h.Profile, &h.BIDOptionType)
-	t.authPolicy(&h.RequireAuth)
-	if s, ok := t.str("state_dir"); ok && t.w.absPath(t.at("state_dir"), s) {
-		h.StateDir = s
-	}
+	return addr, pfx, missing
+}
 
-	seen := map[netip.Addr]string{}
-	var claimed claims
-	keyed := false
-	for _, m := range t.list("mn") {
-		var e HAMobileNode
-		if m.addr("home_address", &e.HomeAddress) {
-			hoa := e.HomeAddress
-			inServe := false
-			for _, p := range h.Serve {
-				inServe = inServe || p.Contains(hoa)
-			}
-			switch prev, dup := seen[hoa]; {
-			case dup:
-				t.w.errf(m.at("home_address"), "%s is already listed at %s", hoa, prev)
-			case addr && hoa == h.Address:
-				t.w.errf(m.at("home_address"), "%s is the home agent's address", hoa)
-			case len(h.Serve) > 0 && !inServe:
-				t.w.errf(m.at("home_address"), "%s is not inside any serve prefix", hoa)
-			}
-			seen[hoa] = displayKey(m.path)
-		} else if !m.has("home_address") {
-			m.required("home_address")
-		}
-		m.auth("spi", "key", &e.SPI, &e.Key)
-		keyed = keyed || m.has("spi") && m.has("key")
-		// A mobile network prefix is routed to one mobile router: it may
-		// not overlap the home link nor another router's prefixes.
-		vals, paths, _ := m.strs("prefixes")
-		for i, s := range vals {
-			pf, ok := m.w.prefix(paths[i], s)
-			switch {
-			case !ok:
-			case pfx && pf.Overlaps(h.HomePrefix):
-				m.w.errf(paths[i], "%s overlaps home_prefix %s", pf, h.HomePrefix)
-			default:
-				if prev, dup := claimed.overlap(pf); dup {
-					m.w.errf(paths[i], "%s overlaps %s", pf, prev)
-					continue
-				}
-				claimed = append(claimed, claim{pf, paths[i]})
-				e.Prefixes = append(e.Prefixes, pf)
-			}
-		}
-		m.done()
-		h.MNs = append(h.MNs, e)
+// haMobileNodes reads the [[home_agent.mn]] entries into h.MNs, checking
+// them against each other and against the home link.
+type haMobileNodes struct {
+	h             *HomeAgent
+	addrOK, pfxOK bool                  // h.Address, h.HomePrefix are valid
+	seen          map[netip.Addr]string // home address -> where listed
+	claimed       claims                // mobile network prefixes so far
+	keyed         bool                  // some entry has an spi and key
+}
+
+func (s *haMobileNodes) add(m *tbl) {
+	var e HAMobileNode
+	if m.addr("home_address", &e.HomeAddress) {
+		s.homeAddress(m, e.HomeAddress)
+	} else if !m.has("home_address") {
+		m.required("home_address")
 	}
-	// A home agent that would refuse every BU is a mistake, not a policy;
-	// but with the required keys still missing (the shipped file) the
-	// line naming them is the one to read first.
-	if h.RequireAuth && !keyed && missing == 0 {
-		const msg = "no [[home_agent.mn]] has an spi and key, so every binding update would be refused: " +
-			"add one (`mcoactl genkey` prints it) or set allow_unauthenticated = true"
-		if t.has("require_auth") {
-			t.w.errf(t.at("require_auth"), msg)
-		} else {
-			t.w.errf(t.path, msg)
+	m.auth("spi", "key", &e.SPI, &e.Key)
+	s.keyed = s.keyed || m.has("spi") && m.has("key")
+	e.Prefixes = s.prefixes(m)
+	m.done()
+	s.h.MNs = append(s.h.MNs, e)
+}
+
+// homeAddress checks an entry's home address: listed once, not the home
+// agent's, inside a serve prefix.
+func (s *haMobileNodes) homeAddress(m *tbl, hoa netip.Addr) {
+	h := s.h
+	inServe := false
+	for _, p := range h.Serve {
+		inServe = inServe || p.Contains(hoa)
+	}
+	switch prev, dup := s.seen[hoa]; {
+	case dup:
+		m.w.errf(m.at("home_address"), "%s is already listed at %s", hoa, prev)
+	case s.addrOK && hoa == h.Address:
+		m.w.errf(m.at("home_address"), "%s is the home agent's address", hoa)
+	case len(h.Serve) > 0 && !inServe:
+		m.w.errf(m.at("home_address"), "%s is not inside any serve prefix", hoa)
+	}
+	s.seen[hoa] = displayKey(m.path)
+}
+
+// prefixes reads a mobile router's prefixes. A mobile network prefix is
+// routed to one mobile router: it may not overlap the home link nor
+// another router's prefixes.
+func (s *haMobileNodes) prefixes(m *tbl) []netip.Prefix {
+	var out []netip.Prefix
+	vals, paths, _ := m.strs("prefixes")
+	for i, v := range vals {
+		pf, ok := m.w.prefix(paths[i], v)
+		switch {
+		case !ok:
+		case s.pfxOK && pf.Overlaps(s.h.HomePrefix):
+			m.w.errf(paths[i], "%s overlaps home_prefix %s", pf, s.h.HomePrefix)
+		default:
+			if prev, dup := s.claimed.overlap(pf); dup {
+				m.w.errf(paths[i], "%s overlaps %s", pf, prev)
+				continue
+			}
+			s.claimed = append(s.claimed, claim{pf, paths[i]})
+			out = append(out, pf)
 		}
 	}
-	t.done()
+	return out
 }
 
 // authPolicy reads allow_unauthenticated and require_auth into require.
