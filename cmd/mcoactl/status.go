@@ -192,114 +192,144 @@ const tunnelSilent = 10
 // counters that must grow are judged by their totals.
 func diagnose(s control.Status, bs []control.Binding, is []control.Interface, m metrics) []diagnosis {
 	var ds []diagnosis
-	add := func(d diagnosis) { ds = append(ds, d) }
-	ha := s.HomeAgent.String()
-	hoa := s.HomeAddress.String()
-
-	if s.DataplaneError != "" {
-		add(dataplaneDiagnosis(s))
-	}
-
-	var noV6 []string
-	haveCoA := false
-	for _, i := range is {
-		if i.State == "no-address" {
-			noV6 = append(noV6, i.Name)
+	add := func(d diagnosis, ok bool) {
+		if ok {
+			ds = append(ds, d)
 		}
-		haveCoA = haveCoA || i.CoA.IsValid()
 	}
-	if len(noV6) > 0 {
-		add(diagnosis{Check: "no-ipv6",
-			Problem: fmt.Sprintf("%s: up, but no global IPv6 address to use as care-of address", plural("interface", noV6)),
-			Detail: "mcoad uses only networks that give IPv6 addresses: an IPv4-only network, or one whose " +
-				"router sends no Router Advertisements, is not used.",
-			Fix: fmt.Sprintf("check `ip -6 addr show dev %s` and that the network offers IPv6 (`rdisc6 %s`, "+
-				"net.ipv6.conf.%s.accept_ra); mcoad uses it as soon as an address appears. An interface that never "+
-				"will can be left out with an [[interface]] rule with exclude = true.", noV6[0], noV6[0], noV6[0])})
+	if s.DataplaneError != "" {
+		ds = append(ds, dataplaneDiagnosis(s))
 	}
+	add(noIPv6Diagnosis(is))
+	hb := sortHomeBindings(bs)
+	retrans := m.get("mcoad_retransmissions_total")
+	authIgnored := m.get("mcoad_ba_ignored_total", "reason", "auth")
+	if authIgnored > 0 && hb.registered < len(hb.all) {
+		ds = append(ds, authDiagnosis(s, authIgnored))
+	}
+	if len(hb.rejected) > 0 {
+		ds = append(ds, rejectedDiagnosis(s, hb.rejected))
+	}
+	// BAs that fail authentication are answers: the home agent is there.
+	if retrans > 0 && len(hb.silent)+len(hb.alive) > 0 && authIgnored == 0 {
+		ds = append(ds, unansweredDiagnosis(s, hb, retrans))
+	}
+	add(tunnelDiagnosis(s, hb, m))
+	if len(hb.dead) > 0 && hb.registered > 0 {
+		ds = append(ds, pathDeadDiagnosis(hb.dead))
+	}
+	if !registered(s, bs) {
+		ds = append(ds, notRegisteredDiagnosis(s, is, hb, len(ds)))
+	}
+	return ds
+}
 
-	var homeB, silent, alive, rejected, dead []control.Binding
-	nReg := 0
+// homeBindings are the bindings with the home agent, sorted by what
+// keeps them from being registered.
+type homeBindings struct {
+	all                           []control.Binding
+	registered                    int
+	silent, alive, rejected, dead []control.Binding // silent, alive: no answer yet (by liveness)
+}
+
+func sortHomeBindings(bs []control.Binding) homeBindings {
+	var hb homeBindings
 	for _, b := range bs {
 		if b.Role != control.RoleHA {
 			continue
 		}
-		homeB = append(homeB, b)
+		hb.all = append(hb.all, b)
 		switch {
 		case isRegistered(b):
-			nReg++
+			hb.registered++
 		case b.State == "down" || b.Liveness == "dead":
-			dead = append(dead, b)
+			hb.dead = append(hb.dead, b)
 		case b.LastStatus >= 128 && b.LastStatus != 135: // 135: a sequence resync, retried at once
-			rejected = append(rejected, b)
+			hb.rejected = append(hb.rejected, b)
 		case b.LastStatus == control.NoStatus || strings.Contains(b.LastError, "expired"):
 			if b.LastError == "no care-of address to send from" {
 				continue
 			}
 			if b.Liveness == "alive" {
-				alive = append(alive, b)
+				hb.alive = append(hb.alive, b)
 			} else {
-				silent = append(silent, b)
+				hb.silent = append(hb.silent, b)
 			}
 		}
 	}
-	retrans := m.get("mcoad_retransmissions_total")
-	authIgnored := m.get("mcoad_ba_ignored_total", "reason", "auth")
+	return hb
+}
+
+func noIPv6Diagnosis(is []control.Interface) (diagnosis, bool) {
+	var noV6 []string
+	for _, i := range is {
+		if i.State == "no-address" {
+			noV6 = append(noV6, i.Name)
+		}
+	}
+	if len(noV6) == 0 {
+		return diagnosis{}, false
+	}
+	return diagnosis{Check: "no-ipv6",
+		Problem: fmt.Sprintf("%s: up, but no global IPv6 address to use as care-of address", plural("interface", noV6)),
+		Detail: "mcoad uses only networks that give IPv6 addresses: an IPv4-only network, or one whose " +
+			"router sends no Router Advertisements, is not used.",
+		Fix: fmt.Sprintf("check `ip -6 addr show dev %s` and that the network offers IPv6 (`rdisc6 %s`, "+
+			"net.ipv6.conf.%s.accept_ra); mcoad uses it as soon as an address appears. An interface that never "+
+			"will can be left out with an [[interface]] rule with exclude = true.", noV6[0], noV6[0], noV6[0])}, true
+}
+
+func authDiagnosis(s control.Status, authIgnored float64) diagnosis {
+	return diagnosis{Check: "auth",
+		Problem: "authentication fails: the home agent's Binding Acknowledgements do not verify",
+		Detail:  fmt.Sprintf("%.0f Binding Acknowledgements ignored for a missing or wrong MN-HA authenticator (mcoad_ba_ignored_total{reason=\"auth\"}).", authIgnored),
+		Fix: "mnha_spi and mnha_key in mcoad.toml must be the spi and key of the [[home_agent.mn]] entry for " +
+			s.HomeAddress.String() + " in the home agent's mcoa-ha.toml (the same hex key on both sides, e.g. made by `mcoactl genkey`); restart the daemon whose key changed."}
+}
+
+// unansweredDiagnosis says which of three it is when Binding Updates get
+// no answer: nothing answers at all, the home agent answers ping but not
+// BUs, or one path loses the BUs.
+func unansweredDiagnosis(s control.Status, hb homeBindings, retrans float64) diagnosis {
+	ha, hoa := s.HomeAgent.String(), s.HomeAddress.String()
 	unanswered := func(list []control.Binding) string {
 		return fmt.Sprintf("No Binding Acknowledgement for %s; %.0f Binding Updates retransmitted so far.", bidNames(list), retrans)
 	}
+	keyHint := " A home agent drops a Binding Update whose authenticator does not verify without an answer: check that the keys match (mcoa_ha_bu_dropped_total{reason=\"auth\"} in its `mcoactl metrics`)."
+	if s.Auth == "none" {
+		keyHint = " mcoad has no MN-HA key (mnha_key): a home agent that requires authentication drops its Binding Updates without an answer."
+	}
+	switch {
+	case hb.registered > 0 && len(hb.alive) > 0:
+		return diagnosis{Check: "mh-filtered",
+			Problem: fmt.Sprintf("the Mobility Header is filtered on the path of %s", bidNames(hb.alive)),
+			Detail: unanswered(hb.alive) + " The home agent answers ping from there and registers the other bindings: " +
+				"something on that path drops IPv6 packets with next header 135.",
+			Fix: "the firewall of that network (or its operator) must let IPv6 protocol 135 through both ways; " +
+				"until then the other bindings carry the traffic. Lower its priority (mcoactl priority) or exclude the interface to stop trying."}
+	case hb.registered > 0:
+		return diagnosis{Check: "mh-filtered",
+			Problem: fmt.Sprintf("Binding Updates from %s get no answer", bidNames(hb.silent)),
+			Detail:  unanswered(hb.silent) + " Other bindings are registered: the home agent works, this path does not reach it or drops protocol 135.",
+			Fix:     "check that this network reaches " + ha + " (`ping -6 -I INTERFACE " + ha + "`) and lets IPv6 protocol 135 through; the other bindings carry the traffic meanwhile."}
+	case len(hb.alive) > 0 && len(hb.silent) == 0:
+		return diagnosis{Check: "ha-ignores-bu",
+			Problem: "the home agent " + ha + " answers ping but not Binding Updates",
+			Detail:  unanswered(hb.alive),
+			Fix: "check that mcoa-ha runs on " + ha + " and serves " + hoa + " (home_agent.serve), and that the firewalls on the way " +
+				"and on the home agent let IPv6 protocol 135 (Mobility Header) through." + keyHint}
+	}
+	return diagnosis{Check: "ha-silent",
+		Problem: "the home agent " + ha + " does not answer",
+		Detail:  unanswered(append(slices.Clone(hb.silent), hb.alive...)),
+		Fix: "check that home_agent in mcoad.toml is the home agent's address, that it is reachable from here " +
+			"(`ping -6 " + ha + "`), that mcoa-ha runs there and serves " + hoa + ", and that the firewalls on the way let IPv6 protocol 135 (Mobility Header) through." + keyHint}
+}
 
-	if authIgnored > 0 && nReg < len(homeB) {
-		add(diagnosis{Check: "auth",
-			Problem: "authentication fails: the home agent's Binding Acknowledgements do not verify",
-			Detail:  fmt.Sprintf("%.0f Binding Acknowledgements ignored for a missing or wrong MN-HA authenticator (mcoad_ba_ignored_total{reason=\"auth\"}).", authIgnored),
-			Fix: "mnha_spi and mnha_key in mcoad.toml must be the spi and key of the [[home_agent.mn]] entry for " +
-				hoa + " in the home agent's mcoa-ha.toml (the same hex key on both sides, e.g. made by `mcoactl genkey`); restart the daemon whose key changed."})
-	}
-	if len(rejected) > 0 {
-		add(rejectedDiagnosis(s, rejected))
-	}
-	// BAs that fail authentication are answers: the home agent is there.
-	if retrans > 0 && len(silent)+len(alive) > 0 && authIgnored == 0 {
-		// Which of the three: nothing answers at all, the home agent
-		// answers ping but not BUs, or one path loses the BUs.
-		keyHint := ""
-		if s.Auth == "none" {
-			keyHint = " mcoad has no MN-HA key (mnha_key): a home agent that requires authentication drops its Binding Updates without an answer."
-		} else {
-			keyHint = " A home agent drops a Binding Update whose authenticator does not verify without an answer: check that the keys match (mcoa_ha_bu_dropped_total{reason=\"auth\"} in its `mcoactl metrics`)."
-		}
-		switch {
-		case nReg > 0 && len(alive) > 0:
-			add(diagnosis{Check: "mh-filtered",
-				Problem: fmt.Sprintf("the Mobility Header is filtered on the path of %s", bidNames(alive)),
-				Detail: unanswered(alive) + " The home agent answers ping from there and registers the other bindings: " +
-					"something on that path drops IPv6 packets with next header 135.",
-				Fix: "the firewall of that network (or its operator) must let IPv6 protocol 135 through both ways; " +
-					"until then the other bindings carry the traffic. Lower its priority (mcoactl priority) or exclude the interface to stop trying."})
-		case nReg > 0:
-			add(diagnosis{Check: "mh-filtered",
-				Problem: fmt.Sprintf("Binding Updates from %s get no answer", bidNames(silent)),
-				Detail:  unanswered(silent) + " Other bindings are registered: the home agent works, this path does not reach it or drops protocol 135.",
-				Fix:     "check that this network reaches " + ha + " (`ping -6 -I INTERFACE " + ha + "`) and lets IPv6 protocol 135 through; the other bindings carry the traffic meanwhile."})
-		case len(alive) > 0 && len(silent) == 0:
-			add(diagnosis{Check: "ha-ignores-bu",
-				Problem: "the home agent " + ha + " answers ping but not Binding Updates",
-				Detail:  unanswered(alive),
-				Fix: "check that mcoa-ha runs on " + ha + " and serves " + hoa + " (home_agent.serve), and that the firewalls on the way " +
-					"and on the home agent let IPv6 protocol 135 (Mobility Header) through." + keyHint})
-		default:
-			add(diagnosis{Check: "ha-silent",
-				Problem: "the home agent " + ha + " does not answer",
-				Detail:  unanswered(append(slices.Clone(silent), alive...)),
-				Fix: "check that home_agent in mcoad.toml is the home agent's address, that it is reachable from here " +
-					"(`ping -6 " + ha + "`), that mcoa-ha runs there and serves " + hoa + ", and that the firewalls on the way let IPv6 protocol 135 (Mobility Header) through." + keyHint})
-		}
-	}
-
-	// Registered, but nothing comes back through the tunnel.
+// tunnelDiagnosis: registered, but nothing comes back through the tunnel.
+func tunnelDiagnosis(s control.Status, hb homeBindings, m metrics) (diagnosis, bool) {
 	var quiet []string
-	for _, b := range homeB {
+	for _, b := range hb.all {
 		if !isRegistered(b) || b.BID == 0 {
 			continue
 		}
@@ -309,40 +339,42 @@ func diagnose(s control.Status, bs []control.Binding, is []control.Interface, m 
 			quiet = append(quiet, fmt.Sprintf("BID %s (%s: %.0f sent, 0 received)", bid, dash(b.Interface), tx))
 		}
 	}
-	if len(quiet) > 0 {
-		add(diagnosis{Check: "tunnel-filtered",
-			Problem: "registered, but nothing comes back through the tunnel of " + strings.Join(quiet, ", "),
-			Detail: "The home agent acknowledges the bindings, so the Mobility Header passes; the packets it tunnels back " +
-				"(IPv6 in IPv6, protocol 41) do not arrive.",
-			Fix: "let IPv6 protocol 41 through the firewalls between the care-of address and " + ha + ", and on the home agent; " +
-				"check that mcoa-ha runs with a data plane ([dataplane] backend is not \"none\") and that the home prefix is routed to it."})
+	if len(quiet) == 0 {
+		return diagnosis{}, false
 	}
+	return diagnosis{Check: "tunnel-filtered",
+		Problem: "registered, but nothing comes back through the tunnel of " + strings.Join(quiet, ", "),
+		Detail: "The home agent acknowledges the bindings, so the Mobility Header passes; the packets it tunnels back " +
+			"(IPv6 in IPv6, protocol 41) do not arrive.",
+		Fix: "let IPv6 protocol 41 through the firewalls between the care-of address and " + s.HomeAgent.String() + ", and on the home agent; " +
+			"check that mcoa-ha runs with a data plane ([dataplane] backend is not \"none\") and that the home prefix is routed to it."}, true
+}
 
-	if len(dead) > 0 && nReg > 0 {
-		add(diagnosis{Check: "path-dead",
-			Problem: fmt.Sprintf("the path of %s is dead: withdrawn", bidNames(dead)),
-			Detail:  "Its link is up but its probes to the home agent go unanswered (a captive portal, a stalled cellular bearer, a broken router); the other bindings carry its traffic.",
-			Fix:     "nothing, unless it lasts: mcoad keeps probing and registers it again once the path answers. Sign in to the network if it has a portal."})
-	}
+func pathDeadDiagnosis(dead []control.Binding) diagnosis {
+	return diagnosis{Check: "path-dead",
+		Problem: fmt.Sprintf("the path of %s is dead: withdrawn", bidNames(dead)),
+		Detail:  "Its link is up but its probes to the home agent go unanswered (a captive portal, a stalled cellular bearer, a broken router); the other bindings carry its traffic.",
+		Fix:     "nothing, unless it lasts: mcoad keeps probing and registers it again once the path answers. Sign in to the network if it has a portal."}
+}
 
-	if !registered(s, bs) {
-		d := diagnosis{Check: "not-registered",
-			Problem: "not registered with the home agent: the home address " + hoa + " does not work",
-			Fix:     "see the problems above; `mcoactl bindings` shows each binding's state and last error."}
-		switch {
-		case !haveCoA:
-			d.Check = "no-care-of-address"
-			d.Detail = "No interface has a care-of address (a global IPv6 address outside the home prefix)."
-			d.Fix = "connect a network that offers IPv6; `mcoactl interfaces` shows what each interface lacks."
-		case len(homeB) == 0:
-			d.Detail = "There are care-of addresses but no bindings yet."
-			d.Fix = "wait a moment; if it lasts, `mcoactl register` and look at mcoad's log (journalctl -u mcoad)."
-		case len(ds) == 0:
-			d.Fix = "wait for the Binding Acknowledgement; `mcoactl bindings` shows each binding's state and last error."
-		}
-		add(d)
+// notRegisteredDiagnosis says the home address does not work, and where to
+// look when found is 0 (no other diagnosis explains why).
+func notRegisteredDiagnosis(s control.Status, is []control.Interface, hb homeBindings, found int) diagnosis {
+	d := diagnosis{Check: "not-registered",
+		Problem: "not registered with the home agent: the home address " + s.HomeAddress.String() + " does not work",
+		Fix:     "see the problems above; `mcoactl bindings` shows each binding's state and last error."}
+	switch {
+	case !slices.ContainsFunc(is, func(i control.Interface) bool { return i.CoA.IsValid() }):
+		d.Check = "no-care-of-address"
+		d.Detail = "No interface has a care-of address (a global IPv6 address outside the home prefix)."
+		d.Fix = "connect a network that offers IPv6; `mcoactl interfaces` shows what each interface lacks."
+	case len(hb.all) == 0:
+		d.Detail = "There are care-of addresses but no bindings yet."
+		d.Fix = "wait a moment; if it lasts, `mcoactl register` and look at mcoad's log (journalctl -u mcoad)."
+	case found == 0:
+		d.Fix = "wait for the Binding Acknowledgement; `mcoactl bindings` shows each binding's state and last error."
 	}
-	return ds
+	return d
 }
 
 func dataplaneDiagnosis(s control.Status) diagnosis {
