@@ -9,7 +9,7 @@ CMDS     := mcoad mcoactl mcoa-ha mcoa-lab
 FUZZTIME ?= 100000x
 export PATH := /usr/local/go/bin:$(GOBIN):$(PATH)
 
-.PHONY: all build deps lab test check unit e2e fuzz wirecheck bench clean deb debcheck soak
+.PHONY: all build deps lab test check unit e2e fuzz wirecheck bench clean deb debcheck soak generate
 
 all: build
 
@@ -43,6 +43,12 @@ check:
 	$(GOBIN)/staticcheck ./...
 	@# Functions nothing reaches, tests included: dead code fails the run.
 	@out=$$($(GOBIN)/deadcode -test ./...); if [ -n "$$out" ]; then echo "deadcode: unreachable functions:"; echo "$$out"; exit 1; fi
+	@bash scripts/bpfcheck.sh
+
+# The eBPF objects from bpf/ (clang through bpf2go); they are committed, so
+# `go build` needs no clang.
+generate:
+	cd pkg/bpftun && $(GO) generate
 
 unit:
 	$(GO) test -count=1 -timeout 15m ./...

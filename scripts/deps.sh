@@ -24,6 +24,10 @@ have gcc       || need+=(gcc)        # cgo: the packaged programs are PIE with R
 [ -x /bin/kill ] || need+=(procps)  # systemd-analyze checks ExecReload's /bin/kill
 have dbus-send || need+=(dbus-bin)  # pkg/nm tests: dbus-send, dbus-monitor
 [ -r /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
+# The eBPF programs (make generate; make check rebuilds them to compare).
+have clang     || need+=(clang)
+have llvm-strip || need+=(llvm)
+[ -r /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 # mcoactl's zsh and fish completions are checked in their shells.
 have zsh       || need+=(zsh)
 have fish      || need+=(fish)

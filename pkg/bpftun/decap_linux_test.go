@@ -1,0 +1,165 @@
+package bpftun
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/mcoad/mcoad/internal/nstest"
+)
+
+var (
+	ha      = netip.MustParseAddr("2001:db8:1::1")
+	coa     = netip.MustParseAddr("2001:db8:2::100")
+	hoa     = netip.MustParseAddr("2001:db8:aaaa::100")
+	cn      = netip.MustParseAddr("2001:db8:3::1")
+	spoofer = netip.MustParseAddr("2001:db8:66::66")
+)
+
+const (
+	tcActOK   = 0
+	tcActShot = 2
+	nhUDP     = 17
+	nhIPv4    = 4
+)
+
+// ip6 is an IPv6 header followed by payload.
+func ip6(src, dst netip.Addr, nexthdr byte, payload []byte) []byte {
+	h := make([]byte, 40, 40+len(payload))
+	h[0] = 0x60
+	binary.BigEndian.PutUint16(h[4:], uint16(len(payload)))
+	h[6], h[7] = nexthdr, 64
+	s, d := src.As16(), dst.As16()
+	copy(h[8:], s[:])
+	copy(h[24:], d[:])
+	return append(h, payload...)
+}
+
+// ext is an extension header of 8*(units+1) bytes announcing next.
+func ext(next byte, units int, rest []byte) []byte {
+	h := make([]byte, 8*(units+1))
+	h[0], h[1] = next, byte(units)
+	h[2], h[3] = 1, byte(len(h)-4) // a PadN option filling the header
+	return append(h, rest...)
+}
+
+func ether(proto uint16, l3 []byte) []byte {
+	f := make([]byte, 14, 14+len(l3))
+	copy(f, []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1})
+	binary.BigEndian.PutUint16(f[12:], proto)
+	return append(f, l3...)
+}
+
+func loaded(t *testing.T) *Programs {
+	t.Helper()
+	nstest.Require(t)
+	p, err := Load()
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// TestDecap runs the ingress program on crafted frames (BPF_PROG_TEST_RUN):
+// only IPv6-in-IPv6 to a local endpoint from an allowed peer loses its
+// outer header; spoofed and malformed tunnel packets are dropped and
+// counted; everything else passes untouched.
+func TestDecap(t *testing.T) {
+	p := loaded(t)
+	const id = 7
+	for _, err := range []error{p.SetEndpoint(coa, id), p.AllowPeer(ha), p.AllowPeer(cn)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	inner := ip6(cn, hoa, nhUDP, []byte("12345678hello"))
+	dstopts := ext(41, 0, inner)
+	// hop-by-hop -> routing -> destination options -> IPv6
+	chain := ext(43, 1, ext(60, 0, ext(41, 0, inner)))
+	tooDeep := ext(60, 0, ext(60, 0, ext(60, 0, ext(60, 0, ext(41, 0, inner)))))
+
+	tests := []struct {
+		name  string
+		frame []byte
+		ret   uint32
+		want  []byte // the frame after the program (nil: unchanged)
+		drop  Drop   // counted when ret is shot
+	}{
+		{name: "from home agent", frame: ether(0x86dd, ip6(ha, coa, 41, inner)), want: ether(0x86dd, inner)},
+		{name: "from correspondent", frame: ether(0x86dd, ip6(cn, coa, 41, inner)), want: ether(0x86dd, inner)},
+		{name: "destination options first", frame: ether(0x86dd, ip6(ha, coa, 60, dstopts)), want: ether(0x86dd, inner)},
+		{name: "three extension headers", frame: ether(0x86dd, ip6(ha, coa, 0, chain)), want: ether(0x86dd, inner)},
+		{name: "spoofed outer source", frame: ether(0x86dd, ip6(spoofer, coa, 41, inner)), ret: tcActShot, drop: DropSpoofed},
+		{name: "not a local endpoint", frame: ether(0x86dd, ip6(ha, hoa, 41, inner))},
+		{name: "not a tunnel packet", frame: ether(0x86dd, ip6(ha, coa, nhUDP, []byte("12345678")))},
+		{name: "IPv4", frame: ether(0x0800, make([]byte, 60))},
+		{name: "truncated inner header", frame: ether(0x86dd, ip6(ha, coa, 41, inner[:20])), ret: tcActShot, drop: DropMalformed},
+		{name: "no inner packet", frame: ether(0x86dd, ip6(ha, coa, 41, nil)), ret: tcActShot, drop: DropMalformed},
+		{name: "IPv4 inside", frame: ether(0x86dd, ip6(ha, coa, 41, append([]byte{0x45}, inner[1:]...))), ret: tcActShot, drop: DropMalformed},
+		{name: "extension header past the end", frame: ether(0x86dd, ip6(ha, coa, 60, []byte{41, 200, 0, 0})), ret: tcActShot, drop: DropMalformed},
+		{name: "extension header cut short", frame: ether(0x86dd, ip6(ha, coa, 60, []byte{41}))},
+		{name: "too many extension headers", frame: ether(0x86dd, ip6(ha, coa, 60, tooDeep))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, err := p.Drops()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ret, out := run(t, p.Decap(), tt.frame)
+			if ret != tt.ret {
+				t.Fatalf("returned %d, want %d", ret, tt.ret)
+			}
+			want := tt.want
+			if want == nil {
+				want = tt.frame
+			}
+			if !bytes.Equal(out, want) {
+				t.Errorf("frame after the program:\n got % x\nwant % x", out, want)
+			}
+			after, err := p.Drops()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for d := range numDrops {
+				n := after[d] - before[d]
+				if wantN := uint64(0); ret == tcActShot && d == tt.drop {
+					if n != 1 {
+						t.Errorf("%s drops counted %d, want 1", d, n)
+					}
+				} else if n != wantN {
+					t.Errorf("%s drops counted %d, want 0", d, n)
+				}
+			}
+		})
+	}
+	stats, err := p.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stats[id]; got.RxPackets != 4 || got.TxPackets != 0 {
+		t.Errorf("tunnel %d counted %+v, want 4 packets received", id, got)
+	}
+
+	// An endpoint removed (its care-of address went) is no longer ours.
+	if err := p.DeleteEndpoint(coa); err != nil {
+		t.Fatal(err)
+	}
+	frame := ether(0x86dd, ip6(ha, coa, 41, inner))
+	if ret, out := run(t, p.Decap(), frame); ret != tcActOK || !bytes.Equal(out, frame) {
+		t.Errorf("after DeleteEndpoint: returned %d with % x, want the frame untouched", ret, out)
+	}
+}
+
+func run(t *testing.T, prog *ebpf.Program, frame []byte) (uint32, []byte) {
+	t.Helper()
+	opts := &ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+256)}
+	ret, err := prog.Run(opts)
+	if err != nil {
+		t.Fatalf("BPF_PROG_TEST_RUN: %v", err)
+	}
+	return ret, opts.DataOut
+}
