@@ -1,7 +1,6 @@
 package liveness
 
 import (
-	"math/bits"
 	"net/netip"
 	"slices"
 	"time"
@@ -9,19 +8,10 @@ import (
 
 // Probe timing beyond Timers.
 const (
-	// initialRTO: a probe's timeout before its path's round trip is known.
-	initialRTO = time.Second
-	maxRTO     = 3 * time.Second
 	// flapWindow: a path that dies again this soon after coming back
 	// doubles its hold-down.
 	flapWindow  = time.Minute
 	maxHoldMult = 64
-	// homeLostPause: after the home agent was found without our bindings
-	// (and told so by the re-registration), the next home check waits.
-	homeLostPause    = 5 * time.Second
-	maxHomeLostPause = time.Minute
-	// lossWindow probes make up Health.Loss.
-	lossWindow = 32
 )
 
 // path is the monitor's state of one care-of address.
@@ -67,18 +57,6 @@ type outProbe struct {
 	home     bool
 	at       time.Time
 	deadline time.Time
-}
-
-// homeCheck: does the home agent still hold our bindings? (an echo from
-// the home address through the tunnels)
-type homeCheck struct {
-	wanted    bool
-	active    bool
-	misses    int
-	next      time.Time
-	notBefore time.Time
-	lastOK    time.Time // the last proof that it holds a binding of ours
-	pause     time.Duration
 }
 
 // effects is what a step asks the owner to do.
@@ -231,17 +209,7 @@ func (c *core) reply(seq uint16, at time.Time) {
 		return
 	}
 	p.record(false)
-	p.rtt = max(at.Sub(o.at), 0)
-	if p.srtt == 0 {
-		p.srtt, p.rttvar = p.rtt, p.rtt/2
-	} else {
-		d := p.srtt - p.rtt
-		if d < 0 {
-			d = -d
-		}
-		p.rttvar += (d - p.rttvar) / 4
-		p.srtt += (p.rtt - p.srtt) / 8
-	}
+	p.sampleRTT(at.Sub(o.at))
 	if p.state == Dead {
 		if p.streak == 0 {
 			p.recoverAt = at.Add(p.hold)
@@ -250,40 +218,6 @@ func (c *core) reply(seq uint16, at time.Time) {
 		return
 	}
 	c.proof(p, at, true)
-}
-
-// record notes a probe's outcome for Loss.
-func (p *path) record(lost bool) {
-	p.results <<= 1
-	if lost {
-		p.results |= 1
-		p.lost++
-	}
-	p.nresults = min(p.nresults+1, lossWindow)
-}
-
-func (p *path) loss() float64 {
-	if p.nresults == 0 {
-		return 0
-	}
-	mask := uint32(1)<<p.nresults - 1
-	if p.nresults == 32 {
-		mask = ^uint32(0)
-	}
-	return float64(bits.OnesCount32(p.results&mask)) / float64(p.nresults)
-}
-
-// rto is how long p's probe may take to come back.
-func (p *path) rto() time.Duration {
-	if p.srtt == 0 {
-		return max(p.t.Interval, initialRTO)
-	}
-	return min(max(2*p.srtt+4*p.rttvar, p.t.Interval), max(p.t.Interval, maxRTO))
-}
-
-// retry is the probing interval of a dead path.
-func (p *path) retry() time.Duration {
-	return min(max(4*p.t.Interval, 200*time.Millisecond), p.t.Idle)
 }
 
 // hint asks for a check of iface's path now ("" every path).
@@ -429,92 +363,6 @@ func (c *core) send(p *path, now time.Time) {
 	if err := c.prober.Probe(p.Ifindex, p.CoA, c.ha, c.id, seq); err != nil && c.sendError != nil {
 		c.sendError(&p.Path, err) // lost, as far as the verdict goes
 	}
-}
-
-// ---- home check ----
-
-func (c *core) homeOK(now time.Time) {
-	h := &c.home
-	h.active, h.wanted, h.misses, h.lastOK, h.pause = false, false, 0, now, 0
-	h.notBefore = now.Add(c.maxIdle())
-	for seq, o := range c.out {
-		if o.home {
-			delete(c.out, seq)
-		}
-	}
-}
-
-func (c *core) tickHome(now time.Time) {
-	h := &c.home
-	if !c.homeOn || len(c.paths) == 0 {
-		h.wanted, h.active = false, false
-		return
-	}
-	if h.lastOK.IsZero() {
-		h.lastOK = now
-	}
-	if !h.active && !h.wanted && now.Sub(h.lastOK) >= c.homeKeepalive() {
-		// Nothing came through the tunnels for long: a node that only
-		// waits for traffic would not notice a home agent that lost it.
-		h.wanted = true
-	}
-	if !h.active {
-		if !h.wanted || now.Before(h.notBefore) {
-			h.wanted = h.wanted && now.Before(h.notBefore) // asked while paused: forgotten
-			return
-		}
-		h.active, h.wanted, h.misses, h.next = true, false, 0, now
-	}
-	mult, iv, rto := c.homeTimers()
-	if h.misses >= mult {
-		// Found lost: the owner re-registers. While it stays lost (the
-		// home agent is down), the next checks wait longer and longer.
-		h.active = false
-		h.pause = min(max(2*h.pause, homeLostPause), maxHomeLostPause)
-		h.notBefore = now.Add(h.pause)
-		c.fx.homeLost = true
-		for seq, o := range c.out {
-			if o.home {
-				delete(c.out, seq)
-			}
-		}
-		return
-	}
-	if !now.Before(h.next) {
-		c.seq++
-		c.out[c.seq] = outProbe{home: true, at: now, deadline: now.Add(rto)}
-		if err := c.prober.Probe(0, c.hoa, c.ha, c.id, c.seq); err != nil && c.sendError != nil {
-			c.sendError(nil, err)
-		}
-		h.next = now.Add(iv)
-	}
-}
-
-// homeTimers: the home check probes at the fastest path's pace and waits as
-// long as the slowest live path's round trip needs.
-func (c *core) homeTimers() (mult int, interval, rto time.Duration) {
-	for _, p := range c.paths {
-		if interval == 0 || p.t.Interval < interval {
-			interval = p.t.Interval
-		}
-		mult = max(mult, p.t.Multiplier)
-		if p.state != Dead {
-			rto = max(rto, p.rto())
-		}
-	}
-	return mult, interval, max(rto, interval)
-}
-
-// homeKeepalive: with no proof for this long, the home check runs anyway
-// (ten keepalives of the slowest path, at least 10 s).
-func (c *core) homeKeepalive() time.Duration { return max(10*c.maxIdle(), 10*time.Second) }
-
-func (c *core) maxIdle() time.Duration {
-	var d time.Duration
-	for _, p := range c.paths {
-		d = max(d, p.t.Idle)
-	}
-	return max(d, time.Second)
 }
 
 // ---- timing ----
