@@ -59,7 +59,7 @@ func noArgs(name string, run func(c *cli, ctx context.Context) error) func(*flag
 }
 
 const (
-	talksMN   = "mcoad"
+	talksMN   = control.DaemonMN
 	talksHA   = "mcoa-ha (default socket " + control.DefaultHASocket + ")"
 	talksBoth = "mcoad, or mcoa-ha with -socket " + control.DefaultHASocket
 )

@@ -39,7 +39,7 @@ func (c *cli) status(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.Daemon != "mcoad" {
+	if s.Daemon != control.DaemonMN {
 		return emit(c, s, writeStatus)
 	}
 	bs, err := c.client.Bindings(ctx)

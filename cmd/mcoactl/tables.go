@@ -43,7 +43,7 @@ func writeStatus(w io.Writer, s control.Status) error {
 	kv("bid mode", s.BIDMode)
 	kv("profile", s.Profile)
 	kv("dataplane", s.Dataplane)
-	if s.Daemon == "mcoa-ha" {
+	if s.Daemon == control.DaemonHA {
 		kv("roles", strings.Join(s.Roles, ", "))
 		kv("authentication", haAuth[s.Auth])
 		if len(s.Correspondent) > 0 {

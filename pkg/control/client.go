@@ -32,16 +32,16 @@ const (
 // Client talks to mcoad or mcoa-ha over their control socket.
 type Client struct {
 	socket string
-	daemon string // for messages: "mcoad" or "mcoa-ha"
+	daemon string // for messages: DaemonMN or DaemonHA
 	hc     *http.Client
 }
 
 // NewClient returns a client for the daemon listening on socketPath. It does
 // not connect until a call is made.
 func NewClient(socketPath string) *Client {
-	c := &Client{socket: socketPath, daemon: "mcoad"}
+	c := &Client{socket: socketPath, daemon: DaemonMN}
 	if filepath.Base(socketPath) == filepath.Base(DefaultHASocket) {
-		c.daemon = "mcoa-ha"
+		c.daemon = DaemonHA
 	}
 	c.hc = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -72,9 +72,9 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, errors.New("control: no backend")
 	}
 	if cfg.Name == "" {
-		cfg.Name = "mcoad"
+		cfg.Name = DaemonMN
 		if cfg.MN == nil {
-			cfg.Name = "mcoa-ha"
+			cfg.Name = DaemonHA
 		}
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger}

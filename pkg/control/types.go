@@ -77,9 +77,15 @@ type Counts struct {
 	CacheEntries int `json:"cache_entries"`
 }
 
+// The daemons, as Status.Daemon names them.
+const (
+	DaemonMN = "mcoad"
+	DaemonHA = "mcoa-ha"
+)
+
 // Status is the answer of GET /v1/status.
 type Status struct {
-	Daemon      string     `json:"daemon"` // "mcoad" or "mcoa-ha"
+	Daemon      string     `json:"daemon"` // DaemonMN or DaemonHA
 	Version     string     `json:"version,omitempty"`
 	HomeAddress netip.Addr `json:"home_address"`
 	HomeAgent   netip.Addr `json:"home_agent"`
