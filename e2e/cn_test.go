@@ -383,12 +383,12 @@ func TestCorrespondentRouteOptimisation(t *testing.T) {
 	// Wireshark on eth0: requests with a type 2 routing header to the
 	// care-of address, replies from it with a Home Address option; the
 	// ICMPv6 checksums check out over the home address.
-	out, err := exec.CommandContext(e.ctx, "tshark", "-n", "-r", c.file, "-Y", "icmpv6.type == 128 || icmpv6.type == 129",
+	out, err := exec.CommandContext(e.ctx, "tshark", "-n", "-r", c.File, "-Y", "icmpv6.type == 128 || icmpv6.type == 129",
 		"-T", "fields", "-E", "separator=/t", "-e", "ipv6.src", "-e", "ipv6.dst", "-e", "icmpv6.type",
 		"-e", "ipv6.routing.type", "-e", "ipv6.routing.mipv6.home_address", "-e", "ipv6.opt.mipv6.home_address",
 		"-e", "icmpv6.checksum.status").Output()
 	if err != nil {
-		t.Fatalf("tshark -r %s: %v", c.file, err)
+		t.Fatalf("tshark -r %s: %v", c.File, err)
 	}
 	coa, cn, hoa := e.coas["eth0"].String(), lab.CNAddr.String(), lab.HoA.String()
 	wantReq := strings.Join([]string{cn, coa, "128", "2", hoa, "", "1"}, "\t")

@@ -9,48 +9,24 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mcoad/mcoad/internal/lab"
 )
 
-// mhFilter captures what carries Mobility Headers: BUs (Destination
-// Options with the Home Address option first), BAs (type 2 routing
-// header first) and bare Mobility Headers.
-const mhFilter = "ip6 proto 60 or ip6 proto 43 or ip6 proto 135"
-
 // capture is tshark running in a lab node, writing a pcapng file.
-type capture struct {
-	proc  *lab.Proc
-	file  string
-	size0 int64 // file size once capturing
-}
+type capture struct{ *lab.Capture }
 
-// startCapture starts tshark on node's iface and waits until it captures.
+// startCapture starts tshark on node's iface, capturing what carries
+// Mobility Headers, and waits until it captures.
 func (e *env) startCapture(node, iface string) *capture {
 	e.t.Helper()
-	c := &capture{file: filepath.Join(e.t.TempDir(), node+"-"+iface+".pcapng")}
-	var err error
-	c.proc, err = e.lab.Start(node, "tshark", "-n", "-i", iface, "-f", mhFilter, "-w", c.file)
+	c, err := e.lab.StartCapture(e.ctx, node, iface, lab.MHFilter, filepath.Join(e.t.TempDir(), node+"-"+iface+".pcapng"))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.waitFor("tshark capturing on "+node+" "+iface, 20*time.Second, func() error {
-		if !c.proc.Running() {
-			e.t.Fatalf("tshark exited: %v: %s", c.proc.Err(), c.proc.Tail(2000))
-		}
-		// "Capturing on" comes before dumpcap really captures; the file
-		// gets its pcapng header once it does.
-		st, err := os.Stat(c.file)
-		if err != nil || st.Size() == 0 || !strings.Contains(c.proc.Tail(4000), "Capturing on") {
-			return fmt.Errorf("not yet: %q", c.proc.Tail(500))
-		}
-		c.size0 = st.Size()
-		return nil
-	})
-	return c
+	return &capture{c}
 }
 
 // waitGrowth waits (at most 10s) until the capture file has grown by n
@@ -58,29 +34,23 @@ func (e *env) startCapture(node, iface string) *capture {
 func (c *capture) waitGrowth(e *env, n int64) {
 	e.t.Helper()
 	e.waitFor(fmt.Sprintf("capture file grown by %d bytes", n), 10*time.Second, func() error {
-		st, err := os.Stat(c.file)
+		st, err := os.Stat(c.File)
 		if err != nil {
 			return err
 		}
-		if st.Size() < c.size0+n {
-			return fmt.Errorf("%d bytes, %d at start", st.Size(), c.size0)
+		if st.Size() < c.Size0+n {
+			return fmt.Errorf("%d bytes, %d at start", st.Size(), c.Size0)
 		}
 		return nil
 	})
 }
 
-// stop ends the capture cleanly: SIGINT to tshark alone, which then has
-// its dumpcap write out what it captured (a signal to the whole process
-// group can kill dumpcap before it does).
+// stop ends the capture, so that the file holds all it captured.
 func (c *capture) stop(t *testing.T) {
 	t.Helper()
-	syscall.Kill(c.proc.Pid, syscall.SIGINT)
-	select {
-	case <-c.proc.Done():
-	case <-time.After(10 * time.Second):
-		t.Errorf("tshark did not stop on SIGINT")
+	if err := c.Stop(); err != nil {
+		t.Error(err)
 	}
-	c.proc.Stop()
 }
 
 // mhPacket is one Mobility Header packet as Wireshark decodes it.
@@ -163,7 +133,7 @@ func TestWire(t *testing.T) {
 	c.waitGrowth(e, 2*118)
 	c.stop(t)
 
-	pkts := readMH(e.ctx, t, c.file)
+	pkts := readMH(e.ctx, t, c.File)
 	for _, p := range pkts {
 		t.Logf("frame %d: %s -> %s type %d seq %d BIDs %v prio/status %v C %v CoAs %v BA status %q",
 			p.frame, p.src, p.dst, p.mhType, p.seq, p.bids, p.bidStatus, p.bidC, p.bidCoA, p.baStatus)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,14 @@ type dataplaneFigures struct {
 type tcpFigure struct {
 	name                      string
 	tunnel, direct, segmented lab.IperfResult
+}
+
+var pingTime = regexp.MustCompile(`time=([0-9.]+) ms`)
+
+// rtt is the round trip MN <-> HA from eth0's care-of address.
+func (b *bench) rtt(ctx context.Context) (stats, error) {
+	b.logf("MN-HA round trip")
+	return b.pingStats(ctx, lab.MN, "-I", b.coas["eth0"].String(), lab.HAAddr.String())
 }
 
 // pingStats pings from node, 50 echoes 10 ms apart, and returns the round
@@ -61,91 +70,112 @@ func (b *bench) pingEvery(ctx context.Context, interval time.Duration, n int, no
 func (b *bench) dataplane(ctx context.Context) (_ dataplaneFigures, err error) {
 	var f dataplaneFigures
 	coa := b.coas["eth0"].String()
-	router := lab.Accesses[0].RouterAddr.String()
-	undo := [][]string{}
-	defer func() {
-		for i := len(undo) - 1; i >= 0; i-- {
-			if _, uerr := b.lab.Exec(context.Background(), lab.MN, "ip", undo[i]...); uerr != nil {
-				err = errors.Join(err, uerr)
-			}
-		}
-	}()
-	for _, c := range [][2][]string{
-		{{"-6", "route", "add", lab.CNPrefix.String(), "via", router, "dev", "eth0", "table", "900"}, {"-6", "route", "del", lab.CNPrefix.String(), "table", "900"}},
-		{{"-6", "rule", "add", "from", coa, "lookup", "900", "pref", "90"}, {"-6", "rule", "del", "pref", "90"}},
-	} {
-		if _, err := b.lab.Exec(ctx, lab.MN, "ip", c[0]...); err != nil {
-			return f, err
-		}
-		undo = append(undo, c[1])
-	}
-
-	b.logf("data plane: round trips")
-	if f.rttDirect, err = b.pingStats(ctx, lab.MN, "-I", coa, lab.CNAddr.String()); err != nil {
+	undo, err := b.pinDirect(ctx, coa)
+	defer func() { err = errors.Join(err, undo()) }()
+	if err != nil {
 		return f, err
 	}
-	if f.rttTunnel, err = b.pingStats(ctx, lab.MN, "-I", lab.HoA.String(), lab.CNAddr.String()); err != nil {
+	if err := b.roundTrips(ctx, &f, coa); err != nil {
 		return f, err
 	}
-	if f.rttToHA, err = b.pingStats(ctx, lab.MN, "-I", coa, lab.HAAddr.String()); err != nil {
-		return f, err
-	}
-	if f.rttHACN, err = b.pingStats(ctx, lab.HA, lab.CNAddr.String()); err != nil {
-		return f, err
-	}
-	for _, p := range []struct {
-		s    *stats
-		node string
-		args []string
-	}{
-		{&f.busyDirect, lab.MN, []string{"-I", coa, lab.CNAddr.String()}},
-		{&f.busyTunnel, lab.MN, []string{"-I", lab.HoA.String(), lab.CNAddr.String()}},
-		{&f.busyToHA, lab.MN, []string{"-I", coa, lab.HAAddr.String()}},
-		{&f.busyHACN, lab.HA, []string{lab.CNAddr.String()}},
-	} {
-		if *p.s, err = b.pingEvery(ctx, 500*time.Microsecond, 400, p.node, p.args...); err != nil {
-			return f, err
-		}
-	}
-
 	stop, err := b.lab.StartIperfServer(ctx, lab.CN, lab.CNAddr)
 	if err != nil {
 		return f, err
 	}
 	defer stop()
-	secs := strconv.Itoa(int(b.o.iperf / time.Second))
 	for _, dir := range []struct {
 		name string
 		args []string
 	}{{"MN → CN", nil}, {"CN → MN", []string{"-R"}}} {
 		b.logf("data plane: TCP %s", dir.name)
-		run := func(src string) (lab.IperfResult, error) {
-			return b.lab.Iperf(ctx, lab.MN, append([]string{"-c", lab.CNAddr.String(), "-B", src, "-t", secs}, dir.args...)...)
-		}
-		t := tcpFigure{name: dir.name}
-		if t.direct, err = run(coa); err != nil {
-			return f, err
-		}
-		if t.tunnel, err = run(lab.HoA.String()); err != nil {
-			return f, err
-		}
-		// The lab's veths pass 64 KiB TSO packets whole through every
-		// hop of the direct path, which no real access link does; the
-		// tunnel's outer packets are real segments. The direct path
-		// with TSO and GSO off at both ends forwards segments too.
-		if err := b.segmentation(false); err != nil {
-			return f, err
-		}
-		t.segmented, err = run(coa)
-		if serr := b.segmentation(true); serr != nil {
-			err = errors.Join(err, serr)
-		}
+		t, err := b.tcp(ctx, coa, dir.name, dir.args)
 		if err != nil {
 			return f, err
 		}
 		f.dirs = append(f.dirs, t)
 	}
 	return f, nil
+}
+
+// pinDirect routes what leaves from coa to the CN over eth0 (table 900);
+// undo removes the route and the rule again.
+func (b *bench) pinDirect(ctx context.Context, coa string) (undo func() error, err error) {
+	var undos [][]string
+	undo = func() error {
+		var errs []error
+		for i := len(undos) - 1; i >= 0; i-- {
+			if _, err := b.lab.Exec(context.Background(), lab.MN, "ip", undos[i]...); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	router := lab.Accesses[0].RouterAddr.String()
+	for _, c := range [][2][]string{
+		{{"-6", "route", "add", lab.CNPrefix.String(), "via", router, "dev", "eth0", "table", "900"}, {"-6", "route", "del", lab.CNPrefix.String(), "table", "900"}},
+		{{"-6", "rule", "add", "from", coa, "lookup", "900", "pref", "90"}, {"-6", "rule", "del", "pref", "90"}},
+	} {
+		if _, err := b.lab.Exec(ctx, lab.MN, "ip", c[0]...); err != nil {
+			return undo, err
+		}
+		undos = append(undos, c[1])
+	}
+	return undo, nil
+}
+
+// roundTrips pings direct, through the tunnel and along the triangle,
+// every 10 ms and every 0.5 ms.
+func (b *bench) roundTrips(ctx context.Context, f *dataplaneFigures, coa string) error {
+	b.logf("data plane: round trips")
+	paths := []struct {
+		every, busy *stats
+		node        string
+		args        []string
+	}{
+		{&f.rttDirect, &f.busyDirect, lab.MN, []string{"-I", coa, lab.CNAddr.String()}},
+		{&f.rttTunnel, &f.busyTunnel, lab.MN, []string{"-I", lab.HoA.String(), lab.CNAddr.String()}},
+		{&f.rttToHA, &f.busyToHA, lab.MN, []string{"-I", coa, lab.HAAddr.String()}},
+		{&f.rttHACN, &f.busyHACN, lab.HA, []string{lab.CNAddr.String()}},
+	}
+	var err error
+	for _, p := range paths {
+		if *p.every, err = b.pingStats(ctx, p.node, p.args...); err != nil {
+			return err
+		}
+	}
+	for _, p := range paths {
+		if *p.busy, err = b.pingEvery(ctx, 500*time.Microsecond, 400, p.node, p.args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tcp runs iperf3 from eth0's care-of address, from the home address and
+// from the care-of address with segmentation offloads off, in one
+// direction (args: iperf3's, "-R" for CN -> MN).
+func (b *bench) tcp(ctx context.Context, coa, name string, args []string) (tcpFigure, error) {
+	secs := strconv.Itoa(int(b.o.iperf / time.Second))
+	run := func(src string) (lab.IperfResult, error) {
+		return b.lab.Iperf(ctx, lab.MN, append([]string{"-c", lab.CNAddr.String(), "-B", src, "-t", secs}, args...)...)
+	}
+	t := tcpFigure{name: name}
+	var err error
+	if t.direct, err = run(coa); err != nil {
+		return t, err
+	}
+	if t.tunnel, err = run(lab.HoA.String()); err != nil {
+		return t, err
+	}
+	// The lab's veths pass 64 KiB TSO packets whole through every
+	// hop of the direct path, which no real access link does; the
+	// tunnel's outer packets are real segments. The direct path
+	// with TSO and GSO off at both ends forwards segments too.
+	if err := b.segmentation(false); err != nil {
+		return t, err
+	}
+	t.segmented, err = run(coa)
+	return t, errors.Join(err, b.segmentation(true))
 }
 
 func (b *bench) segmentation(on bool) error {

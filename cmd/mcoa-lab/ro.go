@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mcoad/mcoad/internal/lab"
@@ -236,13 +234,13 @@ func (d *demo) roPing(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	var capt *roCapture
+	var capt *lab.Capture
 	if lab.CheckTools("tshark") == nil {
 		var err error
-		if capt, err = d.startROCapture(ctx); err != nil {
+		if capt, err = d.lab.StartCapture(ctx, lab.MN, "eth0", roFilter, filepath.Join(d.lab.Dir, "mn-eth0-ro.pcapng")); err != nil {
 			return err
 		}
-		defer capt.stop()
+		defer capt.Stop()
 	}
 	tun0, err := d.haTunnel(ctx)
 	if err != nil {
@@ -298,63 +296,24 @@ func (d *demo) roPing(ctx context.Context) error {
 	return nil
 }
 
-// roCapture is tshark on the MN's eth0, writing the packets whose first
-// extension header is a routing header or destination options to a file.
-type roCapture struct {
-	proc *lab.Proc
-	file string
-}
-
-func (d *demo) startROCapture(ctx context.Context) (*roCapture, error) {
-	c := &roCapture{file: filepath.Join(d.lab.Dir, "mn-eth0-ro.pcapng")}
-	var err error
-	c.proc, err = d.lab.Start(lab.MN, "tshark", "-n", "-i", "eth0", "-f", "ip6 proto 43 or ip6 proto 60", "-w", c.file)
-	if err != nil {
-		return nil, err
-	}
-	_, err = within(ctx, 20*time.Second, "tshark capturing on the MN's eth0", func(ctx context.Context) error {
-		if !c.proc.Running() {
-			return fmt.Errorf("tshark exited: %v: %s", c.proc.Err(), c.proc.Tail(500))
-		}
-		// dumpcap says "Capturing on" before it captures; the file gets its
-		// header once it does.
-		if st, err := os.Stat(c.file); err != nil || st.Size() == 0 || !strings.Contains(c.proc.Tail(4000), "Capturing on") {
-			return fmt.Errorf("not yet: %q", c.proc.Tail(500))
-		}
-		return nil
-	})
-	if err != nil {
-		c.proc.Stop()
-		return nil, err
-	}
-	return c, nil
-}
-
-// stop ends the capture: SIGINT to tshark alone, so that its dumpcap
-// writes out what it has before the group is stopped.
-func (c *roCapture) stop() {
-	syscall.Kill(c.proc.Pid, syscall.SIGINT)
-	select {
-	case <-c.proc.Done():
-	case <-time.After(10 * time.Second):
-	}
-	c.proc.Stop()
-}
+// roFilter captures on the MN's eth0 the packets whose first extension
+// header is a routing header or destination options.
+const roFilter = "ip6 proto 43 or ip6 proto 60"
 
 // summariseROCapture stops the capture and checks, with Wireshark's
 // decoding, that the echo requests came to eth0's care-of address with a
 // type 2 routing header and the replies left it with a Home Address
 // option, both for the home address.
-func (d *demo) summariseROCapture(ctx context.Context, c *roCapture) error {
+func (d *demo) summariseROCapture(ctx context.Context, c *lab.Capture) error {
 	time.Sleep(300 * time.Millisecond) // the last reply into the file
-	c.stop()
-	out, err := exec.CommandContext(ctx, "tshark", "-n", "-r", c.file, "-Y", "icmpv6.type == 128 || icmpv6.type == 129", "-T", "fields",
+	c.Stop()
+	out, err := exec.CommandContext(ctx, "tshark", "-n", "-r", c.File, "-Y", "icmpv6.type == 128 || icmpv6.type == 129", "-T", "fields",
 		"-e", "icmpv6.type", "-e", "ipv6.src", "-e", "ipv6.dst", "-e", "ipv6.routing.type",
 		"-e", "ipv6.routing.mipv6.home_address", "-e", "ipv6.opt.mipv6.home_address").Output()
 	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
-		return fmt.Errorf("tshark -r %s: %w: %s", c.file, err, ee.Stderr)
+		return fmt.Errorf("tshark -r %s: %w: %s", c.File, err, ee.Stderr)
 	} else if err != nil {
-		return fmt.Errorf("tshark -r %s: %w", c.file, err)
+		return fmt.Errorf("tshark -r %s: %w", c.File, err)
 	}
 	coa, cn, hoa := d.coas["eth0"].String(), lab.CNAddr.String(), lab.HoA.String()
 	var req, rep int

@@ -286,7 +286,6 @@ type nftObject struct {
 		Name string `json:"name"`
 	} `json:"table"`
 	Rule *struct {
-		Chain   string            `json:"chain"`
 		Comment string            `json:"comment"`
 		Expr    []json.RawMessage `json:"expr"`
 	} `json:"rule"`
@@ -302,21 +301,25 @@ func parseNftJSON(b []byte) ([]nftObject, error) {
 	return doc.Nftables, nil
 }
 
-// parseFaultTable reads the fault and its counter from nft -j list table.
-func parseFaultTable(b []byte, st *FaultState) error {
+// NftRule is one rule of nft -j output: its comment and what its counter
+// counted (zero without a counter).
+type NftRule struct {
+	Comment        string
+	Packets, Bytes uint64
+}
+
+// ParseNftRules returns the rules of nft -j output, in order.
+func ParseNftRules(b []byte) ([]NftRule, error) {
 	objs, err := parseNftJSON(b)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var out []NftRule
 	for _, o := range objs {
-		if o.Rule == nil || !strings.HasPrefix(o.Rule.Comment, faultComment) {
+		if o.Rule == nil {
 			continue
 		}
-		f, err := ParseFault(strings.TrimPrefix(o.Rule.Comment, faultComment))
-		if err != nil {
-			return fmt.Errorf("table %s: rule %q: %w", FaultTable, o.Rule.Comment, err)
-		}
-		st.Fault = f
+		r := NftRule{Comment: o.Rule.Comment}
 		for _, e := range o.Rule.Expr {
 			var c struct {
 				Counter *struct {
@@ -325,9 +328,29 @@ func parseFaultTable(b []byte, st *FaultState) error {
 				} `json:"counter"`
 			}
 			if json.Unmarshal(e, &c) == nil && c.Counter != nil {
-				st.Dropped, st.DroppedBytes = c.Counter.Packets, c.Counter.Bytes
+				r.Packets, r.Bytes = c.Counter.Packets, c.Counter.Bytes
 			}
 		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// parseFaultTable reads the fault and its counter from nft -j list table.
+func parseFaultTable(b []byte, st *FaultState) error {
+	rules, err := ParseNftRules(b)
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if !strings.HasPrefix(r.Comment, faultComment) {
+			continue
+		}
+		f, err := ParseFault(strings.TrimPrefix(r.Comment, faultComment))
+		if err != nil {
+			return fmt.Errorf("table %s: rule %q: %w", FaultTable, r.Comment, err)
+		}
+		st.Fault, st.Dropped, st.DroppedBytes = f, r.Packets, r.Bytes
 		return nil
 	}
 	return fmt.Errorf("table %s holds no fault rule (not made by mcoa-lab?)", FaultTable)
