@@ -349,6 +349,7 @@ func (a *Agent) handle(r *mhsock.Received) {
 			// answer on (cnHandle took the others).
 			a.ignored++
 			a.log.Debug("ignored binding update", "src", p.Src, "dst", p.Dst)
+			a.publishBU(p, false, nil, dropNotServed, "")
 			return
 		}
 		a.handleBU(r)
@@ -379,6 +380,7 @@ func (a *Agent) handleBU(r *mhsock.Received) {
 		a.log.Debug("binding update", "src", p.Src, "hoa", p.HomeAddress, "seq", p.MH.Sequence,
 			"bids", len(p.MH.Options.BIDs), "prefixes", len(p.MH.Options.Prefixes), "status", int(res.Status))
 	}
+	a.publishBU(p, false, &res, "", "")
 	// Proxying starts before the BA tells the mobile node it is
 	// registered, and stops before a returning-home BA (RFC 6275 10.3).
 	a.apply(res.Changes)
@@ -435,15 +437,7 @@ func (a *Agent) apply(changes []bcache.Change) {
 			a.log.Info("mobile network prefixes", "hoa", c.HoA, "prefixes", c.Prefixes)
 		default:
 			a.log.Info("binding "+c.Kind.String(), "hoa", c.HoA, "bid", c.BID, "coa", c.CoA, "priority", c.Priority)
-			if a.cfg.Events != nil {
-				e := control.CacheEntry{HoA: c.HoA, BID: c.BID, CoA: c.CoA, Priority: c.Priority, HomeRegistration: true}
-				if b, ok := a.cache.Lookup(c.HoA, c.BID); ok {
-					e.Sequence = b.Sequence
-					e.Lifetime = uint32(b.Lifetime / time.Second)
-					e.ExpiresIn = int64(b.Expires.Sub(a.clk.Now()) / time.Second)
-				}
-				a.cfg.Events.Publish(control.Event{Time: a.clk.Now(), Kind: "cache", Removed: c.Kind == bcache.Removed, Cache: &e})
-			}
+			a.publishCache(a.cache, &c, true)
 		}
 	}
 	if proxyChanged && a.cfg.Proxy != nil {

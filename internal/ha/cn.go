@@ -142,6 +142,7 @@ func (a *Agent) cnBU(r *mhsock.Received) {
 		if st, err = c.rr.VerifyBU(p); err != nil {
 			c.verifyDropped++
 			a.log.Debug("correspondent binding update dropped", "src", p.Src, "hoa", p.HomeAddress, "err", err)
+			a.publishBU(p, true, nil, dropRR, err.Error())
 			return
 		}
 	}
@@ -153,6 +154,7 @@ func (a *Agent) cnBU(r *mhsock.Received) {
 		a.log.Debug("correspondent binding update", "src", p.Src, "hoa", p.HomeAddress, "seq", p.MH.Sequence,
 			"bids", len(p.MH.Options.BIDs), "status", int(res.Status))
 	}
+	a.publishBU(p, true, &res, "", "")
 	a.cnApply(res.Changes, p.Dst)
 	if !res.Send {
 		return
@@ -195,15 +197,7 @@ func (a *Agent) cnApply(changes []bcache.Change, local netip.Addr) {
 				c.local[ch.HoA] = local
 			}
 			a.log.Info("correspondent binding "+ch.Kind.String(), "hoa", ch.HoA, "bid", ch.BID, "coa", ch.CoA, "priority", ch.Priority)
-			if a.cfg.Events != nil {
-				e := control.CacheEntry{HoA: ch.HoA, BID: ch.BID, CoA: ch.CoA, Priority: ch.Priority}
-				if b, ok := c.cache.Lookup(ch.HoA, ch.BID); ok {
-					e.Sequence = b.Sequence
-					e.Lifetime = uint32(b.Lifetime / time.Second)
-					e.ExpiresIn = int64(b.Expires.Sub(a.clk.Now()) / time.Second)
-				}
-				a.cfg.Events.Publish(control.Event{Time: a.clk.Now(), Kind: "cache", Removed: ch.Kind == bcache.Removed, Cache: &e})
-			}
+			a.publishCache(c.cache, &ch, false)
 		}
 	}
 }

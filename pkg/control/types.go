@@ -170,6 +170,7 @@ const (
 	EventInterface = "interface" // Interface set
 	EventPolicy    = "policy"    // Policy set
 	EventCache     = "cache"     // Cache set (mcoa-ha)
+	EventBU        = "bu"        // BU set: a Binding Update mcoa-ha received (mcoa-ha)
 	EventReload    = "reload"    // configuration reloaded
 	EventStatus    = "status"    // daemon-wide change (e.g. returned home); Message says what
 	// EventLost replaces events a slow subscriber missed; Lost counts them.
@@ -186,8 +187,37 @@ type Event struct {
 	Interface *Interface  `json:"interface,omitempty"`
 	Policy    *Policy     `json:"policy,omitempty"`
 	Cache     *CacheEntry `json:"cache,omitempty"`
+	BU        *BU         `json:"bu,omitempty"`
 	Message   string      `json:"message,omitempty"`
 	Lost      uint64      `json:"lost,omitempty"`
+}
+
+// BU is a Binding Update as mcoa-ha received it and what became of it
+// (event kind "bu"), one per BU, answered or not.
+type BU struct {
+	Src netip.Addr `json:"src"`
+	Dst netip.Addr `json:"dst"`
+	// HoA is the Home Address option's address; absent for a BU sent
+	// from the home address itself (a mobile node back on its home link).
+	HoA      netip.Addr `json:"hoa,omitzero"`
+	Sequence uint16     `json:"sequence"`
+	BIDs     []uint16   `json:"bids,omitempty"`     // the BID sub-options' BIDs, in order
+	Prefixes int        `json:"prefixes,omitempty"` // Mobile Network Prefix options (NEMO)
+	// Correspondent: the correspondent role took it (the home agent's
+	// otherwise).
+	Correspondent bool `json:"correspondent,omitempty"`
+	// Status is the Binding Acknowledgement's status (0: accepted);
+	// Answered says whether a BA went back (none for an accepted BU
+	// without the A flag, nor for a dropped one).
+	Status   int  `json:"status"`
+	Answered bool `json:"answered"`
+	// Dropped says why the BU was discarded without answer (e.g. "auth",
+	// "rate-limited", "not-home-registration", "return-routability",
+	// "not-served"); empty when it was processed.
+	Dropped string `json:"dropped,omitempty"`
+	// Refused names an authentication refusal ("no_key",
+	// "unauthenticated", "bad_auth"), answered 129 or dropped.
+	Refused string `json:"refused,omitempty"`
 }
 
 // Hint kinds of POST /v1/hint (NetworkManager dispatcher events).
