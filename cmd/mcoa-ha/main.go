@@ -28,6 +28,9 @@ import (
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/dataplane/correspondent"
+	"github.com/mcoad/mcoad/pkg/dataplane/homeagent"
+	"github.com/mcoad/mcoad/pkg/dataplane/proxynd"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 )
 
@@ -109,7 +112,7 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 	isHA := cfg.HomeAgentRole()
 	var proxy ha.Proxy
 	if ifname := cfg.HomeAgent.Interface; isHA && ifname != "" {
-		p, err := dataplane.NewProxyND(ifname, log)
+		p, err := proxynd.New(ifname, log)
 		if err != nil {
 			return err
 		}
@@ -125,12 +128,12 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 	}
 
 	var plane ha.Plane
-	var planeStats func() dataplane.HAStats
+	var planeStats func() dataplane.BindingStats
 	if isHA && cfg.Dataplane.Backend != config.BackendNone {
 		// Home-address traffic through tunnels to the bindings; the
 		// home agent's data plane is the userspace one whatever the
 		// backend (it needs no ip6_tunnel).
-		p, err := dataplane.NewHAPlane(&dataplane.HAConfig{Address: cfg.HomeAgent.Address, Logger: log})
+		p, err := homeagent.New(&dataplane.HAConfig{Address: cfg.HomeAgent.Address, Logger: log})
 		if err != nil {
 			return fmt.Errorf("data plane: %w", err)
 		}
@@ -143,9 +146,9 @@ func serve(ctx context.Context, cfg *config.HA, path string, level *slog.LevelVa
 	// option and no binding get a Binding Error from the agent.
 	var agentRef atomic.Pointer[ha.Agent] // set once the agent exists
 	var cnPlane ha.CNPlane
-	var cnStats func() dataplane.HAStats
+	var cnStats func() dataplane.BindingStats
 	if cfg.Correspondent.Enabled && cfg.Dataplane.Backend != config.BackendNone {
-		p, err := dataplane.NewCNPlane(&dataplane.CNConfig{Logger: log, BindingError: func(src, dst, hoa netip.Addr) {
+		p, err := correspondent.New(&correspondent.Config{Logger: log, BindingError: func(src, dst, hoa netip.Addr) {
 			agent := agentRef.Load()
 			if agent == nil {
 				return

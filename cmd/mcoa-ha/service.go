@@ -15,6 +15,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/dataplane/correspondent"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 )
 
@@ -57,11 +58,11 @@ func cleanupKernel(cfg *config.HA) error {
 		errs = append(errs, err)
 	}
 	if cfg != nil && cfg.Correspondent.Enabled {
-		if err := deleteCNRules(dataplane.DefaultCNRulePriority); err != nil {
+		if err := deleteCNRules(correspondent.DefaultRulePriority); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := deleteDevices(dataplane.DefaultHADevice, dataplane.DefaultCNDevice); err != nil {
+	if err := deleteDevices(dataplane.DefaultHADevice, correspondent.DefaultDevice); err != nil {
 		errs = append(errs, err)
 	}
 	if cfg != nil && cfg.HomeAgentRole() && cfg.HomeAgent.Interface != "" {

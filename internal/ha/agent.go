@@ -33,7 +33,7 @@ type Transport interface {
 }
 
 // Proxy keeps proxy neighbour advertisements for exactly the given home
-// addresses (*dataplane.ProxyND).
+// addresses (*proxynd.Proxy).
 type Proxy interface {
 	Set(hoas []netip.Addr) error
 	// Reach pins a home address to the link-layer address of a mobile

@@ -12,6 +12,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/dataplane/correspondent"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 	"github.com/mcoad/mcoad/pkg/proto"
 	"github.com/mcoad/mcoad/pkg/rr"
@@ -172,9 +173,9 @@ func (a *Agent) cnBU(r *mhsock.Received) {
 }
 
 // CNPlane is told the correspondent's whole cache after every change, so
-// that its data path route-optimises (pkg/dataplane's CNPlane).
+// that its data path route-optimises (pkg/dataplane/correspondent).
 type CNPlane interface {
-	SetBindings(ctx context.Context, bs []dataplane.CNBinding) error
+	SetBindings(ctx context.Context, bs []correspondent.Binding) error
 }
 
 // cnApply logs and publishes correspondent cache changes; local is the
@@ -209,10 +210,10 @@ func (a *Agent) cnPublish() {
 		return
 	}
 	c := a.cn
-	var bs []dataplane.CNBinding
+	var bs []correspondent.Binding
 	for _, e := range c.cache.Entries(a.clk.Now()) {
 		if l, ok := c.local[e.HoA]; ok && !e.HomeRegistration {
-			bs = append(bs, dataplane.CNBinding{HoA: e.HoA, BID: e.BID, CoA: e.CoA, Priority: e.Priority, Local: l})
+			bs = append(bs, correspondent.Binding{HoA: e.HoA, BID: e.BID, CoA: e.CoA, Priority: e.Priority, Local: l})
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), planeTimeout)
@@ -224,7 +225,7 @@ func (a *Agent) cnPublish() {
 
 // CNPlaneMetrics are the correspondent's route-optimised packet counters,
 // per binding, and what its data plane dropped (GET /metrics).
-func CNPlaneMetrics(st dataplane.HAStats) []control.Metric {
+func CNPlaneMetrics(st dataplane.BindingStats) []control.Metric {
 	tx, rx := bindingMetrics(st,
 		control.Metric{Name: "mcoa_cn_ro_tx_packets_total", Help: "Packets sent to a binding's care-of address with a type 2 routing header.", Type: "counter"},
 		control.Metric{Name: "mcoa_cn_ro_rx_packets_total", Help: "Packets received from a binding's care-of address with a Home Address option.", Type: "counter"})

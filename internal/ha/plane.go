@@ -14,12 +14,12 @@ import (
 // planeTimeout bounds one update of the data plane (a few netlink calls).
 const planeTimeout = 5 * time.Second
 
-// HAPlane is what NewPlane adapts: pkg/dataplane's home-agent side.
+// HAPlane is what NewPlane adapts: pkg/dataplane/homeagent's Forwarder.
 type HAPlane interface {
 	SetBindings(ctx context.Context, bs []dataplane.HABinding) error
 }
 
-// NewPlane makes a Plane of pkg/dataplane's home-agent side: the home
+// NewPlane makes a Plane of pkg/dataplane/homeagent's Forwarder: the home
 // registrations of the cache become its tunnelled bindings.
 func NewPlane(p HAPlane) Plane { return planeAdapter{p: p} }
 
@@ -40,7 +40,7 @@ func (a planeAdapter) SetBindings(bs []bcache.Binding) error {
 
 // PlaneMetrics are the home agent's tunnel counters, per binding, and the
 // packets its data plane dropped, by reason (GET /metrics).
-func PlaneMetrics(st dataplane.HAStats) []control.Metric {
+func PlaneMetrics(st dataplane.BindingStats) []control.Metric {
 	tx, rx := bindingMetrics(st,
 		control.Metric{Name: "mcoa_ha_tunnel_tx_packets_total", Help: "Packets tunnelled to a binding.", Type: "counter"},
 		control.Metric{Name: "mcoa_ha_tunnel_rx_packets_total", Help: "Packets received through a binding's tunnel and forwarded.", Type: "counter"})
@@ -69,12 +69,12 @@ func dropsMetric(name, help string, rs ...reasonCount) control.Metric {
 // bindingMetrics fills tx and rx with one sample per binding of st, in
 // home address and BID order: the per-binding counters of both the home
 // agent's and the correspondent's data planes.
-func bindingMetrics(st dataplane.HAStats, tx, rx control.Metric) (control.Metric, control.Metric) {
-	keys := make([]dataplane.HAKey, 0, len(st.Bindings))
+func bindingMetrics(st dataplane.BindingStats, tx, rx control.Metric) (control.Metric, control.Metric) {
+	keys := make([]dataplane.BindingKey, 0, len(st.Bindings))
 	for k := range st.Bindings {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b dataplane.HAKey) int {
+	slices.SortFunc(keys, func(a, b dataplane.BindingKey) int {
 		if c := a.HoA.Compare(b.HoA); c != 0 {
 			return c
 		}

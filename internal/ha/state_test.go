@@ -17,7 +17,7 @@ import (
 	"github.com/mcoad/mcoad/internal/testutil"
 	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/config"
-	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/dataplane/correspondent"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
@@ -378,10 +378,10 @@ func TestStateForeignNamespace(t *testing.T) {
 // cnPlane records the correspondent data plane's bindings.
 type cnPlane struct {
 	mu  sync.Mutex
-	got []dataplane.CNBinding
+	got []correspondent.Binding
 }
 
-func (p *cnPlane) SetBindings(ctx context.Context, bs []dataplane.CNBinding) error {
+func (p *cnPlane) SetBindings(ctx context.Context, bs []correspondent.Binding) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.got = slices.Clone(bs)
@@ -421,7 +421,7 @@ func TestStateCorrespondent(t *testing.T) {
 	cp.mu.Lock()
 	got := slices.Clone(cp.got)
 	cp.mu.Unlock()
-	want := []dataplane.CNBinding{{HoA: hoa, BID: 1, CoA: coa1, Priority: 3, Local: netip.MustParseAddr("2001:db8:cccc::1")}}
+	want := []correspondent.Binding{{HoA: hoa, BID: 1, CoA: coa1, Priority: 3, Local: netip.MustParseAddr("2001:db8:cccc::1")}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("correspondent data plane %+v, want %+v", got, want)
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/dataplane/backends"
+	"github.com/mcoad/mcoad/pkg/dataplane/tun"
 	"github.com/mcoad/mcoad/pkg/liveness"
 	"github.com/mcoad/mcoad/pkg/policy"
 )
@@ -95,7 +97,7 @@ func newDataPath(d *Daemon, cfg *config.MN) (*dataPath, error) {
 	if kf != nil {
 		dpc.Adopt = kf.adopt(cfg)
 	}
-	b, err := dataplane.New(dpc)
+	b, err := backends.New(dpc)
 	if err != nil {
 		if kf != nil {
 			kf.discard(log)
@@ -429,7 +431,7 @@ func readKept(stateDir string, log *slog.Logger) *keptState {
 // matches tells whether this configuration can adopt what was kept.
 func (k *keptState) matches(cfg *config.MN) bool {
 	dc, mnc := cfg.Dataplane, cfg.MobileNode
-	return k.Backend == dataplane.BackendTUN && k.HomeDevice == dataplane.DefaultHomeDevice &&
+	return k.Backend == tun.Name && k.HomeDevice == dataplane.DefaultHomeDevice &&
 		k.HomeAddress == mnc.HomeAddress && k.HomeAgent == mnc.HomeAgent &&
 		k.Mark == dc.Mark && k.Mask == dc.Mask && k.TableBase == dc.TableBase && k.NFTable == policy.DefaultNFTable &&
 		(dc.Backend == config.BackendTUN || dc.Backend == config.BackendAuto)
@@ -455,7 +457,7 @@ func (k *keptState) bids() []uint16 {
 
 // discard removes what was kept and the marker (no process adopts it).
 func (k *keptState) discard(log *slog.Logger) {
-	if err := dataplane.DiscardKept(k.HomeDevice, k.bids()); err != nil {
+	if err := tun.DiscardKept(k.HomeDevice, k.bids()); err != nil {
 		log.Warn("kept data plane", "err", err)
 	}
 	if err := policy.Cleanup(&policy.Config{Mark: k.Mark, Mask: k.Mask, TableBase: k.TableBase, NFTable: k.NFTable}); err != nil {

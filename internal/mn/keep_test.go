@@ -11,6 +11,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/bul"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/dataplane/tun"
 	"github.com/mcoad/mcoad/pkg/policy"
 )
 
@@ -89,7 +90,7 @@ func TestKeptMarker(t *testing.T) {
 		MobileNode: config.MobileNode{HomeAddress: netip.MustParseAddr("2001:db8:aaaa::100"), HomeAgent: netip.MustParseAddr("2001:db8:aaaa::1")},
 		Dataplane:  config.Dataplane{Backend: config.BackendTUN, Mark: config.DefaultMark, Mask: config.DefaultMask, TableBase: config.DefaultTableBase},
 	}
-	k := &keptState{Format: 1, Reason: keepRestart, Backend: dataplane.BackendTUN, HomeDevice: dataplane.DefaultHomeDevice,
+	k := &keptState{Format: 1, Reason: keepRestart, Backend: tun.Name, HomeDevice: dataplane.DefaultHomeDevice,
 		HomeAddress: cfg.MobileNode.HomeAddress, HomeAgent: cfg.MobileNode.HomeAgent,
 		Mark: config.DefaultMark, Mask: config.DefaultMask, TableBase: config.DefaultTableBase, NFTable: policy.DefaultNFTable,
 		Tunnels: []keptTunnel{{BID: 1, Interface: "eth0", Ifindex: 2, CoA: netip.MustParseAddr("2001:db8:1::2"), MTU: 1460, Priority: 30}}}

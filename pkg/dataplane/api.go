@@ -23,10 +23,8 @@ var (
 
 // Backend names of Config.Backend (the [dataplane] backend key).
 const (
-	BackendAuto   = "auto"   // kernel where ip6_tunnel exists, else tun
-	BackendTUN    = "tun"    // userspace over TUN
-	BackendKernel = "kernel" // ip6tnl links via netlink
-	BackendNone   = "none"   // signaling only: SetTunnels does nothing
+	BackendAuto = "auto" // the first driver that runs here (package backends)
+	BackendNone = "none" // signaling only: SetTunnels does nothing
 )
 
 // Defaults of Config (the same numbers as pkg/config's).
@@ -91,6 +89,14 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Resolve returns c with its defaults filled in, checked (ErrInvalid);
+// the backend name is checked where the backends are known (package
+// backends). A nil *Config is the default.
+func (c *Config) Resolve() (Config, error) {
+	out := c.withDefaults()
+	return out, out.validate()
+}
+
 func (c *Config) withDefaults() Config {
 	var out Config
 	if c != nil {
@@ -115,11 +121,6 @@ func (c *Config) withDefaults() Config {
 }
 
 func (c *Config) validate() error {
-	switch c.Backend {
-	case BackendAuto, BackendTUN, BackendKernel, BackendNone:
-	default:
-		return fmt.Errorf("%w config: backend %q (want auto, tun, kernel or none)", ErrInvalid, c.Backend)
-	}
 	if c.Mark&^c.Mask != 0 {
 		return fmt.Errorf("%w config: mark %#x outside mask %#x", ErrInvalid, c.Mark, c.Mask)
 	}
@@ -198,7 +199,7 @@ type Stats struct {
 // interface cannot be resolved is left out, and the others still apply, so
 // a vanished interface takes only its own tunnel down: its error comes back
 // in lookupErr.
-func normalizeTunnels(in []Tunnel, lookup func(name string, index int) (string, int, int, error)) (out []Tunnel, lookupErr error, err error) {
+func NormalizeTunnels(in []Tunnel, lookup func(name string, index int) (string, int, int, error)) (out []Tunnel, lookupErr error, err error) {
 	out = slices.Clone(in)
 	slices.SortFunc(out, func(a, b Tunnel) int { return int(a.BID) - int(b.BID) })
 	for i := range out {
@@ -226,8 +227,8 @@ func normalizeTunnels(in []Tunnel, lookup func(name string, index int) (string, 
 		if t.Iface == "" && t.Ifindex <= 0 {
 			return nil, nil, bad("no interface")
 		}
-		if t.MTU != 0 && (t.MTU < minMTU || t.MTU > maxPacket-ipv6HeaderLen) {
-			return nil, nil, bad("MTU %d out of range %d..%d", t.MTU, minMTU, maxPacket-ipv6HeaderLen)
+		if t.MTU != 0 && (t.MTU < MinMTU || t.MTU > MaxPacket-Ipv6HeaderLen) {
+			return nil, nil, bad("MTU %d out of range %d..%d", t.MTU, MinMTU, MaxPacket-Ipv6HeaderLen)
 		}
 	}
 	if lookup == nil {
@@ -246,126 +247,18 @@ func normalizeTunnels(in []Tunnel, lookup func(name string, index int) (string, 
 		}
 		t.Iface, t.Ifindex = name, index
 		if t.MTU == 0 {
-			t.MTU = max(mtu-ipv6HeaderLen, minMTU)
+			t.MTU = max(mtu-Ipv6HeaderLen, MinMTU)
 		}
 		kept = append(kept, t)
 	}
 	return kept, errors.Join(errs...), nil
 }
 
-// HABinding is one binding of the home agent's cache that has a tunnel:
-// packets for HoA go to CoA.
-type HABinding struct {
-	HoA      netip.Addr
-	BID      uint16 // 0 for a binding without BID
-	CoA      netip.Addr
-	Priority uint8 // the draft's priority: higher is preferred, 0 none
-	// Prefixes are the mobile network prefixes of HoA's mobile router
-	// (NEMO, RFC 3963): routed into the tunnel like HoA, and accepted as
-	// inner sources from it. Every binding of a HoA carries the same list.
-	Prefixes []netip.Prefix
-}
-
-// HAConfig configures the home agent's data plane. Address is required.
-type HAConfig struct {
-	// Address is the home agent's address: the outer source of tunnelled
-	// packets, and the only outer destination accepted.
-	Address netip.Addr
-	// Device is the TUN device that home-address routes point to (default
-	// "mcoaha0").
-	Device string
-	// MTU of Device (default 1460: an Ethernet path less the outer header).
-	MTU int
-	// Table for the home-address routes (default 254, main).
-	Table int
-	// Mark is set on outer packets (0: none).
-	Mark uint32
-	// NoOffload: see Config.
-	NoOffload bool
-	Logger    *slog.Logger
-}
-
-func (c *HAConfig) withDefaults() (HAConfig, error) {
-	var out HAConfig
-	if c != nil {
-		out = *c
-	}
-	if !out.Address.Is6() || out.Address.Is4In6() || out.Address.IsUnspecified() || out.Address.IsMulticast() {
-		return out, fmt.Errorf("%w HA config: address %v is not a unicast IPv6 address", ErrInvalid, out.Address)
-	}
-	if err := deviceDefaults("HA", &out.Device, DefaultHADevice, &out.MTU, ipv6HeaderLen); err != nil {
-		return out, err
-	}
-	if out.Table == 0 {
-		out.Table = 254
-	}
-	if out.Logger == nil {
-		out.Logger = slog.Default()
-	}
-	return out, nil
-}
-
-// deviceDefaults fills in the TUN device name and MTU of a plane's config
-// and checks them: the MTU defaults to an Ethernet path less overhead, the
-// header the plane adds. what names the config in errors.
-func deviceDefaults(what string, dev *string, defDev string, mtu *int, overhead int) error {
-	if *dev == "" {
-		*dev = defDev
-	}
-	if len(*dev) > 15 {
-		return fmt.Errorf("%w %s config: device name %q too long", ErrInvalid, what, *dev)
-	}
-	if *mtu == 0 {
-		*mtu = 1500 - overhead
-	}
-	if *mtu < minMTU || *mtu > maxPacket-overhead {
-		return fmt.Errorf("%w %s config: MTU %d", ErrInvalid, what, *mtu)
-	}
-	return nil
-}
-
-func checkHABindings(in []HABinding) ([]HABinding, error) {
-	out := slices.Clone(in)
-	slices.SortFunc(out, func(a, b HABinding) int {
-		if c := a.HoA.Compare(b.HoA); c != 0 {
-			return c
-		}
-		return int(a.BID) - int(b.BID)
-	})
-	for i, b := range out {
-		for _, a := range []netip.Addr{b.HoA, b.CoA} {
-			if !unicast6(a) {
-				return nil, fmt.Errorf("%w binding %s bid %d: %v is not a unicast IPv6 address", ErrInvalid, b.HoA, b.BID, a)
-			}
-		}
-		for _, pf := range b.Prefixes {
-			if !pf.IsValid() || !pf.Addr().Is6() || pf.Addr().Is4In6() || pf.Masked() != pf || pf.Contains(b.HoA) {
-				return nil, fmt.Errorf("%w binding %s bid %d: %v is not a mobile network prefix", ErrInvalid, b.HoA, b.BID, pf)
-			}
-		}
-		if i > 0 && out[i-1].HoA == b.HoA && out[i-1].BID == b.BID {
-			return nil, fmt.Errorf("%w binding %s bid %d given twice", ErrInvalid, b.HoA, b.BID)
-		}
-	}
-	return out, nil
-}
-
-// checkOpen is the check every level-triggered setter makes under its
+// CheckOpen is the check every level-triggered setter makes under its
 // mutex: ErrClosed after Close, else the context's error.
-func checkOpen(ctx context.Context, closed bool) error {
+func CheckOpen(ctx context.Context, closed bool) error {
 	if closed {
 		return ErrClosed
 	}
 	return ctx.Err()
 }
-
-// noneBackend is "none": signaling only, no tunnels.
-type noneBackend struct{}
-
-func (noneBackend) SetTunnels(ctx context.Context, tunnels []Tunnel) error {
-	_, _, err := normalizeTunnels(tunnels, nil)
-	return err
-}
-func (noneBackend) Stats() Stats { return Stats{Tunnels: map[uint16]Counters{}} }
-func (noneBackend) Name() string { return BackendNone }
-func (noneBackend) Close() error { return nil }

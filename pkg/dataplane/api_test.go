@@ -1,15 +1,16 @@
 package dataplane
 
 import (
-	"context"
 	"errors"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 )
 
 func goodTunnel(bid uint16) Tunnel {
-	return Tunnel{BID: bid, Iface: "eth0", CoA: tCoA[0], HA: tHA, HoA: tHoA}
+	return Tunnel{BID: bid, Iface: "eth0", CoA: pkttest.TCoA[0], HA: pkttest.THA, HoA: pkttest.THoA}
 }
 
 func TestNormalizeTunnels(t *testing.T) {
@@ -23,8 +24,8 @@ func TestNormalizeTunnels(t *testing.T) {
 		return "", 0, 0, errors.New("no such link")
 	}
 	w := goodTunnel(2)
-	w.Iface, w.Ifindex, w.CoA = "", 3, tCoA[1]
-	out, lerr, err := normalizeTunnels([]Tunnel{goodTunnel(5), w}, lookup)
+	w.Iface, w.Ifindex, w.CoA = "", 3, pkttest.TCoA[1]
+	out, lerr, err := NormalizeTunnels([]Tunnel{goodTunnel(5), w}, lookup)
 	if err != nil || lerr != nil {
 		t.Fatal(err, lerr)
 	}
@@ -34,7 +35,7 @@ func TestNormalizeTunnels(t *testing.T) {
 	small := goodTunnel(1)
 	small.Iface = "wlan0"
 	small.MTU = 1300
-	if out, _, _ := normalizeTunnels([]Tunnel{small}, lookup); out[0].MTU != 1300 {
+	if out, _, _ := NormalizeTunnels([]Tunnel{small}, lookup); out[0].MTU != 1300 {
 		t.Fatalf("explicit MTU replaced: %d", out[0].MTU)
 	}
 	bad := func(f func(*Tunnel)) []Tunnel {
@@ -52,9 +53,9 @@ func TestNormalizeTunnels(t *testing.T) {
 		"zone":         bad(func(t *Tunnel) { t.CoA = netip.MustParseAddr("fe80::1%eth0") }),
 		"no interface": bad(func(t *Tunnel) { t.Iface = "" }),
 		"mtu":          bad(func(t *Tunnel) { t.MTU = 1000 }),
-		"two homes":    {goodTunnel(1), func() Tunnel { t := goodTunnel(2); t.HoA = tCN; return t }()},
+		"two homes":    {goodTunnel(1), func() Tunnel { t := goodTunnel(2); t.HoA = pkttest.TCN; return t }()},
 	} {
-		if _, _, err := normalizeTunnels(in, lookup); !errors.Is(err, ErrInvalid) {
+		if _, _, err := NormalizeTunnels(in, lookup); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err %v, want ErrInvalid", name, err)
 		}
 	}
@@ -64,7 +65,7 @@ func TestNormalizeTunnels(t *testing.T) {
 	gone.Iface = "nope0"
 	odd := goodTunnel(4)
 	odd.Ifindex = 3
-	out, lerr, err = normalizeTunnels([]Tunnel{goodTunnel(1), gone, odd}, lookup)
+	out, lerr, err = NormalizeTunnels([]Tunnel{goodTunnel(1), gone, odd}, lookup)
 	if err != nil || len(out) != 1 || out[0].BID != 1 {
 		t.Fatalf("kept %+v err %v", out, err)
 	}
@@ -74,72 +75,24 @@ func TestNormalizeTunnels(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	c := (*Config)(nil).withDefaults()
+	c, err := (*Config)(nil).Resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if c.Backend != BackendAuto || c.Mark != DefaultMark || c.Mask != DefaultMask || c.TableBase != DefaultTableBase || c.HomeDevice != "mcoa0" || c.Logger == nil {
 		t.Fatalf("defaults %+v", c)
-	}
-	if err := c.validate(); err != nil {
-		t.Fatal(err)
 	}
 	if c.Table(7) != 1007 || DeviceName(7) != "mcoab7" || DeviceName(65535) != "mcoab65535" {
 		t.Fatal("naming")
 	}
 	for name, cfg := range map[string]Config{
-		"backend":  {Backend: "ebpf"},
 		"mark":     {Mark: 0x1, Mask: 0xff000000},
 		"table":    {TableBase: 100},
 		"table hi": {TableBase: 0xffffff00},
 		"device":   {HomeDevice: "a-name-much-too-long"},
 	} {
-		c := cfg.withDefaults()
-		if err := c.validate(); !errors.Is(err, ErrInvalid) {
+		if _, err := cfg.Resolve(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v", name, err)
 		}
-		if _, err := New(&cfg); !errors.Is(err, ErrInvalid) {
-			t.Errorf("New %s: %v", name, err)
-		}
-	}
-}
-
-func TestNoneBackend(t *testing.T) {
-	b, err := New(&Config{Backend: BackendNone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.Name() != BackendNone {
-		t.Fatal(b.Name())
-	}
-	if err := b.SetTunnels(context.Background(), []Tunnel{goodTunnel(1)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.SetTunnels(context.Background(), []Tunnel{goodTunnel(0)}); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("none backend accepts BID 0: %v", err)
-	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestHAConfigAndBindings(t *testing.T) {
-	if _, err := (&HAConfig{}).withDefaults(); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("no address: %v", err)
-	}
-	c, err := (&HAConfig{Address: tHA}).withDefaults()
-	if err != nil || c.Device != "mcoaha0" || c.MTU != 1460 || c.Table != 254 {
-		t.Fatalf("%+v %v", c, err)
-	}
-	if _, err := (&HAConfig{Address: tHA, MTU: 900}).withDefaults(); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("MTU 900: %v", err)
-	}
-	b := HABinding{HoA: tHoA, BID: 0, CoA: tCoA[0]}
-	if _, err := checkHABindings([]HABinding{b}); err != nil {
-		t.Fatalf("BID 0 (no MCoA) refused: %v", err)
-	}
-	if _, err := checkHABindings([]HABinding{b, b}); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("duplicate: %v", err)
-	}
-	b.CoA = netip.Addr{}
-	if _, err := checkHABindings([]HABinding{b}); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("no CoA: %v", err)
 	}
 }

@@ -1,0 +1,11 @@
+package backends
+
+import (
+	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/dataplane/ip6tnl"
+	"github.com/mcoad/mcoad/pkg/dataplane/tun"
+)
+
+// drivers are the backends, in the order "auto" tries them: the kernel's
+// ip6tnl where it exists, else the userspace one.
+var drivers = []dataplane.Driver{ip6tnl.Driver, tun.Driver}

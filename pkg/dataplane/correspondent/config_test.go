@@ -1,0 +1,15 @@
+package correspondent
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
+)
+
+func TestCheckBindings(t *testing.T) {
+	if _, err := checkBindings([]Binding{{HoA: pkttest.THoA, BID: 1, CoA: pkttest.TCoA[0]}}); !errors.Is(err, dataplane.ErrInvalid) {
+		t.Errorf("binding without local address: %v", err)
+	}
+}

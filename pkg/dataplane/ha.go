@@ -1,0 +1,117 @@
+package dataplane
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+)
+
+// HABinding is one binding of the home agent's cache that has a tunnel:
+// packets for HoA go to CoA.
+type HABinding struct {
+	HoA      netip.Addr
+	BID      uint16 // 0 for a binding without BID
+	CoA      netip.Addr
+	Priority uint8 // the draft's priority: higher is preferred, 0 none
+	// Prefixes are the mobile network prefixes of HoA's mobile router
+	// (NEMO, RFC 3963): routed into the tunnel like HoA, and accepted as
+	// inner sources from it. Every binding of a HoA carries the same list.
+	Prefixes []netip.Prefix
+}
+
+// HAConfig configures the home agent's data plane. Address is required.
+type HAConfig struct {
+	// Address is the home agent's address: the outer source of tunnelled
+	// packets, and the only outer destination accepted.
+	Address netip.Addr
+	// Device is the TUN device that home-address routes point to (default
+	// "mcoaha0").
+	Device string
+	// MTU of Device (default 1460: an Ethernet path less the outer header).
+	MTU int
+	// Table for the home-address routes (default 254, main).
+	Table int
+	// Mark is set on outer packets (0: none).
+	Mark uint32
+	// NoOffload: see Config.
+	NoOffload bool
+	Logger    *slog.Logger
+}
+
+func (c *HAConfig) WithDefaults() (HAConfig, error) {
+	var out HAConfig
+	if c != nil {
+		out = *c
+	}
+	if !out.Address.Is6() || out.Address.Is4In6() || out.Address.IsUnspecified() || out.Address.IsMulticast() {
+		return out, fmt.Errorf("%w HA config: address %v is not a unicast IPv6 address", ErrInvalid, out.Address)
+	}
+	if err := DeviceDefaults("HA", &out.Device, DefaultHADevice, &out.MTU, Ipv6HeaderLen); err != nil {
+		return out, err
+	}
+	if out.Table == 0 {
+		out.Table = 254
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	return out, nil
+}
+
+// deviceDefaults fills in the TUN device name and MTU of a plane's config
+// and checks them: the MTU defaults to an Ethernet path less overhead, the
+// header the plane adds. what names the config in errors.
+func DeviceDefaults(what string, dev *string, defDev string, mtu *int, overhead int) error {
+	if *dev == "" {
+		*dev = defDev
+	}
+	if len(*dev) > 15 {
+		return fmt.Errorf("%w %s config: device name %q too long", ErrInvalid, what, *dev)
+	}
+	if *mtu == 0 {
+		*mtu = 1500 - overhead
+	}
+	if *mtu < MinMTU || *mtu > MaxPacket-overhead {
+		return fmt.Errorf("%w %s config: MTU %d", ErrInvalid, what, *mtu)
+	}
+	return nil
+}
+
+func CheckHABindings(in []HABinding) ([]HABinding, error) {
+	out := slices.Clone(in)
+	slices.SortFunc(out, func(a, b HABinding) int {
+		if c := a.HoA.Compare(b.HoA); c != 0 {
+			return c
+		}
+		return int(a.BID) - int(b.BID)
+	})
+	for i, b := range out {
+		for _, a := range []netip.Addr{b.HoA, b.CoA} {
+			if !Unicast6(a) {
+				return nil, fmt.Errorf("%w binding %s bid %d: %v is not a unicast IPv6 address", ErrInvalid, b.HoA, b.BID, a)
+			}
+		}
+		for _, pf := range b.Prefixes {
+			if !pf.IsValid() || !pf.Addr().Is6() || pf.Addr().Is4In6() || pf.Masked() != pf || pf.Contains(b.HoA) {
+				return nil, fmt.Errorf("%w binding %s bid %d: %v is not a mobile network prefix", ErrInvalid, b.HoA, b.BID, pf)
+			}
+		}
+		if i > 0 && out[i-1].HoA == b.HoA && out[i-1].BID == b.BID {
+			return nil, fmt.Errorf("%w binding %s bid %d given twice", ErrInvalid, b.HoA, b.BID)
+		}
+	}
+	return out, nil
+}
+
+// BindingKey names a binding in BindingStats.
+type BindingKey struct {
+	HoA netip.Addr
+	BID uint16
+}
+
+// BindingStats is a snapshot of the home agent's counters.
+type BindingStats struct {
+	Bindings map[BindingKey]Counters
+	Drops    Drops
+}
