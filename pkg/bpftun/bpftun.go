@@ -18,10 +18,11 @@ const (
 	DropSpoofed               // tunnel packet to a local endpoint from a peer not allowed
 	DropEncap                 // the kernel refused to push the outer header
 	DropDecap                 // the kernel refused to remove it
+	DropECN                   // RFC 6040: congestion marked on a packet that is not ECN-capable
 	numDrops
 )
 
-var dropNames = [...]string{"no-tunnel", "malformed", "spoofed", "encap-failed", "decap-failed"}
+var dropNames = [...]string{"no-tunnel", "malformed", "spoofed", "encap-failed", "decap-failed", "ecn"}
 
 // String is the reason as a metric label.
 func (d Drop) String() string {

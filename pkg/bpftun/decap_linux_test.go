@@ -45,6 +45,13 @@ func ext(next byte, units int, rest []byte) []byte {
 	return append(h, rest...)
 }
 
+// withECN returns a copy of the IPv6 packet p with ECN field ecn.
+func withECN(p []byte, ecn byte) []byte {
+	q := append([]byte(nil), p...)
+	q[1] = q[1]&^0x30 | ecn<<4
+	return q
+}
+
 func ether(proto uint16, l3 []byte) []byte {
 	f := make([]byte, 14, 14+len(l3))
 	copy(f, []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1})
@@ -99,6 +106,13 @@ func TestDecap(t *testing.T) {
 		{name: "truncated inner header", frame: ether(0x86dd, ip6(ha, coa, 41, inner[:20])), ret: tcActShot, drop: DropMalformed},
 		{name: "no inner packet", frame: ether(0x86dd, ip6(ha, coa, 41, nil)), ret: tcActShot, drop: DropMalformed},
 		{name: "IPv4 inside", frame: ether(0x86dd, ip6(ha, coa, 41, append([]byte{0x45}, inner[1:]...))), ret: tcActShot, drop: DropMalformed},
+		// RFC 6040 section 4.2: CE on the outer header reaches an
+		// ECN-capable inner packet; a packet that is not ECN-capable
+		// cannot carry it and is dropped; ECT(1) outside marks ECT(0).
+		{name: "congestion experienced", frame: ether(0x86dd, withECN(ip6(ha, coa, 41, withECN(inner, 2)), 3)), want: ether(0x86dd, withECN(inner, 3))},
+		{name: "congestion on not-ECT", frame: ether(0x86dd, withECN(ip6(ha, coa, 41, inner), 3)), ret: tcActShot, drop: DropECN},
+		{name: "ECT(1) outside", frame: ether(0x86dd, withECN(ip6(ha, coa, 41, withECN(inner, 2)), 1)), want: ether(0x86dd, withECN(inner, 1))},
+		{name: "ECT(0) outside, not-ECT inside", frame: ether(0x86dd, withECN(ip6(ha, coa, 41, inner), 2)), want: ether(0x86dd, inner)},
 		{name: "extension header past the end", frame: ether(0x86dd, ip6(ha, coa, 60, []byte{41, 200, 0, 0})), ret: tcActShot, drop: DropMalformed},
 		{name: "extension header cut short", frame: ether(0x86dd, ip6(ha, coa, 60, []byte{41}))},
 		{name: "too many extension headers", frame: ether(0x86dd, ip6(ha, coa, 60, tooDeep))},
@@ -140,8 +154,8 @@ func TestDecap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := stats[id]; got.RxPackets != 4 || got.TxPackets != 0 {
-		t.Errorf("tunnel %d counted %+v, want 4 packets received", id, got)
+	if got := stats[id]; got.RxPackets != 7 || got.TxPackets != 0 {
+		t.Errorf("tunnel %d counted %+v, want 7 packets received", id, got)
 	}
 
 	// An endpoint removed (its care-of address went) is no longer ours.
