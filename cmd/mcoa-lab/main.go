@@ -133,26 +133,44 @@ func current(stateFile string) (*lab.Lab, lab.State, error) {
 	return l, st, err
 }
 
-func cmdUp(ctx context.Context, stateFile string, args []string) error {
+// upFlags are `mcoa-lab up`'s options.
+type upFlags struct {
+	prefix                string
+	raMin, raMax, timeout time.Duration
+	dad, noRadvd, quiet   bool
+	daemons, vehicle      bool
+	backend               string
+}
+
+func parseUpFlags(args []string) (upFlags, error) {
+	var f upFlags
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	prefix := fs.String("prefix", "", "namespace name prefix (default: mcoa + 6 random hex digits + -)")
-	raMin := fs.Duration("ra-min", 0, "radvd MinRtrAdvInterval (default 1s)")
-	raMax := fs.Duration("ra-max", 0, "radvd MaxRtrAdvInterval (default 3s)")
-	dad := fs.Bool("dad", false, "keep Duplicate Address Detection on the MN's interfaces")
-	noRadvd := fs.Bool("no-radvd", false, "send no Router Advertisements (the MN gets no care-of addresses)")
-	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for the MN's care-of addresses")
-	quiet := fs.Bool("q", false, "print only errors")
-	daemons := fs.Bool("daemons", false, "also start mcoa-ha in ha and mcoad in mn (binaries next to mcoa-lab or on PATH)")
-	backend := fs.String("dataplane", "tun", `with -daemons: both daemons' [dataplane] backend ("none": signaling only)`)
-	vehicle := fs.Bool("vehicle", false, "a vehicle: node host behind the MN's lan0 on "+lab.MobileNetPrefix.String()+" (with -daemons: mcoad as NEMO mobile router, both data planes tun)")
+	fs.StringVar(&f.prefix, "prefix", "", "namespace name prefix (default: mcoa + 6 random hex digits + -)")
+	fs.DurationVar(&f.raMin, "ra-min", 0, "radvd MinRtrAdvInterval (default 1s)")
+	fs.DurationVar(&f.raMax, "ra-max", 0, "radvd MaxRtrAdvInterval (default 3s)")
+	fs.BoolVar(&f.dad, "dad", false, "keep Duplicate Address Detection on the MN's interfaces")
+	fs.BoolVar(&f.noRadvd, "no-radvd", false, "send no Router Advertisements (the MN gets no care-of addresses)")
+	fs.DurationVar(&f.timeout, "timeout", 20*time.Second, "how long to wait for the MN's care-of addresses")
+	fs.BoolVar(&f.quiet, "q", false, "print only errors")
+	fs.BoolVar(&f.daemons, "daemons", false, "also start mcoa-ha in ha and mcoad in mn (binaries next to mcoa-lab or on PATH)")
+	fs.StringVar(&f.backend, "dataplane", "tun", `with -daemons: both daemons' [dataplane] backend ("none": signaling only)`)
+	fs.BoolVar(&f.vehicle, "vehicle", false, "a vehicle: node host behind the MN's lan0 on "+lab.MobileNetPrefix.String()+" (with -daemons: mcoad as NEMO mobile router, both data planes tun)")
 	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+		return f, exitError(2)
 	}
-	if *vehicle && *noRadvd {
-		return fmt.Errorf("-vehicle needs Router Advertisements (drop -no-radvd)")
+	if f.vehicle && f.noRadvd {
+		return f, fmt.Errorf("-vehicle needs Router Advertisements (drop -no-radvd)")
 	}
-	if *daemons && *noRadvd {
-		return fmt.Errorf("-daemons needs Router Advertisements (drop -no-radvd)")
+	if f.daemons && f.noRadvd {
+		return f, fmt.Errorf("-daemons needs Router Advertisements (drop -no-radvd)")
+	}
+	return f, nil
+}
+
+func cmdUp(ctx context.Context, stateFile string, args []string) error {
+	f, err := parseUpFlags(args)
+	if err != nil {
+		return err
 	}
 	if err := needRoot(); err != nil {
 		return err
@@ -164,20 +182,20 @@ func cmdUp(ctx context.Context, stateFile string, args []string) error {
 		}
 	}
 	level := slog.LevelInfo
-	if *quiet {
+	if f.quiet {
 		level = slog.LevelError
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	start := time.Now()
 	l, err := lab.Up(ctx, &lab.Config{
-		Prefix:        *prefix,
-		MinRAInterval: *raMin,
-		MaxRAInterval: *raMax,
-		DAD:           *dad,
-		NoRadvd:       *noRadvd,
-		WaitTimeout:   *timeout,
+		Prefix:        f.prefix,
+		MinRAInterval: f.raMin,
+		MaxRAInterval: f.raMax,
+		DAD:           f.dad,
+		NoRadvd:       f.noRadvd,
+		WaitTimeout:   f.timeout,
 		Detach:        true, // radvd outlives this command
-		Vehicle:       *vehicle,
+		Vehicle:       f.vehicle,
 		Logger:        log,
 	})
 	if err != nil {
@@ -191,43 +209,56 @@ func cmdUp(ctx context.Context, stateFile string, args []string) error {
 		return errors.Join(err, l.Down())
 	}
 	var ds []*lab.Daemon
-	if *daemons {
-		hc := lab.HAConfig{Backend: *backend}
-		mc := lab.MNConfig{Backend: *backend}
-		if *vehicle {
-			hc = lab.HAConfig{Vehicle: true, Backend: "tun"}
-			mc = lab.MNConfig{Vehicle: true, Backend: "tun"}
-		}
-		ha, err := l.StartHA(ctx, &hc)
-		if err != nil {
+	if f.daemons {
+		if ds, err = startLabDaemons(ctx, l, f); err != nil {
 			return errors.Join(err, l.Down(), os.Remove(stateFile))
 		}
-		mn, err := l.StartMN(ctx, &mc)
-		if err != nil {
-			return errors.Join(err, l.Down(), os.Remove(stateFile))
-		}
-		ds = append(ds, ha, mn)
 	}
-	if !*quiet {
-		if err := printStatus(ctx, os.Stdout, l); err != nil {
-			return err
-		}
-		try := fmt.Sprintf("mcoa-lab exec mn ping -c1 %s", lab.HAAddr)
-		if *daemons && *backend != "none" {
-			try = fmt.Sprintf("mcoa-lab exec mn ping -c1 -I %s %s (the home address, through the tunnels)", lab.HoA, lab.CNAddr)
-		}
-		if *vehicle {
-			try = fmt.Sprintf("mcoa-lab exec host ping -c1 %s", lab.CNAddr)
-		}
-		fmt.Printf("\nlab %s up in %v. Try: %s; mcoa-lab down\n",
-			l.Prefix, time.Since(start).Round(time.Millisecond), try)
-		for _, d := range ds {
-			fmt.Printf("%s runs in %s (pid %d, config %s, log %s): mcoactl -socket %s %s\n",
-				filepath.Base(d.Bin), l.NS(d.Node), d.Proc().Pid, d.Config, d.Proc().Log, d.Socket,
-				map[string]string{lab.HA: "cache", lab.MN: "bindings"}[d.Node])
-		}
+	if f.quiet {
+		return nil
 	}
+	if err := printStatus(ctx, os.Stdout, l); err != nil {
+		return err
+	}
+	printTry(l, f, time.Since(start), ds)
 	return nil
+}
+
+// startLabDaemons starts mcoa-ha and mcoad in the lab `up -daemons` built.
+func startLabDaemons(ctx context.Context, l *lab.Lab, f upFlags) ([]*lab.Daemon, error) {
+	hc := lab.HAConfig{Backend: f.backend}
+	mc := lab.MNConfig{Backend: f.backend}
+	if f.vehicle {
+		hc = lab.HAConfig{Vehicle: true, Backend: "tun"}
+		mc = lab.MNConfig{Vehicle: true, Backend: "tun"}
+	}
+	ha, err := l.StartHA(ctx, &hc)
+	if err != nil {
+		return nil, err
+	}
+	mn, err := l.StartMN(ctx, &mc)
+	if err != nil {
+		return nil, err
+	}
+	return []*lab.Daemon{ha, mn}, nil
+}
+
+// printTry tells what to try in the lab `up` built in took, and where its
+// daemons ds run.
+func printTry(l *lab.Lab, f upFlags, took time.Duration, ds []*lab.Daemon) {
+	try := fmt.Sprintf("mcoa-lab exec mn ping -c1 %s", lab.HAAddr)
+	if f.daemons && f.backend != "none" {
+		try = fmt.Sprintf("mcoa-lab exec mn ping -c1 -I %s %s (the home address, through the tunnels)", lab.HoA, lab.CNAddr)
+	}
+	if f.vehicle {
+		try = fmt.Sprintf("mcoa-lab exec host ping -c1 %s", lab.CNAddr)
+	}
+	fmt.Printf("\nlab %s up in %v. Try: %s; mcoa-lab down\n", l.Prefix, took.Round(time.Millisecond), try)
+	for _, d := range ds {
+		fmt.Printf("%s runs in %s (pid %d, config %s, log %s): mcoactl -socket %s %s\n",
+			filepath.Base(d.Bin), l.NS(d.Node), d.Proc().Pid, d.Config, d.Proc().Log, d.Socket,
+			map[string]string{lab.HA: "cache", lab.MN: "bindings"}[d.Node])
+	}
 }
 
 func cmdDown(ctx context.Context, stateFile string, args []string) error {

@@ -132,29 +132,6 @@ func (d *demo) roRegister(ctx context.Context, bin string, cn *lab.Daemon) error
 	return nil
 }
 
-// cnCacheIs checks that the CN holds exactly the bindings of want for the
-// home address, each with its interface's BID and care-of address.
-func (d *demo) cnCacheIs(ctx context.Context, want ...string) error {
-	c, err := d.cn.Client.Cache(ctx)
-	if err != nil {
-		return err
-	}
-	if len(c) != len(want) {
-		return fmt.Errorf("CN cache has %d bindings, want %d (%s)", len(c), len(want), strings.Join(want, ", "))
-	}
-	for _, n := range want {
-		i := slices.IndexFunc(c, func(x control.CacheEntry) bool { return x.BID == d.bids[n] })
-		if i < 0 {
-			return fmt.Errorf("CN cache has no binding for %s (BID %d)", n, d.bids[n])
-		}
-		if x := c[i]; x.HoA != lab.HoA || x.CoA != d.coas[n] || x.HomeRegistration {
-			return fmt.Errorf("CN binding BID %d is %s -> %s (home registration %v); want %s -> %s",
-				x.BID, x.HoA, x.CoA, x.HomeRegistration, lab.HoA, d.coas[n])
-		}
-	}
-	return nil
-}
-
 // cnBUs are the BUs the correspondent's mcoa-ha logged since off.
 func (d *demo) cnBUs(cn *lab.Daemon, off int64) []lab.LoggedBU {
 	var out []lab.LoggedBU
@@ -337,19 +314,28 @@ func (d *demo) summariseROCapture(ctx context.Context, c *lab.Capture) error {
 	return nil
 }
 
-func (d *demo) roCut(ctx context.Context) error {
-	type result struct {
-		sent, got int
-		err       error
-	}
-	const interval, deadline = 50 * time.Millisecond, 3 * time.Second
-	done := make(chan result, 1)
+// pingResult is what cnPing said.
+type pingResult struct {
+	sent, got int
+	err       error
+}
+
+// cnPingEvery pings the home address from the CN every interval for
+// deadline on a goroutine; the channel gets the result.
+func (d *demo) cnPingEvery(ctx context.Context, interval, deadline time.Duration) <-chan pingResult {
+	done := make(chan pingResult, 1)
 	go func() {
-		var r result
+		var r pingResult
 		r.sent, r.got, r.err = d.cnPing(ctx, "-i", strconv.FormatFloat(interval.Seconds(), 'f', -1, 64),
 			"-w", strconv.Itoa(int(deadline/time.Second)), "-W", "1")
 		done <- r
 	}()
+	return done
+}
+
+func (d *demo) roCut(ctx context.Context) error {
+	const interval, deadline = 50 * time.Millisecond, 3 * time.Second
+	done := d.cnPingEvery(ctx, interval, deadline)
 	select {
 	case <-time.After(500 * time.Millisecond):
 	case <-ctx.Done():
@@ -370,30 +356,14 @@ func (d *demo) roCut(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var via []string
-	for _, bu := range d.cnBUs(d.cn, cnOff) {
-		if bu.Src == d.coas["eth0"] {
-			return fmt.Errorf("a BU came from eth0's care-of address %s, which has no carrier", bu.Src)
-		}
-		via = append(via, fmt.Sprintf("%s (%s)", bu.Src, d.ifaceOf(bu.Src)))
-	}
-	if len(via) == 0 {
-		return errors.New("the CN logged no BU for the removal")
+	via, err := d.removalVia("CN", d.cnBUs(d.cn, cnOff))
+	if err != nil {
+		return err
 	}
 	d.printf("   binding %d (eth0) removed from the CN's cache %v after the carrier loss, by a BU from %s\n",
-		d.bids["eth0"], ms(took), strings.Join(via, ", "))
+		d.bids["eth0"], ms(took), via)
 	if _, err := within(ctx, 5*time.Second, "the ping route-optimised on wlan0", func(ctx context.Context) error {
-		ro1, err := d.roCounts(ctx)
-		if err != nil {
-			return err
-		}
-		if ro1.route["eth0"] {
-			return fmt.Errorf("eth0 still has a route-optimised route: %v", ro1.route)
-		}
-		if ro1.tx["wlan0"]-ro0.tx["wlan0"] < 10 || ro1.rx["wlan0"]-ro0.rx["wlan0"] < 10 {
-			return fmt.Errorf("wlan0's route-optimised packets: tx %v -> %v, rx %v -> %v", ro0.tx["wlan0"], ro1.tx["wlan0"], ro0.rx["wlan0"], ro1.rx["wlan0"])
-		}
-		return nil
+		return d.roMovedTo(ctx, "wlan0", ro0)
 	}); err != nil {
 		return err
 	}
@@ -408,7 +378,7 @@ func (d *demo) roCut(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	var r result
+	var r pingResult
 	select {
 	case r = <-done:
 	case <-ctx.Done():
@@ -430,6 +400,23 @@ func (d *demo) roCut(ctx context.Context) error {
 	}
 	d.tables(ctx)
 	d.printf("   ok: wlan0 and wwan0 stay bound at the HA and the CN; the ping answered through wlan0\n")
+	return nil
+}
+
+// roMovedTo checks that the route-optimised traffic left eth0 for iface
+// since ro0: eth0 has no route-optimised route, and iface carried at least
+// 10 packets each way.
+func (d *demo) roMovedTo(ctx context.Context, iface string, ro0 roCounts) error {
+	ro1, err := d.roCounts(ctx)
+	if err != nil {
+		return err
+	}
+	if ro1.route["eth0"] {
+		return fmt.Errorf("eth0 still has a route-optimised route: %v", ro1.route)
+	}
+	if ro1.tx[iface]-ro0.tx[iface] < 10 || ro1.rx[iface]-ro0.rx[iface] < 10 {
+		return fmt.Errorf("%s's route-optimised packets: tx %v -> %v, rx %v -> %v", iface, ro0.tx[iface], ro1.tx[iface], ro0.rx[iface], ro1.rx[iface])
+	}
 	return nil
 }
 

@@ -26,11 +26,11 @@ func (d *demo) runVehicle(ctx context.Context, prefix string, bins map[string]st
 		return err
 	}
 	d.lab, d.dp = l, true
-	host, err := l.WaitHostAddr(ctx)
-	if err != nil {
+	v := &vehicle{demo: d}
+	if v.host, err = l.WaitHostAddr(ctx); err != nil {
 		return err
 	}
-	d.printf("  lab %s up in %v; the host's address by SLAAC: %s\n", l.Prefix, ms(time.Since(t)), host)
+	d.printf("  lab %s up in %v; the host's address by SLAAC: %s\n", l.Prefix, ms(time.Since(t)), v.host)
 	if d.ha, err = l.StartHA(ctx, &lab.HAConfig{Bin: bins[lab.HABinary], Backend: "tun", Vehicle: true}); err != nil {
 		return err
 	}
@@ -39,92 +39,120 @@ func (d *demo) runVehicle(ctx context.Context, prefix string, bins map[string]st
 	}
 	d.printf("  mcoa-ha may route %s to the HoA's mobile router; mcoad runs with [mobile_router] ingress = [%q]\n",
 		lab.MobileNetPrefix, lab.Ingress)
+	defer v.close()
+	return d.runSteps(ctx, []demoStep{
+		{"registration with the R flag and a Mobile Network Prefix option", v.register},
+		{"the host pings the CN and opens a TCP stream to it, through the tunnels", v.flows},
+		{"eth0 loses its carrier: the host's flows move to wlan0", v.cut},
+		{"eth0 comes back; mcoad stops and the HA's route for the network goes", v.deregister},
+	})
+}
 
-	d.printf("\n== Step 1/4: registration with the R flag and a Mobile Network Prefix option\n")
+// vehicle is the state the steps of `demo -vehicle` share: the host's
+// address and its flows.
+type vehicle struct {
+	*demo
+	host  netip.Addr
+	tcp   *lab.TCPFlow // host -> CN
+	probe *lab.Stream  // CN -> host
+}
+
+func (v *vehicle) close() {
+	if v.tcp != nil {
+		v.tcp.Close()
+	}
+	if v.probe != nil {
+		v.probe.Close()
+	}
+}
+
+func (v *vehicle) register(ctx context.Context) error {
 	took, err := within(ctx, 15*time.Second, "three bindings carrying the prefix", func(ctx context.Context) error {
-		return d.prefixRoutes(ctx, 3)
+		return v.prefixRoutes(ctx, 3)
 	})
 	if err != nil {
 		return err
 	}
-	d.printf("  registered and routed in %v\n", ms(took))
-	is, err := d.mn.Client.Interfaces(ctx)
+	v.printf("  registered and routed in %v\n", ms(took))
+	is, err := v.mn.Client.Interfaces(ctx)
 	if err != nil {
 		return err
 	}
-	d.bids = map[string]uint16{}
+	v.bids = map[string]uint16{}
 	for _, i := range is {
-		d.bids[i.Name] = i.BID
+		v.bids[i.Name] = i.BID
 	}
-	d.tables(ctx)
-	if out, err := exec.CommandContext(ctx, d.ctl, "-socket", d.mn.Socket, "status").CombinedOutput(); err == nil {
-		d.printf("  $ mcoactl status\n%s", indent(string(out)))
+	v.tables(ctx)
+	if out, err := exec.CommandContext(ctx, v.ctl, "-socket", v.mn.Socket, "status").CombinedOutput(); err == nil {
+		v.printf("  $ mcoactl status\n%s", indent(string(out)))
 	}
-	if out, err := l.Exec(ctx, lab.HA, "ip", "-6", "route", "show", lab.MobileNetPrefix.String()); err == nil {
-		d.printf("  ha$ ip -6 route show %s\n%s", lab.MobileNetPrefix, indent(string(out)))
+	if out, err := v.lab.Exec(ctx, lab.HA, "ip", "-6", "route", "show", lab.MobileNetPrefix.String()); err == nil {
+		v.printf("  ha$ ip -6 route show %s\n%s", lab.MobileNetPrefix, indent(string(out)))
 	}
+	return nil
+}
 
-	d.printf("\n== Step 2/4: the host pings the CN and opens a TCP stream to it, through the tunnels\n")
-	if err := l.Ping(ctx, lab.Host, lab.CNAddr); err != nil {
+func (v *vehicle) flows(ctx context.Context) error {
+	if err := v.lab.Ping(ctx, lab.Host, lab.CNAddr); err != nil {
 		return err
 	}
-	d.printf("  host$ ping %s: answered\n", lab.CNAddr)
-	tcp, err := l.StartTCP(lab.Host, lab.CN, netip.AddrPortFrom(lab.CNAddr, 5010))
-	if err != nil {
+	v.printf("  host$ ping %s: answered\n", lab.CNAddr)
+	var err error
+	if v.tcp, err = v.lab.StartTCP(lab.Host, lab.CN, netip.AddrPortFrom(lab.CNAddr, 5010)); err != nil {
 		return err
 	}
-	defer tcp.Close()
-	probe, err := l.StartStream(lab.CN, lab.Host, netip.AddrPortFrom(host, 6010), time.Millisecond)
-	if err != nil {
+	if v.probe, err = v.lab.StartStream(lab.CN, lab.Host, netip.AddrPortFrom(v.host, 6010), time.Millisecond); err != nil {
 		return err
 	}
-	defer probe.Close()
 	time.Sleep(500 * time.Millisecond)
-	d.printf("  TCP host -> CN: %d kB so far; UDP probes CN -> host every 1 ms: %d of %d arrived\n",
-		tcp.Read()>>10, probe.Got(), probe.Sent())
-	counts, err := d.ridesOn(ctx, "the host's TCP stream on eth0", "tx", "eth0", 50)
+	v.printf("  TCP host -> CN: %d kB so far; UDP probes CN -> host every 1 ms: %d of %d arrived\n",
+		v.tcp.Read()>>10, v.probe.Got(), v.probe.Sent())
+	counts, err := v.ridesOn(ctx, "the host's TCP stream on eth0", "tx", "eth0", 50)
 	if err != nil {
 		return err
 	}
-	d.printf("  packets the MN sent through each uplink's tunnel since: %s (the best, eth0, carries them)\n", fmtCounts(counts))
+	v.printf("  packets the MN sent through each uplink's tunnel since: %s (the best, eth0, carries them)\n", fmtCounts(counts))
+	return nil
+}
 
-	d.printf("\n== Step 3/4: eth0 loses its carrier: the host's flows move to wlan0\n")
-	read := tcp.Read()
+func (v *vehicle) cut(ctx context.Context) error {
+	read := v.tcp.Read()
 	cut := time.Now()
-	if err := l.CutLink("eth0"); err != nil {
+	if err := v.lab.CutLink("eth0"); err != nil {
 		return err
 	}
 	if _, err := within(ctx, 10*time.Second, "the HA routes the prefix through two bindings", func(ctx context.Context) error {
-		return d.prefixRoutes(ctx, 2)
+		return v.prefixRoutes(ctx, 2)
 	}); err != nil {
 		return err
 	}
 	time.Sleep(time.Second)
-	gap, lost := probe.Outage(cut, time.Second)
-	if tcp.Read() <= read || tcp.Err() != nil {
-		return fmt.Errorf("the host's TCP stream stopped after the cut (%v)", tcp.Err())
+	gap, lost := v.probe.Outage(cut, time.Second)
+	if v.tcp.Read() <= read || v.tcp.Err() != nil {
+		return fmt.Errorf("the host's TCP stream stopped after the cut (%v)", v.tcp.Err())
 	}
-	d.printf("  the probes to the host stopped for %v (%d lost); the TCP stream goes on (%d kB since the cut)\n",
-		ms(gap), lost, (tcp.Read()-read)>>10)
-	d.tables(ctx)
+	v.printf("  the probes to the host stopped for %v (%d lost); the TCP stream goes on (%d kB since the cut)\n",
+		ms(gap), lost, (v.tcp.Read()-read)>>10)
+	v.tables(ctx)
+	return nil
+}
 
-	d.printf("\n== Step 4/4: eth0 comes back; mcoad stops and the HA's route for the network goes\n")
-	if err := l.RestoreLink("eth0"); err != nil {
+func (v *vehicle) deregister(ctx context.Context) error {
+	if err := v.lab.RestoreLink("eth0"); err != nil {
 		return err
 	}
 	if _, err := within(ctx, 15*time.Second, "three bindings again", func(ctx context.Context) error {
-		return d.prefixRoutes(ctx, 3)
+		return v.prefixRoutes(ctx, 3)
 	}); err != nil {
 		return err
 	}
-	d.printf("  eth0 registered again, the prefix with it\n")
-	tcp.Close()
-	probe.Close()
-	if err := d.mn.Stop(); err != nil {
+	v.printf("  eth0 registered again, the prefix with it\n")
+	v.close()
+	if err := v.mn.Stop(); err != nil {
 		return err
 	}
 	if _, err := within(ctx, 10*time.Second, "the prefix route removed", func(ctx context.Context) error {
-		out, err := l.Exec(ctx, lab.HA, "ip", "-6", "route", "show", lab.MobileNetPrefix.String())
+		out, err := v.lab.Exec(ctx, lab.HA, "ip", "-6", "route", "show", lab.MobileNetPrefix.String())
 		if err != nil || strings.TrimSpace(string(out)) != "" {
 			return fmt.Errorf("ha still routes it: %q %v", out, err)
 		}
@@ -132,7 +160,7 @@ func (d *demo) runVehicle(ctx context.Context, prefix string, bins map[string]st
 	}); err != nil {
 		return err
 	}
-	d.printf("  de-registered: ha$ ip -6 route show %s is empty\n", lab.MobileNetPrefix)
+	v.printf("  de-registered: ha$ ip -6 route show %s is empty\n", lab.MobileNetPrefix)
 	return nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mcoad/mcoad/pkg/nm/nmtest"
 )
 
 // NetworkManager in the lab: a real NetworkManager (and its dispatcher)
@@ -109,21 +111,7 @@ func nmDispatcher() (string, error) {
 
 // nmBusConfig is the private bus: a system bus (NetworkManager and the
 // dispatcher ask for that) without service activation, open to everyone.
-const nmBusConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<!-- written by mcoad's lab (internal/lab): NetworkManager's private bus -->
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=%s</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-`
+const nmBusConfig = nmtest.OpenSystemBusConfig
 
 // nmConf is NetworkManager.conf; %s is the list of interfaces as
 // "interface-name:eth0,..." and %s again as keyfile's unmanaged-devices
@@ -215,7 +203,43 @@ func (l *Lab) StartNetworkManager(ctx context.Context, c *NMConfig) (*NetworkMan
 		}
 	}
 	n.Bus = "unix:path=" + sock
+	if err := n.writeFiles(&cfg, sock); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(l.RunDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
 
+	ctx, cancel := context.WithTimeout(ctx, nmStartTimeout)
+	defer cancel()
+	if err := n.startBus(ctx, sock); err != nil {
+		return nil, err
+	}
+	wrapped := func(args ...string) []string {
+		return append([]string{"-m", "-u", "--propagation", "private", "sh", "-c", nmWrap, "mcoa-lab-nm", n.Bus, n.Dir}, args...)
+	}
+	if _, err := l.Start(MN, "unshare", wrapped(dispatcher, "--persist", "--debug")...); err != nil {
+		return nil, err
+	}
+	nm, err := l.Start(MN, "unshare", wrapped("NetworkManager", "--debug", "--log-level="+cfg.LogLevel,
+		"--config=/etc/NetworkManager/NetworkManager.conf",
+		"--config-dir=/etc/NetworkManager/conf.d",
+		"--system-config-dir=/etc/NetworkManager/conf.d",
+		"--pid-file=/run/NetworkManager/NetworkManager.pid")...)
+	if err != nil {
+		return nil, err
+	}
+	n.Log = nm.Log
+	if err := n.activate(ctx, nm); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// writeFiles writes NetworkManager's configuration, profiles and
+// dispatcher scripts, and its bus's configuration for the socket sock,
+// into n.Dir.
+func (n *NetworkManager) writeFiles(cfg *NMConfig, sock string) error {
 	var matches, except []string
 	for _, i := range cfg.Interfaces {
 		matches = append(matches, "interface-name:"+i)
@@ -237,37 +261,37 @@ func (l *Lab) StartNetworkManager(ctx context.Context, c *NMConfig) (*NetworkMan
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		p := filepath.Join(n.Dir, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return nil, fmt.Errorf("lab: NetworkManager: %w", err)
+			return fmt.Errorf("lab: NetworkManager: %w", err)
 		}
 		// NetworkManager ignores profiles others may read.
 		if err := os.WriteFile(p, []byte(files[name]), 0o600); err != nil {
-			return nil, fmt.Errorf("lab: NetworkManager: %w", err)
+			return fmt.Errorf("lab: NetworkManager: %w", err)
 		}
 	}
 	for name, text := range cfg.Dispatcher {
 		if name == "" || strings.ContainsRune(name, '/') {
-			return nil, fmt.Errorf("lab: NetworkManager: bad dispatcher script name %q", name)
+			return fmt.Errorf("lab: NetworkManager: bad dispatcher script name %q", name)
 		}
 		// nm-dispatcher runs only root's scripts that nobody else may
 		// write.
 		p := filepath.Join(n.Dir, "etc", "dispatcher.d", name)
 		if err := os.WriteFile(p, []byte(text), 0o755); err != nil {
-			return nil, fmt.Errorf("lab: NetworkManager: %w", err)
+			return fmt.Errorf("lab: NetworkManager: %w", err)
 		}
 		if err := os.Chmod(p, 0o755); err != nil {
-			return nil, fmt.Errorf("lab: NetworkManager: %w", err)
+			return fmt.Errorf("lab: NetworkManager: %w", err)
 		}
 	}
-	if err := os.MkdirAll(l.RunDir(), 0o755); err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
-	}
+	return nil
+}
 
-	ctx, cancel := context.WithTimeout(ctx, nmStartTimeout)
-	defer cancel()
+// startBus starts the private dbus-daemon and waits until it listens on
+// sock.
+func (n *NetworkManager) startBus(ctx context.Context, sock string) error {
 	os.Remove(sock)
-	bus, err := l.Start(MN, "dbus-daemon", "--config-file="+filepath.Join(n.Dir, "bus.conf"), "--nofork", "--nopidfile")
+	bus, err := n.lab.Start(MN, "dbus-daemon", "--config-file="+filepath.Join(n.Dir, "bus.conf"), "--nofork", "--nopidfile")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := Poll(ctx, 20*time.Millisecond, func(context.Context) (bool, error) {
 		if !bus.Running() {
@@ -280,25 +304,14 @@ func (l *Lab) StartNetworkManager(ctx context.Context, c *NMConfig) (*NetworkMan
 		c.Close()
 		return true, nil
 	}); err != nil {
-		return nil, fmt.Errorf("lab: NetworkManager's bus: %w", err)
+		return fmt.Errorf("lab: NetworkManager's bus: %w", err)
 	}
-	wrapped := func(args ...string) []string {
-		return append([]string{"-m", "-u", "--propagation", "private", "sh", "-c", nmWrap, "mcoa-lab-nm", n.Bus, n.Dir}, args...)
-	}
-	if _, err := l.Start(MN, "unshare", wrapped(dispatcher, "--persist", "--debug")...); err != nil {
-		return nil, err
-	}
-	nm, err := l.Start(MN, "unshare", wrapped("NetworkManager", "--debug", "--log-level="+cfg.LogLevel,
-		"--config=/etc/NetworkManager/NetworkManager.conf",
-		"--config-dir=/etc/NetworkManager/conf.d",
-		"--system-config-dir=/etc/NetworkManager/conf.d",
-		"--pid-file=/run/NetworkManager/NetworkManager.pid")...)
-	if err != nil {
-		return nil, err
-	}
-	n.Log = nm.Log
+	return nil
+}
 
-	// Managed: every interface in a state other than unmanaged.
+// activate waits until NetworkManager (nm) manages every interface (a
+// state other than unmanaged), then brings each one's profile up.
+func (n *NetworkManager) activate(ctx context.Context, nm *Proc) error {
 	var states map[string]string
 	if _, err := Poll(ctx, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
 		if !nm.Running() {
@@ -308,22 +321,22 @@ func (l *Lab) StartNetworkManager(ctx context.Context, c *NMConfig) (*NetworkMan
 		if states, err = n.DeviceStates(ctx); err != nil {
 			return false, err
 		}
-		for _, i := range cfg.Interfaces {
+		for _, i := range n.interfaces {
 			if s := states[i]; s == "" || s == "unmanaged" {
 				return false, nil
 			}
 		}
 		return true, nil
 	}); err != nil {
-		return nil, fmt.Errorf("lab: NetworkManager does not manage %s (states %v): %w\n%s",
-			strings.Join(cfg.Interfaces, ", "), states, err, strings.TrimSpace(nm.Tail(4000)))
+		return fmt.Errorf("lab: NetworkManager does not manage %s (states %v): %w\n%s",
+			strings.Join(n.interfaces, ", "), states, err, strings.TrimSpace(nm.Tail(4000)))
 	}
-	for _, i := range cfg.Interfaces {
+	for _, i := range n.interfaces {
 		if _, err := n.Nmcli(ctx, "--wait", "20", "connection", "up", "mcoa-"+i); err != nil {
-			return nil, fmt.Errorf("lab: NetworkManager: %w\n%s", err, strings.TrimSpace(nm.Tail(4000)))
+			return fmt.Errorf("lab: NetworkManager: %w\n%s", err, strings.TrimSpace(nm.Tail(4000)))
 		}
 	}
-	return n, nil
+	return nil
 }
 
 // Nmcli runs nmcli in the mn node against this NetworkManager and returns

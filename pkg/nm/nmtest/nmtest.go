@@ -51,10 +51,18 @@ func NeedTools(t testing.TB, tools ...string) {
 
 // OpenBusConfig is a session-like bus configuration that lets anyone do
 // anything; %s is the socket path.
-const OpenBusConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+const OpenBusConfig = openBusHead + "session" + openBusTail
+
+// OpenSystemBusConfig is OpenBusConfig as a system bus (what
+// NetworkManager and its dispatcher ask for).
+const OpenSystemBusConfig = openBusHead + "system" + openBusTail
+
+const (
+	openBusHead = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
-  <type>session</type>
+  <type>`
+	openBusTail = `</type>
   <listen>unix:path=%s</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
@@ -65,6 +73,7 @@ const OpenBusConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus
   </policy>
 </busconfig>
 `
+)
 
 // StartBus starts a private dbus-daemon with config (a format string that
 // takes the socket path; OpenBusConfig when empty) in dir (a new temporary
