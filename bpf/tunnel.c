@@ -63,7 +63,7 @@ int encap(struct __sk_buff *skb)
 		count_drop(DROP_ENCAP);
 		return BPF_DROP;
 	}
-	count(id, len + sizeof(out), 0);
+	count(id, len, 0);
 	// The route's gateway is the next hop of the outer packet, on the
 	// route's uplink: the BID's path.
 	return BPF_OK;
@@ -85,7 +85,7 @@ int decap(struct __sk_buff *skb)
 	}
 	if (!inner_ok(skb, hlen, &inner) || !remove_outer(skb, hlen, &inner))
 		return TC_ACT_SHOT;
-	count(id, len, 1);
+	count(id, len - hlen, 1);
 	return TC_ACT_OK;
 }
 

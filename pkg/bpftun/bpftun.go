@@ -37,7 +37,8 @@ type Endpoints struct {
 	Src, Dst netip.Addr
 }
 
-// Stats are a tunnel's packet and byte counts, outer headers included.
+// Stats are a tunnel's packet and byte counts (inner packets, as the
+// other backends count).
 type Stats struct {
 	TxPackets, TxBytes, RxPackets, RxBytes uint64
 }

@@ -109,38 +109,10 @@ func (p *Programs) DenyPeer(a netip.Addr) error {
 }
 
 // Stats returns every tunnel's counters, summed over CPUs.
-func (p *Programs) Stats() (map[uint32]Stats, error) {
-	out := map[uint32]Stats{}
-	var id uint32
-	var perCPU []tunnelStats
-	it := p.objs.Stats.Iterate()
-	for it.Next(&id, &perCPU) {
-		var s Stats
-		for _, c := range perCPU {
-			s.TxPackets += c.TxPackets
-			s.TxBytes += c.TxBytes
-			s.RxPackets += c.RxPackets
-			s.RxBytes += c.RxBytes
-		}
-		out[id] = s
-	}
-	return out, it.Err()
-}
+func (p *Programs) Stats() (map[uint32]Stats, error) { return sumStats(p.objs.Stats) }
 
 // Drops returns how many packets were dropped for each reason.
-func (p *Programs) Drops() (map[Drop]uint64, error) {
-	out := map[Drop]uint64{}
-	for d := range numDrops {
-		var perCPU []uint64
-		if err := p.objs.Drops.Lookup(uint32(d), &perCPU); err != nil {
-			return nil, fmt.Errorf("drop counter %s: %w", d, err)
-		}
-		for _, n := range perCPU {
-			out[d] += n
-		}
-	}
-	return out, nil
-}
+func (p *Programs) Drops() (map[Drop]uint64, error) { return sumDrops(p.objs.Drops) }
 
 // Close unloads everything; routes and links that use the programs keep
 // them alive until they go.
@@ -164,6 +136,40 @@ func AttachIngress(prog *ebpf.Program, ifindex int) (link.Link, error) {
 		return nil, fmt.Errorf("attaching %s to ingress of interface %d: %w", prog, ifindex, err)
 	}
 	return l, nil
+}
+
+// sumStats reads a per-CPU counters map (struct stats in bpf/common.h).
+func sumStats(m *ebpf.Map) (map[uint32]Stats, error) {
+	out := map[uint32]Stats{}
+	var id uint32
+	var perCPU []Stats // the C struct's layout: four 64-bit counters
+	it := m.Iterate()
+	for it.Next(&id, &perCPU) {
+		var s Stats
+		for _, c := range perCPU {
+			s.TxPackets += c.TxPackets
+			s.TxBytes += c.TxBytes
+			s.RxPackets += c.RxPackets
+			s.RxBytes += c.RxBytes
+		}
+		out[id] = s
+	}
+	return out, it.Err()
+}
+
+// sumDrops reads the per-CPU drop counters (drops in bpf/common.h).
+func sumDrops(m *ebpf.Map) (map[Drop]uint64, error) {
+	out := map[Drop]uint64{}
+	for d := range numDrops {
+		var perCPU []uint64
+		if err := m.Lookup(uint32(d), &perCPU); err != nil {
+			return nil, fmt.Errorf("drop counter %s: %w", d, err)
+		}
+		for _, n := range perCPU {
+			out[d] += n
+		}
+	}
+	return out, nil
 }
 
 func in6(a netip.Addr) tunnelIn6 {

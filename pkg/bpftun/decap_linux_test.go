@@ -154,8 +154,8 @@ func TestDecap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := stats[id]; got.RxPackets != 7 || got.TxPackets != 0 {
-		t.Errorf("tunnel %d counted %+v, want 7 packets received", id, got)
+	if got := stats[id]; got.RxPackets != 7 || got.RxBytes != 7*uint64(len(inner)) || got.TxPackets != 0 {
+		t.Errorf("tunnel %d counted %+v, want 7 inner packets of %d bytes received", id, got, len(inner))
 	}
 
 	// An endpoint removed (its care-of address went) is no longer ours.

@@ -84,7 +84,7 @@ func TestTunnelInNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantBytes := uint64(40 + 40 + 8 + len(payload))
+	wantBytes := uint64(40 + 8 + len(payload)) // the inner packet
 	if sa[id].TxPackets != 1 || sa[id].TxBytes != wantBytes || sb[id].RxPackets != 1 || sb[id].RxBytes != wantBytes {
 		t.Errorf("counters: sender %+v, receiver %+v; want one packet of %d bytes each way", sa[id], sb[id], wantBytes)
 	}
@@ -226,7 +226,7 @@ func checkOuter(t *testing.T, p []byte, src, dst netip.Addr, innerPayload int) {
 	}
 }
 
-func waitDrop(t *testing.T, p *Programs, d Drop) {
+func waitDrop(t *testing.T, p interface{ Drops() (map[Drop]uint64, error) }, d Drop) {
 	t.Helper()
 	for range 500 {
 		drops, err := p.Drops()
