@@ -202,4 +202,3 @@ func homeRoute(t *testing.T, ns *nstest.NS, h *Home, dst netip.Prefix, dev strin
 		t.Fatalf("adding the home route: %v", err)
 	}
 }
-

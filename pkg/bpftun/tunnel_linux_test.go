@@ -226,7 +226,9 @@ func checkOuter(t *testing.T, p []byte, src, dst netip.Addr, innerPayload int) {
 	}
 }
 
-func waitDrop(t *testing.T, p interface{ Drops() (map[Drop]uint64, error) }, d Drop) {
+func waitDrop(t *testing.T, p interface {
+	Drops() (map[Drop]uint64, error)
+}, d Drop) {
 	t.Helper()
 	for range 500 {
 		drops, err := p.Drops()
