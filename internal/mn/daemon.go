@@ -25,7 +25,6 @@ import (
 	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
-	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/iface"
 	"github.com/mcoad/mcoad/pkg/liveness"
 	"github.com/mcoad/mcoad/pkg/mhsock"
@@ -134,20 +133,9 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 		// mode the mobile network prefixes.
 		engCfg.MobileRouter = &bul.MobileRouter{Prefixes: mr.Prefixes, Implicit: mr.Mode == config.NEMOImplicit}
 	}
-	if cfg.Dataplane.Backend != config.BackendNone {
-		// The HoTI leaves from the home address through the tunnel of a
-		// registered BID (the data plane makes it after the registration).
-		engCfg.HomeTunnel = func(bid uint16) int {
-			if !d.dp.tunnelReady(bid) {
-				return 0
-			}
-			ifi, err := net.InterfaceByName(dataplane.DeviceName(bid))
-			if err != nil {
-				return 0
-			}
-			return ifi.Index
-		}
-	}
+	// The data path reports its working tunnels (SetTunnels): the HoTI
+	// leaves from the home address through one.
+	engCfg.DataPlane = cfg.Dataplane.Backend != config.BackendNone
 	if key := mnc.MNHAKey.Bytes(); len(key) > 0 {
 		auth, err := bul.NewMNHAAuth(mnc.MNHASPI, key)
 		if err != nil {
@@ -375,7 +363,6 @@ func (d *Daemon) receive(ctx context.Context) error {
 }
 
 func (d *Daemon) onEngineChange(ev bul.Event) {
-	d.dp.observe(ev)
 	e := control.Event{Time: ev.Time, Kind: control.EventBinding}
 	switch ev.Type {
 	case bul.EventBinding, bul.EventRemoved:
@@ -404,7 +391,7 @@ func controlBinding(e bul.Entry) control.Binding {
 		Peer: e.Peer, Role: e.Role, BID: e.BID, Interface: e.Interface, CoA: e.CoA,
 		Priority: e.Priority, State: string(e.State), Sequence: e.Sequence,
 		Lifetime: uint32(max(e.Lifetime, 0)), ExpiresIn: int64(e.ExpiresIn),
-		LastStatus: e.LastStatus, LastError: e.LastError,
+		LastStatus: e.LastStatus, LastError: e.LastError, Tunnel: e.Tunnel,
 	}
 	if e.Liveness != "" {
 		b.Health = controlHealth(liveness.Health{State: e.Liveness, RTT: e.RTT, Loss: e.Loss})

@@ -2,10 +2,10 @@ package mn
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,7 +20,6 @@ import (
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/dataplane/backends"
-	"github.com/mcoad/mcoad/pkg/dataplane/tun"
 	"github.com/mcoad/mcoad/pkg/liveness"
 	"github.com/mcoad/mcoad/pkg/policy"
 )
@@ -29,13 +28,28 @@ import (
 // when nothing changed: a rule or route someone removed is put back.
 const healEvery = 5 * time.Second
 
+// settle is how long the data path lets a burst of changes settle before
+// it applies them all at once.
+const settle = 2 * time.Millisecond
+
+// bindingList is what the data path reads the bindings from and reports its
+// tunnels to: the Binding Update List engine (bul.Engine).
+type bindingList interface {
+	Snapshot() []bul.Entry
+	Updated() <-chan struct{}
+	SetTunnels([]bul.Tunnel)
+}
+
 // dataPath moves the home address's traffic: one tunnel per registered
 // binding (pkg/dataplane) and the flow policy that chooses among them
-// (pkg/policy). The engine's events keep its view of the bindings; one
-// goroutine (run) owns applying it, so the engine never waits on netlink.
+// (pkg/policy). One goroutine (run) reads the engine's snapshot whenever
+// it changed, applies it (level-triggered: the whole state each time, so
+// the engine never waits on netlink) and reports the tunnels that work
+// back to the engine.
 type dataPath struct {
 	d       *Daemon
 	log     *slog.Logger
+	bul     bindingList
 	backend dataplane.Backend
 	pol     *policy.Engine
 	polCfg  *policy.Config
@@ -47,12 +61,18 @@ type dataPath struct {
 	fwdOn atomic.Bool
 
 	mu      sync.Mutex
-	byBID   map[uint16]bul.Entry // the home agent's bindings, as last reported
-	ready   map[uint16]bool      // BIDs whose tunnel, routes and rules are all in place
-	uplinks []string             // the care-of interfaces, once the watcher reported them
-	seenUp  bool                 // uplinks is known
+	uplinks []string // the care-of interfaces, once the watcher reported them
+	seenUp  bool     // uplinks is known
 	kickc   chan struct{}
-	ro      roView // route optimisation (ro.go), under mu
+
+	// run's: the BIDs whose tunnel, routes and rules are all in place,
+	// the tunnels last reported to the engine, and the route-optimised
+	// bindings last applied (ro.go).
+	ready     map[uint16]bool
+	reported  []bul.Tunnel
+	roApplied map[cnKey]netip.Addr
+	// devIndex is a tunnel device's interface index (0: none).
+	devIndex func(name string) int
 
 	lastErr string       // run's: the last error logged
 	errNow  atomic.Value // string: the last apply's error, "" when in order (Status)
@@ -112,9 +132,9 @@ func newDataPath(d *Daemon, cfg *config.MN) (*dataPath, error) {
 	}
 	log.Info("data plane ready", "backend", b.Name(), "mark", fmt.Sprintf("%#x/%#x", dc.Mark, dc.Mask), "table_base", dc.TableBase)
 	p := &dataPath{
-		d: d, log: log, backend: b, pol: pol, polCfg: pc,
+		d: d, log: log, bul: d.engine, backend: b, pol: pol, polCfg: pc,
 		hoa: cfg.MobileNode.HomeAddress, ha: cfg.MobileNode.HomeAgent, nets: nets,
-		byBID: map[uint16]bul.Entry{}, kickc: make(chan struct{}, 1),
+		kickc: make(chan struct{}, 1), devIndex: deviceIndex,
 		stateDir: cfg.MobileNode.StateDir, dpCfg: *dpc,
 	}
 	if kf != nil {
@@ -156,23 +176,6 @@ func (p *dataPath) setUplinks(names []string) {
 // forwarding reports whether a mobile router forwards now.
 func (p *dataPath) forwarding() bool { return p != nil && p.fwdOn.Load() }
 
-// observe keeps the latest state of each home-agent binding; it runs on
-// the engine's goroutine and never blocks.
-func (p *dataPath) observe(ev bul.Event) {
-	if p == nil || ev.Binding == nil || p.observeCN(ev) || ev.Binding.Role != "ha" {
-		return
-	}
-	p.mu.Lock()
-	switch ev.Type {
-	case bul.EventBinding:
-		p.byBID[ev.Binding.BID] = *ev.Binding
-	case bul.EventRemoved:
-		delete(p.byBID, ev.Binding.BID)
-	}
-	p.mu.Unlock()
-	p.kick()
-}
-
 // kick asks run to apply the state now (several kicks coalesce).
 func (p *dataPath) kick() {
 	if p == nil {
@@ -186,45 +189,33 @@ func (p *dataPath) kick() {
 
 func alive(s bul.State) bool { return s == bul.StateRegistered || s == bul.StateRefreshing }
 
-// state is what the kernel should hold now: a tunnel and a policy binding
-// for every registered binding, and after a restart the kept tunnels whose
-// BIDs register again.
-func (p *dataPath) state() ([]dataplane.Tunnel, []policy.Binding) {
-	p.mu.Lock()
-	entries := make([]bul.Entry, 0, len(p.byBID))
-	for _, e := range p.byBID {
-		if alive(e.State) && e.CoA.IsValid() && e.Interface != "" {
+// state is what the kernel should hold for the engine's snapshot: a tunnel
+// and a policy binding for every registered binding with the home agent,
+// numbered by the engine's choice (Entry.TunnelBID), and after a restart
+// the kept tunnels whose BIDs register again.
+func (p *dataPath) state(snap []bul.Entry) ([]dataplane.Tunnel, []policy.Binding) {
+	var entries []bul.Entry
+	for _, e := range snap {
+		if e.Role == "ha" && alive(e.State) && e.CoA.IsValid() && e.Interface != "" && e.TunnelBID != 0 {
 			entries = append(entries, e)
 		}
 	}
-	entries = append(entries, p.keptPending(time.Now())...)
+	p.mu.Lock()
+	entries = append(entries, p.keptPending(snap, time.Now())...) // kept.go
 	p.mu.Unlock()
-	slices.SortFunc(entries, func(a, b bul.Entry) int { return int(a.BID) - int(b.BID) })
+	slices.SortFunc(entries, func(a, b bul.Entry) int { return int(a.TunnelBID) - int(b.TunnelBID) })
 	var tunnels []dataplane.Tunnel
 	var bindings []policy.Binding
 	for _, e := range entries {
-		bid := e.BID
-		if bid == 0 {
-			// Registered without BID (the RFC 6275 fallback): the
-			// tunnel still needs a number; the watcher's for the
-			// interface.
-			if snap, ok := p.d.watcher.Current(); ok {
-				if i, ok := snap.Interface(e.Interface); ok {
-					bid = i.BID
-				}
-			}
-			if bid == 0 {
-				continue
-			}
-		}
+		bid := e.TunnelBID
 		tunnels = append(tunnels, dataplane.Tunnel{BID: bid, Iface: e.Interface, CoA: e.CoA, HA: p.ha, HoA: p.hoa})
 		bindings = append(bindings, policy.Binding{BID: bid, Interface: e.Interface, CoA: e.CoA, Priority: e.Priority})
 	}
 	return tunnels, bindings
 }
 
-// run applies the state after every kick, and every healEvery, until ctx
-// ends.
+// run applies the state whenever the engine's list changed, after every
+// kick, and every healEvery, until ctx ends.
 func (p *dataPath) run(ctx context.Context) error {
 	if p == nil {
 		return nil
@@ -242,25 +233,44 @@ func (p *dataPath) run(ctx context.Context) error {
 		defer t.Stop()
 		keptEnd = t.C
 	}
+	wait := time.NewTimer(settle)
+	defer wait.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-p.bul.Updated():
 		case <-p.kickc:
 		case <-tick.C:
 		case <-keptEnd:
+		}
+		// One apply for a burst of changes.
+		wait.Reset(settle)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wait.C:
+		}
+		select {
+		case <-p.bul.Updated():
+		default:
+		}
+		select {
+		case <-p.kickc:
+		default:
 		}
 		p.apply(ctx)
 	}
 }
 
 func (p *dataPath) apply(ctx context.Context) {
-	tunnels, bindings := p.state()
+	snap := p.bul.Snapshot()
+	tunnels, bindings := p.state(snap)
 	var errs []error
 	if err := p.backend.SetTunnels(ctx, tunnels); err != nil {
 		errs = append(errs, err)
 	}
-	if err := p.applyRO(ctx, tunnels); err != nil { // ro.go
+	if err := p.applyRO(ctx, snap, tunnels); err != nil { // ro.go
 		errs = append(errs, err)
 	}
 	st := policy.State{HomeAddress: p.hoa, Bindings: bindings, Policies: p.d.config().Policies}
@@ -287,16 +297,48 @@ func (p *dataPath) apply(ctx context.Context) {
 		p.fwdOn.Store(p.fwd.enabled())
 	}
 	err := errors.Join(errs...)
-	p.mu.Lock()
+	p.reportTunnels(tunnels, err)
+	p.noteError(ctx, err)
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.Debug("data plane applied", "tunnels", len(tunnels), "marks", p.pol.Marks())
+	}
+}
+
+// reportTunnels tells the engine which tunnels carry packets after an
+// apply that ended with err: a tunnel's device exists before its routes and
+// rules do, and a packet sent into it in between is lost (network
+// unreachable), so after a failure only what was already complete stays.
+func (p *dataPath) reportTunnels(tunnels []dataplane.Tunnel, err error) {
 	ready := make(map[uint16]bool, len(tunnels))
+	var out []bul.Tunnel
 	for _, t := range tunnels {
-		// After a failure only what was already complete stays ready.
-		if err == nil || p.ready[t.BID] {
-			ready[t.BID] = true
+		if err != nil && !p.ready[t.BID] {
+			continue
+		}
+		ready[t.BID] = true
+		name := dataplane.DeviceName(t.BID)
+		if i := p.devIndex(name); i > 0 {
+			out = append(out, bul.Tunnel{BID: t.BID, Ifindex: i, Name: name})
 		}
 	}
 	p.ready = ready
-	p.mu.Unlock()
+	if !slices.Equal(out, p.reported) {
+		p.reported = out
+		p.bul.SetTunnels(out)
+	}
+}
+
+// deviceIndex is the interface index of the device name (0: none).
+func deviceIndex(name string) int {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0
+	}
+	return ifi.Index
+}
+
+// noteError keeps the apply's error for Status and logs a change.
+func (p *dataPath) noteError(ctx context.Context, err error) {
 	msg := ""
 	if err != nil {
 		msg = err.Error()
@@ -310,21 +352,6 @@ func (p *dataPath) apply(ctx context.Context) {
 		}
 		p.lastErr = msg
 	}
-	if p.log.Enabled(ctx, slog.LevelDebug) {
-		p.log.Debug("data plane applied", "tunnels", len(tunnels), "marks", p.pol.Marks())
-	}
-}
-
-// tunnelReady reports whether bid's tunnel carries packets: the device
-// exists before its routes and rules do, and a packet sent into it in
-// between is lost (network unreachable).
-func (p *dataPath) tunnelReady(bid uint16) bool {
-	if p == nil {
-		return false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.ready[bid]
 }
 
 // keepOnClose makes close keep the data plane for the next process
@@ -360,217 +387,6 @@ func (p *dataPath) close() {
 	if err := p.backend.Close(); err != nil {
 		p.log.Warn("data plane close", "err", err)
 	}
-}
-
-// A restart that keeps the bindings keeps the data plane too: the TUN
-// devices (persistent), their routes, the home address, the ip rules and
-// the nftables table stay, and keptFile in state_dir says what was kept
-// and why. The next process adopts them before its first registration, so
-// that the home agent's packets flow again as soon as it reads them;
-// `mcoad -cleanup` leaves them alone once after a restart (systemd's
-// ExecStopPost runs between the two processes) and removes them otherwise.
-
-// keptFile is the marker's name in state_dir.
-const keptFile = "dataplane-kept.json"
-
-// keptWait is how long the adopted tunnels are kept without their BIDs'
-// bindings registered again.
-const keptWait = 3 * time.Second
-
-func keptPath(stateDir string) string { return filepath.Join(stateDir, keptFile) }
-
-// keptState is keptFile's content.
-type keptState struct {
-	Format         int          `json:"format"`
-	Reason         string       `json:"reason"` // keepRestart, keepConfigured
-	Time           time.Time    `json:"time"`
-	PID            int          `json:"pid"`
-	Backend        string       `json:"backend"`
-	HomeDevice     string       `json:"home_device"`
-	HomeAddress    netip.Addr   `json:"home_address"`
-	HomeAgent      netip.Addr   `json:"home_agent"`
-	Mark           uint32       `json:"mark"`
-	Mask           uint32       `json:"mask"`
-	TableBase      uint32       `json:"table_base"`
-	NFTable        string       `json:"nftable"`
-	Tunnels        []keptTunnel `json:"tunnels"`
-	CleanupSkipped bool         `json:"cleanup_skipped,omitempty"` // `mcoad -cleanup` left it alone once
-}
-
-type keptTunnel struct {
-	BID       uint16     `json:"bid"`
-	Interface string     `json:"interface"`
-	Ifindex   int        `json:"ifindex"`
-	CoA       netip.Addr `json:"coa"`
-	MTU       int        `json:"mtu"`
-	Priority  uint8      `json:"priority"`
-}
-
-// readKept reads the marker; nil when there is none (or it is unreadable,
-// which is logged: the kept devices are then made again or removed).
-func readKept(stateDir string, log *slog.Logger) *keptState {
-	if stateDir == "" {
-		return nil
-	}
-	b, err := os.ReadFile(keptPath(stateDir))
-	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			log.Warn("kept data plane", "err", err)
-		}
-		return nil
-	}
-	var k keptState
-	if err := json.Unmarshal(b, &k); err != nil || k.Format != 1 {
-		log.Warn("kept data plane: unreadable marker: not adopted", "file", keptPath(stateDir), "err", err)
-		os.Remove(keptPath(stateDir))
-		return nil
-	}
-	return &k
-}
-
-// matches tells whether this configuration can adopt what was kept.
-func (k *keptState) matches(cfg *config.MN) bool {
-	dc, mnc := cfg.Dataplane, cfg.MobileNode
-	return k.Backend == tun.Name && k.HomeDevice == dataplane.DefaultHomeDevice &&
-		k.HomeAddress == mnc.HomeAddress && k.HomeAgent == mnc.HomeAgent &&
-		k.Mark == dc.Mark && k.Mask == dc.Mask && k.TableBase == dc.TableBase && k.NFTable == policy.DefaultNFTable &&
-		(dc.Backend == config.BackendTUN || dc.Backend == config.BackendAuto)
-}
-
-// adopt is the tunnels for dataplane.Config.Adopt.
-func (k *keptState) adopt(cfg *config.MN) []dataplane.Tunnel {
-	out := make([]dataplane.Tunnel, 0, len(k.Tunnels))
-	for _, t := range k.Tunnels {
-		out = append(out, dataplane.Tunnel{BID: t.BID, Iface: t.Interface, Ifindex: t.Ifindex, CoA: t.CoA,
-			HA: cfg.MobileNode.HomeAgent, HoA: cfg.MobileNode.HomeAddress, MTU: t.MTU})
-	}
-	return out
-}
-
-func (k *keptState) bids() []uint16 {
-	out := make([]uint16, 0, len(k.Tunnels))
-	for _, t := range k.Tunnels {
-		out = append(out, t.BID)
-	}
-	return out
-}
-
-// discard removes what was kept and the marker (no process adopts it).
-func (k *keptState) discard(log *slog.Logger) {
-	if err := tun.DiscardKept(k.HomeDevice, k.bids()); err != nil {
-		log.Warn("kept data plane", "err", err)
-	}
-	if err := policy.Cleanup(&policy.Config{Mark: k.Mark, Mask: k.Mask, TableBase: k.TableBase, NFTable: k.NFTable}); err != nil {
-		log.Warn("kept data plane", "err", err)
-	}
-}
-
-// keptPending are the adopted tunnels still wanted, as entries: those
-// whose BIDs have not registered again yet (the engine has not reported
-// them, or their BU, from the same care-of address, is in flight), until
-// keptUntil. A BID registered, refused or moved is no longer the kept
-// one's. Under mu.
-func (p *dataPath) keptPending(now time.Time) []bul.Entry {
-	if len(p.kept) == 0 {
-		return nil
-	}
-	if now.After(p.keptUntil) {
-		p.log.Info("kept tunnels not registered again in time: removed", "bids", len(p.kept))
-		p.kept = nil
-		return nil
-	}
-	var out []bul.Entry
-	for bid, k := range p.kept {
-		e, ok := p.byBID[bid]
-		if ok && (e.State != bul.StatePending || e.CoA != k.CoA || e.Interface != k.Interface) {
-			delete(p.kept, bid)
-			continue
-		}
-		out = append(out, bul.Entry{BID: bid, Interface: k.Interface, CoA: k.CoA, Priority: k.Priority, State: bul.StatePending})
-	}
-	return out
-}
-
-// keepAll keeps the data plane for the next process and writes the
-// marker. It reports false when the backend cannot keep (close then
-// removes everything); what it kept but could not record it removes.
-func (p *dataPath) keepAll() bool {
-	kb, ok := p.backend.(dataplane.Keeper)
-	if !ok {
-		return false
-	}
-	tunnels, err := kb.Keep() // the backend is closed now
-	if err != nil {
-		p.log.Warn("data plane not kept whole", "err", err)
-	}
-	if len(tunnels) == 0 {
-		if err := p.pol.Close(); err != nil {
-			p.log.Warn("flow policy cleanup", "err", err)
-		}
-		return true
-	}
-	if err := p.pol.Keep(); err != nil {
-		p.log.Warn("flow policy", "err", err)
-	}
-	k := &keptState{Format: 1, Reason: p.keep, Time: time.Now().UTC(), PID: os.Getpid(), Backend: p.backend.Name(),
-		HomeDevice: p.dpCfg.HomeDevice, HomeAddress: p.hoa, HomeAgent: p.ha,
-		Mark: p.polCfg.Mark, Mask: p.polCfg.Mask, TableBase: p.polCfg.TableBase, NFTable: policy.DefaultNFTable}
-	if k.HomeDevice == "" {
-		k.HomeDevice = dataplane.DefaultHomeDevice
-	}
-	p.mu.Lock()
-	for _, t := range tunnels {
-		var prio uint8
-		if e, ok := p.byBID[t.BID]; ok {
-			prio = e.Priority
-		} else if kt, ok := p.kept[t.BID]; ok {
-			prio = kt.Priority
-		}
-		k.Tunnels = append(k.Tunnels, keptTunnel{BID: t.BID, Interface: t.Iface, Ifindex: t.Ifindex, CoA: t.CoA, MTU: t.MTU, Priority: prio})
-	}
-	p.mu.Unlock()
-	if err := writeKept(p.stateDir, k); err != nil {
-		p.log.Warn("kept data plane not recorded: removing it", "err", err)
-		k.discard(p.log)
-		return true
-	}
-	p.log.Info("data plane kept for the next process", "reason", p.keep, "tunnels", len(k.Tunnels))
-	return true
-}
-
-// writeKept writes the marker atomically.
-func writeKept(stateDir string, k *keptState) error {
-	if stateDir == "" {
-		return errors.New("no state directory")
-	}
-	b, err := json.MarshalIndent(k, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := keptPath(stateDir) + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, keptPath(stateDir))
-}
-
-// SkipCleanup is `mcoad -cleanup`'s question: true once after a restart
-// that kept the data plane for the next process (systemd runs
-// ExecStopPost between the two), which is then left alone; false when
-// everything is to be removed (and the marker goes with it).
-func SkipCleanup(stateDir string, log *slog.Logger) bool {
-	k := readKept(stateDir, log)
-	if k == nil {
-		return false
-	}
-	if k.Reason == keepRestart && !k.CleanupSkipped {
-		k.CleanupSkipped = true
-		if err := writeKept(stateDir, k); err == nil {
-			return true
-		}
-	}
-	os.Remove(keptPath(stateDir))
-	return false
 }
 
 // traffic is every tunnel's packet counters, for path liveness.

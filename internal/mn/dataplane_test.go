@@ -2,12 +2,15 @@ package mn
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/netip"
 	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/mcoad/mcoad/pkg/bul"
 	"github.com/mcoad/mcoad/pkg/config"
@@ -93,26 +96,47 @@ func TestPolicyAPI(t *testing.T) {
 	}
 }
 
-// TestDataPathState: the engine's events become exactly one tunnel and one
-// policy binding per registered home-agent binding.
-func TestDataPathState(t *testing.T) {
+// fakeBUL is the engine as the data path sees it.
+type fakeBUL struct {
+	snap    []bul.Entry
+	updated chan struct{}
+	set     [][]bul.Tunnel // every SetTunnels
+}
+
+func (f *fakeBUL) Snapshot() []bul.Entry      { return slices.Clone(f.snap) }
+func (f *fakeBUL) Updated() <-chan struct{}   { return f.updated }
+func (f *fakeBUL) SetTunnels(ts []bul.Tunnel) { f.set = append(f.set, ts) }
+
+func testDataPath(t *testing.T) (*dataPath, *fakeBUL) {
 	d := policyDaemon(t)
+	f := &fakeBUL{updated: make(chan struct{}, 1)}
 	hoa, ha := netip.MustParseAddr("2001:db8:aaaa::100"), netip.MustParseAddr("2001:db8:aaaa::1")
-	p := &dataPath{d: d, log: d.log, hoa: hoa, ha: ha, byBID: map[uint16]bul.Entry{}, kickc: make(chan struct{}, 1)}
-	entry := func(bid uint16, ifname, coa string, prio uint8, st bul.State) *bul.Entry {
-		return &bul.Entry{Role: "ha", BID: bid, Interface: ifname, CoA: netip.MustParseAddr(coa), Priority: prio, State: st}
+	p := &dataPath{d: d, log: d.log, bul: f, hoa: hoa, ha: ha, kickc: make(chan struct{}, 1),
+		devIndex: func(name string) int {
+			if n, err := strconv.Atoi(strings.TrimPrefix(name, "mcoab")); err == nil && n < 9 {
+				return 100 + n
+			}
+			return 0
+		}}
+	return p, f
+}
+
+// TestDataPathState: the engine's snapshot becomes exactly one tunnel and
+// one policy binding per registered home-agent binding, numbered as the
+// engine says (a binding without BID by its care-of address's BID).
+func TestDataPathState(t *testing.T) {
+	p, f := testDataPath(t)
+	hoa, ha := p.hoa, p.ha
+	entry := func(bid, tbid uint16, ifname, coa string, prio uint8, st bul.State) bul.Entry {
+		return bul.Entry{Role: "ha", BID: bid, TunnelBID: tbid, Interface: ifname, CoA: netip.MustParseAddr(coa), Priority: prio, State: st}
 	}
-	ev := func(typ bul.EventType, e *bul.Entry) { p.observe(bul.Event{Time: time.Now(), Type: typ, Binding: e}) }
-	ev(bul.EventBinding, entry(1, "eth0", "2001:db8:1::2", 30, bul.StateRegistered))
-	ev(bul.EventBinding, entry(2, "wlan0", "2001:db8:2::2", 20, bul.StatePending))
-	ev(bul.EventBinding, entry(3, "wwan0", "2001:db8:3::2", 10, bul.StateRefreshing))
-	ev(bul.EventBinding, &bul.Entry{Role: "cn", BID: 4, Interface: "eth0", CoA: netip.MustParseAddr("2001:db8:1::2"), State: bul.StateRegistered})
-	select {
-	case <-p.kickc:
-	default:
-		t.Error("no kick after the events")
+	f.snap = []bul.Entry{
+		entry(1, 1, "eth0", "2001:db8:1::2", 30, bul.StateRegistered),
+		entry(2, 2, "wlan0", "2001:db8:2::2", 20, bul.StatePending),
+		entry(3, 3, "wwan0", "2001:db8:3::2", 10, bul.StateRefreshing),
+		{Role: "cn", BID: 4, TunnelBID: 4, Interface: "eth0", CoA: netip.MustParseAddr("2001:db8:1::2"), State: bul.StateRegistered},
 	}
-	tunnels, bindings := p.state()
+	tunnels, bindings := p.state(f.Snapshot())
 	wantT := []dataplane.Tunnel{
 		{BID: 1, Iface: "eth0", CoA: netip.MustParseAddr("2001:db8:1::2"), HA: ha, HoA: hoa},
 		{BID: 3, Iface: "wwan0", CoA: netip.MustParseAddr("2001:db8:3::2"), HA: ha, HoA: hoa},
@@ -124,19 +148,83 @@ func TestDataPathState(t *testing.T) {
 	if !reflect.DeepEqual(tunnels, wantT) || !reflect.DeepEqual(bindings, wantB) {
 		t.Errorf("state:\n%+v\n%+v", tunnels, bindings)
 	}
-	ev(bul.EventBinding, entry(2, "wlan0", "2001:db8:2::2", 20, bul.StateRegistered))
-	ev(bul.EventBinding, entry(1, "eth0", "2001:db8:1::2", 30, bul.StateDeregistering))
-	ev(bul.EventRemoved, entry(3, "wwan0", "2001:db8:3::2", 10, bul.StateDeregistering))
-	tunnels, _ = p.state()
+	f.snap = []bul.Entry{
+		entry(1, 1, "eth0", "2001:db8:1::2", 30, bul.StateDeregistering),
+		entry(2, 2, "wlan0", "2001:db8:2::2", 20, bul.StateRegistered),
+	}
+	tunnels, _ = p.state(f.Snapshot())
 	if len(tunnels) != 1 || tunnels[0].BID != 2 {
 		t.Errorf("after wlan0 registered, eth0 deregistering and wwan0 removed: %+v", tunnels)
 	}
+	// Single mode: the binding without BID goes through the tunnel the
+	// engine numbers; one it cannot number has none.
+	f.snap = []bul.Entry{entry(0, 2, "wlan0", "2001:db8:2::2", 20, bul.StateRegistered)}
+	if tunnels, _ = p.state(f.Snapshot()); len(tunnels) != 1 || tunnels[0].BID != 2 || tunnels[0].Iface != "wlan0" {
+		t.Errorf("single binding: %+v", tunnels)
+	}
+	f.snap[0].TunnelBID = 0
+	if tunnels, _ = p.state(f.Snapshot()); len(tunnels) != 0 {
+		t.Errorf("single binding without a tunnel number: %+v", tunnels)
+	}
 	// A nil data path (backend "none") takes every call.
 	var none *dataPath
-	none.observe(bul.Event{})
 	none.kick()
 	none.close()
 	if none.name() != "none" || none.metrics() != nil || none.run(context.Background()) != nil {
 		t.Error("nil data path")
+	}
+}
+
+// TestReportTunnels: after each apply the engine learns which tunnels
+// carry packets, only when that changed; after a failed apply only those
+// already complete before it.
+func TestReportTunnels(t *testing.T) {
+	p, f := testDataPath(t)
+	tun := func(bids ...uint16) []dataplane.Tunnel {
+		var out []dataplane.Tunnel
+		for _, b := range bids {
+			out = append(out, dataplane.Tunnel{BID: b})
+		}
+		return out
+	}
+	want := func(bids ...uint16) []bul.Tunnel {
+		var out []bul.Tunnel
+		for _, b := range bids {
+			out = append(out, bul.Tunnel{BID: b, Ifindex: 100 + int(b), Name: dataplane.DeviceName(b)})
+		}
+		return out
+	}
+	failed := errors.New("netlink: no")
+	for i, step := range []struct {
+		tunnels []dataplane.Tunnel
+		err     error
+		want    [][]bul.Tunnel
+	}{
+		{tun(1, 3), nil, [][]bul.Tunnel{want(1, 3)}},
+		{tun(1, 3), nil, [][]bul.Tunnel{want(1, 3)}},                      // no change: not again
+		{tun(1, 2, 3), failed, [][]bul.Tunnel{want(1, 3)}},                // 2 is not complete
+		{tun(1, 2, 3, 9), nil, [][]bul.Tunnel{want(1, 3), want(1, 2, 3)}}, // 9 has no device
+		{nil, nil, [][]bul.Tunnel{want(1, 3), want(1, 2, 3), nil}},
+	} {
+		p.reportTunnels(step.tunnels, step.err)
+		if !reflect.DeepEqual(f.set, step.want) {
+			t.Fatalf("step %d: SetTunnels calls %+v, want %+v", i, f.set, step.want)
+		}
+	}
+}
+
+// TestControlBindingTunnel: the control API names a binding's tunnel once
+// the engine reports it working, and leaves the field out before.
+func TestControlBindingTunnel(t *testing.T) {
+	e := bul.Entry{Role: "ha", BID: 1, TunnelBID: 1, State: bul.StateRegistered, LastStatus: 0}
+	for _, tt := range []struct{ tunnel, want string }{{"", ""}, {"mcoab1", `"tunnel":"mcoab1"`}} {
+		e.Tunnel = tt.tunnel
+		b, err := json.Marshal(controlBinding(e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(b), `"tunnel"`); got != (tt.want != "") || !strings.Contains(string(b), tt.want) {
+			t.Errorf("tunnel %q: %s", tt.tunnel, b)
+		}
 	}
 }

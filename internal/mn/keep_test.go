@@ -20,22 +20,23 @@ import (
 // address, and go when a BID registers (its own tunnel takes over), is
 // refused, moves, or the deadline passes.
 func TestKeptTunnelsWhileRegistering(t *testing.T) {
-	d := policyDaemon(t)
-	hoa, ha := netip.MustParseAddr("2001:db8:aaaa::100"), netip.MustParseAddr("2001:db8:aaaa::1")
+	p, f := testDataPath(t)
+	hoa, ha := p.hoa, p.ha
 	coa := func(i int) netip.Addr { return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(i), 15: 2}) }
-	p := &dataPath{d: d, log: d.log, hoa: hoa, ha: ha, byBID: map[uint16]bul.Entry{}, kickc: make(chan struct{}, 1),
-		keptUntil: time.Now().Add(time.Hour), kept: map[uint16]keptTunnel{
-			1: {BID: 1, Interface: "eth0", CoA: coa(1), MTU: 1460, Priority: 30},
-			2: {BID: 2, Interface: "wlan0", CoA: coa(2), MTU: 1460, Priority: 20},
-			3: {BID: 3, Interface: "wwan0", CoA: coa(3), MTU: 1460, Priority: 10},
-			4: {BID: 4, Interface: "usb0", CoA: coa(4), MTU: 1460, Priority: 5},
-		}}
+	p.keptUntil = time.Now().Add(time.Hour)
+	p.kept = map[uint16]keptTunnel{
+		1: {BID: 1, Interface: "eth0", CoA: coa(1), MTU: 1460, Priority: 30},
+		2: {BID: 2, Interface: "wlan0", CoA: coa(2), MTU: 1460, Priority: 20},
+		3: {BID: 3, Interface: "wwan0", CoA: coa(3), MTU: 1460, Priority: 10},
+		4: {BID: 4, Interface: "usb0", CoA: coa(4), MTU: 1460, Priority: 5},
+	}
+	// ev puts bid's binding in the engine's snapshot.
 	ev := func(bid uint16, ifname string, c netip.Addr, st bul.State) {
-		p.observe(bul.Event{Time: time.Now(), Type: bul.EventBinding,
-			Binding: &bul.Entry{Role: "ha", BID: bid, Interface: ifname, CoA: c, Priority: p.kept[bid].Priority, State: st}})
+		f.snap = slices.DeleteFunc(f.snap, func(e bul.Entry) bool { return e.BID == bid })
+		f.snap = append(f.snap, bul.Entry{Role: "ha", BID: bid, TunnelBID: bid, Interface: ifname, CoA: c, Priority: p.kept[bid].Priority, State: st})
 	}
 	bids := func() []uint16 {
-		tunnels, bindings := p.state()
+		tunnels, bindings := p.state(f.Snapshot())
 		var out []uint16
 		for i, tn := range tunnels {
 			if tn.HoA != hoa || tn.HA != ha || bindings[i].BID != tn.BID || bindings[i].CoA != tn.CoA {
@@ -50,7 +51,7 @@ func TestKeptTunnelsWhileRegistering(t *testing.T) {
 	if got := bids(); !slices.Equal(got, []uint16{1, 2, 3, 4}) {
 		t.Fatalf("before any event: %v", got)
 	}
-	if _, b := p.state(); b[0].Priority != 30 || b[3].Priority != 5 {
+	if _, b := p.state(f.Snapshot()); b[0].Priority != 30 || b[3].Priority != 5 {
 		t.Fatalf("priorities %+v", b)
 	}
 	ev(1, "eth0", coa(1), bul.StatePending)    // registering again: kept

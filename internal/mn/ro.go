@@ -12,9 +12,10 @@ import (
 	"github.com/mcoad/mcoad/pkg/dataplane"
 )
 
-// Route optimisation: the correspondents' bindings of the engine become
-// the data plane's route-optimised routes (dataplane.RouteOptimizer), next
-// to the tunnels and with the same level-triggered apply.
+// Route optimisation: the correspondents' bindings in the engine's
+// snapshot become the data plane's route-optimised routes
+// (dataplane.RouteOptimizer), next to the tunnels and with the same
+// level-triggered apply.
 
 // cnKey names a correspondent binding: the correspondent and the BID (0
 // for a correspondent without MCoA).
@@ -23,59 +24,30 @@ type cnKey struct {
 	bid  uint16
 }
 
-// roView is the data path's picture of the correspondent bindings.
-type roView struct {
-	cns     map[cnKey]bul.Entry  // as last reported
-	applied map[cnKey]netip.Addr // CoA by binding, as last applied
-}
-
-// observeCN keeps the latest state of each correspondent binding and
-// reports whether ev was about one; it runs on the engine's goroutine.
-func (p *dataPath) observeCN(ev bul.Event) bool {
-	b := ev.Binding
-	if b.Role != "cn" {
-		return false
-	}
-	p.mu.Lock()
-	if p.ro.cns == nil {
-		p.ro.cns = map[cnKey]bul.Entry{}
-	}
-	switch ev.Type {
-	case bul.EventBinding:
-		p.ro.cns[cnKey{b.Peer, b.BID}] = *b
-	case bul.EventRemoved:
-		delete(p.ro.cns, cnKey{b.Peer, b.BID})
-	}
-	p.mu.Unlock()
-	p.kick()
-	return true
-}
-
 // roRoutes is the route-optimised set for tunnels: each correspondent
-// binding whose care-of address is its BID tunnel's. A registered binding
-// counts; one being refreshed only with the care-of address it had when it
-// was last applied (a refresh to a new care-of address is not the
-// correspondent's binding until acknowledged). A binding without BID (a
-// correspondent without MCoA) goes with the tunnel of its care-of address.
-func (p *dataPath) roRoutes(tunnels []dataplane.Tunnel) []dataplane.RORoute {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// binding of snap whose care-of address is that of its tunnel (the
+// engine's Entry.TunnelBID: its BID's, or for a correspondent without MCoA
+// its care-of address's). A registered binding counts; one being refreshed
+// only with the care-of address it had when it was last applied (a refresh
+// to a new care-of address is not the correspondent's binding until
+// acknowledged).
+func (p *dataPath) roRoutes(snap []bul.Entry, tunnels []dataplane.Tunnel) []dataplane.RORoute {
 	var out []dataplane.RORoute
 	next := map[cnKey]netip.Addr{}
-	for k, e := range p.ro.cns {
-		ok := e.State == bul.StateRegistered || e.State == bul.StateRefreshing && p.ro.applied[k] == e.CoA
-		if !ok || !e.CoA.IsValid() {
+	for _, e := range snap {
+		k := cnKey{e.Peer, e.BID}
+		ok := e.State == bul.StateRegistered || e.State == bul.StateRefreshing && p.roApplied[k] == e.CoA
+		if e.Role != "cn" || !ok || !e.CoA.IsValid() {
 			continue
 		}
-		for _, t := range tunnels {
-			if t.CoA == e.CoA && (e.BID == 0 || e.BID == t.BID) {
-				out = append(out, dataplane.RORoute{BID: t.BID, Peer: k.peer, CoA: e.CoA})
-				next[k] = e.CoA
-				break
-			}
+		i := slices.IndexFunc(tunnels, func(t dataplane.Tunnel) bool { return t.BID == e.TunnelBID && t.CoA == e.CoA })
+		if i < 0 {
+			continue
 		}
+		out = append(out, dataplane.RORoute{BID: tunnels[i].BID, Peer: k.peer, CoA: e.CoA})
+		next[k] = e.CoA
 	}
-	p.ro.applied = next
+	p.roApplied = next
 	slices.SortFunc(out, func(a, b dataplane.RORoute) int {
 		if a.BID != b.BID {
 			return int(a.BID) - int(b.BID)
@@ -88,12 +60,12 @@ func (p *dataPath) roRoutes(tunnels []dataplane.Tunnel) []dataplane.RORoute {
 }
 
 // applyRO hands the route-optimised set to a backend that can use it.
-func (p *dataPath) applyRO(ctx context.Context, tunnels []dataplane.Tunnel) error {
+func (p *dataPath) applyRO(ctx context.Context, snap []bul.Entry, tunnels []dataplane.Tunnel) error {
 	ro, ok := p.backend.(dataplane.RouteOptimizer)
 	if !ok {
 		return nil
 	}
-	routes := p.roRoutes(tunnels)
+	routes := p.roRoutes(snap, tunnels)
 	if err := ro.SetRORoutes(ctx, routes); err != nil {
 		return err
 	}

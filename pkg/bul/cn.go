@@ -82,8 +82,6 @@ type cnPeer struct {
 	ents   []*cnEntry
 	sends  [maxUpdateRate]time.Time
 	sendIx int
-	// wait: the home agent tunnel was missing; look again then.
-	wait time.Time
 }
 
 func (p *cnPeer) find(bid uint16) *cnEntry {
@@ -102,10 +100,6 @@ type cnState struct {
 	noPlane bool // logged once: no HA tunnel, no return routability
 }
 
-// tunnelRecheck is how often a correspondent waiting for the home agent
-// tunnel (created by the data plane after the home registration) looks again.
-const tunnelRecheck = 10 * time.Millisecond
-
 func newCNState(c *machine) *cnState {
 	if len(c.cfg.Correspondents) == 0 {
 		return nil
@@ -119,7 +113,7 @@ func newCNState(c *machine) *cnState {
 	for _, a := range c.cfg.Correspondents {
 		s.peers = append(s.peers, &cnPeer{addr: a, seq: uint16(rand.Uint32())})
 	}
-	if c.cfg.HomeTunnel == nil {
+	if !c.cfg.DataPlane {
 		c.log.Warn("no data plane: return routability cannot run; correspondents are not registered", "correspondents", len(s.peers))
 		s.noPlane = true
 	}
@@ -149,33 +143,6 @@ func (c *machine) haRegistered(coa netip.Addr) *entry {
 		}
 	}
 	return nil
-}
-
-// bestTunnel is the interface of the home agent tunnel that carries
-// packets from the home address (0: none yet).
-func (c *machine) bestTunnel() int {
-	if c.cfg.HomeTunnel == nil {
-		return 0
-	}
-	var best *entry
-	for _, e := range c.ents {
-		if e.want == wantRegister && e.registered && (best == nil || e.regPrio > best.regPrio) {
-			best = e
-		}
-	}
-	if best == nil {
-		return 0
-	}
-	bid := best.bid
-	if bid == 0 {
-		// Single-CoA mode: the tunnel is numbered by the CoA's BID.
-		for _, co := range c.careofs {
-			if co.Addr == best.regCoA {
-				bid = co.BID
-			}
-		}
-	}
-	return c.cfg.HomeTunnel(bid)
 }
 
 func (c *machine) cnReconcile(now time.Time) {
@@ -251,7 +218,6 @@ func (c *machine) cnDeadline(now time.Time, consider func(time.Time)) {
 	}
 	consider(c.cn.mn.Expire(now))
 	for _, p := range c.cn.peers {
-		consider(p.wait)
 		if !c.cnRateOK(p, now) {
 			consider(p.sends[p.sendIx].Add(time.Second))
 		}
@@ -317,6 +283,7 @@ func (c *machine) cnView(p *cnPeer, e *cnEntry) Entry {
 		v.Lifetime = int(e.granted / time.Second)
 		v.expires = e.expires
 	}
+	c.fillTunnel(&v)
 	return v
 }
 

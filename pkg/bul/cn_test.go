@@ -1,6 +1,7 @@
 package bul
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -11,8 +12,17 @@ import (
 
 var cnAddr = netip.MustParseAddr("2001:db8:cccc::1")
 
-// tunIndex is the fake HomeTunnel: the tunnel of BID b has ifindex 100+b.
+// tunIndex is the fake data plane's: the tunnel of BID b has ifindex 100+b.
 func tunIndex(bid uint16) int { return 100 + int(bid) }
+
+// tunnels are the fake data plane's working tunnels of bids.
+func tunnels(bids ...uint16) []Tunnel {
+	out := make([]Tunnel, 0, len(bids))
+	for _, b := range bids {
+		out = append(out, Tunnel{BID: b, Ifindex: tunIndex(b), Name: fmt.Sprintf("mcoab%d", b)})
+	}
+	return out
+}
 
 // cnHarness is the harness with one correspondent, answered by a real
 // rr.CN on the same fake clock.
@@ -27,12 +37,15 @@ func newCNHarness(t *testing.T, mut ...func(*Config)) *cnHarness {
 	t.Helper()
 	h := newHarness(t, append([]func(*Config){func(c *Config) {
 		c.Correspondents = []netip.Addr{cnAddr}
-		c.HomeTunnel = tunIndex
+		c.DataPlane = true
 	}}, mut...)...)
 	cn, err := rr.NewCN(rr.CNConfig{Clock: h.clk})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The data plane's tunnels work from the start (TestCNHoTIWaitsForTunnel
+	// takes them away).
+	h.c.setTunnels(tunnels(1, 2, 3, 4, 5), h.now())
 	return &cnHarness{harness: h, cn: cn, bindings: map[uint16]netip.Addr{}}
 }
 
@@ -369,7 +382,7 @@ func TestCNSingleFallback(t *testing.T) {
 }
 
 func TestCNNoDataPlane(t *testing.T) {
-	h := newCNHarness(t, func(c *Config) { c.HomeTunnel = nil })
+	h := newCNHarness(t, func(c *Config) { c.DataPlane = false })
 	ss := h.homeUp(eth0)
 	if n := count(ss, proto.TypeHoTI) + count(ss, proto.TypeCoTI) + count(ss, proto.TypeBU); n != 0 {
 		t.Fatalf("sent to the correspondent without data plane: %v", ss)

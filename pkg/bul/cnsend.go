@@ -46,7 +46,7 @@ func (c *machine) cnPrefetch(p *cnPeer, now time.Time) {
 		if e := p.find(co.BID); e != nil && e.coa == co.Addr {
 			continue // its entry asks for the tokens itself
 		}
-		c.cnNeed(p, co.Addr, now)
+		c.cnNeed(p, co.Addr)
 	}
 }
 
@@ -71,7 +71,7 @@ func (c *machine) cnStep(p *cnPeer, e *cnEntry, now time.Time) {
 		// Keep the tokens fresh while registered, so a refresh never
 		// waits for return routability.
 		if e.want == wantRegister && e.registered {
-			c.cnNeed(p, e.coa, now)
+			c.cnNeed(p, e.coa)
 		}
 		return
 	}
@@ -86,11 +86,11 @@ func (c *machine) cnStep(p *cnPeer, e *cnEntry, now time.Time) {
 			return // nothing to send from; it expires at the peer
 		}
 		if _, ok := c.cn.mn.ReadyDereg(p.addr, src); !ok {
-			c.cnNeed(p, netip.Addr{}, now)
+			c.cnNeed(p, netip.Addr{})
 			return
 		}
 	} else {
-		c.cnNeed(p, e.coa, now)
+		c.cnNeed(p, e.coa)
 		if _, ok := c.cn.mn.Ready(p.addr, e.coa); !ok {
 			return
 		}
@@ -142,12 +142,11 @@ func (c *machine) cnRateOK(p *cnPeer, now time.Time) bool {
 // cnNeed sends the HoTI/CoTI due for a registration through coa (coa
 // invalid: the home test only). The HoTI leaves from the home address
 // through the home agent tunnel; while there is none, nothing is sent.
-func (c *machine) cnNeed(p *cnPeer, coa netip.Addr, now time.Time) {
+func (c *machine) cnNeed(p *cnPeer, coa netip.Addr) {
 	tun := c.bestTunnel()
 	if tun == 0 {
 		if _, ok := c.cn.mn.ReadyDereg(p.addr, coa); !ok {
-			p.wait = now.Add(tunnelRecheck)
-			return
+			return // SetTunnels pumps again once there is one
 		}
 	}
 	pkts, err := c.cn.mn.Need(p.addr, coa)

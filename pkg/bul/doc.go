@@ -69,11 +69,11 @@
 // Correspondent nodes (Config.Correspondents, cn.go): once the home
 // agent holds a CoA's binding, the engine runs return routability for it
 // (pkg/rr, owned by the engine goroutine: one HoTI per correspondent from
-// the home address into the tunnel Config.HomeTunnel names, one CoTI per
-// CoA) and sends one BU per BID (never bulk), refreshed before its lifetime
+// the home address into the primary binding's tunnel, once the data plane
+// reports it working through SetTunnels; one CoTI per CoA) and sends one BU per BID (never bulk), refreshed before its lifetime
 // (at most 420 s) ends; 136-138 fetch the tokens again; a lost CoA or Stop
 // de-registers with the home token alone. A BA without BID sub-option or a
 // Binding Error with status 2 leaves one binding without BID for the
 // primary CoA (RFC 6275). These entries have the role "cn". Without
-// HomeTunnel (no data plane) correspondents are not registered.
+// Config.DataPlane correspondents are not registered.
 package bul

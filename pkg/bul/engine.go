@@ -29,13 +29,16 @@ type Engine struct {
 	coDirty     bool
 	healthNext  []liveness.Health
 	healthDirty bool
+	tunNext     []Tunnel
+	tunDirty    bool
 	coKick      chan struct{}
 
 	inbound chan *inbound
 	dropped atomic.Uint64
 	cmds    chan command
 
-	view atomic.Pointer[view]
+	view    atomic.Pointer[view]
+	updated chan struct{} // Updated's
 
 	started atomic.Bool
 	done    chan struct{}
@@ -72,6 +75,7 @@ func New(cfg Config) (*Engine, error) {
 		inbound: make(chan *inbound, inboundQueue),
 		cmds:    make(chan command),
 		done:    make(chan struct{}),
+		updated: make(chan struct{}, 1),
 	}
 	e.publish()
 	return e, nil
@@ -126,7 +130,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return c.stopDone()
 	}
 
-	e.applyCareOfs(now())
+	e.applyInputs(now())
 	c.tick(now())
 	after()
 	for {
@@ -134,7 +138,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-e.coKick:
-			e.applyCareOfs(now())
+			e.applyInputs(now())
 		case in := <-e.inbound:
 			c.handleInbound(in, now())
 		case cmd := <-e.cmds:
@@ -151,9 +155,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// drain handles queued care-of addresses and packets.
+// drain handles queued inputs and packets.
 func (e *Engine) drain(now time.Time) {
-	e.applyCareOfs(now)
+	e.applyInputs(now)
 	for {
 		select {
 		case in := <-e.inbound:
@@ -164,15 +168,22 @@ func (e *Engine) drain(now time.Time) {
 	}
 }
 
-func (e *Engine) applyCareOfs(now time.Time) {
+// applyInputs hands the machine the latest health, tunnels and care-of
+// addresses handed in.
+func (e *Engine) applyInputs(now time.Time) {
 	e.coMu.Lock()
 	cos, dirty := e.coNext, e.coDirty
 	h, hdirty := e.healthNext, e.healthDirty
+	ts, tdirty := e.tunNext, e.tunDirty
 	e.coNext, e.coDirty = nil, false
 	e.healthNext, e.healthDirty = nil, false
+	e.tunNext, e.tunDirty = nil, false
 	e.coMu.Unlock()
 	if hdirty {
 		e.c.setHealth(h, now)
+	}
+	if tdirty {
+		e.c.setTunnels(ts, now)
 	}
 	if dirty {
 		e.c.setCareOfs(cos, now)
@@ -188,8 +199,19 @@ func (e *Engine) publish() {
 	}
 	v.entries = c.downViews(v.entries)
 	v.entries = c.cnViews(v.entries)
-	e.view.Store(v)
+	old := e.view.Swap(v)
+	if old == nil || !slices.Equal(old.entries, v.entries) {
+		select {
+		case e.updated <- struct{}{}:
+		default:
+		}
+	}
 }
+
+// Updated receives a value when the list may have changed since the last
+// receive (several changes coalesce): its reader then takes a Snapshot.
+// It has one reader, the data plane.
+func (e *Engine) Updated() <-chan struct{} { return e.updated }
 
 // SetCareOfs replaces the set of care-of addresses (level-triggered: the
 // engine reconciles its list against the latest set; intermediate sets may
@@ -222,6 +244,15 @@ func (e *Engine) handIn(store func()) {
 // it, and registered again when the path is alive.
 func (e *Engine) SetHealth(h []liveness.Health) {
 	e.handIn(func() { e.healthNext, e.healthDirty = slices.Clone(h), true })
+}
+
+// SetTunnels hands the engine the home agent tunnels that carry packets
+// now, every one (level-triggered like SetCareOfs, and it never blocks):
+// the data plane reports them after each apply. The HoTI to a
+// correspondent leaves through the primary binding's; Snapshot names each
+// binding's.
+func (e *Engine) SetTunnels(ts []Tunnel) {
+	e.handIn(func() { e.tunNext, e.tunDirty = slices.Clone(ts), true })
 }
 
 // Refresh sends a BU for every registered binding now, without lifting an

@@ -23,6 +23,7 @@ type machine struct {
 	careofs    []CareOf // sorted by BID
 	suppressed map[uint16]bool
 	health     map[uint16]liveness.Health
+	tunnels    map[uint16]Tunnel // working home agent tunnels, by BID (tunnel.go)
 	// down: dead paths withdrawn (another path is not dead); recomputed by
 	// reconcile.
 	down         map[uint16]bool
@@ -71,6 +72,7 @@ func newMachine(cfg Config) *machine {
 		lifeUnits:    uint16((cfg.Lifetime + proto.LifetimeUnitSeconds*time.Second - 1) / (proto.LifetimeUnitSeconds * time.Second)),
 		suppressed:   map[uint16]bool{},
 		health:       map[uint16]liveness.Health{},
+		tunnels:      map[uint16]Tunnel{},
 		down:         map[uint16]bool{},
 		reportedDown: map[uint16]bool{},
 		mode:         cfg.Mode,

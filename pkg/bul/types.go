@@ -135,8 +135,23 @@ type Entry struct {
 	Liveness liveness.State `json:"liveness,omitempty"`
 	RTT      time.Duration  `json:"rtt,omitempty"`
 	Loss     float64        `json:"loss"`
+	// TunnelBID numbers the home agent tunnel that carries the binding's
+	// packets (its device and routing table): the BID, or for a binding
+	// without BID the BID of its care-of address's interface (0: none).
+	TunnelBID uint16 `json:"tunnel_bid,omitempty"`
+	// Tunnel is that tunnel's device once the data plane reports it
+	// working (SetTunnels); "" until then.
+	Tunnel string `json:"tunnel,omitempty"`
 
 	expires time.Time
+}
+
+// Tunnel is a home agent tunnel that carries packets, as the data plane
+// reports it (SetTunnels).
+type Tunnel struct {
+	BID     uint16 // the BID that numbers it (Entry.TunnelBID)
+	Ifindex int    // its device's interface index
+	Name    string // its device's name
 }
 
 // Counters count the engine's signalling.
@@ -234,11 +249,11 @@ type Config struct {
 	// Correspondents are registered with after return routability
 	// (route optimisation): one binding per BID, never bulk.
 	Correspondents []netip.Addr
-	// HomeTunnel returns the interface index of the home agent tunnel of
-	// bid (0: not there yet). The HoTI leaves from the home address through
-	// it. nil: no data plane, so return routability cannot run and the
-	// correspondents are not registered.
-	HomeTunnel func(bid uint16) int
+	// DataPlane: a data plane carries the home address's packets through
+	// one tunnel per binding and reports the working ones (SetTunnels);
+	// the HoTI leaves from the home address through one. false: return
+	// routability cannot run and the correspondents are not registered.
+	DataPlane bool
 	// OnChange is called on the engine goroutine for every change. It must
 	// not block (hand the event to a buffered channel, or drop it).
 	OnChange func(Event)

@@ -71,6 +71,7 @@ func (c *machine) downViews(out []Entry) []Entry {
 		v := Entry{Peer: c.cfg.HomeAgent, Role: "ha", BID: co.BID, Interface: co.Iface, CoA: co.Addr,
 			Priority: co.Priority, State: StateDown, LastStatus: -1, LastError: "path dead: probing"}
 		c.fillHealth(&v)
+		c.fillTunnel(&v)
 		out = append(out, v)
 	}
 	return out
@@ -95,6 +96,7 @@ func (c *machine) entryView(e *entry) Entry {
 		v.CoA = e.oldCoA()
 	}
 	c.fillHealth(&v)
+	c.fillTunnel(&v)
 	if e.registered {
 		v.Lifetime = int(e.granted / time.Second)
 		v.expires = e.expires

@@ -38,6 +38,10 @@ type Binding struct {
 	LastStatus     int    `json:"last_status"`
 	LastStatusText string `json:"last_status_text,omitempty"` // e.g. "MCOA CONFLICT"
 	LastError      string `json:"last_error,omitempty"`       // e.g. "no acknowledgement after 6 tries"
+	// Tunnel is the device of the home agent tunnel that carries the
+	// binding's packets, once the data plane has it working ("" before,
+	// and without a data plane).
+	Tunnel string `json:"tunnel,omitempty"`
 	Health
 }
 
