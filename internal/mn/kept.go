@@ -36,18 +36,21 @@ func keptPath(stateDir string) string { return filepath.Join(stateDir, keptFile)
 
 // keptState is keptFile's content.
 type keptState struct {
-	Format         int          `json:"format"`
-	Reason         string       `json:"reason"` // keepRestart, keepConfigured
-	Time           time.Time    `json:"time"`
-	PID            int          `json:"pid"`
-	Backend        string       `json:"backend"`
-	HomeDevice     string       `json:"home_device"`
-	HomeAddress    netip.Addr   `json:"home_address"`
-	HomeAgent      netip.Addr   `json:"home_agent"`
-	Mark           uint32       `json:"mark"`
-	Mask           uint32       `json:"mask"`
-	TableBase      uint32       `json:"table_base"`
-	NFTable        string       `json:"nftable"`
+	Format int       `json:"format"`
+	Reason string    `json:"reason"` // keepRestart, keepConfigured
+	Time   time.Time `json:"time"`
+	PID    int       `json:"pid"`
+	// The data plane's (dataplane.Config), which the next one must match.
+	Backend     string     `json:"backend"`
+	HomeDevice  string     `json:"home_device"`
+	HomeAddress netip.Addr `json:"home_address"`
+	HomeAgent   netip.Addr `json:"home_agent"`
+	// The flow policy's (policy.Config).
+	Mark      uint32 `json:"mark"`
+	Mask      uint32 `json:"mask"`
+	TableBase uint32 `json:"table_base"`
+	NFTable   string `json:"nftable"`
+
 	Tunnels        []keptTunnel `json:"tunnels"`
 	CleanupSkipped bool         `json:"cleanup_skipped,omitempty"` // `mcoad -cleanup` left it alone once
 }

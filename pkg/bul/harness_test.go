@@ -29,6 +29,8 @@ var (
 	eth0 = CareOf{BID: 1, Iface: "eth0", Ifindex: 11, Addr: coa1, Priority: 30}
 	wlan = CareOf{BID: 2, Iface: "wlan0", Ifindex: 12, Addr: coa2, Priority: 20}
 	wwan = CareOf{BID: 3, Iface: "wwan0", Ifindex: 13, Addr: coa3, Priority: 10}
+	// eth0Home is eth0 attached to the home link.
+	eth0Home = CareOf{BID: 1, Iface: "eth0", Ifindex: 11, Addr: home, Priority: 30, HomeLink: true}
 )
 
 // sent is one packet the fake transport got, deep-copied.

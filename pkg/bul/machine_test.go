@@ -793,9 +793,7 @@ func TestBindingErrorStatus2(t *testing.T) {
 func TestReturnHomeAll(t *testing.T) {
 	h := newHarness(t)
 	registerAll(h)
-	atHome := eth0
-	atHome.Addr, atHome.HomeLink = home, true
-	h.set(atHome, wlan, wwan)
+	h.set(eth0Home, wlan, wwan)
 	s := h.one()
 	// RFC 6275 11.5.4: from the home address, no HAO, lifetime 0; no BID
 	// (draft 3.3); on the home-link interface.
@@ -839,9 +837,7 @@ func TestReturnHomeAll(t *testing.T) {
 
 func TestReturnHome133Completes(t *testing.T) {
 	h := newHarness(t)
-	atHome := eth0
-	atHome.Addr, atHome.HomeLink = home, true
-	h.set(atHome) // started at home: the HA may hold a stale binding
+	h.set(eth0Home) // started at home: the HA may hold a stale binding
 	s := h.one()
 	checkBU(t, s, hoa, 0)
 	h.deliver(ba(s, proto.StatusNotHomeAgentForMN, 0))
@@ -853,9 +849,7 @@ func TestReturnHome133Completes(t *testing.T) {
 func TestReturnHomeKeepForeign(t *testing.T) {
 	h := newHarness(t, keepForeign)
 	registerAll(h)
-	atHome := eth0
-	atHome.Addr, atHome.HomeLink = home, true
-	h.set(atHome, wlan, wwan)
+	h.set(eth0Home, wlan, wwan)
 	s := h.one()
 	// Only the home-link binding goes, through a foreign CoA (5.5, 5.6).
 	checkBU(t, s, coa2, 0)
@@ -875,7 +869,7 @@ func TestReturnHomeKeepForeign(t *testing.T) {
 	h.none()
 	// With no foreign CoA left, keeping foreign bindings is impossible:
 	// return home.
-	h.set(atHome)
+	h.set(eth0Home)
 	s = h.one()
 	checkBU(t, s, hoa, 0)
 	if len(s.p.MH.Options.BIDs) != 0 {
