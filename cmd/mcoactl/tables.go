@@ -86,19 +86,29 @@ func writeStatus(w io.Writer, s control.Status) error {
 	return tw.Flush()
 }
 
-func writeBindings(w io.Writer, bs []control.Binding) error {
-	if len(bs) == 0 {
-		_, err := fmt.Fprintln(w, "no bindings")
+// writeRows writes an aligned table of items, one row each, or the line
+// none when there are no items.
+func writeRows[T any](w io.Writer, items []T, none, header string, cells func(T) []string) error {
+	if len(items) == 0 {
+		_, err := fmt.Fprintln(w, none)
 		return err
 	}
-	tw := newTable(w, "BID INTERFACE COA PRIO STATE PATH RTT LOSS SEQ LIFETIME EXPIRES STATUS ROLE PEER")
-	for _, b := range bs {
-		row(tw, bid(b.BID), dash(b.Interface), addr(b.CoA), strconv.Itoa(int(b.Priority)), dash(b.State),
-			dash(b.Liveness), rtt(b.Health), loss(b.Health),
-			strconv.Itoa(int(b.Sequence)), secs(int64(b.Lifetime)), secs(b.ExpiresIn),
-			status(b.LastStatus, b.LastStatusText), dash(b.Role), addr(b.Peer))
+	tw := newTable(w, header)
+	for _, it := range items {
+		row(tw, cells(it)...)
 	}
-	if err := tw.Flush(); err != nil {
+	return tw.Flush()
+}
+
+func writeBindings(w io.Writer, bs []control.Binding) error {
+	err := writeRows(w, bs, "no bindings", "BID INTERFACE COA PRIO STATE PATH RTT LOSS SEQ LIFETIME EXPIRES STATUS ROLE PEER",
+		func(b control.Binding) []string {
+			return []string{bid(b.BID), dash(b.Interface), addr(b.CoA), strconv.Itoa(int(b.Priority)), dash(b.State),
+				dash(b.Liveness), rtt(b.Health), loss(b.Health),
+				strconv.Itoa(int(b.Sequence)), secs(int64(b.Lifetime)), secs(b.ExpiresIn),
+				status(b.LastStatus, b.LastStatusText), dash(b.Role), addr(b.Peer)}
+		})
+	if err != nil || len(bs) == 0 {
 		return err
 	}
 	// Why a binding failed, under the table: the messages are long, a
@@ -144,46 +154,31 @@ func pathHealth(h control.Health) string {
 }
 
 func writeInterfaces(w io.Writer, is []control.Interface) error {
-	if len(is) == 0 {
-		_, err := fmt.Fprintln(w, "no interfaces")
-		return err
-	}
-	tw := newTable(w, "NAME INDEX BID COA PRIO STATE PATH RTT LOSS HOME METERED")
-	for _, i := range is {
-		row(tw, i.Name, strconv.Itoa(i.Index), bid(i.BID), addr(i.CoA), strconv.Itoa(int(i.Priority)),
-			dash(i.State), dash(i.Liveness), rtt(i.Health), loss(i.Health), yesDash(i.HomeLink), yesDash(i.Metered))
-	}
-	return tw.Flush()
+	return writeRows(w, is, "no interfaces", "NAME INDEX BID COA PRIO STATE PATH RTT LOSS HOME METERED",
+		func(i control.Interface) []string {
+			return []string{i.Name, strconv.Itoa(i.Index), bid(i.BID), addr(i.CoA), strconv.Itoa(int(i.Priority)),
+				dash(i.State), dash(i.Liveness), rtt(i.Health), loss(i.Health), yesDash(i.HomeLink), yesDash(i.Metered)}
+		})
 }
 
 func writePolicies(w io.Writer, ps []control.Policy) error {
-	if len(ps) == 0 {
-		_, err := fmt.Fprintln(w, "no policies")
-		return err
-	}
-	tw := newTable(w, "NAME PROTO SRC-PORT DST-PORT DST-PREFIX USER CGROUP PREFER")
-	for _, p := range ps {
-		row(tw, p.Name, dash(p.Protocol), dash(p.SrcPort), dash(p.DstPort), dash(p.DstPrefix),
-			dash(p.User), dash(p.Cgroup), dash(strings.Join(p.Prefer, ",")))
-	}
-	return tw.Flush()
+	return writeRows(w, ps, "no policies", "NAME PROTO SRC-PORT DST-PORT DST-PREFIX USER CGROUP PREFER",
+		func(p control.Policy) []string {
+			return []string{p.Name, dash(p.Protocol), dash(p.SrcPort), dash(p.DstPort), dash(p.DstPrefix),
+				dash(p.User), dash(p.Cgroup), dash(strings.Join(p.Prefer, ","))}
+		})
 }
 
 func writeCache(w io.Writer, cs []control.CacheEntry) error {
-	if len(cs) == 0 {
-		_, err := fmt.Fprintln(w, "binding cache is empty")
-		return err
-	}
-	tw := newTable(w, "HOA BID COA PRIO SEQ LIFETIME EXPIRES TYPE")
-	for _, c := range cs {
-		typ := "cn"
-		if c.HomeRegistration {
-			typ = "home"
-		}
-		row(tw, addr(c.HoA), bid(c.BID), addr(c.CoA), strconv.Itoa(int(c.Priority)),
-			strconv.Itoa(int(c.Sequence)), secs(int64(c.Lifetime)), secs(c.ExpiresIn), typ)
-	}
-	return tw.Flush()
+	return writeRows(w, cs, "binding cache is empty", "HOA BID COA PRIO SEQ LIFETIME EXPIRES TYPE",
+		func(c control.CacheEntry) []string {
+			typ := "cn"
+			if c.HomeRegistration {
+				typ = "home"
+			}
+			return []string{addr(c.HoA), bid(c.BID), addr(c.CoA), strconv.Itoa(int(c.Priority)),
+				strconv.Itoa(int(c.Sequence)), secs(int64(c.Lifetime)), secs(c.ExpiresIn), typ}
+		})
 }
 
 // formatEvent is one line of `mcoactl monitor`, with the time in loc.

@@ -34,6 +34,16 @@ func noRead(name string) ([]byte, error) {
 	return nil, errors.New("no files in this test")
 }
 
+// checkRejected checks that a parse gave no configuration and the wanted
+// errors.
+func checkRejected[C any](t *testing.T, file string, c *C, err error, want []wantErr) {
+	t.Helper()
+	if c != nil {
+		t.Errorf("got a configuration with errors")
+	}
+	checkErrs(t, file, err, want)
+}
+
 func checkErrs(t *testing.T, file string, err error, want []wantErr) {
 	t.Helper()
 	if err == nil {

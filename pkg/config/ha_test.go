@@ -328,10 +328,7 @@ func TestParseHAInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := parseHA("ha.toml", []byte(tt.src), noRead)
-			if c != nil {
-				t.Errorf("got a configuration with errors")
-			}
-			checkErrs(t, "ha.toml", err, tt.want)
+			checkRejected(t, "ha.toml", c, err, tt.want)
 		})
 	}
 }
@@ -391,10 +388,7 @@ func TestParseHAAuthPolicy(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := parseHA("ha.toml", []byte(withHead(haHead, append(append([]string{}, tt.lines...), keyed...)...)), noRead)
-			if c != nil {
-				t.Errorf("got a configuration with errors")
-			}
-			checkErrs(t, "ha.toml", err, tt.want)
+			checkRejected(t, "ha.toml", c, err, tt.want)
 		})
 	}
 	// Without any key and without allow_unauthenticated, every BU would be

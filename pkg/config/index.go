@@ -234,13 +234,13 @@ func (s *indexer) keyPath() ([]string, bool) {
 		switch c := s.peek(); {
 		case c == '"':
 			start := s.pos + 1
-			if !s.basicString() {
+			if !s.quoted('"', true) {
 				return nil, false
 			}
 			seg = unescape(s.src[start : s.pos-1])
 		case c == '\'':
 			start := s.pos + 1
-			if !s.literalString() {
+			if !s.quoted('\'', false) {
 				return nil, false
 			}
 			seg = s.src[start : s.pos-1]
@@ -275,9 +275,9 @@ func (s *indexer) value(p string, depth int) bool {
 	case strings.HasPrefix(rest, `'''`):
 		return s.multiline(`'''`, false)
 	case strings.HasPrefix(rest, `"`):
-		return s.basicString()
+		return s.quoted('"', true)
 	case strings.HasPrefix(rest, `'`):
-		return s.literalString()
+		return s.quoted('\'', false)
 	case strings.HasPrefix(rest, `[`):
 		return s.array(p, depth+1)
 	case strings.HasPrefix(rest, `{`):
@@ -358,37 +358,22 @@ func (s *indexer) inlineTable(p string, depth int) bool {
 	}
 }
 
-// basicString skips "..." (single line), honouring backslash escapes.
-func (s *indexer) basicString() bool {
+// quoted skips a single-line string: "..." (escapes true: honouring
+// backslash escapes) or '...'.
+func (s *indexer) quoted(quote byte, escapes bool) bool {
 	s.next()
 	for s.pos < len(s.src) {
-		switch s.src[s.pos] {
-		case '\\':
+		switch c := s.src[s.pos]; {
+		case escapes && c == '\\':
 			s.pos++
 			if s.peek() == '\n' {
 				return false
 			}
 			s.next()
-		case '"':
+		case c == quote:
 			s.pos++
 			return true
-		case '\n':
-			return false
-		default:
-			s.pos++
-		}
-	}
-	return false
-}
-
-func (s *indexer) literalString() bool {
-	s.next()
-	for s.pos < len(s.src) {
-		switch s.src[s.pos] {
-		case '\'':
-			s.pos++
-			return true
-		case '\n':
+		case c == '\n':
 			return false
 		default:
 			s.pos++

@@ -514,10 +514,7 @@ func TestParseMNInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := parseMN("/etc/mcoad/mcoad.toml", []byte(tt.src), noRead)
-			if c != nil {
-				t.Errorf("got a configuration with errors")
-			}
-			checkErrs(t, "/etc/mcoad/mcoad.toml", err, tt.want)
+			checkRejected(t, "/etc/mcoad/mcoad.toml", c, err, tt.want)
 		})
 	}
 }

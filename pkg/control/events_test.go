@@ -130,17 +130,10 @@ func TestEventsConcurrentPublish(t *testing.T) {
 }
 
 func TestEventsStream(t *testing.T) {
-	ev := NewEvents(0)
-	cfg := mnConfig(sampleMN())
-	cfg.Events = ev
-	ts := startServer(t, cfg)
+	ev, ts := startEventServer(t, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := ts.client.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openEvents(t, ctx, ts)
 	if ev.Subscribers() != 1 {
 		t.Fatalf("Subscribers = %d after Events returned", ev.Subscribers())
 	}
@@ -171,10 +164,7 @@ func TestEventsStream(t *testing.T) {
 }
 
 func TestEventsWireFormat(t *testing.T) {
-	ev := NewEvents(0)
-	cfg := mnConfig(sampleMN())
-	cfg.Events = ev
-	ts := startServer(t, cfg)
+	ev, ts := startEventServer(t, 0)
 	done := make(chan struct{})
 	var code int
 	var ctype string
@@ -202,17 +192,8 @@ func TestEventsWireFormat(t *testing.T) {
 // A subscriber that does not read loses events but never blocks Publish;
 // once it reads, what it gets plus what it is told it lost is everything.
 func TestEventsSlowHTTPSubscriber(t *testing.T) {
-	ev := NewEvents(8)
-	cfg := mnConfig(sampleMN())
-	cfg.Events = ev
-	ts := startServer(t, cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	st, err := ts.client.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	ev, ts := startEventServer(t, 8)
+	st := openEvents(t, t.Context(), ts)
 	// ~5 MB of events: far more than the socket buffers and the queue hold.
 	const n = 5000
 	pad := strings.Repeat("x", 1000)
@@ -250,15 +231,8 @@ func TestEventsSlowHTTPSubscriber(t *testing.T) {
 }
 
 func TestServeEndsStreamsOnShutdown(t *testing.T) {
-	ev := NewEvents(0)
-	cfg := mnConfig(sampleMN())
-	cfg.Events = ev
-	ts := startServer(t, cfg)
-	st, err := ts.client.Events(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	_, ts := startEventServer(t, 0)
+	st := openEvents(t, context.Background(), ts)
 	ts.cancel()
 	if err := <-ts.done; err != nil {
 		t.Fatal(err)
@@ -272,6 +246,27 @@ func TestServeEndsStreamsOnShutdown(t *testing.T) {
 	if _, err := ts.client.Status(context.Background()); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("after shutdown: %v", err)
 	}
+}
+
+// startEventServer starts mcoad's API with an event broker of queue
+// events per subscriber.
+func startEventServer(t *testing.T, queue int) (*Events, *testServer) {
+	t.Helper()
+	ev := NewEvents(queue)
+	cfg := mnConfig(sampleMN())
+	cfg.Events = ev
+	return ev, startServer(t, cfg)
+}
+
+// openEvents opens ts's event stream for the test.
+func openEvents(t *testing.T, ctx context.Context, ts *testServer) *EventStream {
+	t.Helper()
+	st, err := ts.client.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 func waitFor(t *testing.T, cond func() bool) {

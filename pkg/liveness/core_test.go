@@ -225,6 +225,18 @@ func TestBusyPathNeedsNoProbe(t *testing.T) {
 	}
 }
 
+// deadWithin fails the test unless bid became dead within d of cut.
+func (s *sim) deadWithin(bid uint16, cut time.Time, d time.Duration) {
+	s.t.Helper()
+	dead := s.firstChange(bid, Dead, cut)
+	if dead.IsZero() {
+		s.t.Fatalf("BID %d never dead after the cut, want within %v; changes %v", bid, d, s.changes)
+	}
+	if dead.Sub(cut) > d {
+		s.t.Fatalf("BID %d dead %v after the cut, want within %v", bid, dead.Sub(cut), d)
+	}
+}
+
 // A path that stops forwarding while it receives a packet every ms: dead
 // within silence + Multiplier probes, and only then.
 func TestBlackHoleOnBusyPath(t *testing.T) {
@@ -259,11 +271,8 @@ func TestBlackHoleOnIdlePath(t *testing.T) {
 	cut := s.now
 	s.up[1] = false
 	s.run(3 * time.Second)
-	dead := s.firstChange(1, Dead, cut)
 	tm := Defaults(false)
-	if max := tm.Idle + time.Duration(tm.Multiplier+2)*tm.Interval; dead.IsZero() || dead.Sub(cut) > max {
-		t.Fatalf("dead at %v after the cut, want within %v", dead.Sub(cut), max)
-	}
+	s.deadWithin(1, cut, tm.Idle+time.Duration(tm.Multiplier+2)*tm.Interval)
 }
 
 // Sending without anything coming back is a reason to check.
@@ -278,10 +287,7 @@ func TestSendingWithoutAnswer(t *testing.T) {
 		s.tr[1] = tr
 		s.run(10 * time.Millisecond)
 	}
-	dead := s.firstChange(1, Dead, cut)
-	if dead.IsZero() || dead.Sub(cut) > 500*time.Millisecond {
-		t.Fatalf("dead %v after sends went unanswered, want within 500ms", dead.Sub(cut))
-	}
+	s.deadWithin(1, cut, 500*time.Millisecond)
 }
 
 // 5% loss each way on idle and busy paths for 30 minutes: never dead.
@@ -446,10 +452,7 @@ func TestBlackHoleSoonAfterTrafficStarts(t *testing.T) {
 	cut := s.now
 	s.up[1] = false
 	s.run(2 * time.Second)
-	dead := s.firstChange(1, Dead, cut)
-	if dead.IsZero() || dead.Sub(cut) > 300*time.Millisecond {
-		t.Fatalf("dead %v after the cut, want within 300ms", dead.Sub(cut))
-	}
+	s.deadWithin(1, cut, 300*time.Millisecond)
 }
 
 // Sparse traffic (a packet every 600ms) proves the path without a probe.
