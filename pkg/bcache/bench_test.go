@@ -81,6 +81,16 @@ var fixture struct {
 	perBinding float64 // heap octets per binding when built
 }
 
+// nextBU is the home address (an index of fixture.hoas) and BID of the
+// next BU in the fixture's order, whose sequence number it advances.
+func nextBU() (h, bid int) {
+	k := int(fixture.order[fixture.pos])
+	fixture.pos = (fixture.pos + 1) % len(fixture.order)
+	h, bid = k%benchHoAs, k/benchHoAs+1
+	fixture.seqs[h]++
+	return h, bid
+}
+
 func benchFixture(tb testing.TB) {
 	if fixture.c != nil {
 		return
@@ -126,17 +136,14 @@ func BenchmarkProcessBU(b *testing.B) {
 		tmpl[bid-1] = raw
 	}
 	benchFixture(b)
-	c, seqs, order := fixture.c, fixture.seqs, fixture.order
+	c, seqs := fixture.c, fixture.seqs
 	var bu, ba proto.Message
 	in := &BUInput{Msg: &bu}
 	out := make([]byte, 0, 256)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		k := int(order[fixture.pos])
-		fixture.pos = (fixture.pos + 1) % len(order)
-		h, bid := k%benchHoAs, k/benchHoAs+1
-		seqs[h]++
+		h, bid := nextBU()
 		raw := tmpl[bid-1]
 		raw[6], raw[7] = byte(seqs[h]>>8), byte(seqs[h]) // BU sequence (RFC 6275 6.1.7)
 		if err := proto.ParseMessage(raw, &bu, nil); err != nil {
@@ -161,7 +168,7 @@ func BenchmarkProcessBU(b *testing.B) {
 // cache's share of the work.
 func BenchmarkProcessBUCacheOnly(b *testing.B) {
 	benchFixture(b)
-	c, seqs, order := fixture.c, fixture.seqs, fixture.order
+	c, seqs := fixture.c, fixture.seqs
 	bu := &proto.Message{Type: proto.TypeBU, Flags: proto.FlagA | proto.FlagH, Lifetime: 105}
 	bu.Options.BIDs = []proto.BID{{}}
 	in := &BUInput{Msg: bu}
@@ -169,10 +176,7 @@ func BenchmarkProcessBUCacheOnly(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		k := int(order[fixture.pos])
-		fixture.pos = (fixture.pos + 1) % len(order)
-		h, bid := k%benchHoAs, k/benchHoAs+1
-		seqs[h]++
+		h, bid := nextBU()
 		bu.Sequence = seqs[h]
 		bu.Options.BIDs[0] = proto.BID{ID: uint16(bid), PrioStatus: 3}
 		in.Src, in.HoA = benchCoA(h, bid), fixture.hoas[h]
