@@ -65,9 +65,9 @@ type effects struct {
 	homeLost bool // the home agent answers on its address but not through the tunnels
 }
 
-// core is the deterministic monitor: every method takes the time; Monitor.Run
-// owns it, or a test does.
-type core struct {
+// detector is the deterministic failure detector: every method takes the
+// time; Monitor.Run owns it, or a test does.
+type detector struct {
 	ha, hoa   netip.Addr
 	id, seq   uint16
 	prober    Prober
@@ -81,11 +81,11 @@ type core struct {
 	sendError func(p *Path, err error)
 }
 
-func newCore(ha, hoa netip.Addr, id uint16, pr Prober, homeOn bool) *core {
-	return &core{ha: ha, hoa: hoa, id: id, prober: pr, homeOn: homeOn, out: map[uint16]outProbe{}}
+func newDetector(ha, hoa netip.Addr, id uint16, pr Prober, homeOn bool) *detector {
+	return &detector{ha: ha, hoa: hoa, id: id, prober: pr, homeOn: homeOn, out: map[uint16]outProbe{}}
 }
 
-func (c *core) find(bid uint16) *path {
+func (c *detector) find(bid uint16) *path {
 	i, ok := slices.BinarySearchFunc(c.paths, bid, func(p *path, b uint16) int { return int(p.BID) - int(b) })
 	if ok {
 		return c.paths[i]
@@ -95,7 +95,7 @@ func (c *core) find(bid uint16) *path {
 
 // setPaths replaces the set of paths. A path whose care-of address or
 // interface changed starts afresh: it is another path.
-func (c *core) setPaths(ps []Path, now time.Time) {
+func (c *detector) setPaths(ps []Path, now time.Time) {
 	next := make([]*path, 0, len(ps))
 	for _, np := range ps {
 		if np.BID == 0 || !np.CoA.IsValid() {
@@ -127,7 +127,7 @@ func (c *core) setPaths(ps []Path, now time.Time) {
 
 // traffic takes the tunnels' counters (cumulative; a tunnel made anew
 // starts from zero again).
-func (c *core) traffic(tr map[uint16]Traffic, now time.Time) {
+func (c *detector) traffic(tr map[uint16]Traffic, now time.Time) {
 	anyRx := false
 	for _, p := range c.paths {
 		t, ok := tr[p.BID]
@@ -173,7 +173,7 @@ func (c *core) traffic(tr map[uint16]Traffic, now time.Time) {
 }
 
 // proof: something came back on p (not dead).
-func (c *core) proof(p *path, now time.Time, probe bool) {
+func (c *detector) proof(p *path, now time.Time, probe bool) {
 	p.lastProof, p.lastProofRx = now, !probe
 	p.txAt = time.Time{}
 	p.misses = 0
@@ -186,7 +186,7 @@ func (c *core) proof(p *path, now time.Time, probe bool) {
 	c.setState(p, Alive, now)
 }
 
-func (c *core) setState(p *path, s State, now time.Time) {
+func (c *detector) setState(p *path, s State, now time.Time) {
 	if p.state != s {
 		p.state, p.since = s, now
 		c.fx.changed = true
@@ -194,7 +194,7 @@ func (c *core) setState(p *path, s State, now time.Time) {
 }
 
 // reply takes an echo reply with our identifier.
-func (c *core) reply(seq uint16, at time.Time) {
+func (c *detector) reply(seq uint16, at time.Time) {
 	o, ok := c.out[seq]
 	if !ok {
 		return // late (already counted lost) or not ours
@@ -221,7 +221,7 @@ func (c *core) reply(seq uint16, at time.Time) {
 }
 
 // hint asks for a check of iface's path now ("" every path).
-func (c *core) hint(iface string) {
+func (c *detector) hint(iface string) {
 	for _, p := range c.paths {
 		if iface == "" || p.Iface == iface {
 			p.hinted = true
@@ -230,7 +230,7 @@ func (c *core) hint(iface string) {
 }
 
 // tick does what is due at now.
-func (c *core) tick(now time.Time) {
+func (c *detector) tick(now time.Time) {
 	c.expireProbes(now)
 	// Idle paths' keepalives go together: when one is due, those with
 	// the same Idle past half of it go with it, so that a node with
@@ -252,7 +252,7 @@ func (c *core) tick(now time.Time) {
 	c.tickHome(now)
 }
 
-func (c *core) expireProbes(now time.Time) {
+func (c *detector) expireProbes(now time.Time) {
 	for seq, o := range c.out {
 		if now.Before(o.deadline) {
 			continue
@@ -275,7 +275,7 @@ func (c *core) expireProbes(now time.Time) {
 	}
 }
 
-func (c *core) tickDead(p *path, now time.Time) {
+func (c *detector) tickDead(p *path, now time.Time) {
 	if p.streak >= p.t.Multiplier && !p.recoverAt.IsZero() && !now.Before(p.recoverAt) {
 		p.streak, p.recoverAt = 0, time.Time{}
 		p.aliveAt = now
@@ -294,7 +294,7 @@ func (c *core) tickDead(p *path, now time.Time) {
 	}
 }
 
-func (c *core) tickLive(p *path, now time.Time) {
+func (c *detector) tickLive(p *path, now time.Time) {
 	deadAfter := p.t.Multiplier
 	if p.keepalive {
 		deadAfter++
@@ -343,7 +343,7 @@ func (p *path) silent(now time.Time) bool {
 	return p.lastProofRx && s < p.t.Idle && now.Sub(p.lastProof) >= s
 }
 
-func (c *core) die(p *path, now time.Time) {
+func (c *detector) die(p *path, now time.Time) {
 	if !p.aliveAt.IsZero() && now.Sub(p.aliveAt) < flapWindow && p.hold > 0 {
 		p.hold = min(2*p.hold, maxHoldMult*p.t.HoldDown)
 	} else {
@@ -355,7 +355,7 @@ func (c *core) die(p *path, now time.Time) {
 	c.setState(p, Dead, now)
 }
 
-func (c *core) send(p *path, now time.Time) {
+func (c *detector) send(p *path, now time.Time) {
 	c.seq++
 	seq := c.seq
 	p.sent++
@@ -368,7 +368,7 @@ func (c *core) send(p *path, now time.Time) {
 // ---- timing ----
 
 // next is the earliest time after now at which tick has work (zero: none).
-func (c *core) next(now time.Time) time.Time {
+func (c *detector) next(now time.Time) time.Time {
 	var d time.Time
 	consider := func(t time.Time) {
 		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
@@ -422,7 +422,7 @@ func (c *core) next(now time.Time) time.Time {
 // (so that a busy path's silence is noticed within half an Interval), at
 // half the gap between its packets after that, and at a quarter of Idle
 // otherwise.
-func (c *core) pollEvery(now time.Time) time.Duration {
+func (c *detector) pollEvery(now time.Time) time.Duration {
 	var d time.Duration
 	for _, p := range c.paths {
 		e := p.t.Idle / 4
@@ -442,7 +442,7 @@ func (c *core) pollEvery(now time.Time) time.Duration {
 }
 
 // health is every path's verdict.
-func (c *core) health() []Health {
+func (c *detector) health() []Health {
 	out := make([]Health, len(c.paths))
 	for i, p := range c.paths {
 		out[i] = Health{
@@ -454,7 +454,7 @@ func (c *core) health() []Health {
 }
 
 // take returns and clears the effects of the steps so far.
-func (c *core) take() effects {
+func (c *detector) take() effects {
 	fx := c.fx
 	c.fx = effects{}
 	return fx

@@ -32,12 +32,12 @@ func (r *recorder) Probe(ifindex int, src, dst netip.Addr, id, seq uint16) error
 	return nil
 }
 
-// sim drives a core millisecond by millisecond over a simulated network:
+// sim drives a detector millisecond by millisecond over a simulated network:
 // each path either carries its probes and packets or drops them, with a
 // round trip and a loss rate; tunnels receive packets at a rate.
 type sim struct {
 	t      *testing.T
-	c      *core
+	c      *detector
 	now    time.Time
 	pr     *recorder
 	seen   int // probes of pr.sent already handled
@@ -67,7 +67,7 @@ func newSim(t *testing.T, homeCheck bool, ps ...Path) *sim {
 		up: map[uint16]bool{}, loss: map[uint16]float64{}, rate: map[uint16]time.Duration{},
 		homeUp: true, tr: map[uint16]Traffic{}, last: map[uint16]State{}}
 	s.pr = &recorder{now: func() time.Time { return s.now }}
-	s.c = newCore(testHA, testHoA, 0x4d4d, s.pr, homeCheck)
+	s.c = newDetector(testHA, testHoA, 0x4d4d, s.pr, homeCheck)
 	for _, p := range ps {
 		s.up[p.BID] = true
 		s.tr[p.BID] = Traffic{}
@@ -109,7 +109,7 @@ func (s *sim) step() {
 		s.poll = s.now.Add(s.c.pollEvery(s.now))
 	}
 	s.c.tick(s.now)
-	// What the core sent: a probe and its answer both cross the path.
+	// What the detector sent: a probe and its answer both cross the path.
 	for _, p := range s.pr.sent[s.seen:] {
 		if p.ifindex == 0 {
 			if s.homeUp && s.anyUp() {

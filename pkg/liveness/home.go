@@ -22,7 +22,7 @@ type homeCheck struct {
 }
 
 // homeOK notes a proof that the home agent holds a binding of ours.
-func (c *core) homeOK(now time.Time) {
+func (c *detector) homeOK(now time.Time) {
 	h := &c.home
 	h.active, h.wanted, h.misses, h.lastOK, h.pause = false, false, 0, now, 0
 	h.notBefore = now.Add(c.maxIdle())
@@ -30,7 +30,7 @@ func (c *core) homeOK(now time.Time) {
 }
 
 // tickHome starts, probes or concludes the home check.
-func (c *core) tickHome(now time.Time) {
+func (c *detector) tickHome(now time.Time) {
 	h := &c.home
 	if !c.homeOn || len(c.paths) == 0 {
 		h.wanted, h.active = false, false
@@ -74,7 +74,7 @@ func (c *core) tickHome(now time.Time) {
 
 // homeTimers: the home check probes at the fastest path's pace and waits as
 // long as the slowest live path's round trip needs.
-func (c *core) homeTimers() (mult int, interval, rto time.Duration) {
+func (c *detector) homeTimers() (mult int, interval, rto time.Duration) {
 	for _, p := range c.paths {
 		if interval == 0 || p.t.Interval < interval {
 			interval = p.t.Interval
@@ -89,9 +89,9 @@ func (c *core) homeTimers() (mult int, interval, rto time.Duration) {
 
 // homeKeepalive: with no proof for this long, the home check runs anyway
 // (ten keepalives of the slowest path, at least 10 s).
-func (c *core) homeKeepalive() time.Duration { return max(10*c.maxIdle(), 10*time.Second) }
+func (c *detector) homeKeepalive() time.Duration { return max(10*c.maxIdle(), 10*time.Second) }
 
-func (c *core) maxIdle() time.Duration {
+func (c *detector) maxIdle() time.Duration {
 	var d time.Duration
 	for _, p := range c.paths {
 		d = max(d, p.t.Idle)
@@ -101,7 +101,7 @@ func (c *core) maxIdle() time.Duration {
 
 // forgetHomeProbes drops the home check's outstanding probes: an answer
 // after the verdict proves nothing more.
-func (c *core) forgetHomeProbes() {
+func (c *detector) forgetHomeProbes() {
 	for seq, o := range c.out {
 		if o.home {
 			delete(c.out, seq)

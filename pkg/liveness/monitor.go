@@ -42,7 +42,7 @@ type Config struct {
 // safe from any goroutine and never block.
 type Monitor struct {
 	cfg Config
-	c   *core
+	c   *detector
 	log *slog.Logger
 
 	mu        sync.Mutex
@@ -85,7 +85,7 @@ func New(cfg Config) (*Monitor, error) {
 	m := &Monitor{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		c:       newCore(cfg.HomeAgent, cfg.HomeAddress, uint16(rand.Uint32()), cfg.Prober, cfg.HomeCheck),
+		c:       newDetector(cfg.HomeAgent, cfg.HomeAddress, uint16(rand.Uint32()), cfg.Prober, cfg.HomeCheck),
 		kick:    make(chan struct{}, 1),
 		replies: make(chan reply, replyQueue),
 	}
