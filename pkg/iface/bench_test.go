@@ -31,7 +31,7 @@ func benchState() ([]netlink.Link, []netlink.Addr) {
 func BenchmarkSnapshotDiff(b *testing.B) {
 	for _, mode := range []BIDMode{BIDPerInterface, BIDPerCoA} {
 		b.Run(string(mode), func(b *testing.B) {
-			c, st := testCore(b, &Config{BIDMode: mode, HomeAddress: netip.MustParseAddr("2001:db8:aaaa::100"),
+			c, st := testSelector(b, &Config{BIDMode: mode, HomeAddress: netip.MustParseAddr("2001:db8:aaaa::100"),
 				Rules: []Rule{{Match: "eth1*", Priority: 10}, {Match: "eth2*", Priority: 20}, {Match: "eth*", Priority: 30}}})
 			links, addrs := benchState()
 			prev := c.build(links, addrs, t0, st)

@@ -280,97 +280,153 @@ type ifaceKey struct {
 // name alone (a re-created veth or replaced card). Renamed or re-created
 // records are updated, so that each record keeps both keys.
 func (t *bidTable) assignInterfaces(keys []ifaceKey, now time.Time) []uint16 {
+	m := t.newIfaceMatch(keys)
+	m.byNameAndMAC()
+	m.byMACAlone()
+	m.byNameAlone()
+	m.fixBIDs()
+	m.allocate()
 	out := make([]uint16, len(keys))
-	recs := make([]*bidRecord, len(keys))
-	byName := map[string]*bidRecord{}
-	byMAC := map[string][]*bidRecord{}
+	for i, r := range m.recs {
+		if r == nil {
+			continue
+		}
+		out[i] = r.BID
+		if r.BID != 0 && now.Sub(r.Seen) >= seenEvery {
+			r.Seen = now
+			t.dirty = true
+		}
+	}
+	return out
+}
+
+// ifaceMatch is one assignInterfaces round: recs[i] is keys[i]'s record.
+type ifaceMatch struct {
+	t      *bidTable
+	keys   []ifaceKey
+	recs   []*bidRecord
+	byName map[string]*bidRecord
+	byMAC  map[string][]*bidRecord
+	macs   map[string]int // how many interfaces have each MAC
+}
+
+func (t *bidTable) newIfaceMatch(keys []ifaceKey) *ifaceMatch {
+	m := &ifaceMatch{t: t, keys: keys, recs: make([]*bidRecord, len(keys)),
+		byName: map[string]*bidRecord{}, byMAC: map[string][]*bidRecord{}, macs: map[string]int{}}
 	for _, r := range t.recs {
 		if r.Kind != kindIface {
 			continue
 		}
 		if r.Name != "" {
-			byName[r.Name] = r
+			m.byName[r.Name] = r
 		}
 		if r.MAC != "" {
-			byMAC[r.MAC] = append(byMAC[r.MAC], r)
+			m.byMAC[r.MAC] = append(m.byMAC[r.MAC], r)
 		}
 	}
-	macs := map[string]int{}
 	for _, k := range keys {
 		if k.mac != "" {
-			macs[k.mac]++
+			m.macs[k.mac]++
 		}
 	}
-	uniq := func(mac string) string {
-		if macs[mac] == 1 {
-			return mac
-		}
-		return ""
+	return m
+}
+
+// uniq returns mac if no other interface has it, else "".
+func (m *ifaceMatch) uniq(mac string) string {
+	if m.macs[mac] == 1 {
+		return mac
 	}
-	claim := func(i int, r *bidRecord) {
-		recs[i] = r
-		t.live[r] = true
+	return ""
+}
+
+func (m *ifaceMatch) claim(i int, r *bidRecord) {
+	m.recs[i] = r
+	m.t.live[r] = true
+}
+
+// free returns the record named name if no interface claimed it yet.
+func (m *ifaceMatch) free(name string) *bidRecord {
+	if r := m.byName[name]; r != nil && !m.t.live[r] {
+		return r
 	}
-	for i, k := range keys {
-		if r := byName[k.name]; r != nil && !t.live[r] && (r.MAC == "" || k.mac == "" || r.MAC == k.mac) {
-			claim(i, r)
-			if r.MAC == "" && uniq(k.mac) != "" {
+	return nil
+}
+
+func (m *ifaceMatch) byNameAndMAC() {
+	for i, k := range m.keys {
+		if r := m.free(k.name); r != nil && (r.MAC == "" || k.mac == "" || r.MAC == k.mac) {
+			m.claim(i, r)
+			if r.MAC == "" && m.uniq(k.mac) != "" {
 				r.MAC = k.mac
-				t.dirty = true
+				m.t.dirty = true
 			}
 		}
 	}
-	for i, k := range keys {
-		if recs[i] != nil || uniq(k.mac) == "" {
+}
+
+// byMACAlone matches renamed interfaces.
+func (m *ifaceMatch) byMACAlone() {
+	for i, k := range m.keys {
+		if m.recs[i] != nil || m.uniq(k.mac) == "" {
 			continue
 		}
-		for _, r := range byMAC[k.mac] {
-			if t.live[r] {
+		for _, r := range m.byMAC[k.mac] {
+			if m.t.live[r] {
 				continue
 			}
-			claim(i, r)
+			m.claim(i, r)
 			if r.Name != k.name {
-				if o := byName[k.name]; o != nil && o != r && !t.live[o] {
+				if o := m.free(k.name); o != nil && o != r {
 					// A stale record under the new name loses to the
 					// renamed interface.
-					t.remove(o)
+					m.t.remove(o)
 				}
-				delete(byName, r.Name)
+				delete(m.byName, r.Name)
 				r.Name = k.name
-				byName[k.name] = r
-				t.dirty = true
+				m.byName[k.name] = r
+				m.t.dirty = true
 			}
 			break
 		}
 	}
-	for i, k := range keys {
-		if recs[i] != nil {
+}
+
+// byNameAlone matches re-created interfaces (a new MAC).
+func (m *ifaceMatch) byNameAlone() {
+	for i, k := range m.keys {
+		if m.recs[i] != nil {
 			continue
 		}
-		if r := byName[k.name]; r != nil && !t.live[r] {
-			claim(i, r)
-			if m := uniq(k.mac); m != r.MAC {
-				r.MAC = m
-				t.dirty = true
+		if r := m.free(k.name); r != nil {
+			m.claim(i, r)
+			if mac := m.uniq(k.mac); mac != r.MAC {
+				r.MAC = mac
+				m.t.dirty = true
 			}
 		}
 	}
+}
 
-	fixedTaken := map[uint16]bool{}
-	for i, k := range keys {
-		r := recs[i]
-		if k.fixed == 0 || fixedTaken[k.fixed] {
-			// A rule's BID matched by several interfaces goes to the first.
+// fixBIDs gives the interfaces their rules' BIDs, taking them from any
+// other record; a rule's BID matched by several interfaces goes to the
+// first.
+func (m *ifaceMatch) fixBIDs() {
+	t := m.t
+	taken := map[uint16]bool{}
+	for i, k := range m.keys {
+		r := m.recs[i]
+		if k.fixed == 0 || taken[k.fixed] {
 			if r != nil && t.fixed[r.BID] && r.BID != 0 {
 				r.BID = 0
 				t.dirty = true
 			}
 			continue
 		}
-		fixedTaken[k.fixed] = true
+		taken[k.fixed] = true
 		if r == nil {
-			r = t.add(&bidRecord{Kind: kindIface, Name: k.name, MAC: uniq(k.mac)})
-			claim(i, r)
+			r = t.add(&bidRecord{Kind: kindIface, Name: k.name, MAC: m.uniq(k.mac)})
+			m.claim(i, r)
 		}
 		if r.BID != k.fixed {
 			for _, o := range t.recs {
@@ -382,15 +438,20 @@ func (t *bidTable) assignInterfaces(keys []ifaceKey, now time.Time) []uint16 {
 			t.dirty = true
 		}
 	}
+}
+
+// allocate gives a BID to every interface that needs one and has none.
+func (m *ifaceMatch) allocate() {
+	t := m.t
 	used := t.used()
-	for i, k := range keys {
-		r := recs[i]
+	for i, k := range m.keys {
 		if !k.need {
 			continue
 		}
+		r := m.recs[i]
 		if r == nil {
-			r = t.add(&bidRecord{Kind: kindIface, Name: k.name, MAC: uniq(k.mac)})
-			claim(i, r)
+			r = t.add(&bidRecord{Kind: kindIface, Name: k.name, MAC: m.uniq(k.mac)})
+			m.claim(i, r)
 		}
 		if r.BID == 0 {
 			r.BID = t.alloc(used, 0, t.random)
@@ -398,17 +459,6 @@ func (t *bidTable) assignInterfaces(keys []ifaceKey, now time.Time) []uint16 {
 			t.dirty = true
 		}
 	}
-	for i, r := range recs {
-		if r == nil {
-			continue
-		}
-		out[i] = r.BID
-		if r.BID != 0 && now.Sub(r.Seen) >= seenEvery {
-			r.Seen = now
-			t.dirty = true
-		}
-	}
-	return out
 }
 
 // assignAddrs returns the BID of each care-of address (BIDPerCoA). The

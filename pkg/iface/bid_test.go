@@ -23,7 +23,7 @@ type step struct {
 	want  map[string]uint16
 }
 
-func runSteps(t *testing.T, c *core, st *settings, steps []step) {
+func runSteps(t *testing.T, c *selector, st *settings, steps []step) {
 	t.Helper()
 	for i, s := range steps {
 		snap := c.build(s.links, s.addrs, t0.Add(time.Duration(i)*time.Second), st)
@@ -44,7 +44,7 @@ func runSteps(t *testing.T, c *core, st *settings, steps []step) {
 func TestBIDStability(t *testing.T) {
 	a := func(idx int, s string) netlink.Addr { return mkAddr(idx, s+"/64", 0) }
 	t.Run("flap", func(t *testing.T) {
-		c, st := testCore(t, &Config{})
+		c, st := testSelector(t, &Config{})
 		runSteps(t, c, st, []step{
 			{"both up", []netlink.Link{eth(2, "eth0", up), eth(3, "eth1", up)},
 				[]netlink.Addr{a(2, "2001:db8:1::2"), a(3, "2001:db8:2::3")},
@@ -61,7 +61,7 @@ func TestBIDStability(t *testing.T) {
 		})
 	})
 	t.Run("rename keeps the BID by MAC", func(t *testing.T) {
-		c, st := testCore(t, &Config{})
+		c, st := testSelector(t, &Config{})
 		runSteps(t, c, st, []step{
 			{"eth0", []netlink.Link{mkLink("device", 2, "eth0", "02:aa:00:00:00:01", up), eth(3, "eth1", up)},
 				[]netlink.Addr{a(2, "2001:db8:1::2"), a(3, "2001:db8:2::3")},
@@ -76,7 +76,7 @@ func TestBIDStability(t *testing.T) {
 		})
 	})
 	t.Run("rename and new interface under the old name at once", func(t *testing.T) {
-		c, st := testCore(t, &Config{})
+		c, st := testSelector(t, &Config{})
 		runSteps(t, c, st, []step{
 			{"eth0", []netlink.Link{mkLink("device", 2, "eth0", "02:aa:00:00:00:01", up)},
 				[]netlink.Addr{a(2, "2001:db8:1::2")}, map[string]uint16{"eth0 2001:db8:1::2": 1}},
@@ -87,7 +87,7 @@ func TestBIDStability(t *testing.T) {
 	})
 	// A USB tether (a veth here) unplugged and plugged back.
 	t.Run("deleted and re-created with a new MAC", func(t *testing.T) {
-		c, st := testCore(t, &Config{})
+		c, st := testSelector(t, &Config{})
 		runSteps(t, c, st, []step{
 			{"usb0", []netlink.Link{mkLink("veth", 2, "usb0", "02:aa:00:00:00:01", up), eth(3, "eth1", up)},
 				[]netlink.Addr{a(2, "2001:db8:1::2"), a(3, "2001:db8:2::3")},
@@ -100,7 +100,7 @@ func TestBIDStability(t *testing.T) {
 		})
 	})
 	t.Run("VLANs share their parent's MAC", func(t *testing.T) {
-		c, st := testCore(t, &Config{})
+		c, st := testSelector(t, &Config{})
 		mac := "02:aa:00:00:00:01"
 		runSteps(t, c, st, []step{
 			{"parent and vlan", []netlink.Link{mkLink("device", 2, "eth0", mac, up), mkLink("vlan", 3, "eth0.10", mac, up)},
@@ -112,7 +112,7 @@ func TestBIDStability(t *testing.T) {
 		})
 	})
 	t.Run("per care-of address", func(t *testing.T) {
-		c, st := testCore(t, &Config{BIDMode: BIDPerCoA})
+		c, st := testSelector(t, &Config{BIDMode: BIDPerCoA})
 		runSteps(t, c, st, []step{
 			{"two prefixes", []netlink.Link{eth(2, "eth0", up)},
 				[]netlink.Addr{a(2, "2001:db8:1::2"), a(2, "2001:db8:5::2")},
@@ -130,7 +130,7 @@ func TestBIDStability(t *testing.T) {
 
 func TestBIDFixedByRule(t *testing.T) {
 	a := func(idx int, s string) netlink.Addr { return mkAddr(idx, s+"/64", 0) }
-	c, st := testCore(t, &Config{})
+	c, st := testSelector(t, &Config{})
 	runSteps(t, c, st, []step{
 		{"dynamic", []netlink.Link{eth(2, "eth0", up), eth(3, "eth1", up)},
 			[]netlink.Addr{a(2, "2001:db8:1::2"), a(3, "2001:db8:2::3")},
@@ -145,7 +145,7 @@ func TestBIDFixedByRule(t *testing.T) {
 			map[string]uint16{"eth1 2001:db8:2::3": 1, "eth0 2001:db8:1::2": 2, "wlan0 2001:db8:4::4": 7, "wlan1 2001:db8:5::5": 3}},
 	})
 	// Fixed BIDs are never allocated to a care-of address either.
-	c2, st2 := testCore(t, &Config{BIDMode: BIDPerCoA, Rules: []Rule{{Match: "nothing", BID: 1}, {Match: "none", BID: 2}}})
+	c2, st2 := testSelector(t, &Config{BIDMode: BIDPerCoA, Rules: []Rule{{Match: "nothing", BID: 1}, {Match: "none", BID: 2}}})
 	runSteps(t, c2, st2, []step{
 		{"coa", []netlink.Link{eth(2, "eth0", up)}, []netlink.Addr{a(2, "2001:db8:1::2")}, map[string]uint16{"eth0 2001:db8:1::2": 3}},
 	})
@@ -156,7 +156,7 @@ func TestBIDPersistence(t *testing.T) {
 	links := []netlink.Link{eth(2, "eth0", up), eth(3, "eth1", up), eth(4, "eth2", up)}
 	addrs := []netlink.Addr{mkAddr(2, "2001:db8:1::2/64", 0), mkAddr(3, "2001:db8:2::3/64", 0), mkAddr(4, "2001:db8:4::4/64", 0)}
 
-	c, st := testCore(t, &Config{StateDir: dir})
+	c, st := testSelector(t, &Config{StateDir: dir})
 	c.build(links[1:], addrs[1:], t0, st) // eth1, eth2 first: 1, 2
 	first := bidsOf(c.build(links, addrs, t0, st).CareOfs)
 	if err := c.bids.save(); err != nil {
@@ -172,7 +172,7 @@ func TestBIDPersistence(t *testing.T) {
 
 	// A restart, with the interfaces coming up in another order and eth0
 	// under a new index.
-	c2, st2 := testCore(t, &Config{StateDir: dir})
+	c2, st2 := testSelector(t, &Config{StateDir: dir})
 	links2 := []netlink.Link{eth(7, "eth0", up), eth(3, "eth1", up), eth(4, "eth2", up)}
 	addrs2 := []netlink.Addr{mkAddr(7, "2001:db8:1::2/64", 0), mkAddr(3, "2001:db8:2::3/64", 0), mkAddr(4, "2001:db8:4::4/64", 0)}
 	c2.build(links2[:1], addrs2[:1], t0, st2)
@@ -185,7 +185,7 @@ func TestBIDPersistence(t *testing.T) {
 	}
 
 	// BIDPerCoA records live in the same file.
-	c3, st3 := testCore(t, &Config{StateDir: dir, BIDMode: BIDPerCoA})
+	c3, st3 := testSelector(t, &Config{StateDir: dir, BIDMode: BIDPerCoA})
 	coa := bidsOf(c3.build(links, addrs, t0, st3).CareOfs)
 	for _, v := range coa {
 		if v >= 1 && v <= 3 {
@@ -193,7 +193,7 @@ func TestBIDPersistence(t *testing.T) {
 		}
 	}
 	c3.bids.save()
-	c4, st4 := testCore(t, &Config{StateDir: dir, BIDMode: BIDPerCoA})
+	c4, st4 := testSelector(t, &Config{StateDir: dir, BIDMode: BIDPerCoA})
 	if again := bidsOf(c4.build(links, addrs, t0, st4).CareOfs); len(again) != 3 || again["eth0 2001:db8:1::2"] != coa["eth0 2001:db8:1::2"] {
 		t.Errorf("per-CoA BIDs after restart %v, before %v", again, coa)
 	}
@@ -209,7 +209,7 @@ func TestBIDFileCorrupt(t *testing.T) {
 			path := filepath.Join(dir, StateFile)
 			os.WriteFile(path, []byte(content), 0o600)
 			var logbuf bytes.Buffer
-			c, st := testCore(t, &Config{StateDir: dir, Logger: slog.New(slog.NewTextHandler(&logbuf, nil))})
+			c, st := testSelector(t, &Config{StateDir: dir, Logger: slog.New(slog.NewTextHandler(&logbuf, nil))})
 			if !strings.Contains(logbuf.String(), "corrupt BID file set aside") {
 				t.Errorf("no warning: %q", logbuf.String())
 			}
@@ -245,7 +245,7 @@ func TestBIDFileCorrupt(t *testing.T) {
 			{"bid":7,"kind":"what","name":"x"},
 			{"bid":8,"kind":"coa","addr":"2001:db8:1::9"}]}`), 0o600)
 		var logbuf bytes.Buffer
-		c, st := testCore(t, &Config{StateDir: dir, Logger: slog.New(slog.NewTextHandler(&logbuf, nil))})
+		c, st := testSelector(t, &Config{StateDir: dir, Logger: slog.New(slog.NewTextHandler(&logbuf, nil))})
 		if n := strings.Count(logbuf.String(), "dropping a bad record"); n != 4 {
 			t.Errorf("%d records dropped, want 4: %s", n, logbuf.String())
 		}
@@ -263,13 +263,13 @@ func TestBIDRotation(t *testing.T) {
 	addrs := []netlink.Addr{mkAddr(2, "2001:db8:1::2/64", 0), mkAddr(3, "2001:db8:2::3/64", 0), mkAddr(4, "2001:db8:4::4/64", 0)}
 	rules := []Rule{{Match: "eth2", BID: 4242}}
 
-	c, st := testCore(t, &Config{StateDir: dir, Rules: rules})
+	c, st := testSelector(t, &Config{StateDir: dir, Rules: rules})
 	before := bidsOf(c.build(links, addrs, t0, st).CareOfs)
 	c.bids.save()
 
 	// RotateBIDs: a start with new random BIDs; the fixed one stays.
 	for run := range 3 {
-		cr, str := testCore(t, &Config{StateDir: dir, Rules: rules, RotateBIDs: true})
+		cr, str := testSelector(t, &Config{StateDir: dir, Rules: rules, RotateBIDs: true})
 		cr.bids.setFixed(rules)
 		cr.bids.rotate()
 		after := bidsOf(cr.build(links, addrs, t0, str).CareOfs)
@@ -293,7 +293,7 @@ func TestBIDRotation(t *testing.T) {
 
 	// A new interface under rotation gets a random BID too, never a
 	// fixed or used one.
-	c2, st2 := testCore(t, &Config{Rules: rules, RotateBIDs: true})
+	c2, st2 := testSelector(t, &Config{Rules: rules, RotateBIDs: true})
 	c2.bids.rnd = func() uint16 { return 4242 } // always the fixed one: falls back
 	s := c2.build(links, addrs, t0, st2)
 	if got := bidsOf(s.CareOfs); got["eth0 2001:db8:1::2"] == 4242 || got["eth1 2001:db8:2::3"] == 4242 || got["eth2 2001:db8:4::4"] != 4242 {
@@ -302,7 +302,7 @@ func TestBIDRotation(t *testing.T) {
 }
 
 func TestBIDTableBounded(t *testing.T) {
-	c, st := testCore(t, &Config{BIDMode: BIDPerCoA})
+	c, st := testSelector(t, &Config{BIDMode: BIDPerCoA})
 	links := []netlink.Link{eth(2, "eth0", up)}
 	for i := range maxRecords + 50 {
 		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, byte(i >> 8), byte(i), 15: 1})

@@ -143,8 +143,8 @@ func (f *fakeSource) calls() int {
 	return f.linkCalls
 }
 
-// testCore returns a core for cfg, for calling build directly.
-func testCore(t testing.TB, cfg *Config) (*core, *settings) {
+// testSelector returns a selector for cfg, for calling build directly.
+func testSelector(t testing.TB, cfg *Config) (*selector, *settings) {
 	t.Helper()
 	if cfg.Clock == nil {
 		cfg.Clock = clock.NewFake(t0)
@@ -158,7 +158,7 @@ func testCore(t testing.TB, cfg *Config) (*core, *settings) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newCore(&n)
+	c := newSelector(&n)
 	return c, &settings{rules: n.Rules, prioBID: map[uint16]uint8{}, metered: map[string]bool{}}
 }
 

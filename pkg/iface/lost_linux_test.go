@@ -32,7 +32,7 @@ func TestCarrierLossBetweenReadings(t *testing.T) {
 	// What the watcher does with it: the home agent's RA is forgotten and
 	// the link's addresses wait for a new one.
 	homeRA := raInfo{Router: ll1, Lifetime: 30 * time.Minute, Prefixes: []raPrefix{{Prefix: homePfx, Valid: time.Hour}}}
-	c, st := testCore(t, &Config{HomeAddress: hoa, ConfirmTimeout: time.Second})
+	c, st := testSelector(t, &Config{HomeAddress: hoa, ConfirmTimeout: time.Second})
 	c.ra.update(2, homeRA, t0)
 	links := []netlink.Link{eth(2, "eth0", up), eth(3, "eth1", up)}
 	addrs := []netlink.Addr{mkAddr(2, "2001:db8:1::2/64", 0), mkAddr(3, "2001:db8:2::3/64", 0)}

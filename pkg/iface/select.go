@@ -82,9 +82,10 @@ type addrID struct {
 	addr  netip.Addr
 }
 
-// core is the state the Run goroutine owns: BIDs, RAs, and when each
-// address was first seen.
-type core struct {
+// selector chooses the care-of addresses and their BIDs from a reading of
+// the links and addresses. It is the state the Run goroutine owns: BIDs,
+// RAs, and when each address was first seen.
+type selector struct {
 	cfg       *Config
 	bids      *bidTable
 	ra        *raState
@@ -93,8 +94,8 @@ type core struct {
 	started   bool
 }
 
-func newCore(cfg *Config) *core {
-	return &core{
+func newSelector(cfg *Config) *selector {
+	return &selector{
 		cfg:       cfg,
 		bids:      newBIDTable(cfg.StateDir, cfg.Logger, cfg.RotateBIDs),
 		ra:        newRAState(cfg),
@@ -129,16 +130,19 @@ func better(a, b coaCand) int {
 	return a.addr.Compare(b.addr)
 }
 
+// linkWork is one link's part of a build.
 type linkWork struct {
-	ifi      *Interface // in the Snapshot being built
-	ok       bool       // may carry care-of addresses or a home-link entry
-	cand     bool       // gets a BID record (not ignored, not excluded)
-	mac      string
-	rule     Rule
-	hasRule  bool
-	coas     []coaCand
-	homeAddr netip.Addr // the home-link entry's address
-	home     bool
+	ifi       *Interface // in the Snapshot being built
+	ok        bool       // may carry care-of addresses or a home-link entry
+	cand      bool       // gets a BID record (not ignored, not excluded)
+	mac       string
+	rule      Rule
+	hasRule   bool
+	rv        raView
+	coas      []coaCand
+	homeAddrs []netip.Addr // valid addresses in the home prefix
+	homeAddr  netip.Addr   // the home-link entry's address
+	home      bool
 }
 
 func scopeName(s int) string {
@@ -168,16 +172,7 @@ func (st *settings) ifacePriority(cfg *Config, w *linkWork) uint8 {
 
 // build turns one read of the kernel state into a Snapshot. It assigns
 // BIDs (and may mark the BID table dirty); the caller saves it.
-func (c *core) build(links []netlink.Link, addrs []netlink.Addr, now time.Time, st *settings) *Snapshot {
-	cfg := c.cfg
-	// The IPv6 addresses grouped by link, each group in the kernel's order.
-	byLink := make([]int, 0, len(addrs))
-	for i := range addrs {
-		if a := &addrs[i]; a.IPNet != nil && len(a.IP) == net.IPv6len && a.IP.To4() == nil {
-			byLink = append(byLink, i)
-		}
-	}
-	slices.SortStableFunc(byLink, func(i, j int) int { return addrs[i].LinkIndex - addrs[j].LinkIndex })
+func (c *selector) build(links []netlink.Link, addrs []netlink.Addr, now time.Time, st *settings) *Snapshot {
 	links = slices.Clone(links)
 	slices.SortFunc(links, func(a, b netlink.Link) int { return a.Attrs().Index - b.Attrs().Index })
 	seen := c.spare
@@ -185,215 +180,28 @@ func (c *core) build(links []netlink.Link, addrs []netlink.Addr, now time.Time, 
 		seen = make(map[addrID]time.Time, len(addrs))
 	}
 	clear(seen)
-	s := &Snapshot{Time: now, Mode: cfg.BIDMode, Interfaces: make([]Interface, len(links))}
+	s := &Snapshot{Time: now, Mode: c.cfg.BIDMode, Interfaces: make([]Interface, len(links))}
 	work := make([]linkWork, len(links))
 	live := make(map[int]bool, len(links))
-	next := 0 // position in byLink
-
+	groups := byLink(addrs)
 	for i, l := range links {
-		a := l.Attrs()
 		w := &work[i]
-		live[a.Index] = true
 		w.ifi = &s.Interfaces[i]
-		*w.ifi = Interface{
-			Name:    a.Name,
-			Index:   a.Index,
-			Kind:    l.Type(),
-			Up:      a.RawFlags&iffUp != 0 || a.Flags&net.FlagUp != 0,
-			Carrier: a.OperState == netlink.OperUp || (a.OperState == netlink.OperUnknown && a.RawFlags&iffLowerUp != 0),
-			Metered: st.metered[a.Name],
-		}
-		if len(a.HardwareAddr) > 0 && !allZero(a.HardwareAddr) {
-			w.mac = a.HardwareAddr.String()
-			w.ifi.MAC = w.mac
-		}
-		w.rule, w.hasRule = matchRule(st.rules, a.Name)
-		w.ifi.Reason = cfg.ignoreReason(l)
-		switch {
-		case w.ifi.Reason != "":
-			w.ifi.State = StateIgnored
-		case w.hasRule && w.rule.Exclude:
-			w.ifi.State = StateExcluded
-			w.ifi.Reason = "rule " + w.rule.Match
-		case !w.hasRule && defaultExcluded(a.Name):
-			w.ifi.State = StateExcluded
-			w.ifi.Reason = "container or VM interface (a rule naming it would use it)"
-		case !w.ifi.Up:
-			w.ifi.State = StateDown
-		case !w.ifi.Carrier:
-			w.ifi.State = StateNoCarrier
-		}
-		w.cand = w.ifi.State != StateIgnored && w.ifi.State != StateExcluded
-		w.ok = w.ifi.State == ""
-		if !w.ifi.Up || !w.ifi.Carrier {
-			c.ra.detach(a.Index)
-		}
-		rv := c.ra.view(a.Index, now)
-		// Back from a carrier loss, the link may be another one: its
-		// addresses wait for a Router Advertisement (or the timeout).
-		confirming := w.ok && c.ra.attached(a.Index, now)
-		w.ifi.Routers, w.ifi.Prefixes, w.ifi.Moves, w.ifi.LastMove = rv.routers, rv.prefixes, rv.moves, rv.lastMove
-
-		var homeAddrs []netip.Addr
-		for next < len(byLink) && addrs[byLink[next]].LinkIndex < a.Index {
-			next++ // addresses of a link the dump did not list
-		}
-		end := next
-		for end < len(byLink) && addrs[byLink[end]].LinkIndex == a.Index {
-			end++
-		}
-		las := byLink[next:end]
-		next = end
-		w.ifi.Addrs = make([]Addr, 0, len(las))
-		for order, k := range las {
-			na := &addrs[k]
-			ip, _ := netip.AddrFromSlice(na.IP)
-			ones, _ := na.Mask.Size()
-			f := na.Flags
-			ai := Addr{
-				Prefix:       netip.PrefixFrom(ip, ones),
-				Scope:        scopeName(na.Scope),
-				Tentative:    f&ifaTentative != 0,
-				DADFailed:    f&ifaDADFailed != 0,
-				Deprecated:   f&ifaDeprecated != 0,
-				Temporary:    f&ifaTemporary != 0,
-				Home:         ip == cfg.HomeAddress || (cfg.HomePrefix.IsValid() && cfg.HomePrefix.Contains(ip)) || f&ifaHomeAddress != 0,
-				PreferredLft: uint32(na.PreferedLft),
-				ValidLft:     uint32(na.ValidLft),
-			}
-			id := addrID{a.Index, ip}
-			first, ok := c.firstSeen[id]
-			if !ok && c.started {
-				first = now
-			}
-			seen[id] = first
-			valid := na.Scope == scopeUniverse && ip.IsGlobalUnicast() && !ai.Tentative && !ai.DADFailed
-			if valid && ai.Home {
-				homeAddrs = append(homeAddrs, ip)
-			}
-			if valid && !ai.Home && !ai.Temporary && (!ai.Deprecated || cfg.AllowDeprecated) {
-				w.coas = append(w.coas, coaCand{addr: ip, deprecated: ai.Deprecated, first: first, order: order, ai: len(w.ifi.Addrs)})
-			}
-			w.ifi.Addrs = append(w.ifi.Addrs, ai)
-		}
-		if !w.ok {
-			w.coas = nil
-			continue
-		}
-		// Draft 3.3: the home link. Its addresses are not care-of
-		// addresses; one entry says the interface is home. An address in
-		// the home prefix says so only while no router heard since the
-		// carrier came up says otherwise: after a move from the home link
-		// the kernel keeps the old SLAAC address for its whole lifetime.
-		if rv.home || (!confirming && len(homeAddrs) > 0 && len(rv.routers) == 0) {
-			w.home = true
-			w.coas = nil
-			w.ifi.State = StateHome
-			w.ifi.HomeLink = true
-			switch {
-			case slices.Contains(homeAddrs, cfg.HomeAddress):
-				w.homeAddr = cfg.HomeAddress
-			case len(homeAddrs) > 0:
-				w.homeAddr = homeAddrs[0]
-			default:
-				w.homeAddr = cfg.HomeAddress // may be invalid: then no entry
-			}
-			continue
-		}
-		if confirming {
-			w.coas = nil
-			w.ifi.Reason = "re-attached: waiting for a router advertisement"
-		}
-		slices.SortFunc(w.coas, better)
-		if len(w.coas) > 0 {
-			w.ifi.State = StateCoA
-			w.ifi.CoA = w.coas[0].addr
+		live[l.Attrs().Index] = true
+		c.describe(w, l, st, now)
+		c.readAddrs(w, addrs, groups.next(l.Attrs().Index), now, seen)
+		if w.ok {
+			c.choose(w, now)
 		} else {
-			w.ifi.State = StateNoAddress
+			w.coas = nil
 		}
 	}
-
-	// BIDs. Interface records are matched for every candidate, so an
-	// interface keeps showing the BID it will use; they are allocated only
-	// for what needs one.
-	keys := make([]ifaceKey, 0, len(work))
-	keyOf := make([]int, len(work))
+	ifBIDs, keyOf, coaBIDs := c.assignBIDs(work, st, now)
 	for i := range work {
-		w := &work[i]
-		keyOf[i] = -1
-		if !w.cand {
-			continue
-		}
-		need := (w.home && w.homeAddr.IsValid()) || (cfg.BIDMode == BIDPerInterface && len(w.coas) > 0)
-		keyOf[i] = len(keys)
-		keys = append(keys, ifaceKey{name: w.ifi.Name, mac: w.mac, fixed: w.rule.BID, need: need})
-	}
-	c.bids.setFixed(st.rules)
-	c.bids.begin()
-	ifBIDs := c.bids.assignInterfaces(keys, now)
-	var coaBIDs map[netip.Addr]uint16
-	if cfg.BIDMode == BIDPerCoA {
-		var list []netip.Addr
-		taken := map[netip.Addr]bool{}
-		for i := range work {
-			w := &work[i]
-			// The same address on two interfaces is one binding: the
-			// first interface (lowest index) has it.
-			w.coas = slices.DeleteFunc(w.coas, func(cc coaCand) bool { return taken[cc.addr] })
-			for _, cc := range w.coas {
-				taken[cc.addr] = true
-				list = append(list, cc.addr)
-			}
-		}
-		got := c.bids.assignAddrs(list, now)
-		coaBIDs = make(map[netip.Addr]uint16, len(list))
-		for i, a := range list {
-			coaBIDs[a] = got[i]
-		}
-	}
-	c.bids.end()
-
-	for i := range work {
-		w := &work[i]
 		if keyOf[i] >= 0 {
-			w.ifi.BID = ifBIDs[keyOf[i]]
+			work[i].ifi.BID = ifBIDs[keyOf[i]]
 		}
-		prio := st.ifacePriority(cfg, w)
-		w.ifi.Priority = prio
-		entry := func(bid uint16, addr netip.Addr, home bool) {
-			if bid == 0 || !addr.IsValid() {
-				return
-			}
-			p := prio
-			if o, ok := st.prioBID[bid]; ok {
-				p = o
-			}
-			s.CareOfs = append(s.CareOfs, CareOf{BID: bid, Iface: w.ifi.Name, Ifindex: w.ifi.Index, Addr: addr, Priority: p, HomeLink: home})
-			if addr == w.ifi.CoA || home {
-				w.ifi.Priority = p
-			}
-		}
-		switch {
-		case w.home:
-			entry(w.ifi.BID, w.homeAddr, true)
-		case cfg.BIDMode == BIDPerInterface && len(w.coas) > 0:
-			w.ifi.Addrs[w.coas[0].ai].CoA = true
-			entry(w.ifi.BID, w.coas[0].addr, false)
-		case cfg.BIDMode == BIDPerCoA:
-			w.ifi.CoA = netip.Addr{}
-			if len(w.coas) > 0 {
-				w.ifi.CoA = w.coas[0].addr
-				w.ifi.BID = coaBIDs[w.ifi.CoA]
-			} else if w.ifi.State == StateCoA {
-				w.ifi.State = StateNoAddress // its addresses are another interface's
-			}
-			for _, cc := range w.coas {
-				bid := coaBIDs[cc.addr]
-				w.ifi.Addrs[cc.ai].CoA = true
-				w.ifi.Addrs[cc.ai].BID = bid
-				entry(bid, cc.addr, false)
-			}
-		}
+		s.CareOfs = c.entries(s.CareOfs, &work[i], coaBIDs, st)
 	}
 	slices.SortFunc(s.CareOfs, func(a, b CareOf) int { return int(a.BID) - int(b.BID) })
 
@@ -405,6 +213,245 @@ func (c *core) build(links []netlink.Link, addrs []netlink.Addr, now time.Time, 
 	c.spare, c.firstSeen = c.firstSeen, seen
 	c.started = true
 	return s
+}
+
+// addrGroups walks the IPv6 addresses grouped by link, each group in the
+// kernel's order, as links are visited in index order.
+type addrGroups struct {
+	addrs []netlink.Addr
+	order []int // indexes into addrs, stable-sorted by link
+	pos   int
+}
+
+func byLink(addrs []netlink.Addr) *addrGroups {
+	g := &addrGroups{addrs: addrs, order: make([]int, 0, len(addrs))}
+	for i := range addrs {
+		if a := &addrs[i]; a.IPNet != nil && len(a.IP) == net.IPv6len && a.IP.To4() == nil {
+			g.order = append(g.order, i)
+		}
+	}
+	slices.SortStableFunc(g.order, func(i, j int) int { return addrs[i].LinkIndex - addrs[j].LinkIndex })
+	return g
+}
+
+// next returns the addresses of link index (indexes into addrs), skipping
+// those of links the dump did not list.
+func (g *addrGroups) next(index int) []int {
+	for g.pos < len(g.order) && g.addrs[g.order[g.pos]].LinkIndex < index {
+		g.pos++
+	}
+	end := g.pos
+	for end < len(g.order) && g.addrs[g.order[end]].LinkIndex == index {
+		end++
+	}
+	las := g.order[g.pos:end]
+	g.pos = end
+	return las
+}
+
+// describe fills the interface's link facts, its state as far as the link
+// alone decides it, its rule and what Router Advertisements told.
+func (c *selector) describe(w *linkWork, l netlink.Link, st *settings, now time.Time) {
+	a := l.Attrs()
+	*w.ifi = Interface{
+		Name:    a.Name,
+		Index:   a.Index,
+		Kind:    l.Type(),
+		Up:      a.RawFlags&iffUp != 0 || a.Flags&net.FlagUp != 0,
+		Carrier: a.OperState == netlink.OperUp || (a.OperState == netlink.OperUnknown && a.RawFlags&iffLowerUp != 0),
+		Metered: st.metered[a.Name],
+	}
+	if len(a.HardwareAddr) > 0 && !allZero(a.HardwareAddr) {
+		w.mac = a.HardwareAddr.String()
+		w.ifi.MAC = w.mac
+	}
+	w.rule, w.hasRule = matchRule(st.rules, a.Name)
+	w.ifi.Reason = c.cfg.ignoreReason(l)
+	switch {
+	case w.ifi.Reason != "":
+		w.ifi.State = StateIgnored
+	case w.hasRule && w.rule.Exclude:
+		w.ifi.State = StateExcluded
+		w.ifi.Reason = "rule " + w.rule.Match
+	case !w.hasRule && defaultExcluded(a.Name):
+		w.ifi.State = StateExcluded
+		w.ifi.Reason = "container or VM interface (a rule naming it would use it)"
+	case !w.ifi.Up:
+		w.ifi.State = StateDown
+	case !w.ifi.Carrier:
+		w.ifi.State = StateNoCarrier
+	}
+	w.cand = w.ifi.State != StateIgnored && w.ifi.State != StateExcluded
+	w.ok = w.ifi.State == ""
+	if !w.ifi.Up || !w.ifi.Carrier {
+		c.ra.detach(a.Index)
+	}
+	w.rv = c.ra.view(a.Index, now)
+	w.ifi.Routers, w.ifi.Prefixes, w.ifi.Moves, w.ifi.LastMove = w.rv.routers, w.rv.prefixes, w.rv.moves, w.rv.lastMove
+}
+
+// readAddrs fills the interface's addresses (las index addrs) and collects
+// its care-of candidates and home addresses.
+func (c *selector) readAddrs(w *linkWork, addrs []netlink.Addr, las []int, now time.Time, seen map[addrID]time.Time) {
+	cfg := c.cfg
+	w.ifi.Addrs = make([]Addr, 0, len(las))
+	for order, k := range las {
+		na := &addrs[k]
+		ip, _ := netip.AddrFromSlice(na.IP)
+		ones, _ := na.Mask.Size()
+		f := na.Flags
+		ai := Addr{
+			Prefix:       netip.PrefixFrom(ip, ones),
+			Scope:        scopeName(na.Scope),
+			Tentative:    f&ifaTentative != 0,
+			DADFailed:    f&ifaDADFailed != 0,
+			Deprecated:   f&ifaDeprecated != 0,
+			Temporary:    f&ifaTemporary != 0,
+			Home:         ip == cfg.HomeAddress || (cfg.HomePrefix.IsValid() && cfg.HomePrefix.Contains(ip)) || f&ifaHomeAddress != 0,
+			PreferredLft: uint32(na.PreferedLft),
+			ValidLft:     uint32(na.ValidLft),
+		}
+		id := addrID{w.ifi.Index, ip}
+		first, ok := c.firstSeen[id]
+		if !ok && c.started {
+			first = now
+		}
+		seen[id] = first
+		valid := na.Scope == scopeUniverse && ip.IsGlobalUnicast() && !ai.Tentative && !ai.DADFailed
+		if valid && ai.Home {
+			w.homeAddrs = append(w.homeAddrs, ip)
+		}
+		if valid && !ai.Home && !ai.Temporary && (!ai.Deprecated || cfg.AllowDeprecated) {
+			w.coas = append(w.coas, coaCand{addr: ip, deprecated: ai.Deprecated, first: first, order: order, ai: len(w.ifi.Addrs)})
+		}
+		w.ifi.Addrs = append(w.ifi.Addrs, ai)
+	}
+}
+
+// choose decides, for a link that may carry care-of addresses, whether it
+// is on the home link, and otherwise ranks its care-of candidates.
+func (c *selector) choose(w *linkWork, now time.Time) {
+	cfg := c.cfg
+	// Back from a carrier loss, the link may be another one: its
+	// addresses wait for a Router Advertisement (or the timeout).
+	confirming := c.ra.attached(w.ifi.Index, now)
+	// Draft 3.3: the home link. Its addresses are not care-of addresses;
+	// one entry says the interface is home. An address in the home prefix
+	// says so only while no router heard since the carrier came up says
+	// otherwise: after a move from the home link the kernel keeps the old
+	// SLAAC address for its whole lifetime.
+	if w.rv.home || (!confirming && len(w.homeAddrs) > 0 && len(w.rv.routers) == 0) {
+		w.home = true
+		w.coas = nil
+		w.ifi.State = StateHome
+		w.ifi.HomeLink = true
+		switch {
+		case slices.Contains(w.homeAddrs, cfg.HomeAddress):
+			w.homeAddr = cfg.HomeAddress
+		case len(w.homeAddrs) > 0:
+			w.homeAddr = w.homeAddrs[0]
+		default:
+			w.homeAddr = cfg.HomeAddress // may be invalid: then no entry
+		}
+		return
+	}
+	if confirming {
+		w.coas = nil
+		w.ifi.Reason = "re-attached: waiting for a router advertisement"
+	}
+	slices.SortFunc(w.coas, better)
+	if len(w.coas) > 0 {
+		w.ifi.State = StateCoA
+		w.ifi.CoA = w.coas[0].addr
+	} else {
+		w.ifi.State = StateNoAddress
+	}
+}
+
+// assignBIDs gives BIDs to the interfaces (ifBIDs, indexed through keyOf:
+// -1 for none) and in BIDPerCoA mode to the care-of addresses. Interface
+// records are matched for every candidate, so an interface keeps showing
+// the BID it will use; they are allocated only for what needs one.
+func (c *selector) assignBIDs(work []linkWork, st *settings, now time.Time) (ifBIDs []uint16, keyOf []int, coaBIDs map[netip.Addr]uint16) {
+	keys := make([]ifaceKey, 0, len(work))
+	keyOf = make([]int, len(work))
+	for i := range work {
+		w := &work[i]
+		keyOf[i] = -1
+		if !w.cand {
+			continue
+		}
+		need := (w.home && w.homeAddr.IsValid()) || (c.cfg.BIDMode == BIDPerInterface && len(w.coas) > 0)
+		keyOf[i] = len(keys)
+		keys = append(keys, ifaceKey{name: w.ifi.Name, mac: w.mac, fixed: w.rule.BID, need: need})
+	}
+	c.bids.setFixed(st.rules)
+	c.bids.begin()
+	defer c.bids.end()
+	ifBIDs = c.bids.assignInterfaces(keys, now)
+	if c.cfg.BIDMode != BIDPerCoA {
+		return ifBIDs, keyOf, nil
+	}
+	var list []netip.Addr
+	taken := map[netip.Addr]bool{}
+	for i := range work {
+		w := &work[i]
+		// The same address on two interfaces is one binding: the first
+		// interface (lowest index) has it.
+		w.coas = slices.DeleteFunc(w.coas, func(cc coaCand) bool { return taken[cc.addr] })
+		for _, cc := range w.coas {
+			taken[cc.addr] = true
+			list = append(list, cc.addr)
+		}
+	}
+	got := c.bids.assignAddrs(list, now)
+	coaBIDs = make(map[netip.Addr]uint16, len(list))
+	for i, a := range list {
+		coaBIDs[a] = got[i]
+	}
+	return ifBIDs, keyOf, coaBIDs
+}
+
+// entries appends the interface's care-of entries (with their priorities)
+// to out and marks its chosen addresses.
+func (c *selector) entries(out []CareOf, w *linkWork, coaBIDs map[netip.Addr]uint16, st *settings) []CareOf {
+	prio := st.ifacePriority(c.cfg, w)
+	w.ifi.Priority = prio
+	entry := func(bid uint16, addr netip.Addr, home bool) {
+		if bid == 0 || !addr.IsValid() {
+			return
+		}
+		p := prio
+		if o, ok := st.prioBID[bid]; ok {
+			p = o
+		}
+		out = append(out, CareOf{BID: bid, Iface: w.ifi.Name, Ifindex: w.ifi.Index, Addr: addr, Priority: p, HomeLink: home})
+		if addr == w.ifi.CoA || home {
+			w.ifi.Priority = p
+		}
+	}
+	switch {
+	case w.home:
+		entry(w.ifi.BID, w.homeAddr, true)
+	case c.cfg.BIDMode == BIDPerInterface && len(w.coas) > 0:
+		w.ifi.Addrs[w.coas[0].ai].CoA = true
+		entry(w.ifi.BID, w.coas[0].addr, false)
+	case c.cfg.BIDMode == BIDPerCoA:
+		w.ifi.CoA = netip.Addr{}
+		if len(w.coas) > 0 {
+			w.ifi.CoA = w.coas[0].addr
+			w.ifi.BID = coaBIDs[w.ifi.CoA]
+		} else if w.ifi.State == StateCoA {
+			w.ifi.State = StateNoAddress // its addresses are another interface's
+		}
+		for _, cc := range w.coas {
+			bid := coaBIDs[cc.addr]
+			w.ifi.Addrs[cc.ai].CoA = true
+			w.ifi.Addrs[cc.ai].BID = bid
+			entry(bid, cc.addr, false)
+		}
+	}
+	return out
 }
 
 func allZero(b []byte) bool {

@@ -160,7 +160,7 @@ func TestBuildCareOfs(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, st := testCore(t, &tt.cfg)
+			c, st := testSelector(t, &tt.cfg)
 			s := c.build(tt.links, tt.addrs, t0, st)
 			if !equalCareOfs(s.CareOfs, tt.want) {
 				t.Errorf("CareOfs\n got %+v\nwant %+v", s.CareOfs, tt.want)
@@ -178,7 +178,7 @@ func TestBuildCareOfs(t *testing.T) {
 }
 
 func TestBuildInterfaces(t *testing.T) {
-	c, st := testCore(t, &Config{HomeAddress: hoa, Rules: []Rule{{Match: "wwan0", Exclude: true}}})
+	c, st := testSelector(t, &Config{HomeAddress: hoa, Rules: []Rule{{Match: "wwan0", Exclude: true}}})
 	links := []netlink.Link{
 		mkLink("loopback", 1, "lo", "", unknown),
 		eth(2, "eth0", up), eth(3, "eth1", noCarrier), eth(4, "eth2", down),
@@ -228,7 +228,7 @@ func TestBuildInterfaces(t *testing.T) {
 // An address that appears while the watcher runs is the most recently
 // configured one, wherever the kernel lists it.
 func TestBuildNewestAddressWins(t *testing.T) {
-	c, st := testCore(t, &Config{})
+	c, st := testSelector(t, &Config{})
 	links := []netlink.Link{eth(2, "eth0", up)}
 	a10, a20, a30 := mkAddr(2, "2001:db8:1::10/64", 0), mkAddr(2, "2001:db8:1::20/64", 0), mkAddr(2, "2001:db8:1::30/64", 0)
 	if s := c.build(links, []netlink.Addr{a10}, t0, st); s.CareOfs[0].Addr != netip.MustParseAddr("2001:db8:1::10") {
@@ -252,7 +252,7 @@ func TestBuildNewestAddressWins(t *testing.T) {
 }
 
 func TestBuildMeteredAndOverrides(t *testing.T) {
-	c, st := testCore(t, &Config{Rules: []Rule{{Match: "eth*", Priority: 30}, {Match: "wwan*", Priority: 20}}, BIDMode: BIDPerCoA})
+	c, st := testSelector(t, &Config{Rules: []Rule{{Match: "eth*", Priority: 30}, {Match: "wwan*", Priority: 20}}, BIDMode: BIDPerCoA})
 	links := []netlink.Link{eth(2, "eth0", up), eth(3, "wwan0", up)}
 	addrs := []netlink.Addr{mkAddr(2, "2001:db8:1::2/64", 0), mkAddr(2, "2001:db8:5::2/64", 0), mkAddr(3, "2001:db8:3::3/64", 0)}
 	st.metered["wwan0"] = true
@@ -290,7 +290,7 @@ func TestBuildHomeLinkByRA(t *testing.T) {
 	addrs := []netlink.Addr{mkAddr(3, "2001:db8:2::3/64", 0)}
 
 	t.Run("home prefix announced, no address yet", func(t *testing.T) {
-		c, st := testCore(t, &Config{HomeAddress: hoa})
+		c, st := testSelector(t, &Config{HomeAddress: hoa})
 		c.ra.update(2, homeRA, t0)
 		s := c.build(links, addrs, t0, st)
 		want := []CareOf{co(1, "eth0", 2, hoa.String(), 0, true), co(2, "eth1", 3, "2001:db8:2::3", 0, false)}
@@ -304,7 +304,7 @@ func TestBuildHomeLinkByRA(t *testing.T) {
 		}
 	})
 	t.Run("home agent as router address", func(t *testing.T) {
-		c, st := testCore(t, &Config{HomeAddress: hoa, HomeAgent: haAddr})
+		c, st := testSelector(t, &Config{HomeAddress: hoa, HomeAgent: haAddr})
 		c.ra.update(2, haRA, t0)
 		s := c.build(links, addrs, t0, st)
 		if eth0, _ := s.Interface("eth0"); !eth0.HomeLink {
@@ -312,7 +312,7 @@ func TestBuildHomeLinkByRA(t *testing.T) {
 		}
 	})
 	t.Run("home prefix without home address", func(t *testing.T) {
-		c, st := testCore(t, &Config{HomePrefix: homePfx})
+		c, st := testSelector(t, &Config{HomePrefix: homePfx})
 		c.ra.update(2, homeRA, t0)
 		s := c.build(links, addrs, t0, st)
 		if len(s.CareOfs) != 1 || s.CareOfs[0].Iface != "eth1" {
@@ -323,7 +323,7 @@ func TestBuildHomeLinkByRA(t *testing.T) {
 		}
 	})
 	t.Run("foreign router", func(t *testing.T) {
-		c, st := testCore(t, &Config{HomeAddress: hoa})
+		c, st := testSelector(t, &Config{HomeAddress: hoa})
 		c.ra.update(2, foreignRA, t0)
 		s := c.build(links, addrs, t0, st)
 		if eth0, _ := s.Interface("eth0"); eth0.HomeLink || eth0.Moves != 1 || eth0.State != StateNoAddress {
@@ -333,7 +333,7 @@ func TestBuildHomeLinkByRA(t *testing.T) {
 	t.Run("moved away: stale home-prefix address, foreign router", func(t *testing.T) {
 		// The kernel keeps the home link's SLAAC address after a move; the
 		// foreign router heard since says the link is not home any more.
-		c, st := testCore(t, &Config{HomeAddress: hoa})
+		c, st := testSelector(t, &Config{HomeAddress: hoa})
 		stale := append([]netlink.Addr{mkAddr(2, "2001:db8:aaaa::ff:fe00:1/64", 0), mkAddr(2, "2001:db8:1::1/64", 0)}, addrs...)
 		s := c.build(links, stale, t0, st)
 		if eth0, _ := s.Interface("eth0"); !eth0.HomeLink {
@@ -347,7 +347,7 @@ func TestBuildHomeLinkByRA(t *testing.T) {
 		}
 	})
 	t.Run("carrier loss forgets the routers", func(t *testing.T) {
-		c, st := testCore(t, &Config{HomeAddress: hoa})
+		c, st := testSelector(t, &Config{HomeAddress: hoa})
 		c.ra.update(2, homeRA, t0)
 		s := c.build([]netlink.Link{eth(2, "eth0", noCarrier), eth(3, "eth1", up)}, addrs, t0, st)
 		if len(s.CareOfs) != 1 {
@@ -359,7 +359,7 @@ func TestBuildHomeLinkByRA(t *testing.T) {
 		}
 	})
 	t.Run("expiry", func(t *testing.T) {
-		c, st := testCore(t, &Config{HomeAddress: hoa})
+		c, st := testSelector(t, &Config{HomeAddress: hoa})
 		c.ra.update(2, homeRA, t0)
 		changed, next := c.ra.prune(t0.Add(time.Minute))
 		if changed || !next.Equal(t0.Add(30*time.Minute)) {
@@ -408,7 +408,7 @@ func TestRAMovement(t *testing.T) {
 
 // The control API serves Snapshots as JSON: the field names are a contract.
 func TestSnapshotJSON(t *testing.T) {
-	c, st := testCore(t, &Config{HomeAddress: hoa})
+	c, st := testSelector(t, &Config{HomeAddress: hoa})
 	s := c.build([]netlink.Link{eth(2, "eth0", up), eth(3, "eth1", noCarrier)},
 		[]netlink.Addr{mkAddr(2, "2001:db8:1::2/64", 0)}, t0, st)
 	s.Generation = 7
@@ -456,7 +456,7 @@ func TestBuildReattachConfirm(t *testing.T) {
 		return out
 	}
 
-	c, st := testCore(t, &Config{HomeAddress: hoa, ConfirmTimeout: time.Second})
+	c, st := testSelector(t, &Config{HomeAddress: hoa, ConfirmTimeout: time.Second})
 	if got := ifaces(c.build(links, addrs, t0, st)); !slices.Equal(got, []string{"eth0", "eth1"}) {
 		t.Fatalf("at start: %v (no wait for links never detached)", got)
 	}
@@ -489,7 +489,7 @@ func TestBuildReattachConfirm(t *testing.T) {
 // Container and VM interfaces are never care-of interfaces, unless a rule
 // names them.
 func TestDefaultExcluded(t *testing.T) {
-	c, st := testCore(t, &Config{Rules: []Rule{{Match: "virbr1", Priority: 5}}})
+	c, st := testSelector(t, &Config{Rules: []Rule{{Match: "virbr1", Priority: 5}}})
 	links := []netlink.Link{
 		eth(2, "enp3s0", up), mkLink("bridge", 3, "docker0", "02:00:00:00:00:03", up),
 		mkLink("veth", 4, "veth1a2b", "02:00:00:00:00:04", up), mkLink("bridge", 5, "br-0a1b2c", "02:00:00:00:00:05", up),

@@ -61,7 +61,7 @@ type Watcher struct {
 	cfg  Config
 	log  *slog.Logger
 	clk  clock.Clock
-	core *core
+	sel  *selector
 	open func() (backend, error)
 
 	updates chan Snapshot
@@ -118,10 +118,10 @@ func New(cfg *Config) (*Watcher, error) {
 		},
 		raWarned: map[string]bool{},
 	}
-	w.core = newCore(&w.cfg)
-	w.core.bids.setFixed(n.Rules)
+	w.sel = newSelector(&w.cfg)
+	w.sel.bids.setFixed(n.Rules)
 	if n.RotateBIDs {
-		w.core.bids.rotate()
+		w.sel.bids.rotate()
 	}
 	if n.Source != nil {
 		w.open = func() (backend, error) { return staticBackend{n.Source}, nil }
@@ -296,7 +296,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	raTick := func() {
 		now := w.clk.Now()
-		changed, next := w.core.ra.prune(now)
+		changed, next := w.sel.ra.prune(now)
 		if changed {
 			kick()
 		}
@@ -349,14 +349,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if w.listeners[ev.ifindex] != ev.l {
 				continue // from a listener closed since
 			}
-			if w.core.ra.update(ev.ifindex, ev.info, w.clk.Now()) {
+			if w.sel.ra.update(ev.ifindex, ev.info, w.clk.Now()) {
 				kick()
 			}
 			raTick()
 		case <-raT.C():
 			raTick()
 		case <-rotT.C():
-			w.core.bids.rotate()
+			w.sel.bids.rotate()
 			w.log.Info("BIDs rotated")
 			kick()
 			rotT.Reset(w.cfg.RotateInterval)
@@ -385,12 +385,12 @@ func (w *Watcher) read(b backend) error {
 		// A carrier loss between two readings still counts: the link
 		// must confirm again that it is the one we knew.
 		for _, idx := range lc.lostCarrier() {
-			w.core.ra.detach(idx)
+			w.sel.ra.detach(idx)
 		}
 	}
 	st := w.settings()
-	s := w.core.build(links, addrs, w.clk.Now(), &st)
-	if err := w.core.bids.save(); err != nil {
+	s := w.sel.build(links, addrs, w.clk.Now(), &st)
+	if err := w.sel.bids.save(); err != nil {
 		w.log.Warn("BIDs not saved", "err", err)
 	}
 	w.publish(s)
