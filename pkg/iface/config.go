@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcoad/mcoad/pkg/clock"
+	"github.com/mcoad/mcoad/pkg/netmon"
 )
 
 // BIDMode says what a BID identifies (draft section 5.1).
@@ -93,6 +94,9 @@ type Config struct {
 	MaxRate  float64
 	Burst    int
 
+	// Monitor is the daemon's netlink monitor (of NetNS) to read links and
+	// addresses from. Nil: the watcher runs one of its own.
+	Monitor *netmon.Monitor
 	// NetNS is the network namespace to watch: a name under /run/netns, or
 	// a path such as /proc/PID/ns/net. Empty: the caller's namespace.
 	NetNS string

@@ -137,6 +137,12 @@ func (f *fakeSource) set(links []netlink.Link, addrs []netlink.Addr) {
 	f.links, f.addrs = links, addrs
 }
 
+func (f *fakeSource) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}
+
 func (f *fakeSource) calls() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mcoad/mcoad/internal/nstest"
+	"github.com/mcoad/mcoad/pkg/netmon"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -417,38 +418,30 @@ func TestNSHomeLinkByRA(t *testing.T) {
 	}
 }
 
-// countingBackend counts reads and subscriptions of the real kernel.
+// countingBackend counts the watcher's readings of the real kernel.
 type countingBackend struct {
-	*kernel
-	reads, subs atomic.Int64
+	backend
+	reads atomic.Int64
 }
 
-func (c *countingBackend) LinkList() ([]netlink.Link, error) {
+func (c *countingBackend) read() ([]netlink.Link, []netlink.Addr, []int, error) {
 	c.reads.Add(1)
-	return c.kernel.LinkList()
+	return c.backend.read()
 }
 
-func (c *countingBackend) subscribe(done <-chan struct{}, onErr func(error)) (_, _ <-chan struct{}, _ error) {
-	c.subs.Add(1)
-	return c.kernel.subscribe(done, onErr)
-}
-
-func countingWatcher(t *testing.T, ns *nstest.NS, cfg *Config, hold chan struct{}) (*Watcher, *countingBackend) {
+func countingWatcher(t *testing.T, ns *nstest.NS, cfg *Config) (*Watcher, *countingBackend) {
 	t.Helper()
 	cfg.Logger = testLogger(t)
+	cfg.NetNS = ns.Name
 	w, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cb := &countingBackend{}
-	w.open = func() (backend, error) {
-		k, err := openKernel(ns.Name, w.log)
-		if err != nil {
-			return nil, err
-		}
-		k.hold = hold
-		cb.kernel = k
-		return cb, nil
+	w.open = func(ctx context.Context) (backend, error) {
+		b, err := w.openMonitor(ctx)
+		cb.backend = b
+		return cb, err
 	}
 	runWatcher(t, w)
 	return w, cb
@@ -465,7 +458,7 @@ func TestNSFlapping(t *testing.T) {
 	nstest.Veth(t, mn, "mn1", peer, "p1")
 	mn.Exec(t, "ip", "addr", "add", "2001:db8:1::10/64", "dev", "mn0", "nodad")
 	mn.Exec(t, "ip", "addr", "add", "2001:db8:2::10/64", "dev", "mn1", "nodad")
-	w, cb := countingWatcher(t, mn, &Config{DisableRA: true}, nil)
+	w, cb := countingWatcher(t, mn, &Config{DisableRA: true})
 	waitState(t, w, "start", hasCareOfs("mn0 2001:db8:1::10 1 false", "mn1 2001:db8:2::10 2 false"))
 
 	// mn0 flaps administratively (the kernel reports that at once; carrier
@@ -509,22 +502,19 @@ func TestNSFlapping(t *testing.T) {
 	}
 }
 
-// A subscription whose socket overflows (ENOBUFS) ends; the watcher
-// subscribes again and reads everything, so nothing lost stays lost.
+// A monitor whose socket overflows (ENOBUFS) subscribes again and reads
+// everything, so nothing lost stays lost for the watcher either.
 func TestNSOverflowResubscribes(t *testing.T) {
 	nstest.Require(t)
-	old := rcvBuf
-	rcvBuf = 4096
-	t.Cleanup(func() { rcvBuf = old })
 	p := nstest.Prefix()
 	mn := mnNS(t, p+"mn")
 	peer := nstest.New(t, p+"peer")
 	nstest.Veth(t, mn, "mn0", peer, "p0")
-	hold := make(chan struct{})
-	w, cb := countingWatcher(t, mn, &Config{DisableRA: true}, hold)
-	waitState(t, w, "start", func(s Snapshot) bool { _, ok := s.Interface("mn0"); return ok })
-
-	// Far more events than the held channels and the small socket take.
+	m, err := netmon.New(&netmon.Config{NetNS: mn.Name, RecvBuffer: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Far more events than the small socket takes, before anyone reads.
 	var batch strings.Builder
 	for i := range 400 {
 		fmt.Fprintf(&batch, "address add 2001:db8:1::%x/64 dev mn0 nodad\n", i+1)
@@ -532,14 +522,11 @@ func TestNSOverflowResubscribes(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "addrs")
 	os.WriteFile(file, []byte(batch.String()), 0o644)
 	nstest.MustRun(t, "ip", "-n", mn.Name, "-batch", file)
-	close(hold)
-	deadline := time.Now().Add(10 * time.Second)
-	for cb.subs.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if n := cb.subs.Load(); n < 2 {
-		t.Fatalf("%d subscriptions: the overflow was not noticed", n)
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; m.Close() })
+	w, _ := startNS(t, mn, &Config{DisableRA: true, Monitor: m})
 	// The newest address is the care-of address.
 	waitState(t, w, "everything read", hasCareOfs("mn0 2001:db8:1::190 1 false"))
 	s, _ := w.Current()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcoad/mcoad/pkg/clock"
+	"github.com/mcoad/mcoad/pkg/netmon"
 	"github.com/vishvananda/netlink"
 )
 
@@ -21,37 +22,6 @@ var (
 	ErrUnknownBID = errors.New("iface: unknown BID")
 	ErrRunning    = errors.New("iface: watcher already running")
 )
-
-// backend is the kernel side: links and addresses, change notifications,
-// and Router Advertisement listeners. Tests replace it.
-type backend interface {
-	Source
-	// subscribe starts the link and address subscriptions; they stop when
-	// done is closed. events receives (coalesced) when anything changed;
-	// closed is closed when a subscription ended on its own (ENOBUFS or
-	// another error): the caller resubscribes and reads everything again.
-	subscribe(done <-chan struct{}, onErr func(error)) (events, closed <-chan struct{}, err error)
-	// listenRA listens for Router Advertisements on the link and sends
-	// Router Solicitations; deliver returns false once the listener is
-	// closed. errNoRA: the backend has no RA at all.
-	listenRA(ifindex int, mac net.HardwareAddr, deliver func(raInfo) bool) (io.Closer, error)
-	Close() error
-}
-
-var errNoRA = errors.New("iface: no router advertisements on this backend")
-
-// staticBackend serves Config.Source: no notifications (Hint reads), no RA.
-type staticBackend struct{ Source }
-
-func (staticBackend) subscribe(<-chan struct{}, func(error)) (_, _ <-chan struct{}, _ error) {
-	return nil, nil, nil
-}
-
-func (staticBackend) listenRA(int, net.HardwareAddr, func(raInfo) bool) (io.Closer, error) {
-	return nil, errNoRA
-}
-
-func (staticBackend) Close() error { return nil }
 
 // Watcher watches the links and addresses of a network namespace and the
 // Router Advertisements on its links, and tells the care-of addresses and
@@ -62,7 +32,7 @@ type Watcher struct {
 	log  *slog.Logger
 	clk  clock.Clock
 	sel  *selector
-	open func() (backend, error)
+	open func(context.Context) (backend, error)
 
 	updates chan Snapshot
 	hint    chan struct{}
@@ -124,9 +94,9 @@ func New(cfg *Config) (*Watcher, error) {
 		w.sel.bids.rotate()
 	}
 	if n.Source != nil {
-		w.open = func() (backend, error) { return staticBackend{n.Source}, nil }
+		w.open = func(context.Context) (backend, error) { return staticBackend{n.Source}, nil }
 	} else {
-		w.open = func() (backend, error) { return openKernel(n.NetNS, n.Logger) }
+		w.open = w.openMonitor
 	}
 	return w, nil
 }
@@ -145,8 +115,8 @@ func (w *Watcher) Current() (Snapshot, bool) {
 	return Snapshot{}, false
 }
 
-// Hint asks for a fresh read of the kernel state (control API /v1/hint,
-// NetworkManager). It never blocks.
+// Hint asks for a fresh reading of the links and addresses (control API
+// /v1/hint, NetworkManager). It never blocks.
 func (w *Watcher) Hint() {
 	select {
 	case w.hint <- struct{}{}:
@@ -221,172 +191,124 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer w.running.Store(false)
-	b, err := w.open()
+	b, err := w.open(ctx)
 	if err != nil {
 		return fmt.Errorf("iface: %w", err)
 	}
 	defer b.Close()
 	w.raOn = !w.cfg.DisableRA
 	w.listeners = map[int]*raListener{}
-	defer func() {
-		for i, l := range w.listeners {
-			l.close()
-			delete(w.listeners, i)
-		}
-	}()
+	defer w.closeListeners()
+	l := w.newLoop(b)
+	defer l.stop()
 
-	var (
-		events, closed <-chan struct{}
-		subDone        chan struct{}
-		subErr         = make(chan struct{}, 1)
-		backoff        = 100 * time.Millisecond
-	)
-	unsubscribe := func() {
-		if subDone != nil {
-			close(subDone)
-		}
-		subDone, events, closed = nil, nil, nil
-	}
-	defer unsubscribe()
-	subscribe := func() error {
-		unsubscribe()
-		done := make(chan struct{})
-		ev, cl, err := b.subscribe(done, func(err error) {
-			select {
-			case <-done:
-				return // our own close
-			default:
-			}
-			w.log.Debug("netlink subscription", "err", err)
-			select {
-			case subErr <- struct{}{}:
-			default:
-			}
-		})
-		if err != nil {
-			close(done)
-			return err
-		}
-		events, closed, subDone = ev, cl, done
-		return nil
-	}
-	if err := subscribe(); err != nil {
-		return fmt.Errorf("iface: subscribing to links and addresses: %w", err)
-	}
-
-	p := newPacer(w.cfg.Debounce, w.cfg.MaxDelay, w.cfg.MaxRate, w.cfg.Burst, w.clk.Now())
-	newStopped := func() clock.Timer {
-		t := w.clk.NewTimer(time.Hour)
-		t.Stop()
-		return t
-	}
-	readT, retryT, raT, rotT := newStopped(), newStopped(), newStopped(), newStopped()
-	defer func() { readT.Stop(); retryT.Stop(); raT.Stop(); rotT.Stop() }()
-	arm := func(t clock.Timer, at time.Time) { t.Reset(max(0, at.Sub(w.clk.Now()))) }
-	kick := func() { arm(readT, p.event(w.clk.Now())) }
-	readFailed := false
-	read := func() {
-		if err := w.read(b); err != nil {
-			w.log.Warn("reading links and addresses", "err", err)
-			readFailed = true
-			retryT.Reset(backoff)
-			return
-		}
-		readFailed = false
-	}
-	raTick := func() {
-		now := w.clk.Now()
-		changed, next := w.sel.ra.prune(now)
-		if changed {
-			kick()
-		}
-		if next.IsZero() {
-			raT.Stop()
-		} else {
-			arm(raT, next)
-		}
-	}
-	if w.cfg.RotateInterval > 0 {
-		rotT.Reset(w.cfg.RotateInterval)
-	}
-
-	p.fire(p.now(w.clk.Now())) // the first read takes a token like the others
-	read()
+	l.p.fire(l.p.now(w.clk.Now())) // the first read takes a token like the others
+	l.read()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-events:
-			kick()
-		case <-subErr:
-			kick() // e.g. an interrupted dump: read again
-		case <-closed:
-			w.log.Warn("netlink subscription ended (lost events); resubscribing and reading everything again")
-			if err := subscribe(); err != nil {
-				w.log.Warn("resubscribing", "err", err, "retry_in", backoff)
-				retryT.Reset(backoff)
-				backoff = min(2*backoff, 10*time.Second)
-			} else {
-				backoff = 100 * time.Millisecond
-			}
-			arm(readT, p.now(w.clk.Now()))
-		case <-retryT.C():
-			if subDone == nil {
-				if err := subscribe(); err != nil {
-					w.log.Warn("resubscribing", "err", err, "retry_in", backoff)
-					retryT.Reset(backoff)
-					backoff = min(2*backoff, 10*time.Second)
-					continue
-				}
-				backoff = 100 * time.Millisecond
-				arm(readT, p.now(w.clk.Now()))
-			} else if readFailed {
-				kick()
-			}
+		case <-b.changes():
+			l.kick()
 		case <-w.hint:
-			kick()
+			l.kick()
 		case ev := <-w.raCh:
 			if w.listeners[ev.ifindex] != ev.l {
 				continue // from a listener closed since
 			}
 			if w.sel.ra.update(ev.ifindex, ev.info, w.clk.Now()) {
-				kick()
+				l.kick()
 			}
-			raTick()
-		case <-raT.C():
-			raTick()
-		case <-rotT.C():
+			l.raTick()
+		case <-l.raT.C():
+			l.raTick()
+		case <-l.rotT.C():
 			w.sel.bids.rotate()
 			w.log.Info("BIDs rotated")
-			kick()
-			rotT.Reset(w.cfg.RotateInterval)
-		case <-readT.C():
-			if ok, next := p.fire(w.clk.Now()); ok {
-				read()
-				raTick() // a re-attached link's wait may have started
+			l.kick()
+			l.rotT.Reset(w.cfg.RotateInterval)
+		case <-l.retryT.C():
+			l.kick()
+		case <-l.readT.C():
+			if ok, next := l.p.fire(w.clk.Now()); ok {
+				l.read()
+				l.raTick() // a re-attached link's wait may have started
 			} else if !next.IsZero() {
-				arm(readT, next)
+				l.arm(l.readT, next)
 			}
 		}
 	}
 }
 
+// readRetry is how long a failed read waits before the next.
+const readRetry = 100 * time.Millisecond
+
+// loop is Run's timers and pacer.
+type loop struct {
+	w                        *Watcher
+	b                        backend
+	p                        *pacer
+	readT, retryT, raT, rotT clock.Timer
+}
+
+func (w *Watcher) newLoop(b backend) *loop {
+	stopped := func() clock.Timer {
+		t := w.clk.NewTimer(time.Hour)
+		t.Stop()
+		return t
+	}
+	l := &loop{w: w, b: b, p: newPacer(w.cfg.Debounce, w.cfg.MaxDelay, w.cfg.MaxRate, w.cfg.Burst, w.clk.Now()),
+		readT: stopped(), retryT: stopped(), raT: stopped(), rotT: stopped()}
+	if w.cfg.RotateInterval > 0 {
+		l.rotT.Reset(w.cfg.RotateInterval)
+	}
+	return l
+}
+
+func (l *loop) stop() { l.readT.Stop(); l.retryT.Stop(); l.raT.Stop(); l.rotT.Stop() }
+
+func (l *loop) arm(t clock.Timer, at time.Time) { t.Reset(max(0, at.Sub(l.w.clk.Now()))) }
+
+// kick schedules a read through the pacer.
+func (l *loop) kick() { l.arm(l.readT, l.p.event(l.w.clk.Now())) }
+
+func (l *loop) read() {
+	if err := l.w.read(l.b); err != nil {
+		l.w.log.Warn("reading links and addresses", "err", err)
+		l.retryT.Reset(readRetry)
+	}
+}
+
+// raTick forgets expired RA information and arms the next expiry.
+func (l *loop) raTick() {
+	changed, next := l.w.sel.ra.prune(l.w.clk.Now())
+	if changed {
+		l.kick()
+	}
+	if next.IsZero() {
+		l.raT.Stop()
+	} else {
+		l.arm(l.raT, next)
+	}
+}
+
+func (w *Watcher) closeListeners() {
+	for i, l := range w.listeners {
+		l.close()
+		delete(w.listeners, i)
+	}
+}
+
 // read takes one full reading and publishes it.
 func (w *Watcher) read(b backend) error {
-	links, err := b.LinkList()
+	links, addrs, lost, err := b.read()
 	if err != nil {
-		return fmt.Errorf("listing links: %w", err)
+		return fmt.Errorf("listing links and addresses: %w", err)
 	}
-	addrs, err := b.AddrList(nil, familyV6)
-	if err != nil {
-		return fmt.Errorf("listing addresses: %w", err)
-	}
-	if lc, ok := b.(interface{ lostCarrier() []int }); ok {
-		// A carrier loss between two readings still counts: the link
-		// must confirm again that it is the one we knew.
-		for _, idx := range lc.lostCarrier() {
-			w.sel.ra.detach(idx)
-		}
+	// A carrier loss between two readings still counts: the link must
+	// confirm again that it is the one we knew.
+	for _, idx := range lost {
+		w.sel.ra.detach(idx)
 	}
 	st := w.settings()
 	s := w.sel.build(links, addrs, w.clk.Now(), &st)
@@ -492,4 +414,7 @@ func hasLinkLocal(ifi *Interface) bool {
 	return false
 }
 
-var _ Source = (*netlink.Handle)(nil)
+var (
+	_ Source = (*netlink.Handle)(nil)
+	_ Source = (*netmon.State)(nil)
+)

@@ -98,7 +98,7 @@ func TestNSMonitor(t *testing.T) {
 	})
 	mn.Exec(t, "ip", "-6", "route", "add", "2001:db8:9::/64", "dev", "mn0", "table", "101")
 	mn.Exec(t, "ip", "-6", "rule", "add", "pref", "5101", "table", "101")
-	s = waitFor(t, m, "the route and the rule", func(s *State) bool {
+	waitFor(t, m, "the route and the rule", func(s *State) bool {
 		return slices.ContainsFunc(s.Routes, func(r netlink.Route) bool { return r.Table == 101 }) &&
 			slices.ContainsFunc(s.Rules, func(r netlink.Rule) bool { return r.Priority == 5101 })
 	})

@@ -7,6 +7,6 @@ import (
 	"log/slog"
 )
 
-func openKernel(string, *slog.Logger) (backend, error) {
+func openRA(string, *slog.Logger) (raSource, error) {
 	return nil, errors.New("watching the kernel needs Linux (use Config.Source elsewhere)")
 }
