@@ -28,6 +28,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/iface"
 	"github.com/mcoad/mcoad/pkg/liveness"
 	"github.com/mcoad/mcoad/pkg/mhsock"
+	"github.com/mcoad/mcoad/pkg/netmon"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
@@ -58,6 +59,7 @@ type Daemon struct {
 	started time.Time
 	prof    *proto.Profile
 
+	mon     *netmon.Monitor
 	conn    *mhsock.Conn
 	watcher *iface.Watcher
 	engine  *bul.Engine
@@ -90,7 +92,15 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 	if err := os.MkdirAll(mnc.StateDir, 0o750); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	// One netlink monitor feeds the transport, the watcher and the policy
+	// engine; routes and rules only matter to the latter.
+	d.mon, err = netmon.New(&netmon.Config{Routes: cfg.Dataplane.Backend != config.BackendNone, Logger: d.log})
+	if err != nil {
+		return err
+	}
+	defer d.mon.Close()
 	d.conn, err = mhsock.Listen(&mhsock.Config{
+		Monitor: d.mon,
 		Profile: prof,
 		NFTable: "mcoad_mh",
 		// Back home, the home agent's answer comes to the home address
@@ -103,7 +113,9 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 	}
 	defer d.conn.Close()
 
-	d.watcher, err = iface.New(watcherConfig(cfg, d.log))
+	wc := watcherConfig(cfg, d.log)
+	wc.Monitor = d.mon
+	d.watcher, err = iface.New(wc)
 	if err != nil {
 		return err
 	}
@@ -177,6 +189,7 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 	// The engine outlives ctx so that Stop can de-register.
 	go func() { engineDone <- d.engine.Run(engineCtx) }()
 
+	spawn("netlink monitor", d.mon.Run)
 	spawn("interface watcher", d.watcher.Run)
 	spawn("care-of addresses", d.forwardSnapshots)
 	spawn("receive", d.receive)

@@ -221,7 +221,7 @@ func (p *dataPath) run(ctx context.Context) error {
 		return nil
 	}
 	go func() {
-		if err := policy.Watch(ctx, p.polCfg, p.kick); err != nil {
+		if err := policy.Watch(ctx, p.polCfg, p.d.mon, p.kick); err != nil {
 			p.log.Warn("not watching ip rules and routes: they are checked every "+healEvery.String(), "err", err)
 		}
 	}()

@@ -1,7 +1,6 @@
 package iface
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -65,26 +64,17 @@ type monitorBackend struct {
 	losses  map[int]uint64 // carrier losses at the last read; nil before
 }
 
-func (w *Watcher) openMonitor(ctx context.Context) (backend, error) {
+func (w *Watcher) openMonitor() (backend, error) {
 	ra, err := openRA(w.cfg.NetNS, w.log)
 	if err != nil {
 		return nil, err
 	}
 	b := &monitorBackend{raSource: ra, m: w.cfg.Monitor}
 	if b.m == nil {
-		if b.m, err = netmon.New(&netmon.Config{NetNS: w.cfg.NetNS, Logger: w.log}); err != nil {
+		if b.m, b.stopOwn, err = netmon.Start(&netmon.Config{NetNS: w.cfg.NetNS, Logger: w.log}); err != nil {
 			ra.Close()
 			return nil, err
 		}
-		ctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if err := b.m.Run(ctx); err != nil {
-				w.log.Error("netlink monitor", "err", err)
-			}
-		}()
-		b.stopOwn = func() { cancel(); <-done; b.m.Close() }
 	}
 	b.ch, b.stop = b.m.Changes()
 	return b, nil

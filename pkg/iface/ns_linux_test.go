@@ -438,8 +438,8 @@ func countingWatcher(t *testing.T, ns *nstest.NS, cfg *Config) (*Watcher, *count
 		t.Fatal(err)
 	}
 	cb := &countingBackend{}
-	w.open = func(ctx context.Context) (backend, error) {
-		b, err := w.openMonitor(ctx)
+	w.open = func() (backend, error) {
+		b, err := w.openMonitor()
 		cb.backend = b
 		return cb, err
 	}

@@ -32,7 +32,7 @@ type Watcher struct {
 	log  *slog.Logger
 	clk  clock.Clock
 	sel  *selector
-	open func(context.Context) (backend, error)
+	open func() (backend, error)
 
 	updates chan Snapshot
 	hint    chan struct{}
@@ -94,7 +94,7 @@ func New(cfg *Config) (*Watcher, error) {
 		w.sel.bids.rotate()
 	}
 	if n.Source != nil {
-		w.open = func(context.Context) (backend, error) { return staticBackend{n.Source}, nil }
+		w.open = func() (backend, error) { return staticBackend{n.Source}, nil }
 	} else {
 		w.open = w.openMonitor
 	}
@@ -191,7 +191,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer w.running.Store(false)
-	b, err := w.open(ctx)
+	b, err := w.open()
 	if err != nil {
 		return fmt.Errorf("iface: %w", err)
 	}

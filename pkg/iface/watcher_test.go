@@ -272,7 +272,7 @@ func newFakeBackendWatcher(t *testing.T, cfg *Config) (*Watcher, *fakeBackend, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.open = func(context.Context) (backend, error) { return fb, nil }
+	w.open = func() (backend, error) { return fb, nil }
 	return w, fb, fc
 }
 

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/mcoad/mcoad/pkg/netmon"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
@@ -34,8 +35,9 @@ type Conn struct {
 	raw   *os.File // AF_INET6 SOCK_RAW IPPROTO_RAW (header included)
 	rawRC syscall.RawConn
 	mhFD  int // AF_INET6 SOCK_RAW IPPROTO_MH: only silences the kernel
-	watch *addrWatcher
-	nft   *nftTable // nil with NoICMPFilter
+	// stopMon stops the monitor Listen started (nil: Config.Monitor).
+	stopMon func()
+	nft     *nftTable // nil with NoICMPFilter
 
 	// Receive state, guarded by readMu. readFn is made once so that a
 	// read does not allocate a closure.
@@ -92,10 +94,11 @@ func Listen(cfg *Config) (*Conn, error) {
 	}()
 
 	var err error
-	if c.watch, err = newAddrWatcher(&c.addrs, c.log); err != nil {
-		return nil, err
+	if c.mon = cfg.Monitor; c.mon == nil {
+		if c.mon, c.stopMon, err = netmon.Start(&netmon.Config{Logger: c.log}); err != nil {
+			return nil, fmt.Errorf("mhsock: %w", err)
+		}
 	}
-	c.refresh = c.watch.refresh
 	if c.raw, c.rawRC, err = openRaw(cfg.Mark); err != nil {
 		return nil, err
 	}
@@ -365,14 +368,13 @@ func (c *Conn) ownerOf(src netip.Addr) (int, error) {
 		}
 		return idx, ok
 	}
-	if idx, ok := lookup(c.addrs.Load()); ok {
+	if idx, ok := lookup(c.set()); ok {
 		return idx, nil
 	}
-	if err := c.watch.refresh(); err != nil {
-		return 0, err
-	}
-	if idx, ok := lookup(c.addrs.Load()); ok {
-		return idx, nil
+	if s, ok := c.refresh(); ok {
+		if idx, ok := lookup(s); ok {
+			return idx, nil
+		}
 	}
 	return 0, fmt.Errorf("%w: %s", ErrNoInterface, src)
 }
@@ -434,7 +436,7 @@ func (c *Conn) ifName(ifindex int) string {
 	if ifindex == 0 {
 		return "routing table"
 	}
-	if s := c.addrs.Load(); s != nil {
+	if s := c.set(); s != nil {
 		if n, ok := s.names[ifindex]; ok {
 			return n
 		}
@@ -503,8 +505,8 @@ func (c *Conn) closeAll() error {
 	if c.mhFD >= 0 {
 		errs = append(errs, unix.Close(c.mhFD))
 	}
-	if c.watch != nil {
-		c.watch.close()
+	if c.stopMon != nil {
+		c.stopMon()
 	}
 	return errors.Join(errs...)
 }

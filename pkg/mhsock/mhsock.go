@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 
+	"github.com/mcoad/mcoad/pkg/netmon"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
@@ -48,6 +49,11 @@ type Config struct {
 	// RecvBuffer is the AF_PACKET socket's receive buffer in bytes; 0
 	// means 1 MiB.
 	RecvBuffer int
+
+	// Monitor is the daemon's netlink monitor of this namespace, whose
+	// links and addresses tell which packets are for us and where to send
+	// from. Nil: Listen runs one of its own until Close.
+	Monitor *netmon.Monitor
 
 	// Logger gets rare events (address refresh errors); nil means
 	// slog.Default().

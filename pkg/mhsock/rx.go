@@ -1,11 +1,14 @@
 package mhsock
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"time"
 
+	"github.com/mcoad/mcoad/pkg/netmon"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
@@ -15,10 +18,12 @@ const (
 	packetOutgoing = 4
 )
 
-// addrSet is an immutable snapshot of this namespace's addresses and links.
-// The watcher builds a new one on every change and publishes it with an
-// atomic pointer, so the receive path reads it without locks.
+// addrSet is an immutable view of this namespace's addresses and links,
+// derived from a netmon.State when the receive or send path first needs it
+// after a change, and read without locks.
 type addrSet struct {
+	from *netmon.State // nil: set by a test
+
 	// owner maps addresses other than link-local ones to the index of the
 	// interface holding them.
 	owner map[netip.Addr]int
@@ -59,12 +64,41 @@ type counters struct {
 // benchmarks drive it directly.
 type rx struct {
 	prof  *proto.Profile
+	mon   *netmon.Monitor // nil in tests that set addrs
 	addrs atomic.Pointer[addrSet]
 	extra []netip.Addr // Config.Local
 	cnt   counters
-	// refresh, when set, relists addresses and links at once: used when a
-	// packet arrives on an interface newer than the snapshot.
-	refresh func() error
+}
+
+// set returns the addresses and links of the monitor's latest State.
+func (x *rx) set() *addrSet {
+	s := x.addrs.Load()
+	if x.mon == nil {
+		return s
+	}
+	if st := x.mon.Current(); s == nil || s.from != st {
+		s = newAddrSet(st)
+		x.addrs.Store(s)
+	}
+	return s
+}
+
+// refreshTimeout bounds the wait for the monitor to read everything again.
+const refreshTimeout = time.Second
+
+// refresh reads the kernel's state again at once: a packet may come on an
+// interface, or a caller send from an address, newer than the last
+// notification read.
+func (x *rx) refresh() (*addrSet, bool) {
+	if x.mon == nil {
+		return x.addrs.Load(), false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+	defer cancel()
+	if err := x.mon.Refresh(ctx); err != nil {
+		return x.set(), false
+	}
+	return x.set(), true
 }
 
 // accept decides on the n octets in r.buf that arrived on ifindex with the
@@ -86,7 +120,7 @@ func (x *rx) accept(r *Received, n, ifindex int, pkttype uint8) bool {
 		x.cnt.malformed.Add(1)
 		return false
 	}
-	set := x.addrs.Load()
+	set := x.set()
 	dst := netip.AddrFrom16([16]byte(b[24:40]))
 	if !set.local(dst, ifindex) && !slices.Contains(x.extra, dst) {
 		x.cnt.notLocal.Add(1)
@@ -95,8 +129,10 @@ func (x *rx) accept(r *Received, n, ifindex int, pkttype uint8) bool {
 	r.Raw = b
 	r.Ifindex = ifindex
 	name, ok := set.names[ifindex]
-	if !ok && x.refresh != nil && x.refresh() == nil {
-		name = x.addrs.Load().names[ifindex]
+	if !ok {
+		if set, ok = x.refresh(); ok {
+			name = set.names[ifindex]
+		}
 	}
 	r.IfName = name
 	r.Err = nil

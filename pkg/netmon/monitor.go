@@ -109,6 +109,21 @@ func New(cfg *Config) (*Monitor, error) {
 	return newMonitor(cfg, k)
 }
 
+// Start makes a Monitor (New) and runs it in a goroutine until stop, which
+// also closes it: for a consumer that has no daemon's Monitor to share.
+func Start(cfg *Config) (m *Monitor, stop func(), err error) {
+	if m, err = New(cfg); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx) // ErrRunning is impossible: m is new
+	}()
+	return m, func() { cancel(); <-done; m.Close() }, nil
+}
+
 func newMonitor(cfg *Config, k kernel) (*Monitor, error) {
 	m := &Monitor{
 		log: cfg.Logger, clk: cfg.Clock, routes: cfg.Routes, k: k,

@@ -18,6 +18,7 @@ import (
 	"github.com/mcoad/mcoad/internal/nstest"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/netmon"
 )
 
 // kernelRules is `ip -6 rule` in ns, only ours, normalized to Rule.String.
@@ -219,17 +220,20 @@ func TestKernel(t *testing.T) {
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	watchDone := make(chan error, 1)
+	mon, stopMon, err := netmon.Start(&netmon.Config{NetNS: ns.Name, Routes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopMon()
 	go func() {
-		watchDone <- ns.Do(func() error {
-			return Watch(wctx, cfg, func() {
-				select {
-				case kicks <- struct{}{}:
-				default:
-				}
-			})
+		watchDone <- Watch(wctx, cfg, mon, func() {
+			select {
+			case kicks <- struct{}{}:
+			default:
+			}
 		})
 	}()
-	time.Sleep(50 * time.Millisecond) // subscribed
+	time.Sleep(50 * time.Millisecond) // watching
 	ns.Exec(t, "ip", "-6", "rule", "del", "pref", "5180")
 	select {
 	case <-kicks:

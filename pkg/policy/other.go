@@ -29,6 +29,3 @@ func Cleanup(cfg *Config) error { return nil }
 func lookupCgroup(string) (uint64, uint32, error) {
 	return 0, 0, errors.New("cgroups need Linux")
 }
-
-// Watch returns ErrUnavailable outside Linux.
-func Watch(ctx context.Context, cfg *Config, kick func()) error { return ErrUnavailable }

@@ -455,19 +455,7 @@ func compile(c *Config, m *marks, st State) plan {
 	P := c.Priority
 	rule := func(r Rule) { pl.rules = append(pl.rules, r) }
 	rule(Rule{Priority: P + offBypass, Mark: c.Mark, Mask: c.Mask, Table: mainTable, SuppressPrefixlen: -1})
-	coas := map[netip.Addr]bool{}
-	for _, b := range best {
-		if b.CoA.IsValid() && b.CoA != st.HomeAddress && !coas[b.CoA] {
-			coas[b.CoA] = true
-		}
-	}
-	for _, a := range slices.SortedFunc(func(yield func(netip.Addr) bool) {
-		for a := range coas {
-			if !yield(a) {
-				return
-			}
-		}
-	}, netip.Addr.Compare) {
+	for _, a := range careOfs(best, st.HomeAddress) {
 		rule(Rule{Priority: P + offBypass, Src: netip.PrefixFrom(a, 128), Table: mainTable, SuppressPrefixlen: -1})
 	}
 	byBID := slices.Clone(alive)
@@ -493,12 +481,32 @@ func compile(c *Config, m *marks, st State) plan {
 		rule(Rule{Priority: P + offDefault, Iif: "lo", Mask: c.Mask, Table: c.Table(best[0].BID), SuppressPrefixlen: -1})
 	}
 
-	for _, p := range st.Policies {
+	pl.policies, pl.skipped = compilePolicies(c, best, pl.marks, st.Policies)
+	return pl
+}
+
+// careOfs returns the bindings' distinct care-of addresses, sorted.
+func careOfs(best []Binding, hoa netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, b := range best {
+		if b.CoA.IsValid() && b.CoA != hoa {
+			out = append(out, b.CoA)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
+
+// compilePolicies resolves each policy to a live BID's mark and its user
+// and cgroup to numbers; those it cannot resolve are skipped, with an
+// error for the lookups that failed.
+func compilePolicies(c *Config, best []Binding, marks map[uint16]uint32, policies []config.Policy) (out []compiled, skipped []error) {
+	for _, p := range policies {
 		bid, ok := resolveSorted(best, p)
 		if !ok {
 			continue
 		}
-		mk, ok := pl.marks[bid]
+		mk, ok := marks[bid]
 		if !ok {
 			continue
 		}
@@ -506,7 +514,7 @@ func compile(c *Config, m *marks, st State) plan {
 		if p.User != "" {
 			uid, err := c.lookupUser(p.User)
 			if err != nil {
-				pl.skipped = append(pl.skipped, fmt.Errorf("policy %q: user %q: %w", p.Name, p.User, err))
+				skipped = append(skipped, fmt.Errorf("policy %q: user %q: %w", p.Name, p.User, err))
 				continue
 			}
 			cp.uid, cp.hasUID = uid, true
@@ -514,12 +522,12 @@ func compile(c *Config, m *marks, st State) plan {
 		if p.Cgroup != "" {
 			id, lvl, err := c.lookupCgroup(p.Cgroup)
 			if err != nil {
-				pl.skipped = append(pl.skipped, fmt.Errorf("policy %q: cgroup %q: %w", p.Name, p.Cgroup, err))
+				skipped = append(skipped, fmt.Errorf("policy %q: cgroup %q: %w", p.Name, p.Cgroup, err))
 				continue
 			}
 			cp.cgID, cp.cgLvl = id, lvl
 		}
-		pl.policies = append(pl.policies, cp)
+		out = append(out, cp)
 	}
-	return pl
+	return out, skipped
 }
