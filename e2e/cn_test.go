@@ -112,7 +112,7 @@ func (ce *cnEnv) mnCNBindings() (map[uint16]control.Binding, error) {
 	}
 	out := map[uint16]control.Binding{}
 	for _, b := range bs {
-		if b.Role != "cn" {
+		if b.Role != control.RoleCN {
 			continue
 		}
 		if b.Peer != lab.CNAddr {

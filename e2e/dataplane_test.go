@@ -463,6 +463,18 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
+// failoverCuts is how many carrier cuts a fail-over test makes: n, short
+// with -short, MCOA_FAILOVER_CUTS if set.
+func failoverCuts(n, short int) int {
+	if testing.Short() {
+		n = short
+	}
+	if c, err := strconv.Atoi(os.Getenv("MCOA_FAILOVER_CUTS")); err == nil && c > 0 {
+		n = c
+	}
+	return n
+}
+
 // TestFailover measures the outage of a stream of datagrams from the CN to
 // the home address, one every millisecond, each time the carrier of the
 // interface it arrives on (eth0, the best) goes, and each time it comes
@@ -473,13 +485,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 // stream survives every cut; the figures are logged.
 func TestFailover(t *testing.T) {
 	t.Parallel()
-	cuts := 5
-	if testing.Short() {
-		cuts = 2
-	}
-	if n, err := strconv.Atoi(os.Getenv("MCOA_FAILOVER_CUTS")); err == nil && n > 0 {
-		cuts = n
-	}
+	cuts := failoverCuts(5, 2)
 	e := setupDataplane(t)
 	probe := e.startStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, probePort), time.Millisecond)
 	e.waitFor("probes arrive", 5*time.Second, func() error {

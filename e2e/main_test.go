@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -91,6 +92,9 @@ type env struct {
 	mnCfg  lab.MNConfig
 	coas   map[string]netip.Addr // each MN interface's SLAAC care-of address
 	bids   map[string]uint16     // each MN interface's BID, once registered
+	// prio is the priority each MN interface's bindings should carry:
+	// priority's, unless a test changes it (NetworkManager's metered).
+	prio map[string]uint8
 }
 
 type opts struct {
@@ -133,7 +137,7 @@ func setup(t *testing.T, o opts) *env {
 			t.Errorf("lab down: %v", err)
 		}
 	})
-	e := &env{t: t, ctx: ctx, lab: l, mnCfg: o.mn, bids: map[string]uint16{}}
+	e := &env{t: t, ctx: ctx, lab: l, mnCfg: o.mn, bids: map[string]uint16{}, prio: maps.Clone(priority)}
 	e.coas, err = l.CoAs(ctx)
 	if err != nil || len(e.coas) != 3 {
 		t.Fatalf("care-of addresses %v: %v", e.coas, err)
@@ -267,7 +271,7 @@ func (e *env) learnBIDs() error {
 
 // cacheIs checks that the HA's cache holds exactly one home registration
 // for each of want, with that interface's BID, care-of address and
-// priority.
+// priority (e.prio).
 func (e *env) cacheIs(want ...string) error {
 	c, err := e.cache()
 	if err != nil {
@@ -294,8 +298,8 @@ func (e *env) checkEntries(c []control.CacheEntry, want ...string) error {
 		if !ok {
 			return fmt.Errorf("no entry for %s (BID %d): %s", n, e.bids[n], fmtCache(c))
 		}
-		if x.HoA != lab.HoA || x.CoA != e.coas[n] || x.Priority != priority[n] || !x.HomeRegistration || x.Lifetime == 0 {
-			return fmt.Errorf("entry for %s is %+v, want HoA %s CoA %s priority %d, home registration", n, x, lab.HoA, e.coas[n], priority[n])
+		if x.HoA != lab.HoA || x.CoA != e.coas[n] || x.Priority != e.prio[n] || !x.HomeRegistration || x.Lifetime == 0 {
+			return fmt.Errorf("entry for %s is %+v, want HoA %s CoA %s priority %d, home registration", n, x, lab.HoA, e.coas[n], e.prio[n])
 		}
 	}
 	return nil
@@ -314,7 +318,8 @@ func fmtCache(c []control.CacheEntry) string {
 }
 
 // registered checks that mcoad lists exactly want as registered with the
-// home agent, status 0, and nothing else.
+// home agent, status 0, with their BIDs, care-of addresses and priorities
+// (e.prio), and nothing else.
 func (e *env) registered(want ...string) error {
 	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 	defer cancel()
@@ -327,8 +332,8 @@ func (e *env) registered(want ...string) error {
 		if b.State != "registered" || b.LastStatus != 0 || b.Role != control.RoleHA || b.Peer != lab.HAAddr {
 			return fmt.Errorf("binding %+v", b)
 		}
-		if b.BID != e.bids[b.Interface] || b.CoA != e.coas[b.Interface] || b.Priority != priority[b.Interface] {
-			return fmt.Errorf("binding %+v, want BID %d CoA %s priority %d", b, e.bids[b.Interface], e.coas[b.Interface], priority[b.Interface])
+		if b.BID != e.bids[b.Interface] || b.CoA != e.coas[b.Interface] || b.Priority != e.prio[b.Interface] {
+			return fmt.Errorf("binding %+v, want BID %d CoA %s priority %d", b, e.bids[b.Interface], e.coas[b.Interface], e.prio[b.Interface])
 		}
 		got = append(got, b.Interface)
 	}

@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	"github.com/mcoad/mcoad/internal/lab"
 	"github.com/mcoad/mcoad/internal/nstest"
-	"github.com/mcoad/mcoad/pkg/control"
+	nmapi "github.com/mcoad/mcoad/pkg/nm"
 )
 
 // The dispatcher hook the .deb installs.
@@ -120,20 +122,14 @@ exit $rc
 	// mcoad on NetworkManager's bus.
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", nm.Bus)
 	e.startMN()
-	prio := map[string]uint8{"eth0": priority["eth0"], "wlan0": priority["wlan0"], "wwan0": priority["wwan0"]}
-	e.waitFor("all three registered", 20*time.Second, func() error { return e.nmRegistered(prio, ifaces...) })
-	e.waitFor("mcoad follows NetworkManager", 5*time.Second, func() error {
-		if !strings.Contains(e.mn.LogSince(0), `msg="following NetworkManager"`) {
-			return fmt.Errorf("mcoad has not logged that it follows NetworkManager")
-		}
-		return nil
-	})
+	e.waitFor("all three registered", 20*time.Second, func() error { return e.nmRegistered(ifaces...) })
+	e.waitFor("mcoad follows NetworkManager", 5*time.Second, func() error { return e.followsNM(nm.Bus) })
 
 	// eth0's connection metered.
 	nmcli("connection", "modify", "mcoa-eth0", "connection.metered", "yes")
-	prio["eth0"] = meteredPriority
+	e.prio["eth0"] = meteredPriority
 	e.waitFor("eth0 metered, its priority lowered", 10*time.Second, func() error { return e.nmIface("eth0", true, meteredPriority) })
-	e.waitFor("eth0's lower priority registered", 10*time.Second, func() error { return e.nmRegistered(prio, ifaces...) })
+	e.waitFor("eth0's lower priority registered", 10*time.Second, func() error { return e.nmRegistered(ifaces...) })
 	var js []struct {
 		Name     string `json:"name"`
 		Priority uint8  `json:"priority"`
@@ -150,7 +146,7 @@ exit $rc
 	// wlan0 disconnected: NetworkManager removes its addresses, mcoad its
 	// binding, and the hook says so.
 	nmcli("device", "disconnect", "wlan0")
-	e.waitFor("wlan0's binding removed", 10*time.Second, func() error { return e.nmRegistered(prio, "eth0", "wwan0") })
+	e.waitFor("wlan0's binding removed", 10*time.Second, func() error { return e.nmRegistered("eth0", "wwan0") })
 	e.waitFor("the dispatcher hook's `mcoactl hint down wlan0`", 10*time.Second, func() error {
 		return hinted(hints, "hint down wlan0 rc=0")
 	})
@@ -159,9 +155,9 @@ exit $rc
 	// And back: wlan0 connected again, eth0 no longer metered.
 	nmcli("--wait", "20", "device", "connect", "wlan0")
 	nmcli("connection", "modify", "mcoa-eth0", "connection.metered", "no")
-	prio["eth0"] = priority["eth0"]
+	e.prio["eth0"] = priority["eth0"]
 	e.waitFor("eth0 unmetered", 10*time.Second, func() error { return e.nmIface("eth0", false, priority["eth0"]) })
-	e.waitFor("wlan0 registered again", 20*time.Second, func() error { return e.nmRegistered(prio, ifaces...) })
+	e.waitFor("wlan0 registered again", 20*time.Second, func() error { return e.nmRegistered(ifaces...) })
 	e.waitFor("the dispatcher hook's `mcoactl hint up wlan0`", 10*time.Second, func() error {
 		return hinted(hints, "hint up wlan0 rc=0")
 	})
@@ -186,46 +182,51 @@ func (e *env) nmIface(name string, metered bool, prio uint8) error {
 }
 
 // nmRegistered checks that mcoad has exactly want registered with the home
-// agent, with their care-of addresses and the priorities prio gives, and
-// that the home agent's cache holds the same.
-func (e *env) nmRegistered(prio map[string]uint8, want ...string) error {
+// agent, with their care-of addresses and priorities (e.prio), and that
+// the home agent's cache holds the same.
+func (e *env) nmRegistered(want ...string) error {
 	if len(e.bids) == 0 {
 		if err := e.learnBIDs(); err != nil {
 			return err
 		}
 	}
+	if err := e.registered(want...); err != nil {
+		return err
+	}
+	return e.cacheIs(want...)
+}
+
+// followsNM checks on NetworkManager's bus that a connection of mcoad's
+// process has subscribed to NetworkManager's signals (a match rule for
+// their sender, as the bus daemon's statistics list them): the D-Bus
+// fact of mcoad following NetworkManager.
+func (e *env) followsNM(bus string) error {
 	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 	defer cancel()
-	bs, err := e.mn.Client.Bindings(ctx)
+	conn, err := dbus.Connect(bus, dbus.WithContext(ctx))
 	if err != nil {
 		return err
 	}
-	var got []string
-	for _, b := range bs {
-		if b.State != "registered" || b.BID != e.bids[b.Interface] || b.CoA != e.coas[b.Interface] || b.Priority != prio[b.Interface] {
-			return fmt.Errorf("binding %+v, want registered, BID %d CoA %s priority %d", b, e.bids[b.Interface], e.coas[b.Interface], prio[b.Interface])
+	defer conn.Close()
+	var rules map[string][]string
+	if err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.Debug.Stats.GetAllMatchRules", 0).Store(&rules); err != nil {
+		return fmt.Errorf("the bus's match rules: %w", err)
+	}
+	pid := e.mn.Proc().Pid
+	var seen []string
+	for name, rs := range rules {
+		var p uint32
+		if conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetConnectionUnixProcessID", 0, name).Store(&p) != nil || int(p) != pid {
+			continue
 		}
-		got = append(got, b.Interface)
-	}
-	slices.Sort(got)
-	w := slices.Sorted(slices.Values(want))
-	if !slices.Equal(got, w) {
-		return fmt.Errorf("registered bindings on %v, want %v", got, w)
-	}
-	c, err := e.cache()
-	if err != nil {
-		return err
-	}
-	if len(c) != len(want) {
-		return fmt.Errorf("the home agent's cache has %d entries, want %d: %s", len(c), len(want), fmtCache(c))
-	}
-	for _, n := range want {
-		i := slices.IndexFunc(c, func(x control.CacheEntry) bool { return x.BID == e.bids[n] })
-		if i < 0 || c[i].CoA != e.coas[n] || c[i].Priority != prio[n] {
-			return fmt.Errorf("the home agent's entry for %s (BID %d, CoA %s, priority %d): %s", n, e.bids[n], e.coas[n], prio[n], fmtCache(c))
+		for _, r := range rs {
+			if strings.Contains(r, "sender='"+nmapi.NMBusName+"'") {
+				return nil
+			}
 		}
+		seen = append(seen, rs...)
 	}
-	return nil
+	return fmt.Errorf("mcoad (pid %d) has no match rule for %s's signals; its rules: %q", pid, nmapi.NMBusName, seen)
 }
 
 // hinted checks that the hook's mcoactl wrapper recorded line.

@@ -3,9 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -67,13 +65,7 @@ func (e *env) prefixRoutedVia(want ...string) error {
 // TestFailover logs the home address's.
 func TestVehicle(t *testing.T) {
 	t.Parallel()
-	cuts := 3
-	if testing.Short() {
-		cuts = 1
-	}
-	if n, err := strconv.Atoi(os.Getenv("MCOA_FAILOVER_CUTS")); err == nil && n > 0 {
-		cuts = n
-	}
+	cuts := failoverCuts(3, 1)
 	e, host := setupVehicle(t, "explicit")
 	e.waitFor("the mobile network routed by the HA", registerTimeout, func() error { return e.prefixRoutedVia(ifaces...) })
 	// Explicit mode: every BU carries the mobile network prefix.
@@ -99,7 +91,7 @@ func TestVehicle(t *testing.T) {
 	if i, ok := is[lab.Ingress]; !ok || i.State != "excluded" || i.BID != 0 {
 		t.Errorf("interface %s: %+v, want excluded", lab.Ingress, i)
 	}
-	e.sysctlsAre("mn", map[string]string{"all.forwarding": "1", "lan0.forwarding": "1", "eth0.forwarding": "0", "eth0.accept_ra": "2"})
+	e.sysctlsAre(lab.MN, map[string]string{"all.forwarding": "1", "lan0.forwarding": "1", "eth0.forwarding": "0", "eth0.accept_ra": "2"})
 
 	if err := e.lab.Ping(e.ctx, lab.Host, lab.CNAddr); err != nil {
 		t.Fatal(err)

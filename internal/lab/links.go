@@ -372,3 +372,66 @@ func (l *Lab) DumpLogs(w io.Writer) {
 		}
 	}
 }
+
+// ProxiedAddrs returns the addresses the ha node answers neighbour
+// solicitations for on its home link (`ip -6 neigh show proxy`).
+func (l *Lab) ProxiedAddrs(ctx context.Context) ([]netip.Addr, error) {
+	out, err := l.Exec(ctx, HA, "ip", "-6", "neigh", "show", "proxy", "dev", HomeIface)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []netip.Addr
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if a, err := netip.ParseAddr(f[0]); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs, nil
+}
+
+// CoAs returns the usable SLAAC address of each of the MN's access
+// interfaces in its access router's prefix (interfaces without one are
+// left out).
+func (l *Lab) CoAs(ctx context.Context) (map[string]netip.Addr, error) {
+	out := map[string]netip.Addr{}
+	var errs []error
+	for _, a := range Accesses {
+		addr, ok, err := l.coa(ctx, a.Iface, a.Prefix)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if ok {
+			out[a.Iface] = addr
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// LeaveHome moves an MN interface from the home link back to its access
+// router the way a host's network manager sees it: the carrier goes, the
+// addresses and routes the home link gave it are flushed (Linux itself
+// would keep the home-prefix SLAAC address for its whole valid lifetime),
+// and the interface comes up on the foreign link.
+func (l *Lab) LeaveHome(ctx context.Context, mnIface string) error {
+	if err := l.CutLink(mnIface); err != nil {
+		return err
+	}
+	p := HomePrefix.String()
+	if err := l.ip(ctx, "-n", l.NS(MN), "-6", "addr", "flush", "dev", mnIface, "to", p); err != nil {
+		return fmt.Errorf("lab: leave home: %w", err)
+	}
+	if err := l.ip(ctx, "-n", l.NS(MN), "-6", "route", "flush", "dev", mnIface, "root", p); err != nil {
+		return fmt.Errorf("lab: leave home: %w", err)
+	}
+	// The home agent's default route: it would outlive the move by up to
+	// radvd's AdvDefaultLifetime (3 * MaxRtrAdvInterval).
+	if err := l.ip(ctx, "-n", l.NS(MN), "-6", "route", "flush", "dev", mnIface, "proto", "ra"); err != nil {
+		return fmt.Errorf("lab: leave home: %w", err)
+	}
+	return l.DetachHome(mnIface)
+}
