@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mcoad/mcoad/pkg/bul"
+	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
@@ -40,6 +41,14 @@ type bindingList interface {
 	SetTunnels([]bul.Tunnel)
 }
 
+// flowPolicy is the flow policy as the data path drives it (*policy.Engine).
+type flowPolicy interface {
+	Apply(ctx context.Context, st policy.State) error
+	Marks() map[uint16]uint32
+	Keep() error
+	Close() error
+}
+
 // dataPath moves the home address's traffic: one tunnel per registered
 // binding (pkg/dataplane) and the flow policy that chooses among them
 // (pkg/policy). One goroutine (run) reads the engine's snapshot whenever
@@ -51,7 +60,8 @@ type dataPath struct {
 	log     *slog.Logger
 	bul     bindingList
 	backend dataplane.Backend
-	pol     *policy.Engine
+	pol     flowPolicy
+	clk     clock.Clock
 	polCfg  *policy.Config
 	hoa, ha netip.Addr
 	// nets: a mobile router's networks (NEMO), nil for a mobile host;
@@ -134,7 +144,7 @@ func newDataPath(d *Daemon, cfg *config.MN) (*dataPath, error) {
 	p := &dataPath{
 		d: d, log: log, bul: d.engine, backend: b, pol: pol, polCfg: pc,
 		hoa: cfg.MobileNode.HomeAddress, ha: cfg.MobileNode.HomeAgent, nets: nets,
-		kickc: make(chan struct{}, 1), devIndex: deviceIndex,
+		kickc: make(chan struct{}, 1), devIndex: deviceIndex, clk: clock.Real{},
 		stateDir: cfg.MobileNode.StateDir, dpCfg: *dpc,
 	}
 	if kf != nil {
@@ -144,7 +154,7 @@ func newDataPath(d *Daemon, cfg *config.MN) (*dataPath, error) {
 		for _, t := range kf.Tunnels {
 			p.kept[t.BID] = t
 		}
-		p.keptUntil = time.Now().Add(keptWait)
+		p.keptUntil = p.clk.Now().Add(keptWait)
 		p.kick()
 	}
 	if nets != nil {
@@ -196,12 +206,12 @@ func alive(s bul.State) bool { return s == bul.StateRegistered || s == bul.State
 func (p *dataPath) state(snap []bul.Entry) ([]dataplane.Tunnel, []policy.Binding) {
 	var entries []bul.Entry
 	for _, e := range snap {
-		if e.Role == "ha" && alive(e.State) && e.CoA.IsValid() && e.Interface != "" && e.TunnelBID != 0 {
+		if e.Role == bul.RoleHA && alive(e.State) && e.CoA.IsValid() && e.Interface != "" && e.TunnelBID != 0 {
 			entries = append(entries, e)
 		}
 	}
 	p.mu.Lock()
-	entries = append(entries, p.keptPending(snap, time.Now())...) // kept.go
+	entries = append(entries, p.keptPending(snap, p.clk.Now())...) // kept.go
 	p.mu.Unlock()
 	slices.SortFunc(entries, func(a, b bul.Entry) int { return int(a.TunnelBID) - int(b.TunnelBID) })
 	var tunnels []dataplane.Tunnel
@@ -214,8 +224,7 @@ func (p *dataPath) state(snap []bul.Entry) ([]dataplane.Tunnel, []policy.Binding
 	return tunnels, bindings
 }
 
-// run applies the state whenever the engine's list changed, after every
-// kick, and every healEvery, until ctx ends.
+// run applies the state whenever it may have changed, until ctx ends.
 func (p *dataPath) run(ctx context.Context) error {
 	if p == nil {
 		return nil
@@ -225,41 +234,44 @@ func (p *dataPath) run(ctx context.Context) error {
 			p.log.Warn("not watching ip rules and routes: they are checked every "+healEvery.String(), "err", err)
 		}
 	}()
-	tick := time.NewTicker(healEvery)
-	defer tick.Stop()
-	var keptEnd <-chan time.Time // the kept tunnels' deadline
-	if !p.keptUntil.IsZero() {
-		t := time.NewTimer(time.Until(p.keptUntil) + time.Millisecond)
-		defer t.Stop()
-		keptEnd = t.C
-	}
-	wait := time.NewTimer(settle)
+	p.loop(ctx)
+	return nil
+}
+
+// loop applies the state once a change settled (the engine's list, a
+// kick), healEvery after the last apply, and at the kept tunnels'
+// deadline, until ctx ends.
+func (p *dataPath) loop(ctx context.Context) {
+	heal := p.clk.NewTimer(healEvery)
+	defer heal.Stop()
+	wait := p.clk.NewTimer(settle)
+	wait.Stop()
 	defer wait.Stop()
+	var keptEnd <-chan time.Time
+	if !p.keptUntil.IsZero() {
+		t := p.clk.NewTimer(p.keptUntil.Sub(p.clk.Now()) + time.Millisecond)
+		defer t.Stop()
+		keptEnd = t.C()
+	}
+	settling := false
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-p.bul.Updated():
 		case <-p.kickc:
-		case <-tick.C:
+		case <-heal.C():
 		case <-keptEnd:
+		case <-wait.C():
+			settling = false
+			p.apply(ctx)
+			heal.Reset(healEvery)
+			continue
 		}
-		// One apply for a burst of changes.
-		wait.Reset(settle)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-wait.C:
+		if !settling {
+			settling = true
+			wait.Reset(settle)
 		}
-		select {
-		case <-p.bul.Updated():
-		default:
-		}
-		select {
-		case <-p.kickc:
-		default:
-		}
-		p.apply(ctx)
 	}
 }
 

@@ -10,9 +10,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mcoad/mcoad/pkg/bul"
+	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
@@ -98,20 +101,57 @@ func TestPolicyAPI(t *testing.T) {
 
 // fakeBUL is the engine as the data path sees it.
 type fakeBUL struct {
+	mu      sync.Mutex
 	snap    []bul.Entry
 	updated chan struct{}
 	set     [][]bul.Tunnel // every SetTunnels
 }
 
-func (f *fakeBUL) Snapshot() []bul.Entry      { return slices.Clone(f.snap) }
-func (f *fakeBUL) Updated() <-chan struct{}   { return f.updated }
-func (f *fakeBUL) SetTunnels(ts []bul.Tunnel) { f.set = append(f.set, ts) }
+func (f *fakeBUL) Snapshot() []bul.Entry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.snap)
+}
+
+func (f *fakeBUL) Updated() <-chan struct{} { return f.updated }
+
+func (f *fakeBUL) SetTunnels(ts []bul.Tunnel) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.set = append(f.set, ts)
+}
+
+func (f *fakeBUL) reported() [][]bul.Tunnel {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.set)
+}
+
+// fakeBackend records every SetTunnels.
+type fakeBackend struct{ applied chan []dataplane.Tunnel }
+
+func (b *fakeBackend) SetTunnels(ctx context.Context, ts []dataplane.Tunnel) error {
+	b.applied <- ts
+	return nil
+}
+func (b *fakeBackend) Stats() dataplane.Stats { return dataplane.Stats{} }
+func (b *fakeBackend) Name() string           { return "fake" }
+func (b *fakeBackend) Close() error           { return nil }
+
+// fakePolicy takes every state.
+type fakePolicy struct{}
+
+func (fakePolicy) Apply(context.Context, policy.State) error { return nil }
+func (fakePolicy) Marks() map[uint16]uint32                  { return nil }
+func (fakePolicy) Keep() error                               { return nil }
+func (fakePolicy) Close() error                              { return nil }
 
 func testDataPath(t *testing.T) (*dataPath, *fakeBUL) {
 	d := policyDaemon(t)
 	f := &fakeBUL{updated: make(chan struct{}, 1)}
 	hoa, ha := netip.MustParseAddr("2001:db8:aaaa::100"), netip.MustParseAddr("2001:db8:aaaa::1")
 	p := &dataPath{d: d, log: d.log, bul: f, hoa: hoa, ha: ha, kickc: make(chan struct{}, 1),
+		backend: &fakeBackend{applied: make(chan []dataplane.Tunnel, 16)}, pol: fakePolicy{}, clk: clock.NewFake(time.Unix(1e9, 0)),
 		devIndex: func(name string) int {
 			if n, err := strconv.Atoi(strings.TrimPrefix(name, "mcoab")); err == nil && n < 9 {
 				return 100 + n
@@ -172,6 +212,57 @@ func TestDataPathState(t *testing.T) {
 	none.close()
 	if none.name() != "none" || none.metrics() != nil || none.run(context.Background()) != nil {
 		t.Error("nil data path")
+	}
+}
+
+// TestDataPathLoop: a burst of changes (the engine's list, a kick) is
+// applied once after it settles, the tunnels that work go back to the
+// engine, and the kernel is checked again healEvery after the last apply.
+func TestDataPathLoop(t *testing.T) {
+	p, f := testDataPath(t)
+	clk, be := p.clk.(*clock.Fake), p.backend.(*fakeBackend)
+	f.snap = []bul.Entry{{Role: bul.RoleHA, BID: 1, TunnelBID: 1, Interface: "eth0", CoA: netip.MustParseAddr("2001:db8:1::2"), State: bul.StateRegistered}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.loop(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	armed := func(d time.Duration) func() bool { return func() bool { return slices.Contains(clk.Pending(), d) } }
+	applied := func(what string) []dataplane.Tunnel {
+		t.Helper()
+		select {
+		case ts := <-be.applied:
+			return ts
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: not applied", what)
+		}
+		return nil
+	}
+
+	f.updated <- struct{}{}
+	eventually(t, "the settle timer", armed(settle))
+	p.kick() // within the burst
+	clk.Advance(settle)
+	if ts := applied("after the burst"); len(ts) != 1 || ts[0].BID != 1 {
+		t.Fatalf("applied %+v", ts)
+	}
+	eventually(t, "the tunnel reported", func() bool { return len(f.reported()) == 1 })
+	if got := f.reported(); !reflect.DeepEqual(got[0], []bul.Tunnel{{BID: 1, Ifindex: 101, Name: "mcoab1"}}) {
+		t.Fatalf("reported %+v", got)
+	}
+	select {
+	case ts := <-be.applied:
+		t.Fatalf("a second apply for one burst: %+v", ts)
+	default:
+	}
+	// Nothing changes: checked again after healEvery, not reported again.
+	eventually(t, "the heal timer", armed(healEvery))
+	clk.Advance(healEvery)
+	eventually(t, "the settle timer", armed(settle))
+	clk.Advance(settle)
+	applied("heal")
+	eventually(t, "the heal timer again", armed(healEvery))
+	if got := f.reported(); len(got) != 1 {
+		t.Fatalf("reported again without a change: %+v", got)
 	}
 }
 

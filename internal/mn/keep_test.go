@@ -23,7 +23,7 @@ func TestKeptTunnelsWhileRegistering(t *testing.T) {
 	p, f := testDataPath(t)
 	hoa, ha := p.hoa, p.ha
 	coa := func(i int) netip.Addr { return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(i), 15: 2}) }
-	p.keptUntil = time.Now().Add(time.Hour)
+	p.keptUntil = p.clk.Now().Add(time.Hour)
 	p.kept = map[uint16]keptTunnel{
 		1: {BID: 1, Interface: "eth0", CoA: coa(1), MTU: 1460, Priority: 30},
 		2: {BID: 2, Interface: "wlan0", CoA: coa(2), MTU: 1460, Priority: 20},
@@ -74,7 +74,7 @@ func TestKeptTunnelsWhileRegistering(t *testing.T) {
 	if got := bids(); !slices.Contains(got, 5) {
 		t.Fatalf("kept BID 5 missing: %v", got)
 	}
-	p.keptUntil = time.Now().Add(-time.Millisecond)
+	p.keptUntil = p.clk.Now().Add(-time.Millisecond)
 	if got := bids(); slices.Contains(got, 5) || p.kept != nil {
 		t.Fatalf("after the deadline: %v, kept %v", got, p.kept)
 	}

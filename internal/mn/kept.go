@@ -144,7 +144,7 @@ func (p *dataPath) keptPending(snap []bul.Entry, now time.Time) []bul.Entry {
 			delete(p.kept, bid)
 			continue
 		}
-		out = append(out, bul.Entry{Role: "ha", BID: bid, TunnelBID: bid, Interface: k.Interface, CoA: k.CoA, Priority: k.Priority, State: bul.StatePending})
+		out = append(out, bul.Entry{Role: bul.RoleHA, BID: bid, TunnelBID: bid, Interface: k.Interface, CoA: k.CoA, Priority: k.Priority, State: bul.StatePending})
 	}
 	return out
 }
@@ -152,7 +152,7 @@ func (p *dataPath) keptPending(snap []bul.Entry, now time.Time) []bul.Entry {
 // haEntry is the home agent binding of bid in snap.
 func haEntry(snap []bul.Entry, bid uint16) (bul.Entry, bool) {
 	for _, e := range snap {
-		if e.Role == "ha" && e.BID == bid {
+		if e.Role == bul.RoleHA && e.BID == bid {
 			return e, true
 		}
 	}
@@ -190,7 +190,7 @@ func (p *dataPath) keepAll() bool {
 	p.mu.Lock()
 	for _, t := range tunnels {
 		var prio uint8
-		if i := slices.IndexFunc(snap, func(e bul.Entry) bool { return e.Role == "ha" && e.TunnelBID == t.BID }); i >= 0 {
+		if i := slices.IndexFunc(snap, func(e bul.Entry) bool { return e.Role == bul.RoleHA && e.TunnelBID == t.BID }); i >= 0 {
 			prio = snap[i].Priority
 		} else if kt, ok := p.kept[t.BID]; ok {
 			prio = kt.Priority

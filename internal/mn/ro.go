@@ -37,7 +37,7 @@ func (p *dataPath) roRoutes(snap []bul.Entry, tunnels []dataplane.Tunnel) []data
 	for _, e := range snap {
 		k := cnKey{e.Peer, e.BID}
 		ok := e.State == bul.StateRegistered || e.State == bul.StateRefreshing && p.roApplied[k] == e.CoA
-		if e.Role != "cn" || !ok || !e.CoA.IsValid() {
+		if e.Role != bul.RoleCN || !ok || !e.CoA.IsValid() {
 			continue
 		}
 		i := slices.IndexFunc(tunnels, func(t dataplane.Tunnel) bool { return t.BID == e.TunnelBID && t.CoA == e.CoA })

@@ -49,19 +49,7 @@ type cnEntry struct {
 	progress
 }
 
-func (e *cnEntry) state() State {
-	switch {
-	case e.want == wantRemove:
-		return StateDeregistering
-	case e.failed:
-		return StateFailed
-	case e.registered && e.inflight:
-		return StateRefreshing
-	case e.registered:
-		return StateRegistered
-	}
-	return StatePending
-}
+func (e *cnEntry) state() State { return stateOf(e.want, e.failed, e.registered, e.inflight) }
 
 func (e *cnEntry) findSeq(seq uint16) (sentSeq, bool) {
 	for i := range min(e.nsent, len(e.sent)) {
@@ -273,7 +261,7 @@ func (c *machine) cnReport(now time.Time) {
 
 func (c *machine) cnView(p *cnPeer, e *cnEntry) Entry {
 	v := Entry{
-		Peer: p.addr, Role: "cn", BID: e.bid, Interface: e.iface, CoA: e.coa, Priority: e.prio,
+		Peer: p.addr, Role: RoleCN, BID: e.bid, Interface: e.iface, CoA: e.coa, Priority: e.prio,
 		State: e.state(), Sequence: e.seq, LastStatus: e.lastStatus, LastError: e.lastErr, Retransmits: e.retransmits,
 	}
 	if e.want == wantRemove && e.regCoA.IsValid() {

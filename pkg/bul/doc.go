@@ -74,6 +74,6 @@
 // (at most 420 s) ends; 136-138 fetch the tokens again; a lost CoA or Stop
 // de-registers with the home token alone. A BA without BID sub-option or a
 // Binding Error with status 2 leaves one binding without BID for the
-// primary CoA (RFC 6275). These entries have the role "cn". Without
+// primary CoA (RFC 6275). These entries have the role RoleCN. Without
 // Config.DataPlane correspondents are not registered.
 package bul

@@ -69,15 +69,19 @@ type progress struct {
 	reportedSet  bool
 }
 
-func (e *entry) state() State {
+func (e *entry) state() State { return stateOf(e.want, e.failed, e.registered, e.tx != nil) }
+
+// stateOf is the State of a home or correspondent entry: what it wants,
+// whether the peer rejected it, holds it, and a BU is in flight.
+func stateOf(w want, failed, registered, inflight bool) State {
 	switch {
-	case e.want == wantRemove:
+	case w == wantRemove:
 		return StateDeregistering
-	case e.failed:
+	case failed:
 		return StateFailed
-	case e.registered && e.tx != nil:
+	case registered && inflight:
 		return StateRefreshing
-	case e.registered:
+	case registered:
 		return StateRegistered
 	}
 	return StatePending

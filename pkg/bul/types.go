@@ -108,10 +108,17 @@ const (
 	StateDown State = "down"
 )
 
+// Roles of an Entry: a binding with the home agent, or with a correspondent
+// (route optimisation).
+const (
+	RoleHA = "ha"
+	RoleCN = "cn"
+)
+
 // Entry is a copy of one Binding Update List entry, for the control API.
 type Entry struct {
 	Peer      netip.Addr `json:"peer"`
-	Role      string     `json:"role"` // "ha" (or "cn")
+	Role      string     `json:"role"` // RoleHA or RoleCN
 	BID       uint16     `json:"bid"`  // 0: a binding without BID (single-CoA mode)
 	Interface string     `json:"interface"`
 	CoA       netip.Addr `json:"coa"`

@@ -41,7 +41,7 @@ func (c *machine) report(now time.Time) {
 		delete(c.reportedDown, bid)
 		if c.find(bid) == nil {
 			// Gone without coming back (its interface left).
-			v := Entry{Peer: c.cfg.HomeAgent, Role: "ha", BID: bid, State: StateDown, LastStatus: -1}
+			v := Entry{Peer: c.cfg.HomeAgent, Role: RoleHA, BID: bid, State: StateDown, LastStatus: -1}
 			c.emit(Event{Time: now, Type: EventRemoved, Binding: &v, Detail: "care-of address gone"})
 		}
 	}
@@ -68,7 +68,7 @@ func (c *machine) downViews(out []Entry) []Entry {
 		if !c.down[co.BID] || c.find(co.BID) != nil {
 			continue
 		}
-		v := Entry{Peer: c.cfg.HomeAgent, Role: "ha", BID: co.BID, Interface: co.Iface, CoA: co.Addr,
+		v := Entry{Peer: c.cfg.HomeAgent, Role: RoleHA, BID: co.BID, Interface: co.Iface, CoA: co.Addr,
 			Priority: co.Priority, State: StateDown, LastStatus: -1, LastError: "path dead: probing"}
 		c.fillHealth(&v)
 		c.fillTunnel(&v)
@@ -81,7 +81,7 @@ func (c *machine) downViews(out []Entry) []Entry {
 func (c *machine) entryView(e *entry) Entry {
 	v := Entry{
 		Peer:        c.cfg.HomeAgent,
-		Role:        "ha",
+		Role:        RoleHA,
 		BID:         e.bid,
 		Interface:   e.iface,
 		CoA:         e.coa,
