@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -127,6 +128,27 @@ func (ns *NS) Handle(t testing.TB) netns.NsHandle {
 	}
 	t.Cleanup(func() { h.Close() })
 	return h
+}
+
+// Batch runs ip -batch with script (one ip command a line, without "ip")
+// inside the namespace: thousands of changes at the kernel's pace.
+func (ns *NS) Batch(t testing.TB, script string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "ip-batch")
+	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	MustRun(t, "ip", "-n", ns.Name, "-batch", file)
+}
+
+// AddrScript is a Batch script that adds n addresses, 2001:db8:1::1 and
+// up, to dev (without DAD).
+func AddrScript(dev string, n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "address add 2001:db8:1::%x/64 dev %s nodad\n", i+1, dev)
+	}
+	return b.String()
 }
 
 // Veth connects a (interface an) and b (interface bn), both up.

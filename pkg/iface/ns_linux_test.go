@@ -46,6 +46,15 @@ func mnNS(t *testing.T, name string) *nstest.NS {
 	return ns
 }
 
+// mnWithPeer makes the mobile node's namespace and a peer, linked by mn0
+// and p0.
+func mnWithPeer(t *testing.T) (mn, peer *nstest.NS) {
+	p := nstest.Prefix()
+	mn, peer = mnNS(t, p+"mn"), nstest.New(t, p+"peer")
+	nstest.Veth(t, mn, "mn0", peer, "p0")
+	return mn, peer
+}
+
 // startNS runs a watcher on ns; stop ends it (also at the end of the test).
 func startNS(t *testing.T, ns *nstest.NS, cfg *Config) (w *Watcher, stop func()) {
 	t.Helper()
@@ -131,10 +140,7 @@ func hasCareOfs(want ...string) func(Snapshot) bool {
 
 func TestNSLinksAndAddresses(t *testing.T) {
 	nstest.Require(t)
-	p := nstest.Prefix()
-	mn := mnNS(t, p+"mn")
-	peer := nstest.New(t, p+"peer")
-	nstest.Veth(t, mn, "mn0", peer, "p0")
+	mn, peer := mnWithPeer(t)
 	// Never care-of interfaces: a TUN device and one of our tunnels.
 	mn.Exec(t, "ip", "tuntap", "add", "dev", "tun0", "mode", "tun")
 	mn.Exec(t, "ip", "link", "set", "tun0", "up")
@@ -220,10 +226,7 @@ func TestNSLinksAndAddresses(t *testing.T) {
 
 func TestNSLifetimesAndDAD(t *testing.T) {
 	nstest.Require(t)
-	p := nstest.Prefix()
-	mn := mnNS(t, p+"mn")
-	peer := nstest.New(t, p+"peer")
-	nstest.Veth(t, mn, "mn0", peer, "p0")
+	mn, peer := mnWithPeer(t)
 	mn.Exec(t, "ip", "addr", "add", "2001:db8:1::10/64", "dev", "mn0", "nodad")
 	w, _ := startNS(t, mn, &Config{BIDMode: BIDPerCoA, DisableRA: true})
 	waitState(t, w, "start", hasCareOfs("mn0 2001:db8:1::10 1 false"))
@@ -451,10 +454,7 @@ func countingWatcher(t *testing.T, ns *nstest.NS, cfg *Config) (*Watcher, *count
 // and once it settles the snapshot is what a fresh watcher sees.
 func TestNSFlapping(t *testing.T) {
 	nstest.Require(t)
-	p := nstest.Prefix()
-	mn := mnNS(t, p+"mn")
-	peer := nstest.New(t, p+"peer")
-	nstest.Veth(t, mn, "mn0", peer, "p0")
+	mn, peer := mnWithPeer(t)
 	nstest.Veth(t, mn, "mn1", peer, "p1")
 	mn.Exec(t, "ip", "addr", "add", "2001:db8:1::10/64", "dev", "mn0", "nodad")
 	mn.Exec(t, "ip", "addr", "add", "2001:db8:2::10/64", "dev", "mn1", "nodad")
@@ -470,12 +470,10 @@ func TestNSFlapping(t *testing.T) {
 		batch.WriteString("link set mn0 down\nlink set mn0 up\n")
 	}
 	batch.WriteString("address add 2001:db8:1::10/64 dev mn0 nodad\n")
-	file := filepath.Join(t.TempDir(), "flap")
-	os.WriteFile(file, []byte(batch.String()), 0o644)
 	reads0 := cb.reads.Load()
 	begin := time.Now()
 	peer.Exec(t, "ip", "link", "set", "p1", "down")
-	nstest.MustRun(t, "ip", "-n", mn.Name, "-batch", file)
+	mn.Batch(t, batch.String())
 	elapsed := time.Since(begin)
 	s := waitState(t, w, "settled", hasCareOfs("mn0 2001:db8:1::10 1 false"))
 	reads := cb.reads.Load() - reads0
@@ -506,22 +504,13 @@ func TestNSFlapping(t *testing.T) {
 // everything, so nothing lost stays lost for the watcher either.
 func TestNSOverflowResubscribes(t *testing.T) {
 	nstest.Require(t)
-	p := nstest.Prefix()
-	mn := mnNS(t, p+"mn")
-	peer := nstest.New(t, p+"peer")
-	nstest.Veth(t, mn, "mn0", peer, "p0")
+	mn, _ := mnWithPeer(t)
 	m, err := netmon.New(&netmon.Config{NetNS: mn.Name, RecvBuffer: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Far more events than the small socket takes, before anyone reads.
-	var batch strings.Builder
-	for i := range 400 {
-		fmt.Fprintf(&batch, "address add 2001:db8:1::%x/64 dev mn0 nodad\n", i+1)
-	}
-	file := filepath.Join(t.TempDir(), "addrs")
-	os.WriteFile(file, []byte(batch.String()), 0o644)
-	nstest.MustRun(t, "ip", "-n", mn.Name, "-batch", file)
+	mn.Batch(t, nstest.AddrScript("mn0", 400))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx) }()
@@ -539,10 +528,7 @@ func TestNSOverflowResubscribes(t *testing.T) {
 // snapshot delivered: reported, not asserted.
 func TestNSLatency(t *testing.T) {
 	nstest.Require(t)
-	p := nstest.Prefix()
-	mn := mnNS(t, p+"mn")
-	peer := nstest.New(t, p+"peer")
-	nstest.Veth(t, mn, "mn0", peer, "p0")
+	mn, _ := mnWithPeer(t)
 	w, _ := startNS(t, mn, &Config{BIDMode: BIDPerCoA, DisableRA: true, MaxRate: 1e6, Burst: 1e6})
 	waitState(t, w, "start", func(s Snapshot) bool { _, ok := s.Interface("mn0"); return ok })
 	for len(w.Updates()) > 0 {

@@ -158,6 +158,14 @@ func fakeMonitor(t *testing.T, cfg *Config, init func(d *dump)) (*Monitor, *fake
 	if err != nil {
 		t.Fatal(err)
 	}
+	run(t, m)
+	eventually(t, "Run", m.running.Load)
+	return m, k, fc
+}
+
+// run runs m until the test ends, then closes it.
+func run(t *testing.T, m *Monitor) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- m.Run(ctx) }()
@@ -168,8 +176,6 @@ func fakeMonitor(t *testing.T, cfg *Config, init func(d *dump)) (*Monitor, *fake
 		}
 		m.Close()
 	})
-	eventually(t, "Run", m.running.Load)
-	return m, k, fc
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {

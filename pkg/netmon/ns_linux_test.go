@@ -2,11 +2,7 @@ package netmon
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,21 +12,6 @@ import (
 
 // Root tests on the real kernel, in namespaces of their own: without root
 // they skip, with MCOA_E2E=1 they fail.
-
-// runNS starts a monitor of ns until the test ends.
-func runNS(t *testing.T, m *Monitor) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		m.Close()
-	})
-}
 
 func waitFor(t *testing.T, m *Monitor, what string, pred func(*State) bool) *State {
 	t.Helper()
@@ -68,7 +49,7 @@ func TestNSMonitor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runNS(t, m)
+	run(t, m)
 	s := m.Current()
 	l, ok := linkNamed(s, "mn0")
 	if !ok || l.Type() != "veth" || !hasAddr("2001:db8:1::10/64")(s) {
@@ -121,14 +102,8 @@ func TestNSMonitorOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Far more events than the small socket holds, before anyone reads.
-	var batch strings.Builder
-	for i := range 400 {
-		fmt.Fprintf(&batch, "address add 2001:db8:1::%x/64 dev mn0 nodad\n", i+1)
-	}
-	file := filepath.Join(t.TempDir(), "addrs")
-	os.WriteFile(file, []byte(batch.String()), 0o644)
-	nstest.MustRun(t, "ip", "-n", mn.Name, "-batch", file)
-	runNS(t, m)
+	mn.Batch(t, nstest.AddrScript("mn0", 400))
+	run(t, m)
 	waitFor(t, m, "everything", func(s *State) bool { return len(s.Addrs) == 402 }) // and two link-locals
 	if n := m.subs.Load(); n < 2 {
 		t.Errorf("%d subscriptions: the overflow was not noticed", n)

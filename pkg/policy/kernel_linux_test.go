@@ -21,6 +21,21 @@ import (
 	"github.com/mcoad/mcoad/pkg/netmon"
 )
 
+// expectApplied checks that the kernel holds the rules and the table that
+// compile makes of st, and returns them.
+func expectApplied(t *testing.T, ns *nstest.NS, c *Config, st State) (plan, string) {
+	t.Helper()
+	want := compile(c, newMarks(c.Mark, c.Mask), st)
+	if got, w := kernelRules(t, ns), wantRules(want); !slices.Equal(got, w) {
+		t.Errorf("ip -6 rule:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(w, "\n"))
+	}
+	wantTable := buildTable(c, &want).String()
+	if got := kernelTable(t, ns, DefaultNFTable); got != wantTable {
+		t.Errorf("the kernel's table differs from ours:\n%s", lineDiff(wantTable, got))
+	}
+	return want, wantTable
+}
+
 // kernelRules is `ip -6 rule` in ns, only ours, normalized to Rule.String.
 func kernelRules(t *testing.T, ns *nstest.NS) []string {
 	t.Helper()
@@ -160,14 +175,7 @@ func TestKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _ := cfg.withDefaults()
-	want := compile(&c, newMarks(c.Mark, c.Mask), st)
-	if got, w := kernelRules(t, ns), wantRules(want); !slices.Equal(got, w) {
-		t.Errorf("ip -6 rule:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(w, "\n"))
-	}
-	wantTable := buildTable(&c, &want).String()
-	if got := kernelTable(t, ns, DefaultNFTable); got != wantTable {
-		t.Errorf("the kernel's table differs from ours:\n%s", lineDiff(wantTable, got))
-	}
+	want, wantTable := expectApplied(t, ns, &c, st)
 
 	if out := ns.Exec(t, "nft", "list", "table", "ip6", DefaultNFTable); !strings.Contains(out, "socket cgroupv2 level 1 ") {
 		t.Errorf("cgroup policy: no \"socket cgroupv2 level 1\" in\n%s", out)

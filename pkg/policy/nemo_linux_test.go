@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 
@@ -136,14 +135,7 @@ func TestKernelMobileRouter(t *testing.T) {
 		if err := e.Apply(ctx, st); err != nil {
 			t.Fatal(err)
 		}
-		want := compile(&c, newMarks(c.Mark, c.Mask), st)
-		if got, w := kernelRules(t, ns), wantRules(want); !slices.Equal(got, w) {
-			t.Errorf("ip -6 rule:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(w, "\n"))
-		}
-		wantTable := buildTable(&c, &want).String()
-		if got := kernelTable(t, ns, DefaultNFTable); got != wantTable {
-			t.Errorf("the kernel's table differs from ours:\n%s", lineDiff(wantTable, got))
-		}
+		expectApplied(t, ns, &c, st)
 	}
 	routeOf := func(args ...string) string {
 		t.Helper()
