@@ -14,6 +14,10 @@
 #define BPF_F_ADJ_ROOM_DECAP_L3_IPV6 (1ULL << 8)
 #endif
 
+// tc: TC_ACT_UNSPEC (tcx: TCX_NEXT) hands a packet that is not ours to the
+// next program, or to the stack; TC_ACT_OK would end the chain.
+#define PASS TC_ACT_UNSPEC
+
 #define ETH_HLEN 14
 #define ETH_P_IPV6 0x86DD
 #define IPV6_HLEN 40
@@ -26,6 +30,7 @@
 #define NEXTHDR_AUTH 51
 #define NEXTHDR_ICMP 58
 #define NEXTHDR_DEST 60
+#define NEXTHDR_MH 135
 #define MAX_EXT_HDRS 4
 #define TUNNEL_HOP_LIMIT 64
 #define ECN_CE 3
@@ -64,6 +69,7 @@ enum drop_reason {
 	DROP_ENCAP,	 // the kernel refused to push the header
 	DROP_DECAP,	 // the kernel refused to remove the header
 	DROP_ECN,	 // RFC 6040: congestion marked on a packet that is not ECN-capable
+	DROP_NOT_HOME,	 // route optimisation: a type 2 routing header for another home address
 	DROP_MAX,
 };
 

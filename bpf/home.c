@@ -235,7 +235,7 @@ int home_decap(struct __sk_buff *skb)
 
 	hlen = tunnel_packet(skb, &src, &dst, &id);
 	if (!hlen)
-		return TC_ACT_OK;
+		return PASS;
 	if (!inner_ok(skb, hlen, &inner))
 		return TC_ACT_SHOT;
 	// The inner source must be the home address (or in the mobile

@@ -19,10 +19,11 @@ const (
 	DropEncap                 // the kernel refused to push the outer header
 	DropDecap                 // the kernel refused to remove it
 	DropECN                   // RFC 6040: congestion marked on a packet that is not ECN-capable
+	DropNotHome               // a type 2 routing header for another home address
 	numDrops
 )
 
-var dropNames = [...]string{"no-tunnel", "malformed", "spoofed", "encap-failed", "decap-failed", "ecn"}
+var dropNames = [...]string{"no-tunnel", "malformed", "spoofed", "encap-failed", "decap-failed", "ecn", "not-home"}
 
 // String is the reason as a metric label.
 func (d Drop) String() string {

@@ -3,6 +3,7 @@ package bpftun
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"sync"
 
@@ -33,17 +34,41 @@ func Load() (*Programs, error) {
 	var objs struct {
 		tunnelMaps
 		Decap *ebpf.Program `ebpf:"decap"`
+		ROOut *ebpf.Program `ebpf:"ro_out"`
 	}
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return nil, fmt.Errorf("loading the tunnel programs: %w", err)
 	}
 	p.objs.tunnelMaps = objs.tunnelMaps
-	p.objs.Decap = objs.Decap
+	p.objs.Decap, p.objs.RoOut = objs.Decap, objs.ROOut
 	return p, nil
 }
 
-// Decap is the tc ingress program for every uplink.
+// Decap is the tc ingress program for every uplink: it decapsulates
+// tunnel packets and removes type 2 routing headers (route optimisation).
 func (p *Programs) Decap() *ebpf.Program { return p.objs.Decap }
+
+// ROOut is the tc egress program for uplinks with route-optimised
+// correspondents: it adds the Home Address option.
+func (p *Programs) ROOut() *ebpf.Program { return p.objs.RoOut }
+
+// SetHome sets the home address: the source route optimisation rewrites,
+// and the only address a type 2 routing header may hold.
+func (p *Programs) SetHome(hoa netip.Addr) error {
+	return p.objs.Home.Put(uint32(0), tunnelIn6{A: hoa.As16()})
+}
+
+// SetRO route-optimises packets from the home address to cn that leave
+// through interface ifindex: they leave from coa with a Home Address
+// option, counted for bid.
+func (p *Programs) SetRO(cn netip.Addr, ifindex int, coa netip.Addr, bid uint16) error {
+	return p.objs.RoPeers.Put(tunnelRoKey{Cn: in6(cn), Ifindex: uint32(ifindex)}, tunnelRoDest{Coa: in6(coa), Bid: uint32(bid)})
+}
+
+// DeleteRO sends cn's packets through ifindex as they are again.
+func (p *Programs) DeleteRO(cn netip.Addr, ifindex int) error {
+	return ignoreNotExist(p.objs.RoPeers.Delete(tunnelRoKey{Cn: in6(cn), Ifindex: uint32(ifindex)}))
+}
 
 // Encap returns the LWT xmit program of tunnel id, loading it the first
 // time: a route's program knows its tunnel, the maps say where it goes.
@@ -109,7 +134,27 @@ func (p *Programs) DenyPeer(a netip.Addr) error {
 }
 
 // Stats returns every tunnel's counters, summed over CPUs.
-func (p *Programs) Stats() (map[uint32]Stats, error) { return sumStats(p.objs.Stats) }
+func (p *Programs) Stats() (map[uint32]Stats, error) {
+	all, err := sumStats(p.objs.Stats)
+	maps.DeleteFunc(all, func(id uint32, _ Stats) bool { return id >= roStats })
+	return all, err
+}
+
+// ROStats returns the route-optimised packets' counters by BID.
+func (p *Programs) ROStats() (map[uint16]Stats, error) {
+	all, err := sumStats(p.objs.Stats)
+	out := map[uint16]Stats{}
+	for id, s := range all {
+		if id >= roStats {
+			out[uint16(id-roStats)] = s
+		}
+	}
+	return out, err
+}
+
+// roStats is where route optimisation's counters start in the stats map
+// (bpf/tunnel.c RO_ID).
+const roStats = 1 << 16
 
 // Drops returns how many packets were dropped for each reason.
 func (p *Programs) Drops() (map[Drop]uint64, error) { return sumDrops(p.objs.Drops) }

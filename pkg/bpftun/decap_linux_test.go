@@ -21,6 +21,7 @@ var (
 const (
 	tcActOK   = 0
 	tcActShot = 2
+	tcPass    = 0xffffffff // TC_ACT_UNSPEC: not ours, the next program or the stack decides
 	nhUDP     = 17
 	nhIPv4    = 4
 )
@@ -100,9 +101,9 @@ func TestDecap(t *testing.T) {
 		{name: "destination options first", frame: ether(0x86dd, ip6(ha, coa, 60, dstopts)), want: ether(0x86dd, inner)},
 		{name: "three extension headers", frame: ether(0x86dd, ip6(ha, coa, 0, chain)), want: ether(0x86dd, inner)},
 		{name: "spoofed outer source", frame: ether(0x86dd, ip6(spoofer, coa, 41, inner)), ret: tcActShot, drop: DropSpoofed},
-		{name: "not a local endpoint", frame: ether(0x86dd, ip6(ha, hoa, 41, inner))},
-		{name: "not a tunnel packet", frame: ether(0x86dd, ip6(ha, coa, nhUDP, []byte("12345678")))},
-		{name: "IPv4", frame: ether(0x0800, make([]byte, 60))},
+		{name: "not a local endpoint", frame: ether(0x86dd, ip6(ha, hoa, 41, inner)), ret: tcPass},
+		{name: "not a tunnel packet", frame: ether(0x86dd, ip6(ha, coa, nhUDP, []byte("12345678"))), ret: tcPass},
+		{name: "IPv4", frame: ether(0x0800, make([]byte, 60)), ret: tcPass},
 		{name: "truncated inner header", frame: ether(0x86dd, ip6(ha, coa, 41, inner[:20])), ret: tcActShot, drop: DropMalformed},
 		{name: "no inner packet", frame: ether(0x86dd, ip6(ha, coa, 41, nil)), ret: tcActShot, drop: DropMalformed},
 		{name: "IPv4 inside", frame: ether(0x86dd, ip6(ha, coa, 41, append([]byte{0x45}, inner[1:]...))), ret: tcActShot, drop: DropMalformed},
@@ -114,8 +115,8 @@ func TestDecap(t *testing.T) {
 		{name: "ECT(1) outside", frame: ether(0x86dd, withECN(ip6(ha, coa, 41, withECN(inner, 2)), 1)), want: ether(0x86dd, withECN(inner, 1))},
 		{name: "ECT(0) outside, not-ECT inside", frame: ether(0x86dd, withECN(ip6(ha, coa, 41, inner), 2)), want: ether(0x86dd, inner)},
 		{name: "extension header past the end", frame: ether(0x86dd, ip6(ha, coa, 60, []byte{41, 200, 0, 0})), ret: tcActShot, drop: DropMalformed},
-		{name: "extension header cut short", frame: ether(0x86dd, ip6(ha, coa, 60, []byte{41}))},
-		{name: "too many extension headers", frame: ether(0x86dd, ip6(ha, coa, 60, tooDeep))},
+		{name: "extension header cut short", frame: ether(0x86dd, ip6(ha, coa, 60, []byte{41})), ret: tcPass},
+		{name: "too many extension headers", frame: ether(0x86dd, ip6(ha, coa, 60, tooDeep)), ret: tcPass},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,7 +164,7 @@ func TestDecap(t *testing.T) {
 		t.Fatal(err)
 	}
 	frame := ether(0x86dd, ip6(ha, coa, 41, inner))
-	if ret, out := run(t, p.Decap(), frame); ret != tcActOK || !bytes.Equal(out, frame) {
+	if ret, out := run(t, p.Decap(), frame); ret != tcPass || !bytes.Equal(out, frame) {
 		t.Errorf("after DeleteEndpoint: returned %d with % x, want the frame untouched", ret, out)
 	}
 }

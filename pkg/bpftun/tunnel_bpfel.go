@@ -18,6 +18,18 @@ type tunnelIn6 struct {
 	A [16]uint8
 }
 
+type tunnelRoDest struct {
+	_   structs.HostLayout
+	Coa tunnelIn6
+	Bid uint32
+}
+
+type tunnelRoKey struct {
+	_       structs.HostLayout
+	Cn      tunnelIn6
+	Ifindex uint32
+}
+
 type tunnelStats struct {
 	_         structs.HostLayout
 	TxPackets uint64
@@ -38,11 +50,14 @@ type tunnelTunnel struct {
 const (
 	tunnelMapDrops     = "drops"
 	tunnelMapEndpoints = "endpoints"
+	tunnelMapHome      = "home"
 	tunnelMapPeers     = "peers"
+	tunnelMapRoPeers   = "ro_peers"
 	tunnelMapStats     = "stats"
 	tunnelMapTunnels   = "tunnels"
 	tunnelProgDecap    = "decap"
 	tunnelProgEncap    = "encap"
+	tunnelProgRoOut    = "ro_out"
 	tunnelVarTunnelId  = "tunnel_id"
 )
 
@@ -90,6 +105,7 @@ type tunnelSpecs struct {
 type tunnelProgramSpecs struct {
 	Decap *ebpf.ProgramSpec `ebpf:"decap"`
 	Encap *ebpf.ProgramSpec `ebpf:"encap"`
+	RoOut *ebpf.ProgramSpec `ebpf:"ro_out"`
 }
 
 // tunnelMapSpecs contains maps before they are loaded into the kernel.
@@ -98,7 +114,9 @@ type tunnelProgramSpecs struct {
 type tunnelMapSpecs struct {
 	Drops     *ebpf.MapSpec `ebpf:"drops"`
 	Endpoints *ebpf.MapSpec `ebpf:"endpoints"`
+	Home      *ebpf.MapSpec `ebpf:"home"`
 	Peers     *ebpf.MapSpec `ebpf:"peers"`
+	RoPeers   *ebpf.MapSpec `ebpf:"ro_peers"`
 	Stats     *ebpf.MapSpec `ebpf:"stats"`
 	Tunnels   *ebpf.MapSpec `ebpf:"tunnels"`
 }
@@ -132,7 +150,9 @@ func (o *tunnelObjects) Close() error {
 type tunnelMaps struct {
 	Drops     *ebpf.Map `ebpf:"drops"`
 	Endpoints *ebpf.Map `ebpf:"endpoints"`
+	Home      *ebpf.Map `ebpf:"home"`
 	Peers     *ebpf.Map `ebpf:"peers"`
+	RoPeers   *ebpf.Map `ebpf:"ro_peers"`
 	Stats     *ebpf.Map `ebpf:"stats"`
 	Tunnels   *ebpf.Map `ebpf:"tunnels"`
 }
@@ -141,7 +161,9 @@ func (m *tunnelMaps) Close() error {
 	return _TunnelClose(
 		m.Drops,
 		m.Endpoints,
+		m.Home,
 		m.Peers,
+		m.RoPeers,
 		m.Stats,
 		m.Tunnels,
 	)
@@ -160,12 +182,14 @@ type tunnelVariables struct {
 type tunnelPrograms struct {
 	Decap *ebpf.Program `ebpf:"decap"`
 	Encap *ebpf.Program `ebpf:"encap"`
+	RoOut *ebpf.Program `ebpf:"ro_out"`
 }
 
 func (p *tunnelPrograms) Close() error {
 	return _TunnelClose(
 		p.Decap,
 		p.Encap,
+		p.RoOut,
 	)
 }
 
