@@ -131,11 +131,20 @@ func parseOptions(b []byte, off int, m *Message, prof *Profile) error {
 		d := b[off+2 : end]
 		if t == prof.BIDOptionType {
 			// First: the bulk BU's many sub-options are the hot path.
-			n, ok := o.addBID(d, prof)
-			if !ok {
+			// Filled in place: copying BIDs around costs more than the
+			// parsing.
+			n := len(o.BIDs)
+			if n < cap(o.BIDs) {
+				o.BIDs = o.BIDs[:n+1]
+			} else {
+				o.BIDs = append(o.BIDs, BID{})
+			}
+			x := &o.BIDs[n]
+			if !parseBID(x, d, prof) {
+				o.BIDs = o.BIDs[:n]
 				return &ParseError{What: whatOption, Offset: off, Err: ErrOptionLength}
 			}
-			if o.BIDs[n].Err != nil && firstBad < 0 {
+			if x.Err != nil && firstBad < 0 {
 				firstBad = n
 			}
 		} else if err := parseOption(m, t, d, off); err != nil {
@@ -160,24 +169,6 @@ func optionEnd(b []byte, off int) (int, error) {
 		return 0, &ParseError{What: whatOption, Offset: off, Err: ErrOptionOverrun}
 	}
 	return end, nil
-}
-
-// addBID parses a BID sub-option's data d into a new element of o.BIDs,
-// returning its index; false for a length that is none of the profile's.
-// The element is filled in place: copying BIDs around costs more than the
-// parsing.
-func (o *Options) addBID(d []byte, prof *Profile) (int, bool) {
-	n := len(o.BIDs)
-	if n < cap(o.BIDs) {
-		o.BIDs = o.BIDs[:n+1]
-	} else {
-		o.BIDs = append(o.BIDs, BID{})
-	}
-	if !parseBID(&o.BIDs[n], d, prof) {
-		o.BIDs = o.BIDs[:n]
-		return n, false
-	}
-	return n, true
 }
 
 // parseOption decodes one option other than a BID sub-option or padding:
