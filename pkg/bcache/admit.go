@@ -7,13 +7,6 @@ import (
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
-// buAuth is the outcome of a home agent's MN-HA check of one BU.
-type buAuth struct {
-	mac     *proto.MNHA // set when the BU was authenticated: the BA is signed
-	spi     uint32
-	refused Refusal
-}
-
 // admit runs the checks that come before the sequence number: the role's
 // (RFC 6275 9.5.1, 10.3.1), authentication (RFC 4285), a home agent's
 // refusal of a non-home registration, the caller's verdict and a bad
@@ -50,50 +43,6 @@ func (c *Cache) admit(u *bu, h *hoaState, badMNP bool) (proto.Status, buAuth, Dr
 		early = proto.StatusInvalidPrefix
 	}
 	return early, auth, NotDropped
-}
-
-// authenticate is a home agent's MN-HA check (RFC 4285) of a BU for a home
-// address it serves.
-func (c *Cache) authenticate(u *bu) (proto.Status, buAuth, DropReason) {
-	var k MNHAKey
-	ok := false
-	if c.cfg.MNHAKeys != nil {
-		k, ok = c.cfg.MNHAKeys(u.hoa)
-	}
-	switch {
-	case ok:
-		auth := buAuth{mac: k.mac(), spi: k.SPI}
-		if r := c.verify(u.in, auth.spi, auth.mac, u.hoa); r != NotRefused {
-			// RFC 4285: a BU that the security association does not
-			// authenticate is silently discarded; an answer could
-			// not be authenticated by the mobile node either.
-			c.cnt.refused[r]++
-			return 0, buAuth{refused: r}, DropAuth
-		}
-		return 0, auth, NotDropped
-	case c.cfg.RequireAuth:
-		// No security association at all: a matter of policy, not
-		// of a forged message, so the sender is told (129, RFC 6275
-		// 6.1.8); a mobile node without its key then shows why it
-		// is not registered. 146 (RFC 4285's MIPV6-AUTH-FAIL) is
-		// BULK REGISTRATION NOT SUPPORT in the draft-00 profile.
-		// It changes nothing and the BA is not signed.
-		c.cnt.refused[RefusedNoKey]++
-		return proto.StatusAdminProhibited, buAuth{refused: RefusedNoKey}, NotDropped
-	}
-	return 0, buAuth{}, NotDropped
-}
-
-// authenticator sets the BA's MN-HA option (RFC 4285 5.1) with a zeroed
-// authenticator and returns the Signer that fills it.
-func (c *Cache) authenticator(ba *proto.Message, auth buAuth, dst, hoa netip.Addr) proto.Signer {
-	ba.Options.HasMNHAAuth = true
-	ba.Options.MNHASubtype = proto.AuthSubtypeMNHA
-	ba.Options.MNHASPI = auth.spi
-	c.authBuf = [proto.AuthenticatorLen]byte{}
-	ba.Options.MNHAAuthData = c.authBuf[:]
-	c.signer = baSigner{mac: auth.mac, coa: dst, hoa: hoa}
-	return &c.signer
 }
 
 // serves returns 0 for a home address the home agent serves, else the
