@@ -88,13 +88,13 @@ func (f *fakeMN) Hint(_ context.Context, kind, iface string) error {
 type fakeHA struct{}
 
 func (fakeHA) Status(context.Context) (control.Status, error) {
-	return control.Status{Daemon: "mcoa-ha", HomeAgent: ha, Mode: "bulk", Profile: "draft-00", Uptime: 59, Counts: control.Counts{CacheEntries: 2}}, nil
+	return control.Status{Daemon: control.DaemonHA, HomeAgent: ha, Mode: "bulk", Profile: "draft-00", Uptime: 59, Counts: control.Counts{CacheEntries: 2}}, nil
 }
 func (fakeHA) Cache(context.Context) ([]control.CacheEntry, error) { return testCache, nil }
 
 var (
 	testStatus = control.Status{
-		Daemon: "mcoad", Version: "0.1", HomeAddress: hoa, HomeAgent: ha, Mode: "bulk",
+		Daemon: control.DaemonMN, Version: "0.1", HomeAddress: hoa, HomeAgent: ha, Mode: "bulk",
 		BIDMode: "interface", Profile: "draft-00", Dataplane: "tun", Uptime: 3723,
 		Counts: control.Counts{Bindings: 3, Registered: 2, Interfaces: 3, Policies: 1},
 	}

@@ -43,7 +43,7 @@ func TestStatusMobileRouter(t *testing.T) {
 // TestStatusRoles: mcoa-ha's status names the roles it runs and the
 // correspondent's addresses.
 func TestStatusRoles(t *testing.T) {
-	s := control.Status{Daemon: "mcoa-ha", Roles: []string{"correspondent"}, Correspondent: []netip.Addr{netip.MustParseAddr("2001:db8:cccc::1")}}
+	s := control.Status{Daemon: control.DaemonHA, Roles: []string{"correspondent"}, Correspondent: []netip.Addr{netip.MustParseAddr("2001:db8:cccc::1")}}
 	var b bytes.Buffer
 	if err := writeStatus(&b, s); err != nil {
 		t.Fatal(err)

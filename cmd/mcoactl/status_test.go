@@ -74,7 +74,7 @@ func upIfaces() []control.Interface {
 }
 
 func baseStatus() control.Status {
-	return control.Status{Daemon: "mcoad", Version: "0.1", HomeAddress: hoa, HomeAgent: ha, Mode: "bulk",
+	return control.Status{Daemon: control.DaemonMN, Version: "0.1", HomeAddress: hoa, HomeAgent: ha, Mode: "bulk",
 		BIDMode: "interface", Profile: "draft-00", Dataplane: "tun", Auth: "mn-ha", Uptime: 60,
 		Counts: control.Counts{Bindings: 2, Interfaces: 2}}
 }

@@ -93,7 +93,7 @@ func (f *fakeHA) Cache(context.Context) ([]CacheEntry, error) { return f.cache, 
 func sampleMN() *fakeMN {
 	return &fakeMN{
 		status: Status{
-			Daemon: "mcoad", Version: "test",
+			Daemon: DaemonMN, Version: "test",
 			HomeAddress: netip.MustParseAddr("2001:db8:aaaa::100"),
 			HomeAgent:   netip.MustParseAddr("2001:db8:aaaa::1"),
 			Mode:        "bulk", BIDMode: "interface", Profile: "draft-00", Dataplane: "tun",

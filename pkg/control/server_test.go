@@ -266,7 +266,7 @@ func TestBackendErrors(t *testing.T) {
 	if err := ts.client.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := (&APIError{Daemon: "mcoad", Code: 500, Reason: "engine stopped"}).Error(); got != "mcoad failed: engine stopped" {
+	if got := (&APIError{Daemon: DaemonMN, Code: 500, Reason: "engine stopped"}).Error(); got != "mcoad failed: engine stopped" {
 		t.Errorf("APIError = %q", got)
 	}
 }
@@ -286,7 +286,7 @@ func TestBackendPanic(t *testing.T) {
 
 func TestHARoutes(t *testing.T) {
 	ha := &fakeHA{
-		status: Status{Daemon: "mcoa-ha", HomeAgent: sampleMN().status.HomeAgent, Mode: "bulk", Profile: "draft-00", Counts: Counts{CacheEntries: 1}},
+		status: Status{Daemon: DaemonHA, HomeAgent: sampleMN().status.HomeAgent, Mode: "bulk", Profile: "draft-00", Counts: Counts{CacheEntries: 1}},
 		cache: []CacheEntry{{
 			HoA: sampleMN().status.HomeAddress, BID: 0, CoA: sampleMN().bindings[0].CoA,
 			Priority: 0, Sequence: 9, Lifetime: 420, ExpiresIn: 12, HomeRegistration: true,
@@ -303,7 +303,7 @@ func TestHARoutes(t *testing.T) {
 		t.Errorf("client Cache = %+v, %v", ce, err)
 	}
 	st, err := ts.client.Status(context.Background())
-	if err != nil || st.Daemon != "mcoa-ha" || st.HomeAddress.IsValid() {
+	if err != nil || st.Daemon != DaemonHA || st.HomeAddress.IsValid() {
 		t.Errorf("status = %+v %v", st, err)
 	}
 	_, _, body = raw(t, ts.sock, "GET", "/v1/status", "")

@@ -44,7 +44,7 @@ func (f *fakeBackend) last() string {
 
 func (f *fakeBackend) Status(ctx context.Context) (control.Status, error) {
 	f.record("Status")
-	return control.Status{Daemon: "mcoad", Version: "test-1", HomeAddress: netip.MustParseAddr("2001:db8:aaaa::100"),
+	return control.Status{Daemon: control.DaemonMN, Version: "test-1", HomeAddress: netip.MustParseAddr("2001:db8:aaaa::100"),
 		Mode: "bulk", Counts: control.Counts{Bindings: len(f.bs)}}, nil
 }
 
@@ -89,9 +89,9 @@ func (f *fakeBackend) Hint(ctx context.Context, kind, iface string) error {
 }
 
 var testBindings = []control.Binding{
-	{Peer: netip.MustParseAddr("2001:db8:aaaa::1"), Role: "ha", BID: 1, Interface: "eth0",
+	{Peer: netip.MustParseAddr("2001:db8:aaaa::1"), Role: control.RoleHA, BID: 1, Interface: "eth0",
 		CoA: netip.MustParseAddr("2001:db8:1::2"), Priority: 30, State: "registered", Sequence: 7, Lifetime: 420},
-	{Peer: netip.MustParseAddr("2001:db8:aaaa::1"), Role: "ha", BID: 2, Interface: "wwan0",
+	{Peer: netip.MustParseAddr("2001:db8:aaaa::1"), Role: control.RoleHA, BID: 2, Interface: "wwan0",
 		CoA: netip.MustParseAddr("2001:db8:3::2"), Priority: 10, State: "registering", Sequence: 8, Lifetime: 420},
 }
 
@@ -147,7 +147,7 @@ func TestServiceMethods(t *testing.T) {
 	if len(data) != 1 || json.Unmarshal([]byte(data[0].(string)), &st) != nil {
 		t.Fatalf("Status reply %v", data)
 	}
-	if st.Daemon != "mcoad" || st.Version != "test-1" || st.Counts.Bindings != 2 || st.HomeAddress.String() != "2001:db8:aaaa::100" {
+	if st.Daemon != control.DaemonMN || st.Version != "test-1" || st.Counts.Bindings != 2 || st.HomeAddress.String() != "2001:db8:aaaa::100" {
 		t.Errorf("Status %+v", st)
 	}
 
