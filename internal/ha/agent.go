@@ -14,14 +14,13 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/mcoad/mcoad/pkg/bcache"
 	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/config"
-	"github.com/mcoad/mcoad/pkg/control"
+	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
@@ -47,27 +46,11 @@ type Plane interface {
 	SetBindings(bs []bcache.Binding) error
 }
 
-// Config wires an Agent.
-type Config struct {
-	HA        *config.HA
-	Transport Transport
-	Proxy     Proxy   // nil: no proxy neighbour advertisements
-	Plane     Plane   // nil: signaling only
-	CNPlane   CNPlane // nil: the correspondent does not route-optimise (cn.go)
-	Events    *control.Events
-	Clock     clock.Clock // nil: the wall clock
-	Logger    *slog.Logger
-	Version   string
-	// StateDir is where the binding cache is kept across restarts and
-	// crashes (home_agent.state_dir, see state.go); "" keeps nothing. A
-	// correspondent node alone keeps nothing either.
-	StateDir string
-}
-
 // Agent is a running home agent. Its methods other than Run are safe to
 // call from any goroutine: they hand a function to the owner goroutine.
 type Agent struct {
-	cfg     Config
+	cfg     *config.HA // the running configuration (the owner's; Apply replaces it)
+	deps    Deps
 	log     *slog.Logger
 	clk     clock.Clock
 	prof    *proto.Profile
@@ -76,10 +59,15 @@ type Agent struct {
 
 	reqs    chan func()
 	ran     atomic.Bool   // Run was called
+	ready   chan struct{} // closed when Run serves
 	done    chan struct{} // closed when Run returns
+	closers []func()      // what New opened, closed by Run last first
 	proxied map[netip.Addr]bool
 	cn      *cnRole    // nil unless [correspondent] enabled (cn.go)
 	persist *persister // nil unless the cache is kept (state.go)
+	control config.Control
+	// The real planes' counters (nil with fakes or without planes).
+	planeStats, cnStats func() dataplane.BindingStats
 
 	// owner-goroutine scratch, reused
 	ba, out proto.Message
@@ -90,47 +78,6 @@ type Agent struct {
 	beTokens                   float64
 	beLast                     time.Time
 	refusals                   refusalLog // auth.go
-}
-
-// New builds an Agent from the configuration.
-func New(cfg Config) (*Agent, error) {
-	if cfg.HA == nil || cfg.Transport == nil {
-		return nil, errors.New("ha: configuration and transport are required")
-	}
-	if !cfg.HA.HomeAgentRole() && !cfg.HA.Correspondent.Enabled {
-		return nil, errors.New("ha: neither the home agent nor the correspondent role is configured")
-	}
-	prof, err := cfg.HA.WireProfile()
-	if err != nil {
-		return nil, err
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = clock.Real{}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	bc := cacheConfig(cfg.HA, prof)
-	a := &Agent{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		clk:     cfg.Clock,
-		prof:    prof,
-		cache:   bcache.New(bc, cfg.Clock),
-		started: cfg.Clock.Now(),
-		reqs:    make(chan func()),
-		done:    make(chan struct{}),
-		proxied: map[netip.Addr]bool{},
-	}
-	if cfg.HA.Correspondent.Enabled {
-		if a.cn, err = newCNRole(cfg, prof); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.StateDir != "" && cfg.HA.HomeAgentRole() {
-		a.persist = &persister{store: newStateStore(cfg.StateDir), wait: saveInterval}
-	}
-	return a, nil
 }
 
 // cacheConfig is the binding cache's configuration from [home_agent].
@@ -173,71 +120,12 @@ func cacheConfig(ha *config.HA, prof *proto.Profile) bcache.Config {
 	return bc
 }
 
-// Reload applies a new configuration to the running agent: what BUs are
-// accepted from now on (served prefixes, bulk registration, lifetime caps,
-// MN-HA keys) changes at once and the caches keep their bindings. The
-// roles, the address, the home link, the wire profile, the correspondent's
-// addresses, the data plane and the control socket change only on
-// restart: the running values stay and the changed sections are returned.
-// The log level is the caller's.
-func (a *Agent) Reload(ctx context.Context, cfg *config.HA) (restart []string, err error) {
-	err = a.do(ctx, func() {
-		old := a.cfg.HA
-		next := *cfg
-		for _, section := range config.DiffHA(old, cfg) {
-			switch section {
-			case "home_agent":
-				h, oh := cfg.HomeAgent, old.HomeAgent
-				switch {
-				case cfg.HomeAgentRole() != old.HomeAgentRole():
-					restart = append(restart, "home_agent (the role)")
-					h = oh
-				case h.Address != oh.Address || h.Interface != oh.Interface || h.Profile != oh.Profile || h.BIDOptionType != oh.BIDOptionType:
-					restart = append(restart, "home_agent (address, interface, profile)")
-					h.Address, h.Interface, h.Profile, h.BIDOptionType = oh.Address, oh.Interface, oh.Profile, oh.BIDOptionType
-				}
-				if h.StateDir != oh.StateDir {
-					restart = append(restart, "home_agent.state_dir")
-					h.StateDir = oh.StateDir
-				}
-				next.HomeAgent = h
-			case "correspondent":
-				// The lifetime cap applies at once; the profile follows
-				// [home_agent]'s, reported there.
-				c, oc := cfg.Correspondent, old.Correspondent
-				c.MaxLifetime = oc.MaxLifetime
-				if old.HomeAgentRole() {
-					c.Profile, c.BIDOptionType = oc.Profile, oc.BIDOptionType
-				}
-				if !c.Equal(oc) {
-					restart = append(restart, section)
-					c = oc
-				}
-				c.MaxLifetime = cfg.Correspondent.MaxLifetime
-				next.Correspondent = c
-			case "dataplane":
-				restart = append(restart, section)
-				next.Dataplane = old.Dataplane
-			case "control":
-				restart = append(restart, section)
-				next.Control = old.Control
-			}
-		}
-		a.cfg.HA = &next
-		a.cache.Reconfigure(cacheConfig(&next, a.prof))
-		if a.cn != nil {
-			a.cn.cache.Reconfigure(cnCacheConfig(&next, a.prof))
-		}
-	})
-	return restart, err
-}
-
 const recvQueue = 64
 
 // Run serves until ctx ends. With a state directory it first restores the
 // saved bindings (proxy neighbour entries and data plane included), and on
 // return it writes the cache a last time. On return the proxy entries are
-// withdrawn.
+// withdrawn and what New opened is closed.
 //
 // Run may be called once. Once it has returned, the other methods return
 // ErrStopped (Metrics returns nil).
@@ -245,8 +133,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if !a.ran.CompareAndSwap(false, true) {
 		return errors.New("ha: Run called twice")
 	}
-	// Deferred first, so closed last: after the final state write and
-	// the proxy withdrawal.
+	// Deferred first, so run last: the correspondent plane's callback
+	// (bindingError) is told ErrStopped before the plane waits for it.
+	defer a.close()
+	// After the final state write and the proxy withdrawal.
 	defer close(a.done)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -255,46 +145,56 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer a.stopPersist()
 		a.restore()
 	}
-	if a.cfg.Proxy != nil {
+	if a.deps.Proxy != nil {
 		// Level-triggered: the proxy entries a killed run left (which
 		// the proxy adopted) go unless restored bindings want them.
-		if err := a.cfg.Proxy.Set(a.proxiedList()); err != nil {
+		if err := a.deps.Proxy.Set(a.proxiedList()); err != nil {
 			a.log.Warn("proxy neighbour advertisement", "err", err)
 		}
 	}
+	in, free, readErr := a.receive(ctx)
+	a.logRunning()
+	close(a.ready)
+	return a.serve(ctx, in, free, readErr)
+}
 
-	// The reader goroutine fills Received values from a small pool and
-	// hands them over; the owner gives them back once handled, so the
-	// steady state allocates nothing per packet.
-	free := make(chan *mhsock.Received, recvQueue)
+// receive starts the reader goroutine. It fills Received values from a
+// small pool and hands them over; the owner gives them back once handled,
+// so the steady state allocates nothing per packet.
+func (a *Agent) receive(ctx context.Context) (in <-chan *mhsock.Received, free chan<- *mhsock.Received, readErr <-chan error) {
+	pool := make(chan *mhsock.Received, recvQueue)
 	for range recvQueue {
-		free <- new(mhsock.Received)
+		pool <- new(mhsock.Received)
 	}
-	in := make(chan *mhsock.Received, recvQueue)
-	readErr := make(chan error, 1)
+	got := make(chan *mhsock.Received, recvQueue)
+	errc := make(chan error, 1)
 	go func() {
 		for {
 			var r *mhsock.Received
 			select {
-			case r = <-free:
+			case r = <-pool:
 			case <-ctx.Done():
 				return
 			}
-			if err := a.cfg.Transport.Recv(ctx, r); err != nil {
+			if err := a.deps.Transport.Recv(ctx, r); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				readErr <- fmt.Errorf("ha: receive: %w", err)
+				errc <- fmt.Errorf("ha: receive: %w", err)
 				return
 			}
 			select {
-			case in <- r:
+			case got <- r:
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
+	return got, pool, errc
+}
 
+// serve is the owner goroutine's loop.
+func (a *Agent) serve(ctx context.Context, in <-chan *mhsock.Received, free chan<- *mhsock.Received, readErr <-chan error) error {
 	timer := a.clk.NewTimer(time.Hour)
 	defer timer.Stop()
 	rearm := func() {
@@ -344,7 +244,7 @@ func (a *Agent) handle(r *mhsock.Received) {
 	}
 	switch p.MH.Type {
 	case proto.TypeBU:
-		if !a.cfg.HA.HomeAgentRole() {
+		if !a.cfg.HomeAgentRole() {
 			// A correspondent node alone, at an address it does not
 			// answer on (cnHandle took the others).
 			a.ignored++
@@ -385,17 +285,17 @@ func (a *Agent) handleBU(r *mhsock.Received) {
 	// registered, and stops before a returning-home BA (RFC 6275 10.3).
 	a.apply(res.Changes)
 	if res.Send && !res.RoutingHome.IsValid() && res.Dst == p.Src && !p.HomeAddress.IsValid() &&
-		a.cfg.Proxy != nil && r.IfName == a.cfg.HA.HomeAgent.Interface && r.LinkSrcLen == 6 {
+		a.deps.Proxy != nil && r.IfName == a.cfg.HomeAgent.Interface && r.LinkSrcLen == 6 {
 		// A mobile node de-registering from its home link: answer it at
 		// its link-layer address, since it does not yet answer for its
 		// home address (RFC 6275 11.5.4).
-		if err := a.cfg.Proxy.Reach(res.Dst, net.HardwareAddr(r.LinkSrc[:6])); err != nil {
+		if err := a.deps.Proxy.Reach(res.Dst, net.HardwareAddr(r.LinkSrc[:6])); err != nil {
 			a.log.Warn("reach mobile node on the home link", "hoa", res.Dst, "err", err)
 		}
 	}
 	if res.Send {
 		a.pkt = proto.Packet{Src: p.Dst, Dst: res.Dst, RoutingHome: res.RoutingHome, MH: a.ba}
-		if err := a.cfg.Transport.Send(&a.pkt, res.Signer); err != nil {
+		if err := a.deps.Transport.Send(&a.pkt, res.Signer); err != nil {
 			a.log.Warn("send binding acknowledgement", "dst", res.Dst, "err", err)
 		}
 		// The BA shares slices with a.ba: take them back for reuse.
@@ -408,8 +308,8 @@ func (a *Agent) tick() {
 	brrs, changes := a.cache.Tick(a.clk.Now())
 	for _, b := range brrs {
 		b.Fill(&a.out)
-		a.pkt = proto.Packet{Src: a.cfg.HA.HomeAgent.Address, Dst: b.CoA, RoutingHome: b.HoA, MH: a.out}
-		if err := a.cfg.Transport.Send(&a.pkt, nil); err != nil {
+		a.pkt = proto.Packet{Src: a.cfg.HomeAgent.Address, Dst: b.CoA, RoutingHome: b.HoA, MH: a.out}
+		if err := a.deps.Transport.Send(&a.pkt, nil); err != nil {
 			a.log.Warn("send binding refresh request", "hoa", b.HoA, "bid", b.BID, "err", err)
 		}
 		a.out = a.pkt.MH
@@ -440,17 +340,17 @@ func (a *Agent) apply(changes []bcache.Change) {
 			a.publishCache(a.cache, &c, true)
 		}
 	}
-	if proxyChanged && a.cfg.Proxy != nil {
-		if err := a.cfg.Proxy.Set(a.proxiedList()); err != nil {
+	if proxyChanged && a.deps.Proxy != nil {
+		if err := a.deps.Proxy.Set(a.proxiedList()); err != nil {
 			a.log.Warn("proxy neighbour advertisement", "err", err)
 		}
 	}
-	if a.cfg.Plane != nil {
+	if a.deps.Plane != nil {
 		a.binds = a.binds[:0]
 		for hoa := range a.proxied {
 			a.binds = a.cache.LookupHoA(hoa, a.binds)
 		}
-		if err := a.cfg.Plane.SetBindings(a.binds); err != nil {
+		if err := a.deps.Plane.SetBindings(a.binds); err != nil {
 			a.log.Warn("data plane", "err", err)
 		}
 	}
@@ -466,8 +366,8 @@ func (a *Agent) proxiedList() []netip.Addr {
 }
 
 func (a *Agent) withdraw() {
-	if a.cfg.Proxy != nil && len(a.proxied) > 0 {
-		if err := a.cfg.Proxy.Set(nil); err != nil {
+	if a.deps.Proxy != nil && len(a.proxied) > 0 {
+		if err := a.deps.Proxy.Set(nil); err != nil {
 			a.log.Warn("withdraw proxy neighbour advertisements", "err", err)
 		}
 	}
@@ -492,7 +392,7 @@ func (a *Agent) sendBE(p *proto.Packet, status proto.Status, bid uint16) {
 	}
 	bcache.BindingError(&a.out, status, hoa, bid)
 	a.pkt = proto.Packet{Src: p.Dst, Dst: p.Src, MH: a.out}
-	if err := a.cfg.Transport.Send(&a.pkt, nil); err != nil {
+	if err := a.deps.Transport.Send(&a.pkt, nil); err != nil {
 		a.log.Warn("send binding error", "dst", p.Src, "err", err)
 	} else {
 		a.beSent++
@@ -522,101 +422,4 @@ func (a *Agent) do(ctx context.Context, fn func()) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// Cache implements control.HABackend.
-func (a *Agent) Cache(ctx context.Context) ([]control.CacheEntry, error) {
-	var out []control.CacheEntry
-	err := a.do(ctx, func() {
-		es := a.cache.Entries(a.clk.Now())
-		out = make([]control.CacheEntry, len(es))
-		for i, e := range es {
-			out[i] = control.CacheEntry{HoA: e.HoA, BID: e.BID, CoA: e.CoA, Priority: e.Priority,
-				Sequence: e.Sequence, Lifetime: e.Lifetime, ExpiresIn: e.ExpiresIn, HomeRegistration: e.HomeRegistration,
-				Prefixes: e.Prefixes}
-		}
-		out = a.cnEntries(out)
-	})
-	return out, err
-}
-
-// Status implements control.HABackend.
-func (a *Agent) Status(ctx context.Context) (control.Status, error) {
-	var st control.Status
-	err := a.do(ctx, func() {
-		h := a.cfg.HA.HomeAgent
-		mode := "bulk"
-		if !h.BulkRegistration || !a.cfg.HA.HomeAgentRole() {
-			mode = "individual" // a correspondent refuses bulk BUs (146)
-		}
-		n := a.cache.Len()
-		var roles []string
-		if a.cfg.HA.HomeAgentRole() {
-			roles = append(roles, "home_agent")
-		}
-		var cnAddrs []netip.Addr
-		if a.cn != nil {
-			roles = append(roles, "correspondent")
-			cnAddrs = slices.Clone(a.cn.addrs)
-			n += a.cn.cache.Len()
-		}
-		st = control.Status{
-			Daemon:        "mcoa-ha",
-			Version:       a.cfg.Version,
-			HomeAgent:     h.Address,
-			Roles:         roles,
-			Correspondent: cnAddrs,
-			Mode:          mode,
-			Profile:       a.prof.Name,
-			Dataplane:     string(a.cfg.HA.Dataplane.Backend),
-			Uptime:        int64(a.clk.Now().Sub(a.started) / time.Second),
-			Counts:        control.Counts{Bindings: n, CacheEntries: n},
-			Auth:          a.authMode(),
-		}
-	})
-	return st, err
-}
-
-// Metrics implements control.MetricsSource (called from the server's
-// goroutine: it takes a snapshot through the owner).
-func (a *Agent) Metrics() []control.Metric {
-	var c bcache.Counters
-	var be, beLim, ign uint64
-	if a.do(context.Background(), func() {
-		c = a.cache.Counters()
-		be, beLim, ign = a.beSent, a.beLimited, a.ignored
-	}) != nil {
-		return nil
-	}
-	g := func(name, help, typ string, v float64) control.Metric {
-		return control.Metric{Name: name, Help: help, Type: typ, Samples: []control.Sample{{Value: v}}}
-	}
-	rej := control.Metric{Name: "mcoa_ha_bu_rejected_total", Help: "Binding Updates rejected, by BA status.", Type: "counter"}
-	for st, n := range c.Rejected {
-		rej.Samples = append(rej.Samples, control.Sample{Labels: map[string]string{"status": strconv.Itoa(int(st))}, Value: float64(n)})
-	}
-	drop := control.Metric{Name: "mcoa_ha_bu_dropped_total", Help: "Binding Updates discarded without answer, by reason.", Type: "counter"}
-	for r, n := range c.Dropped {
-		drop.Samples = append(drop.Samples, control.Sample{Labels: map[string]string{"reason": r}, Value: float64(n)})
-	}
-	refused := refusedMetric(c.Refused) // auth.go
-	ms := []control.Metric{
-		g("mcoa_ha_bindings", "Bindings in the cache.", "gauge", float64(c.Bindings)),
-		g("mcoa_ha_home_addresses", "Home addresses with at least one binding.", "gauge", float64(c.HoAs)),
-		g("mcoa_ha_bu_received_total", "Binding Updates processed.", "counter", float64(c.Received)),
-		g("mcoa_ha_bu_accepted_total", "Binding Updates accepted.", "counter", float64(c.Accepted)),
-		rej, drop, refused,
-		g("mcoa_ha_ba_sent_total", "Binding Acknowledgements sent.", "counter", float64(c.BAs)),
-		g("mcoa_ha_brr_sent_total", "Binding Refresh Requests sent.", "counter", float64(c.BRRs)),
-		g("mcoa_ha_expired_total", "Bindings removed at expiry.", "counter", float64(c.Expired)),
-		g("mcoa_ha_be_sent_total", "Binding Errors sent.", "counter", float64(be)),
-		g("mcoa_ha_be_rate_limited_total", "Binding Errors not sent because of the rate limit.", "counter", float64(beLim)),
-		g("mcoa_ha_ignored_total", "Mobility messages a home agent does not serve.", "counter", float64(ign)),
-	}
-	if p := a.persist; p != nil {
-		ms = append(ms,
-			g("mcoa_ha_state_writes_total", "Binding cache copies written to the state directory.", "counter", float64(p.store.writes.Load())),
-			g("mcoa_ha_state_write_errors_total", "Binding cache copies that could not be written.", "counter", float64(p.store.failures.Load())))
-	}
-	return ms
 }

@@ -109,7 +109,7 @@ func (p *fakeProxy) proxied() []netip.Addr {
 
 func haConfig(t *testing.T) *config.HA {
 	t.Helper()
-	cfg, err := config.ParseHA("test.toml", []byte(`
+	return mustParseHA(t, `
 [home_agent]
 address = "2001:db8:aaaa::1"
 interface = "home0"
@@ -117,11 +117,7 @@ home_prefix = "2001:db8:aaaa::/64"
 allow_unauthenticated = true
 serve = ["2001:db8:aaaa::/64"]
 max_lifetime = 40
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+`)
 }
 
 // runAgent runs a until the test ends.
@@ -142,7 +138,7 @@ func startAgent(t *testing.T) (*Agent, *fakeTransport, *fakeProxy, *clock.Fake) 
 	t.Helper()
 	tr, px := newFake(), &fakeProxy{}
 	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
-	a, err := New(Config{HA: haConfig(t), Transport: tr, Proxy: px, Clock: clk})
+	a, err := New(haConfig(t), Deps{Transport: tr, Proxy: px, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +279,7 @@ func TestAgentReload(t *testing.T) {
 	cfg := haConfig(t)
 	cfg.HomeAgent.BulkRegistration = false
 	cfg.HomeAgent.Address = netip.MustParseAddr("2001:db8:aaaa::2")
-	restart, err := a.Reload(context.Background(), cfg)
+	restart, err := a.Apply(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +304,7 @@ func TestAgentReload(t *testing.T) {
 func TestAgentCallsAfterRunReturn(t *testing.T) {
 	cfg := haConfig(t)
 	cfg.Correspondent.Enabled = true
-	a, err := New(Config{HA: cfg, Transport: newFake(), Clock: clock.NewFake(time.Unix(1_700_000_000, 0))})
+	a, err := New(cfg, Deps{Transport: newFake(), Proxy: &fakeProxy{}, Clock: clock.NewFake(time.Unix(1_700_000_000, 0))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +319,7 @@ func TestAgentCallsAfterRunReturn(t *testing.T) {
 	calls := map[string]func() error{
 		"Status": func() error { _, err := a.Status(context.Background()); return err },
 		"Cache":  func() error { _, err := a.Cache(context.Background()); return err },
-		"Reload": func() error { _, err := a.Reload(context.Background(), haConfig(t)); return err },
+		"Reload": func() error { _, err := a.Apply(context.Background(), haConfig(t)); return err },
 		"HomeAddressOption": func() error {
 			_, err := a.HomeAddressOption(context.Background(), coa1, haAddr, hoa)
 			return err

@@ -98,9 +98,9 @@ func refusedMetric(counts map[string]uint64) control.Metric {
 // authMode is Status.Auth: empty for a correspondent node alone.
 func (a *Agent) authMode() string {
 	switch {
-	case !a.cfg.HA.HomeAgentRole():
+	case !a.cfg.HomeAgentRole():
 		return ""
-	case a.cfg.HA.HomeAgent.RequireAuth:
+	case a.cfg.HomeAgent.RequireAuth:
 		return "required"
 	}
 	return "off"

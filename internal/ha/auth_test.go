@@ -32,7 +32,7 @@ spi = 300
 key = "00112233445566778899aabbccddeeff"
 `)
 	tr, clk, log := newFake(), clock.NewFake(time.Unix(1_700_000_000, 0)), &testutil.SyncBuffer{}
-	a, err := New(Config{HA: cfg, Transport: tr, Proxy: &fakeProxy{}, Clock: clk,
+	a, err := New(cfg, Deps{Transport: tr, Proxy: &fakeProxy{}, Clock: clk,
 		Logger: slog.New(slog.NewTextHandler(log, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ home_address = "2001:db8:aaaa::300"
 spi = 300
 key = "00112233445566778899aabbccddeeff"
 `)
-	if _, err := a.Reload(context.Background(), next); err != nil {
+	if _, err := a.Apply(context.Background(), next); err != nil {
 		t.Fatal(err)
 	}
 	tr.in <- bu(coa1, 8, 10)

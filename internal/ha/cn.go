@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcoad/mcoad/pkg/bcache"
+	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
@@ -59,15 +60,15 @@ type cnRole struct {
 
 const initRate = 1000
 
-func newCNRole(cfg Config, prof *proto.Profile) (*cnRole, error) {
-	c, err := rr.NewCN(rr.CNConfig{Clock: cfg.Clock})
+func newCNRole(cfg *config.HA, clk clock.Clock, prof *proto.Profile) (*cnRole, error) {
+	c, err := rr.NewCN(rr.CNConfig{Clock: clk})
 	if err != nil {
 		return nil, fmt.Errorf("ha: correspondent: %w", err)
 	}
 	return &cnRole{
 		rr:    c,
-		cache: bcache.New(cnCacheConfig(cfg.HA, prof), cfg.Clock),
-		addrs: slices.Clone(cfg.HA.Correspondent.Addresses),
+		cache: bcache.New(cnCacheConfig(cfg, prof), clk),
+		addrs: slices.Clone(cfg.Correspondent.Addresses),
 		local: map[netip.Addr]netip.Addr{},
 	}, nil
 }
@@ -99,7 +100,7 @@ func (a *Agent) cnHandle(r *mhsock.Received) bool {
 	case proto.TypeHoTI, proto.TypeCoTI:
 		a.cnAnswer(p)
 	default:
-		if p.MH.Flags&proto.FlagH != 0 && a.cfg.HA.HomeAgentRole() {
+		if p.MH.Flags&proto.FlagH != 0 && a.cfg.HomeAgentRole() {
 			return false
 		}
 		a.cnBU(r)
@@ -123,7 +124,7 @@ func (a *Agent) cnAnswer(p *proto.Packet) {
 		return
 	}
 	c.initTokens--
-	if err := a.cfg.Transport.Send(&c.out, nil); err != nil {
+	if err := a.deps.Transport.Send(&c.out, nil); err != nil {
 		a.log.Warn("send "+c.out.MH.Type.String(), "dst", c.out.Dst, "err", err)
 		return
 	}
@@ -166,7 +167,7 @@ func (a *Agent) cnBU(r *mhsock.Received) {
 		c.out.MH.Options.HasAuthData = true
 		sign = c.rr.BASigner(rr.Addrs(p).Auth, p.Dst)
 	}
-	if err := a.cfg.Transport.Send(&c.out, sign); err != nil {
+	if err := a.deps.Transport.Send(&c.out, sign); err != nil {
 		a.log.Warn("send binding acknowledgement", "dst", res.Dst, "err", err)
 	}
 	c.ba = c.out.MH // take the slices back for reuse
@@ -206,7 +207,7 @@ func (a *Agent) cnApply(changes []bcache.Change, local netip.Addr) {
 // cnPublish hands the correspondent cache to the data plane: every live
 // binding with the address it was registered with.
 func (a *Agent) cnPublish() {
-	if a.cfg.CNPlane == nil {
+	if a.deps.CNPlane == nil {
 		return
 	}
 	c := a.cn
@@ -218,7 +219,7 @@ func (a *Agent) cnPublish() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), planeTimeout)
 	defer cancel()
-	if err := a.cfg.CNPlane.SetBindings(ctx, bs); err != nil {
+	if err := a.deps.CNPlane.SetBindings(ctx, bs); err != nil {
 		a.log.Warn("correspondent data plane", "err", err)
 	}
 }
@@ -264,7 +265,7 @@ func (a *Agent) cnTick() {
 		}
 		b.Fill(&c.ba)
 		c.out = proto.Packet{Src: src, Dst: b.CoA, RoutingHome: b.HoA, MH: c.ba}
-		if err := a.cfg.Transport.Send(&c.out, nil); err != nil {
+		if err := a.deps.Transport.Send(&c.out, nil); err != nil {
 			a.log.Warn("send binding refresh request", "hoa", b.HoA, "bid", b.BID, "err", err)
 		}
 		c.ba = c.out.MH

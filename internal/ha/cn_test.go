@@ -128,6 +128,10 @@ func mustParseHA(t *testing.T, text string) *config.HA {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Nothing of the host's: no state directory (tests that want one set
+	// it) and no data planes (tests give fakes).
+	cfg.HomeAgent.StateDir = ""
+	cfg.Dataplane.Backend = config.BackendNone
 	return cfg
 }
 
@@ -140,16 +144,17 @@ address = "2001:db8:cccc::1"
 
 func startCN(t *testing.T, enabled bool) (*Agent, *wireTransport, *clock.Fake) {
 	t.Helper()
-	return startCNWith(t, Config{HA: cnConfig(t, enabled), Proxy: &fakeProxy{}})
+	return startCNWith(t, cnConfig(t, enabled), Deps{Proxy: &fakeProxy{}})
 }
 
-// startCNWith runs an agent with cfg, the wire transport and a fake clock.
-func startCNWith(t *testing.T, cfg Config) (*Agent, *wireTransport, *clock.Fake) {
+// startCNWith runs an agent with cfg and deps, the wire transport and a
+// fake clock.
+func startCNWith(t *testing.T, cfg *config.HA, deps Deps) (*Agent, *wireTransport, *clock.Fake) {
 	t.Helper()
 	tr := newWire(t)
 	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
-	cfg.Transport, cfg.Clock = tr, clk
-	a, err := New(cfg)
+	deps.Transport, deps.Clock = tr, clk
+	a, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +446,7 @@ func (p *countingPlane) SetBindings([]bcache.Binding) error {
 func TestCorrespondentAlone(t *testing.T) {
 	cfg := mustParseHA(t, cnAlone)
 	px, pl := &fakeProxy{}, &countingPlane{}
-	a, tr, clk := startCNWith(t, Config{HA: cfg, Proxy: px, Plane: pl})
+	a, tr, clk := startCNWith(t, cfg, Deps{Proxy: px, Plane: pl})
 	ctx := context.Background()
 
 	// Home registrations, bulk or not, with or without a BID: 131 from
@@ -510,13 +515,13 @@ interface = "home0"
 home_prefix = "2001:db8:aaaa::/64"
 allow_unauthenticated = true
 `+cnAlone)
-	restart, err := a.Reload(ctx, next)
+	restart, err := a.Apply(ctx, next)
 	if err != nil || len(restart) != 1 || !strings.Contains(restart[0], "home_agent") {
 		t.Fatalf("reload adding a home agent: %q, %v", restart, err)
 	}
 	cfg2 := *cfg
 	cfg2.Correspondent.MaxLifetime = 20 * time.Second
-	if restart, err := a.Reload(ctx, &cfg2); err != nil || len(restart) != 0 {
+	if restart, err := a.Apply(ctx, &cfg2); err != nil || len(restart) != 0 {
 		t.Fatalf("reload of the lifetime cap: %q, %v", restart, err)
 	}
 	if st, _ := a.Status(ctx); !slices.Equal(st.Roles, []string{"correspondent"}) {
@@ -547,7 +552,7 @@ func TestCorrespondentAnswersOnItsAddress(t *testing.T) {
 
 func TestNewWithoutRole(t *testing.T) {
 	cfg := config.DefaultHA()
-	if _, err := New(Config{HA: cfg, Transport: newWire(t)}); err == nil {
+	if _, err := New(cfg, Deps{Transport: newWire(t)}); err == nil {
 		t.Fatal("an agent with neither role was made")
 	}
 }

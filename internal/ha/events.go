@@ -18,7 +18,7 @@ const (
 // publishBU publishes what became of one received BU (GET /v1/events, kind
 // "bu"): the lab and the end-to-end tests read these.
 func (a *Agent) publishBU(p *proto.Packet, correspondent bool, res *bcache.Result, dropped, message string) {
-	if a.cfg.Events == nil {
+	if a.deps.Events == nil {
 		return
 	}
 	bu := &control.BU{Src: p.Src, Dst: p.Dst, HoA: p.HomeAddress, Sequence: p.MH.Sequence,
@@ -35,13 +35,13 @@ func (a *Agent) publishBU(p *proto.Packet, correspondent bool, res *bcache.Resul
 			bu.Refused = res.Refused.String()
 		}
 	}
-	a.cfg.Events.Publish(control.Event{Time: a.clk.Now(), Kind: control.EventBU, BU: bu, Message: message})
+	a.deps.Events.Publish(control.Event{Time: a.clk.Now(), Kind: control.EventBU, BU: bu, Message: message})
 }
 
 // publishCache publishes a binding added, updated or removed in cache (the
 // home agent's or the correspondent's).
 func (a *Agent) publishCache(cache *bcache.Cache, c *bcache.Change, home bool) {
-	if a.cfg.Events == nil {
+	if a.deps.Events == nil {
 		return
 	}
 	e := control.CacheEntry{HoA: c.HoA, BID: c.BID, CoA: c.CoA, Priority: c.Priority, HomeRegistration: home}
@@ -50,5 +50,5 @@ func (a *Agent) publishCache(cache *bcache.Cache, c *bcache.Change, home bool) {
 		e.Lifetime = uint32(b.Lifetime / time.Second)
 		e.ExpiresIn = int64(b.Expires.Sub(a.clk.Now()) / time.Second)
 	}
-	a.cfg.Events.Publish(control.Event{Time: a.clk.Now(), Kind: control.EventCache, Removed: c.Kind == bcache.Removed, Cache: &e})
+	a.deps.Events.Publish(control.Event{Time: a.clk.Now(), Kind: control.EventCache, Removed: c.Kind == bcache.Removed, Cache: &e})
 }

@@ -64,7 +64,7 @@ func nextEvent(t *testing.T, s *control.EventStream, kind string) control.Event 
 func TestAgentPublishesBUEvents(t *testing.T) {
 	tr, events := newFake(), control.NewEvents(0)
 	defer events.Close()
-	a, err := New(Config{HA: haConfig(t), Transport: tr, Proxy: &fakeProxy{}, Events: events,
+	a, err := New(haConfig(t), Deps{Transport: tr, Proxy: &fakeProxy{}, Events: events,
 		Clock: clock.NewFake(time.Unix(1_700_000_000, 0))})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func buEqual(a, b control.BU) bool {
 func TestCorrespondentPublishesBUEvents(t *testing.T) {
 	events := control.NewEvents(0)
 	defer events.Close()
-	a, tr, clk := startCNWith(t, Config{HA: cnConfig(t, true), Proxy: &fakeProxy{}, Events: events})
+	a, tr, clk := startCNWith(t, cnConfig(t, true), Deps{Proxy: &fakeProxy{}, Events: events})
 	s := serveEvents(t, a, events)
 	x := newMobile(t, tr, clk)
 	x.rr(coa1)

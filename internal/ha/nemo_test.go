@@ -53,7 +53,7 @@ prefixes = ["2001:db8:aaab::/64", "2001:db8:aaac::/64"]
 		t.Fatal(err)
 	}
 	tr, pl, clk := newFake(), &bindingsPlane{}, clock.NewFake(time.Unix(1_700_000_000, 0))
-	a, err := New(Config{HA: cfg, Transport: tr, Proxy: &fakeProxy{}, Plane: pl, Clock: clk})
+	a, err := New(cfg, Deps{Transport: tr, Proxy: &fakeProxy{}, Plane: pl, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,8 @@ func startStateAgent(t *testing.T, cfg *config.HA, dir string, now time.Time) *s
 	t.Helper()
 	s := &stateAgent{tr: newFake(), px: &fakeProxy{}, pl: &bindingsPlane{}, clk: clock.NewFake(now), log: &testutil.SyncBuffer{}, dir: dir, epoch: now}
 	var err error
-	s.a, err = New(Config{HA: cfg, Transport: s.tr, Proxy: s.px, Plane: s.pl, Clock: s.clk, StateDir: dir,
+	cfg.HomeAgent.StateDir = dir
+	s.a, err = New(cfg, Deps{Transport: s.tr, Proxy: s.px, Plane: s.pl, Clock: s.clk,
 		Logger: slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
@@ -408,7 +409,9 @@ func TestStateCorrespondent(t *testing.T) {
 	cp := &cnPlane{}
 	tr := newFake()
 	log := &testutil.SyncBuffer{}
-	a, err := New(Config{HA: cnConfig(t, true), Transport: tr, Proxy: &fakeProxy{}, CNPlane: cp, StateDir: dir,
+	cfg := cnConfig(t, true)
+	cfg.HomeAgent.StateDir = dir
+	a, err := New(cfg, Deps{Transport: tr, Proxy: &fakeProxy{}, CNPlane: cp,
 		Clock: clock.NewFake(t0.Add(time.Second)), Logger: slog.New(slog.NewTextHandler(log, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -433,11 +436,13 @@ func TestStateCorrespondent(t *testing.T) {
 // A home agent without a state directory, and a correspondent node alone,
 // keep nothing.
 func TestStateNotKept(t *testing.T) {
-	a, err := New(Config{HA: haConfig(t), Transport: newFake()})
+	a, err := New(haConfig(t), Deps{Transport: newFake(), Proxy: &fakeProxy{}})
 	if err != nil || a.persist != nil {
 		t.Fatalf("no state_dir: %v %v", a.persist, err)
 	}
-	a, err = New(Config{HA: mustParseHA(t, cnAlone), Transport: newFake(), StateDir: t.TempDir()})
+	cnCfg := mustParseHA(t, cnAlone)
+	cnCfg.HomeAgent.StateDir = t.TempDir()
+	a, err = New(cnCfg, Deps{Transport: newFake()})
 	if err != nil || a.persist != nil {
 		t.Fatalf("correspondent alone: %v %v", a.persist, err)
 	}
@@ -448,7 +453,7 @@ func TestStateDirReload(t *testing.T) {
 	s := startStateAgent(t, haConfig(t), t.TempDir(), t0)
 	next := haConfig(t)
 	next.HomeAgent.StateDir = "/elsewhere"
-	restart, err := s.a.Reload(context.Background(), next)
+	restart, err := s.a.Apply(context.Background(), next)
 	if err != nil || !slices.Contains(restart, "home_agent.state_dir") {
 		t.Fatalf("restart %q, %v", restart, err)
 	}

@@ -12,55 +12,68 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/mcoad/mcoad/internal/service"
 	"github.com/mcoad/mcoad/pkg/bul"
 	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/iface"
-	"github.com/mcoad/mcoad/pkg/liveness"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 	"github.com/mcoad/mcoad/pkg/netmon"
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
-// Options are what the command line adds to the configuration.
-type Options struct {
-	ConfigPath string
-	Logger     *slog.Logger
-	Level      *slog.LevelVar // changed on reload
-	Version    string
-	// Ready is called once the daemon sends and serves (systemd notify).
-	Ready func()
-	// Started hands out the daemon before Ready, for SIGHUP reloads.
-	Started func(*Daemon)
+// Deps are what a Daemon gets from outside: what the command line adds,
+// and its side effects. A nil side effect is the real one, which New
+// makes (and Run closes); tests give fakes.
+type Deps struct {
+	ConfigPath string         // the file Reload reads
+	Version    string         // in the status
+	Logger     *slog.Logger   // nil: slog.Default()
+	Level      *slog.LevelVar // the log level a Reload sets; nil: none
+
+	// Transport sends and receives Mobility Header packets; nil: a raw
+	// socket and AF_PACKET (pkg/mhsock).
+	Transport Transport
+	// Netlink is where the interface watcher reads links and addresses.
+	// nil: the kernel, through one netmon.Monitor that New makes for the
+	// transport, the watcher and the policy engine (Router Advertisements
+	// included). A fake (iface.Source) is read on hints only.
+	Netlink iface.Source
+	Clock   clock.Clock // nil: the wall clock
 	// DBusAddress is the bus of mcoad's D-Bus service and of
 	// NetworkManager (dbus.go): "" the system bus, NoDBus none.
 	DBusAddress string
-	// WatchConfig reloads the configuration when its file changes.
-	WatchConfig bool
 	// StopCause tells a restart from a stop (stopcause.go); nil: every
 	// stop is a stop.
 	StopCause StopCause
 }
 
-// Daemon is a running mcoad.
+// Transport is the part of *mhsock.Conn mcoad uses.
+type Transport interface {
+	bul.Transport
+	Recv(ctx context.Context, r *mhsock.Received) error
+}
+
+// Daemon is mcoad: New builds it, Run runs it.
 type Daemon struct {
-	opt     Options
+	deps    Deps
 	log     *slog.Logger
 	started time.Time
 	prof    *proto.Profile
+	ran     atomic.Bool   // Run was called
+	ready   chan struct{} // closed once Run serves
+	closers []func()      // what New opened, closed by Run last first
 
-	mon     *netmon.Monitor
-	conn    *mhsock.Conn
+	mon     *netmon.Monitor // nil with Deps.Netlink
+	conn    Transport
 	watcher *iface.Watcher
 	engine  *bul.Engine
 	events  *control.Events
@@ -74,64 +87,94 @@ type Daemon struct {
 	added []config.Policy
 }
 
-// Run starts mcoad with cfg and serves until ctx ends, then stops cleanly:
-// de-registers when the configuration says so, closes its sockets and
-// removes what it installed.
-func Run(ctx context.Context, cfg *config.MN, opt Options) error {
-	if opt.Logger == nil {
-		opt.Logger = slog.Default()
+// New builds mcoad for cfg: the Mobility Header transport, the interface
+// watcher, the Binding Update List engine, the data path and the path
+// liveness monitor, the real ones where deps leaves them nil. Run runs
+// them and, on return, closes what New opened.
+func New(cfg *config.MN, deps Deps) (*Daemon, error) {
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
 	}
-	d := &Daemon{opt: opt, log: opt.Logger, cfg: cfg, started: time.Now()}
+	if deps.Clock == nil {
+		deps.Clock = clock.Real{}
+	}
+	d := &Daemon{deps: deps, log: deps.Logger, cfg: cfg, started: time.Now(), ready: make(chan struct{}), conn: deps.Transport}
+	if err := d.build(cfg); err != nil {
+		d.close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) build(cfg *config.MN) error {
 	prof, err := cfg.MobileNode.WireProfile()
 	if err != nil {
 		return err
 	}
 	d.prof = prof
-	mnc := cfg.MobileNode
-
-	if err := os.MkdirAll(mnc.StateDir, 0o750); err != nil {
+	if err := os.MkdirAll(cfg.MobileNode.StateDir, 0o750); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	// One netlink monitor feeds the transport, the watcher and the policy
-	// engine; routes and rules only matter to the latter.
-	d.mon, err = netmon.New(&netmon.Config{Routes: cfg.Dataplane.Backend != config.BackendNone, Logger: d.log})
-	if err != nil {
-		return err
+	if d.deps.Netlink == nil {
+		// Routes and rules only matter to the policy engine.
+		if d.mon, err = netmon.New(&netmon.Config{Routes: cfg.Dataplane.Backend != config.BackendNone, Logger: d.log}); err != nil {
+			return err
+		}
+		d.onClose(func() { d.mon.Close() })
 	}
-	defer d.mon.Close()
-	d.conn, err = mhsock.Listen(&mhsock.Config{
-		Monitor: d.mon,
-		Profile: prof,
-		NFTable: "mcoad_mh",
-		// Back home, the home agent's answer comes to the home address
-		// before it is configured.
-		Local:  []netip.Addr{mnc.HomeAddress},
-		Logger: d.log,
-	})
-	if err != nil {
-		return fmt.Errorf("mobility header socket: %w", err)
+	if d.conn == nil {
+		conn, err := mhsock.Listen(&mhsock.Config{
+			Monitor: d.mon,
+			Profile: prof,
+			NFTable: mhsock.DefaultNFTable,
+			// Back home, the home agent's answer comes to the home
+			// address before it is configured.
+			Local:  []netip.Addr{cfg.MobileNode.HomeAddress},
+			Logger: d.log,
+		})
+		if err != nil {
+			return fmt.Errorf("mobility header socket: %w", err)
+		}
+		d.onClose(func() { conn.Close() })
+		d.conn = conn
 	}
-	defer d.conn.Close()
-
 	wc := watcherConfig(cfg, d.log)
-	wc.Monitor = d.mon
-	d.watcher, err = iface.New(wc)
-	if err != nil {
+	wc.Monitor, wc.Source, wc.Clock = d.mon, d.deps.Netlink, d.deps.Clock
+	if d.watcher, err = iface.New(wc); err != nil {
 		return err
 	}
 	d.events = control.NewEvents(0)
-	defer d.events.Close()
+	d.onClose(d.events.Close)
+	engCfg, err := d.engineConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if d.engine, err = bul.New(engCfg); err != nil {
+		return err
+	}
+	if d.dp, err = newDataPath(d, cfg); err != nil { // dataplane.go
+		return err
+	}
+	d.onClose(d.dp.close)
+	if d.paths, err = newPathWatch(d, cfg); err != nil { // liveness.go
+		return err
+	}
+	return nil
+}
 
+// engineConfig is the Binding Update List engine's configuration.
+func (d *Daemon) engineConfig(cfg *config.MN) (bul.Config, error) {
+	mnc := cfg.MobileNode
 	engCfg := bul.Config{
 		HomeAddress: mnc.HomeAddress,
 		HomeAgent:   mnc.HomeAgent,
 		Lifetime:    mnc.Lifetime,
 		Mode:        bul.Mode(mnc.Registration),
 		ReturnHome:  bul.ReturnHome(mnc.ReturnHome),
-		Profile:     prof,
+		Profile:     d.prof,
 		Store:       bul.NewFileStore(mnc.StateDir, d.log),
 		Transport:   d.conn,
-		Clock:       clock.Real{},
+		Clock:       d.deps.Clock,
 		Logger:      d.log,
 		OnChange:    d.onEngineChange,
 	}
@@ -151,112 +194,117 @@ func Run(ctx context.Context, cfg *config.MN, opt Options) error {
 	if key := mnc.MNHAKey.Bytes(); len(key) > 0 {
 		auth, err := bul.NewMNHAAuth(mnc.MNHASPI, key)
 		if err != nil {
-			return err
+			return engCfg, err
 		}
 		engCfg.Auth = auth
 	}
-	d.engine, err = bul.New(engCfg)
-	if err != nil {
-		return err
-	}
-	if d.dp, err = newDataPath(d, cfg); err != nil { // dataplane.go
-		return err
-	}
-	defer d.dp.close()
-	if d.paths, err = newPathWatch(d, cfg); err != nil { // liveness.go
-		return err
-	}
+	return engCfg, nil
+}
 
+func (d *Daemon) onClose(fn func()) { d.closers = append(d.closers, fn) }
+
+// close releases what New opened, last opened first.
+func (d *Daemon) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+	d.closers = nil
+}
+
+// Run serves until ctx ends, then stops cleanly: de-registers when the
+// configuration says so (and the stop is not a restart), and closes what
+// New opened. Run may be called once.
+func (d *Daemon) Run(ctx context.Context) error {
+	if !d.ran.CompareAndSwap(false, true) {
+		return errors.New("mn: Run called twice")
+	}
+	defer d.close()
 	// The goroutines outlive the caller's ctx until the engine has
 	// stopped: de-registering on stop needs the receive loop for its BA.
-	stopped := ctx.Done()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 16)
-	spawn := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
+	g := newGroup(context.WithoutCancel(ctx))
+	// The engine outlives them all so that stop can de-register.
 	engineCtx, engineCancel := context.WithCancel(context.Background())
 	defer engineCancel()
 	engineDone := make(chan error, 1)
-	// The engine outlives ctx so that Stop can de-register.
 	go func() { engineDone <- d.engine.Run(engineCtx) }()
 
-	spawn("netlink monitor", d.mon.Run)
-	spawn("interface watcher", d.watcher.Run)
-	spawn("care-of addresses", d.forwardSnapshots)
-	spawn("receive", d.receive)
-	spawn("data plane", d.dp.run)
-	spawn("path liveness", d.paths.run)
-
-	if err := os.MkdirAll(filepath.Dir(cfg.Control.Socket), 0o755); err != nil {
-		return fmt.Errorf("control socket directory: %w", err)
+	if d.mon != nil {
+		g.spawn("netlink monitor", d.mon.Run)
 	}
-	srv, err := control.NewServer(control.Config{
-		Socket: cfg.Control.Socket, Group: cfg.Control.Group, Name: "mcoad",
-		MN: d, Events: d.events, Metrics: control.MetricsFunc(d.metrics), Logger: d.log,
-	})
-	if err != nil {
-		return err
-	}
-	l, err := srv.Listen()
-	if err != nil {
-		return err
-	}
-	spawn("control", func(ctx context.Context) error { return srv.Serve(ctx, l) })
-	if addr := cfg.Control.MetricsAddress; addr != "" {
-		ml, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("metrics address: %w", err)
-		}
-		spawn("metrics", func(ctx context.Context) error { return srv.ServeMetrics(ctx, ml) })
-	}
-	spawn("d-bus", d.runDBus) // dbus.go; never fails the daemon
-	if opt.WatchConfig {
-		spawn("configuration watch", d.watchConfig) // configwatch.go
-	}
-
+	g.spawn("interface watcher", d.watcher.Run)
+	g.spawn("care-of addresses", d.forwardSnapshots)
+	g.spawn("receive", d.receive)
+	g.spawn("data plane", d.dp.run)
+	g.spawn("path liveness", d.paths.run)
+	g.spawn("d-bus", d.runDBus) // dbus.go; never fails the daemon
+	cfg := d.config()
+	mnc := cfg.MobileNode
 	d.log.Info("mcoad running", "home_address", mnc.HomeAddress, "home_agent", mnc.HomeAgent,
-		"registration", mnc.Registration, "bid_mode", mnc.BIDMode, "profile", prof.Name,
+		"registration", mnc.Registration, "bid_mode", mnc.BIDMode, "profile", d.prof.Name,
 		"control", cfg.Control.Socket)
-	if opt.Started != nil {
-		opt.Started(d)
-	}
-	if opt.Ready != nil {
-		opt.Ready()
-	}
+	close(d.ready)
 
 	var runErr error
 	select {
-	case <-stopped:
-	case runErr = <-errc:
+	case <-ctx.Done():
+	case runErr = <-g.errc:
 	case err := <-engineDone:
 		runErr = fmt.Errorf("binding update list: %w", err)
 		engineDone <- err
 	}
-	d.mu.Lock()
-	dereg := d.cfg.MobileNode.DeregisterOnStop
-	d.mu.Unlock()
-	plan := planStop(dereg, opt.StopCause, d.log) // stopcause.go
-	d.dp.keepOnClose(plan.keep)                   // dataplane.go: the deferred close keeps or removes
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer stopCancel()
-	if err := d.engine.Stop(stopCtx, plan.deregister); err != nil {
-		d.log.Warn("stop: de-registration not acknowledged", "err", err)
-	}
-	cancel()
+	d.stop()
+	g.cancel()
 	engineCancel()
 	<-engineDone
-	wg.Wait()
+	g.wg.Wait()
 	d.log.Info("mcoad stopped")
 	return runErr
+}
+
+// stop de-registers, or keeps the bindings (and the data plane) for the
+// next process, as planStop decides (stopcause.go).
+func (d *Daemon) stop() {
+	plan := planStop(d.config().MobileNode.DeregisterOnStop, d.deps.StopCause, d.log)
+	d.dp.keepOnClose(plan.keep) // dataplane.go: close keeps or removes
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.engine.Stop(ctx, plan.deregister); err != nil {
+		d.log.Warn("stop: de-registration not acknowledged", "err", err)
+	}
+}
+
+// group runs the daemon's goroutines; the first error of one ends Run.
+type group struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errc   chan error
+}
+
+func newGroup(parent context.Context) *group {
+	ctx, cancel := context.WithCancel(parent)
+	return &group{ctx: ctx, cancel: cancel, errc: make(chan error, 16)}
+}
+
+func (g *group) spawn(name string, fn func(context.Context) error) {
+	g.wg.Go(func() {
+		if err := fn(g.ctx); err != nil && g.ctx.Err() == nil {
+			g.errc <- fmt.Errorf("%s: %w", name, err)
+		}
+	})
+}
+
+// Ready is closed once Run serves.
+func (d *Daemon) Ready() <-chan struct{} { return d.ready }
+
+// Control is the control API mcoad serves (internal/service starts it).
+func (d *Daemon) Control() service.Control {
+	c := d.config().Control
+	return service.Control{
+		Server: control.Config{Socket: c.Socket, Group: c.Group, Name: control.DaemonMN,
+			MN: d, Events: d.events, Metrics: control.MetricsFunc(d.metrics), Logger: d.log},
+		MetricsAddress: c.MetricsAddress,
+	}
 }
 
 func watcherConfig(cfg *config.MN, log *slog.Logger) *iface.Config {
@@ -397,230 +445,4 @@ func (d *Daemon) onEngineChange(ev bul.Event) {
 		d.log.Info("home link", "at_home", ev.AtHome, "home_address_usable", ev.HomeAddressUsable)
 	}
 	d.events.Publish(e)
-}
-
-func controlBinding(e bul.Entry) control.Binding {
-	b := control.Binding{
-		Peer: e.Peer, Role: e.Role, BID: e.BID, Interface: e.Interface, CoA: e.CoA,
-		Priority: e.Priority, State: string(e.State), Sequence: e.Sequence,
-		Lifetime: uint32(max(e.Lifetime, 0)), ExpiresIn: int64(e.ExpiresIn),
-		LastStatus: e.LastStatus, LastError: e.LastError, Tunnel: e.Tunnel,
-	}
-	if e.Liveness != "" {
-		b.Health = controlHealth(liveness.Health{State: e.Liveness, RTT: e.RTT, Loss: e.Loss})
-	}
-	if e.LastStatus >= 0 {
-		b.LastStatusText = proto.Status(e.LastStatus).String()
-	}
-	return b
-}
-
-func controlInterface(i iface.Interface) control.Interface {
-	return control.Interface{Name: i.Name, Index: i.Index, BID: i.BID, CoA: i.CoA, Priority: i.Priority,
-		State: string(i.State), HomeLink: i.HomeLink, Metered: i.Metered}
-}
-
-// The control API (control.MNBackend).
-
-func (d *Daemon) Status(ctx context.Context) (control.Status, error) {
-	st := d.engine.Status()
-	d.mu.Lock()
-	cfg := d.cfg
-	d.mu.Unlock()
-	snap, _ := d.watcher.Current()
-	registered := 0
-	for _, e := range d.engine.Snapshot() {
-		if e.Role == "ha" && (e.State == bul.StateRegistered || e.State == bul.StateRefreshing) {
-			registered++
-		}
-	}
-	out := control.Status{
-		Daemon: "mcoad", Version: d.opt.Version,
-		HomeAddress: cfg.MobileNode.HomeAddress, HomeAgent: cfg.MobileNode.HomeAgent,
-		Mode: string(st.Mode), BIDMode: string(cfg.MobileNode.BIDMode), Profile: d.prof.Name,
-		Dataplane: d.dp.name(), AtHome: st.AtHome,
-		Uptime: int64(time.Since(d.started) / time.Second),
-		Counts: control.Counts{Bindings: st.Bindings, Registered: registered,
-			Interfaces: len(snap.Interfaces), Policies: len(cfg.Policies)},
-		DataplaneError: d.dp.lastError(), Auth: "none",
-	}
-	if len(cfg.MobileNode.MNHAKey.Bytes()) > 0 {
-		out.Auth = "mn-ha"
-	}
-	if r := st.MobileRouter; r != nil {
-		out.MobileRouter = &control.MobileRouter{Enabled: true, Mode: r.Mode, Prefixes: r.Prefixes,
-			Ingress: cfg.MobileRouter.Ingress, Forwarding: d.dp.forwarding(), HomeAgentNoNEMO: r.HomeAgentNoNEMO,
-			LastStatus: r.LastStatus, LastError: r.LastError}
-		if r.LastStatus != 0 {
-			out.MobileRouter.LastStatusText = proto.Status(r.LastStatus).String()
-		}
-	}
-	return out, nil
-}
-
-func (d *Daemon) Bindings(ctx context.Context) ([]control.Binding, error) {
-	es := d.engine.Snapshot()
-	out := make([]control.Binding, len(es))
-	for i, e := range es {
-		out[i] = controlBinding(e)
-		// The engine keeps the verdict; the round trip and loss of now
-		// are the monitor's.
-		if h, ok := d.paths.health(e.BID); ok && e.Liveness != "" && h.CoA == e.CoA {
-			out[i].RTTMs, out[i].Loss = controlHealth(h).RTTMs, h.Loss
-		}
-	}
-	return out, nil
-}
-
-func (d *Daemon) Interfaces(ctx context.Context) ([]control.Interface, error) {
-	snap, _ := d.watcher.Current()
-	out := make([]control.Interface, 0, len(snap.Interfaces))
-	for _, i := range snap.Interfaces {
-		ci := controlInterface(i)
-		if h, ok := d.paths.health(i.BID); ok && i.CoA.IsValid() && h.CoA == i.CoA {
-			ci.Health = controlHealth(h)
-		}
-		out = append(out, ci)
-	}
-	return out, nil
-}
-
-// Register registers bids again now (lifting a de-registration of those),
-// or with no BIDs every binding (lifting every de-registration).
-func (d *Daemon) Register(ctx context.Context, bids []uint16) error {
-	d.watcher.Hint()
-	if len(bids) > 0 {
-		return engineErr(d.engine.RegisterBIDs(bids))
-	}
-	return engineErr(d.engine.Register())
-}
-
-func (d *Daemon) Deregister(ctx context.Context, bids []uint16, all bool) error {
-	if all {
-		return engineErr(d.engine.DeregisterAll())
-	}
-	return engineErr(d.engine.Deregister(bids))
-}
-
-// SetPriority changes the priority at its source, the watcher, whose next
-// snapshot makes the engine re-register the binding.
-func (d *Daemon) SetPriority(ctx context.Context, bid uint16, prio uint8) error {
-	if err := d.watcher.SetBIDPriority(bid, prio); err != nil {
-		return fmt.Errorf("%w: %v", control.ErrNotFound, err)
-	}
-	return nil
-}
-
-// Policies, AddPolicy and DeletePolicy are in dataplane.go.
-
-// Reload re-reads the configuration file. A bad file is refused with its
-// errors and the running configuration stays. What can change at run time
-// does (log level, interface rules and priorities); a change of the mobile
-// node's identity or of the sockets needs a restart and is reported.
-func (d *Daemon) Reload(ctx context.Context) error {
-	cfg, err := config.LoadMN(d.opt.ConfigPath)
-	if err != nil {
-		d.log.Warn("reload refused", "err", err)
-		return fmt.Errorf("%w: %v", control.ErrInvalid, err)
-	}
-	d.mu.Lock()
-	old := d.cfg
-	file := cfg.Policies
-	cfg.Policies, _ = mergePolicies(file, d.added) // dataplane.go
-	d.mu.Unlock()
-	changed := config.DiffMN(old, cfg)
-	var restart, shadowed []string
-	for _, c := range changed {
-		switch c {
-		case "log":
-			if d.opt.Level != nil {
-				d.opt.Level.Set(cfg.Log.Level)
-			}
-		case "interface":
-			if err := d.watcher.SetRules(watchRules(cfg)); err != nil {
-				return fmt.Errorf("%w: %v", control.ErrInvalid, err)
-			}
-			if snap, ok := d.watcher.Current(); ok {
-				d.paths.setPaths(&snap, cfg.Interfaces) // the liveness timers
-			}
-		case "policy", "correspondent":
-			// Listed from the new configuration; applied by the data
-			// plane and the correspondent registration when they run.
-		default:
-			restart = append(restart, c)
-		}
-	}
-	if len(restart) > 0 {
-		// Keep the running values for what cannot change live, so that
-		// the daemon says what it really does.
-		cfg.MobileNode, cfg.Control, cfg.Dataplane, cfg.MobileRouter = old.MobileNode, old.Control, old.Dataplane, old.MobileRouter
-		d.log.Warn("reload: these sections change only on restart", "sections", strings.Join(restart, ", "))
-	}
-	d.mu.Lock()
-	// Again: a policy may have been added since.
-	cfg.Policies, shadowed = mergePolicies(file, d.added)
-	d.added = slices.DeleteFunc(slices.Clone(d.added), func(p config.Policy) bool { return slices.Contains(shadowed, p.Name) })
-	d.cfg = cfg
-	d.mu.Unlock()
-	if len(shadowed) > 0 {
-		d.log.Warn("reload: the file's policies replace those of the same name added at run time", "names", strings.Join(shadowed, ", "))
-	}
-	d.dp.kick() // the policies of the new file
-	d.log.Info("configuration reloaded", "changed", changed)
-	d.events.Publish(control.Event{Time: time.Now(), Kind: control.EventReload, Message: "reloaded: " + strings.Join(changed, ", ")})
-	return nil
-}
-
-func (d *Daemon) Hint(ctx context.Context, kind, ifname string) error {
-	d.log.Debug("hint", "kind", kind, "interface", ifname)
-	d.watcher.Hint()
-	if kind == control.HintConnectivity || kind == control.HintUp {
-		// Connectivity changed (a captive portal, limited): the paths
-		// tell for themselves, now.
-		d.paths.hint(ifname)
-	}
-	return nil
-}
-
-func engineErr(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, bul.ErrUnknownBID):
-		return fmt.Errorf("%w: %v", control.ErrNotFound, err)
-	case errors.Is(err, bul.ErrStopped):
-		return fmt.Errorf("%w: %v", control.ErrConflict, err)
-	}
-	return err
-}
-
-func (d *Daemon) metrics() []control.Metric {
-	st := d.engine.Status()
-	c := st.Counters
-	g := func(name, help, typ string, v float64) control.Metric {
-		return control.Metric{Name: name, Help: help, Type: typ, Samples: []control.Sample{{Value: v}}}
-	}
-	ign := control.Metric{Name: "mcoad_ba_ignored_total", Help: "Binding Acknowledgements ignored, by reason.", Type: "counter"}
-	for r, n := range c.BAsIgnored {
-		ign.Samples = append(ign.Samples, control.Sample{Labels: map[string]string{"reason": r}, Value: float64(n)})
-	}
-	byState := control.Metric{Name: "mcoad_bindings", Help: "Bindings in the Binding Update List, by state.", Type: "gauge"}
-	counts := map[string]int{}
-	for _, e := range d.engine.Snapshot() {
-		counts[string(e.State)]++
-	}
-	for s, n := range counts {
-		byState.Samples = append(byState.Samples, control.Sample{Labels: map[string]string{"state": s}, Value: float64(n)})
-	}
-	return append([]control.Metric{
-		byState, ign,
-		g("mcoad_bu_sent_total", "Binding Updates sent.", "counter", float64(c.BUsSent)),
-		g("mcoad_retransmissions_total", "Binding Updates retransmitted.", "counter", float64(c.Retransmissions)),
-		g("mcoad_ba_accepted_total", "Binding Acknowledgements accepted.", "counter", float64(c.BAsAccepted)),
-		g("mcoad_sequence_resyncs_total", "Sequence numbers resynchronised after status 135.", "counter", float64(c.SeqResyncs)),
-		g("mcoad_brr_total", "Binding Refresh Requests received.", "counter", float64(c.BRRs)),
-		g("mcoad_be_total", "Binding Errors received.", "counter", float64(c.BEs)),
-		g("mcoad_send_errors_total", "Binding Updates the transport could not send.", "counter", float64(c.SendErrors)),
-		g("mcoad_home_refreshes_total", "Re-registrations because the home agent had lost the bindings.", "counter", float64(c.Refreshes)),
-	}, append(d.dp.metrics(), d.paths.metrics()...)...) // dataplane.go, liveness.go
 }

@@ -27,7 +27,7 @@ const (
 // extra: without it mcoad works as before, says so once, and this never
 // fails the daemon.
 func (d *Daemon) runDBus(ctx context.Context) error {
-	if d.opt.DBusAddress == NoDBus {
+	if d.deps.DBusAddress == NoDBus {
 		return nil
 	}
 	g := &meteredGlue{d: d, said: map[string]bool{}, applied: map[string]bool{}}
@@ -73,7 +73,7 @@ func (d *Daemon) runDBus(ctx context.Context) error {
 // dbusSession is one connection to the bus: the service and the
 // NetworkManager watcher on it, until ctx ends or the connection closes.
 func (d *Daemon) dbusSession(ctx context.Context, g *meteredGlue, up func()) error {
-	conn, err := nm.Connect(d.opt.DBusAddress)
+	conn, err := nm.Connect(d.deps.DBusAddress)
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ func TestDaemonOnDBus(t *testing.T) {
 		nmtest.Device{Path: nmtest.DevicePath(2), Interface: "cdc-wdm0", IPInterface: "wwan0", State: nmActivated, Metered: nmMeteredYes},
 	)
 	d := newTestDaemon(t, defaultRules)
-	d.opt.DBusAddress = addr
+	d.deps.DBusAddress = addr
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.runDBus(ctx) }()
@@ -128,11 +128,11 @@ func TestDaemonOnDBus(t *testing.T) {
 // Without a bus mcoad says so once and carries on; NoDBus keeps it quiet.
 func TestDaemonWithoutDBus(t *testing.T) {
 	d := newTestDaemon(t, defaultRules)
-	d.opt.DBusAddress = NoDBus
+	d.deps.DBusAddress = NoDBus
 	if err := d.runDBus(context.Background()); err != nil {
 		t.Errorf("runDBus with NoDBus: %v", err)
 	}
-	d.opt.DBusAddress = "unix:path=" + t.TempDir() + "/no-bus-here"
+	d.deps.DBusAddress = "unix:path=" + t.TempDir() + "/no-bus-here"
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.runDBus(ctx) }()

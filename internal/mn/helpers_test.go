@@ -122,7 +122,7 @@ func newTestDaemon(t testing.TB, rules string) *testDaemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{opt: Options{ConfigPath: path, Logger: log, Level: new(slog.LevelVar)}, log: log, cfg: cfg,
+	d := &Daemon{deps: Deps{ConfigPath: path, Logger: log, Level: new(slog.LevelVar)}, log: log, cfg: cfg,
 		watcher: w, events: control.NewEvents(0), started: time.Now()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

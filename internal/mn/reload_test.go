@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/mcoad/mcoad/internal/service"
 	"github.com/mcoad/mcoad/pkg/control"
 )
 
@@ -37,8 +39,8 @@ func TestReloadAppliesPriorities(t *testing.T) {
 	if _, bid, _ := d.priority("eth0"); bid != ethBID {
 		t.Errorf("eth0's BID changed from %d to %d: the binding would be dropped", ethBID, bid)
 	}
-	if d.opt.Level.Level() != slog.LevelDebug {
-		t.Errorf("log level %v after reload", d.opt.Level.Level())
+	if d.deps.Level.Level() != slog.LevelDebug {
+		t.Errorf("log level %v after reload", d.deps.Level.Level())
 	}
 	ev, err := sub.Next(context.Background())
 	if err != nil || ev.Kind != control.EventReload || !strings.Contains(ev.Message, "interface") {
@@ -94,15 +96,24 @@ func TestReloadAppliesPriorities(t *testing.T) {
 // refused and the running configuration stays.
 func TestConfigFileWatch(t *testing.T) {
 	d := newTestDaemon(t, defaultRules)
-	d.opt.WatchConfig = true
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.watchConfig(ctx) }()
+	var mu sync.Mutex
+	var refused error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// As internal/service runs it.
+		service.WatchConfig(ctx, d.path, d.log, func() {
+			if err := d.Reload(ctx); err != nil {
+				mu.Lock()
+				refused = err
+				mu.Unlock()
+			}
+		})
+	}()
 	defer func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("watchConfig: %v", err)
-		}
+		<-done
 	}()
 	dir := filepath.Dir(d.path)
 
@@ -130,7 +141,9 @@ func TestConfigFileWatch(t *testing.T) {
 		return p == 15
 	})
 	saveUntil("the bad save to be refused", testConfig(dir, strings.Replace(defaultRules, "priority = 10", "priority = -1", 1)), func() bool {
-		return strings.Contains(d.logs.String(), "reload refused")
+		mu.Lock()
+		defer mu.Unlock()
+		return errors.Is(refused, control.ErrInvalid)
 	})
 	if p, _, _ := d.priority("wwan0"); p != 15 || d.config().Interfaces[2].Priority != 15 {
 		t.Errorf("wwan0 priority %d after a bad save", p)

@@ -1,32 +1,15 @@
 // Package service holds what both daemons' main functions do alike: the
-// logger whose level a reload changes, reloading on SIGHUP, and telling
-// systemd their state.
+// shared flags, the logger whose level a reload changes, reloading on
+// SIGHUP, on a change of the configuration file and through the control
+// API, serving the control API and metrics, and telling systemd their
+// state. A daemon is built by its package's New (internal/mn,
+// internal/ha) and run by Run.
 package service
 
 import (
-	"context"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 )
-
-// OnHUP calls reload on every SIGHUP until ctx ends.
-func OnHUP(ctx context.Context, reload func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				reload()
-			}
-		}
-	}()
-}
 
 // Notify tells systemd (Type=notify) about the daemon's state, e.g.
 // "READY=1"; without NOTIFY_SOCKET it does nothing.
@@ -45,3 +28,7 @@ func Notify(state string) {
 	defer c.Close()
 	c.Write([]byte(state))
 }
+
+// UnderSystemd reports whether systemd runs the process as a service (it
+// sets INVOCATION_ID for each).
+func UnderSystemd() bool { return os.Getenv("INVOCATION_ID") != "" }

@@ -1,10 +1,8 @@
 package service
 
 import (
-	"context"
 	"net"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -26,19 +24,4 @@ func TestNotify(t *testing.T) {
 	}
 	t.Setenv("NOTIFY_SOCKET", "")
 	Notify("READY=1") // nothing to tell: no panic, no error
-}
-
-func TestOnHUP(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	got := make(chan struct{}, 1)
-	OnHUP(ctx, func() { got <- struct{}{} })
-	if err := syscall.Kill(syscall.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-got:
-	case <-time.After(5 * time.Second):
-		t.Fatal("SIGHUP did not reload")
-	}
 }

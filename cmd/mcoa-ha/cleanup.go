@@ -1,47 +1,20 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/mcoad/mcoad/internal/service"
+	"github.com/mcoad/mcoad/internal/ha"
 	"github.com/mcoad/mcoad/pkg/config"
-	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/dataplane/correspondent"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 )
-
-// haNFTable is the nftables table of mcoa-ha's Mobility Header socket.
-const haNFTable = "mcoa_ha_mh"
-
-// notifyReady tells systemd (Type=notify) that mcoa-ha serves: once its
-// own control socket answers, which the agent does only after it has
-// restored the saved binding cache.
-func notifyReady(ctx context.Context, socket string) {
-	c := control.NewClient(socket)
-	for {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := c.Status(cctx)
-		cancel()
-		if err == nil {
-			service.Notify("READY=1")
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
 
 // cleanupKernel removes what a mcoa-ha killed without stopping leaves in
 // the kernel (systemd runs it as ExecStopPost): its Mobility Header
@@ -54,7 +27,7 @@ func notifyReady(ctx context.Context, socket string) {
 // success.
 func cleanupKernel(cfg *config.HA) error {
 	var errs []error
-	if err := mhsock.DeleteTable(haNFTable); err != nil {
+	if err := mhsock.DeleteTable(ha.NFTable); err != nil {
 		errs = append(errs, err)
 	}
 	if cfg != nil && cfg.Correspondent.Enabled {
