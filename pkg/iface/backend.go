@@ -76,7 +76,7 @@ func (w *Watcher) openMonitor() (backend, error) {
 			return nil, err
 		}
 	}
-	b.ch, b.stop = b.m.Changes()
+	b.ch, b.stop = b.m.Changes(netmon.Links)
 	return b, nil
 }
 

@@ -207,7 +207,7 @@ func TestMonitorAppliesNotifications(t *testing.T) {
 	if s.Gen != 1 || len(s.Links) != 2 || s.Links[0].Attrs().Name != "eth0" {
 		t.Fatalf("first state %+v", s)
 	}
-	changes, stop := m.Changes()
+	changes, stop := m.Changes(Links)
 	defer stop()
 
 	// A new address comes first in its link's list (the kernel's order);
@@ -270,6 +270,10 @@ func TestMonitorRoutes(t *testing.T) {
 		d.rules = nil
 		d.routes = []netlink.Route{{Table: 101, Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}}}
 	})
+	links, stopLinks := m.Changes(Links)
+	defer stopLinks()
+	routing, stopRouting := m.Changes(Routes)
+	defer stopRouting()
 	_, dumps := k.counts()
 	k.send(message(unix.RTM_DELRULE, make([]byte, 12)), message(unix.RTM_NEWROUTE, make([]byte, unix.SizeofRtMsg)))
 	s = waitGen(t, m, s.Gen)
@@ -278,6 +282,16 @@ func TestMonitorRoutes(t *testing.T) {
 	}
 	if _, d := k.counts(); d != dumps+1 {
 		t.Errorf("%d dumps for one batch of routing messages", d-dumps)
+	}
+	// Only routing changed: those who watch links are not woken.
+	<-routing
+	k.send(linkMsg(unix.RTM_NEWLINK, 2, "eth0", upFlags))
+	<-links
+	if len(routing) != 0 || len(links) != 0 {
+		t.Errorf("more notifications: %d for routes, %d for links", len(routing), len(links))
+	}
+	if s = m.Current(); len(s.Links) != 1 || len(s.Routes) != 1 {
+		t.Errorf("after a link change: %+v", s)
 	}
 }
 
@@ -317,9 +331,9 @@ func TestMonitorResubscribes(t *testing.T) {
 // and finds one notification for many States.
 func TestMonitorSlowConsumer(t *testing.T) {
 	m, k, _ := fakeMonitor(t, &Config{}, func(d *dump) { d.links = []netlink.Link{dev(2, "eth0", upFlags)} })
-	slow, stopSlow := m.Changes()
+	slow, stopSlow := m.Changes(Links)
 	defer stopSlow()
-	fast, stopFast := m.Changes()
+	fast, stopFast := m.Changes(Links)
 	defer stopFast()
 	gen := m.Current().Gen
 	for i := range 50 {

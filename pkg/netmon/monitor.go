@@ -53,7 +53,7 @@ type Monitor struct {
 
 	cur      atomic.Pointer[State]
 	mu       sync.Mutex // guards watchers
-	watchers map[chan struct{}]struct{}
+	watchers map[chan struct{}]Kind
 	requests chan chan error
 	running  atomic.Bool
 
@@ -127,7 +127,7 @@ func Start(cfg *Config) (m *Monitor, stop func(), err error) {
 func newMonitor(cfg *Config, k kernel) (*Monitor, error) {
 	m := &Monitor{
 		log: cfg.Logger, clk: cfg.Clock, routes: cfg.Routes, k: k,
-		watchers: map[chan struct{}]struct{}{},
+		watchers: map[chan struct{}]Kind{},
 		requests: make(chan chan error),
 		tab:      newTable(),
 	}
@@ -147,13 +147,24 @@ func newMonitor(cfg *Config, k kernel) (*Monitor, error) {
 // Current returns the latest State (never nil after New).
 func (m *Monitor) Current() *State { return m.cur.Load() }
 
-// Changes returns a channel that receives after every new State, and stop,
-// which ends it. Notifications coalesce: a slow reader gets one for many
-// States and never holds up the monitor.
-func (m *Monitor) Changes() (c <-chan struct{}, stop func()) {
+// Kind says what a change is about.
+type Kind uint8
+
+const (
+	// Links: links, their addresses or their carrier losses.
+	Links Kind = 1 << iota
+	// Routes: routes or rules (only with Config.Routes).
+	Routes
+)
+
+// Changes returns a channel that receives after every new State whose
+// change is of a kind in of, and stop, which ends it. Notifications
+// coalesce: a slow reader gets one for many States and never holds up the
+// monitor or other readers.
+func (m *Monitor) Changes(of Kind) (c <-chan struct{}, stop func()) {
 	ch := make(chan struct{}, 1)
 	m.mu.Lock()
-	m.watchers[ch] = struct{}{}
+	m.watchers[ch] = of
 	m.mu.Unlock()
 	return ch, func() {
 		m.mu.Lock()
@@ -254,7 +265,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 				restart()
 			}
 		case reply := <-m.requests:
-			reply <- m.resync(true)
+			reply <- m.resync()
 		case <-retry.C():
 			restart()
 		}
@@ -279,7 +290,7 @@ func read(s subscription, out chan<- batch, stop <-chan struct{}) {
 // applyAll applies ups and every batch already queued behind it, then
 // publishes once. An error is a failed subscription's.
 func (m *Monitor) applyAll(ups []update, more <-chan batch) error {
-	routing := m.apply(ups)
+	kinds := m.apply(ups)
 	for drained := false; !drained; {
 		select {
 		case b := <-more:
@@ -288,26 +299,27 @@ func (m *Monitor) applyAll(ups []update, more <-chan batch) error {
 			case b.err != nil:
 				return b.err
 			default:
-				routing = m.apply(b.ups) || routing
+				kinds |= m.apply(b.ups)
 			}
 		default:
 			drained = true
 		}
 	}
-	if routing && m.routes {
-		err := m.resync(false) // publishes
-		if err == nil {
-			return nil
+	if kinds&Routes != 0 {
+		if err := m.list(false); err != nil {
+			m.log.Warn("netlink: listing routes and rules", "err", err)
+			kinds &^= Routes
 		}
-		m.log.Warn("netlink: listing routes and rules", "err", err)
 	}
-	m.publish()
+	if kinds != 0 {
+		m.publish(kinds)
+	}
 	return nil
 }
 
-// apply applies ups to the table and reports whether routes or rules
-// changed.
-func (m *Monitor) apply(ups []update) (routing bool) {
+// apply applies ups to the table and tells what they changed: Routes means
+// the routes and rules must be listed again.
+func (m *Monitor) apply(ups []update) (kinds Kind) {
 	now := m.clk.Now()
 	for _, u := range ups {
 		switch u.op {
@@ -320,10 +332,14 @@ func (m *Monitor) apply(ups []update) (routing bool) {
 		case opDelAddr:
 			m.tab.delAddr(u.addr)
 		case opRouting:
-			routing = true
+			if m.routes {
+				kinds |= Routes
+			}
+			continue
 		}
+		kinds |= Links
 	}
-	return routing
+	return kinds
 }
 
 // resubscribe replaces the subscription and reads everything: subscribed
@@ -339,7 +355,7 @@ func (m *Monitor) resubscribe() error {
 	}
 	m.sub = s
 	m.subs.Add(1)
-	if err := m.resync(true); err != nil {
+	if err := m.resync(); err != nil {
 		s.Close()
 		m.sub = nil
 		return err
@@ -347,8 +363,17 @@ func (m *Monitor) resubscribe() error {
 	return nil
 }
 
-// resync lists the state (links and addresses too if all) and publishes it.
-func (m *Monitor) resync(all bool) error {
+// resync lists everything and publishes it.
+func (m *Monitor) resync() error {
+	if err := m.list(true); err != nil {
+		return err
+	}
+	m.publish(Links | Routes)
+	return nil
+}
+
+// list lists routes and rules (and links and addresses too if all).
+func (m *Monitor) list(all bool) error {
 	d, err := m.k.dump(all, m.routes)
 	if err != nil {
 		return fmt.Errorf("netmon: listing: %w", err)
@@ -358,16 +383,18 @@ func (m *Monitor) resync(all bool) error {
 	} else {
 		m.tab.routes, m.tab.rules = d.routes, d.rules
 	}
-	m.publish()
 	return nil
 }
 
-func (m *Monitor) publish() {
+func (m *Monitor) publish(kinds Kind) {
 	m.gen++
 	m.cur.Store(m.tab.snapshot(m.gen, m.clk.Now()))
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for ch := range m.watchers {
+	for ch, of := range m.watchers {
+		if of&kinds == 0 {
+			continue
+		}
 		select {
 		case ch <- struct{}{}:
 		default:

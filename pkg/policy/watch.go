@@ -12,7 +12,7 @@ import (
 // Watch reads; tests fake it.
 type Routing interface {
 	Current() *netmon.State
-	Changes() (c <-chan struct{}, stop func())
+	Changes(of netmon.Kind) (c <-chan struct{}, stop func())
 }
 
 // Watch calls kick whenever an IPv6 ip rule, or a route of a BID's table
@@ -25,7 +25,7 @@ func Watch(ctx context.Context, cfg *Config, r Routing, kick func()) error {
 	if err != nil {
 		return err
 	}
-	changes, stop := r.Changes()
+	changes, stop := r.Changes(netmon.Routes)
 	defer stop()
 	lo, hi := c.TableBase+1, c.TableBase+0xffff
 	prev := routingKeys(r.Current(), lo, hi)

@@ -26,7 +26,7 @@ func (f *fakeRouting) Current() *netmon.State {
 	return f.cur
 }
 
-func (f *fakeRouting) Changes() (<-chan struct{}, func()) { return f.ch, func() {} }
+func (f *fakeRouting) Changes(netmon.Kind) (<-chan struct{}, func()) { return f.ch, func() {} }
 
 func (f *fakeRouting) set(rules []netlink.Rule, routes []netlink.Route) {
 	f.mu.Lock()
