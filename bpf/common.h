@@ -70,6 +70,7 @@ enum drop_reason {
 	DROP_DECAP,	 // the kernel refused to remove the header
 	DROP_ECN,	 // RFC 6040: congestion marked on a packet that is not ECN-capable
 	DROP_NOT_HOME,	 // route optimisation: a type 2 routing header for another home address
+	DROP_NO_BINDING, // a Home Address option no binding covers (RFC 6275 9.3.1)
 	DROP_MAX,
 };
 
@@ -95,6 +96,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } drops SEC(".maps");
+
+static __always_inline int same(const struct in6 *a, const struct in6 *b)
+{
+	const __u64 *x = (const __u64 *)a->a, *y = (const __u64 *)b->a;
+
+	return x[0] == y[0] && x[1] == y[1];
+}
 
 static __always_inline void count_drop(__u32 reason)
 {

@@ -96,13 +96,6 @@ struct rh2_hdr {
 	struct in6 hoa;
 };
 
-static __always_inline int same(const struct in6 *a, const struct in6 *b)
-{
-	const __u64 *x = (const __u64 *)a->a, *y = (const __u64 *)b->a;
-
-	return x[0] == y[0] && x[1] == y[1];
-}
-
 // Set per loaded instance of encap (cilium/ebpf rewrites it).
 volatile const __u32 tunnel_id = 0;
 

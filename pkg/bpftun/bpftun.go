@@ -20,10 +20,11 @@ const (
 	DropDecap                 // the kernel refused to remove it
 	DropECN                   // RFC 6040: congestion marked on a packet that is not ECN-capable
 	DropNotHome               // a type 2 routing header for another home address
+	DropNoBinding             // a Home Address option no binding covers (a Binding Error goes back)
 	numDrops
 )
 
-var dropNames = [...]string{"no-tunnel", "malformed", "spoofed", "encap-failed", "decap-failed", "ecn", "not-home"}
+var dropNames = [...]string{"no-tunnel", "malformed", "spoofed", "encap-failed", "decap-failed", "ecn", "not-home", "no-binding"}
 
 // String is the reason as a metric label.
 func (d Drop) String() string {

@@ -31,9 +31,10 @@ type homeFlowKey struct {
 }
 
 type homeHomeBindings struct {
-	_ structs.HostLayout
-	N uint32
-	B [16]struct {
+	_  structs.HostLayout
+	N  uint32
+	Ro uint32
+	B  [16]struct {
 		_   structs.HostLayout
 		Coa homeIn6
 		Bid uint16
@@ -64,6 +65,7 @@ type homeStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	homeMapBeEvents   = "be_events"
 	homeMapBindings   = "bindings"
 	homeMapCoas       = "coas"
 	homeMapDrops      = "drops"
@@ -72,6 +74,7 @@ const (
 	homeMapHomeAgent  = "home_agent"
 	homeMapHomes      = "homes"
 	homeMapStats      = "stats"
+	homeProgCnOut     = "cn_out"
 	homeProgHomeDecap = "home_decap"
 	homeProgHomeEncap = "home_encap"
 )
@@ -118,6 +121,7 @@ type homeSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type homeProgramSpecs struct {
+	CnOut     *ebpf.ProgramSpec `ebpf:"cn_out"`
 	HomeDecap *ebpf.ProgramSpec `ebpf:"home_decap"`
 	HomeEncap *ebpf.ProgramSpec `ebpf:"home_encap"`
 }
@@ -126,6 +130,7 @@ type homeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type homeMapSpecs struct {
+	BeEvents  *ebpf.MapSpec `ebpf:"be_events"`
 	Bindings  *ebpf.MapSpec `ebpf:"bindings"`
 	Coas      *ebpf.MapSpec `ebpf:"coas"`
 	Drops     *ebpf.MapSpec `ebpf:"drops"`
@@ -162,6 +167,7 @@ func (o *homeObjects) Close() error {
 //
 // It can be passed to loadHomeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type homeMaps struct {
+	BeEvents  *ebpf.Map `ebpf:"be_events"`
 	Bindings  *ebpf.Map `ebpf:"bindings"`
 	Coas      *ebpf.Map `ebpf:"coas"`
 	Drops     *ebpf.Map `ebpf:"drops"`
@@ -174,6 +180,7 @@ type homeMaps struct {
 
 func (m *homeMaps) Close() error {
 	return _HomeClose(
+		m.BeEvents,
 		m.Bindings,
 		m.Coas,
 		m.Drops,
@@ -195,12 +202,14 @@ type homeVariables struct {
 //
 // It can be passed to loadHomeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type homePrograms struct {
+	CnOut     *ebpf.Program `ebpf:"cn_out"`
 	HomeDecap *ebpf.Program `ebpf:"home_decap"`
 	HomeEncap *ebpf.Program `ebpf:"home_encap"`
 }
 
 func (p *homePrograms) Close() error {
 	return _HomeClose(
+		p.CnOut,
 		p.HomeDecap,
 		p.HomeEncap,
 	)

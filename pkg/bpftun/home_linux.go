@@ -1,6 +1,7 @@
 package bpftun
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -8,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
 )
 
 // MaxBindings is how many bindings of one home the kernel chooses among
@@ -62,18 +64,79 @@ func LoadHome(ha netip.Addr) (*Home, error) {
 // prefix route.
 func (h *Home) Encap() *ebpf.Program { return h.objs.HomeEncap }
 
-// Decap is the tc ingress program for the home agent's uplinks.
+// Decap is the tc ingress program for the home agent's uplinks: tunnel
+// packets from bindings, and Home Address options of correspondent
+// bindings.
 func (h *Home) Decap() *ebpf.Program { return h.objs.HomeDecap }
+
+// CNOut is the tc egress program that route-optimises packets to the
+// home addresses of correspondent bindings.
+func (h *Home) CNOut() *ebpf.Program { return h.objs.CnOut }
+
+// BindingError is a packet with a Home Address option that no binding
+// covers: RFC 6275 9.3.1 answers it with a Binding Error status 1.
+type BindingError struct {
+	Src, Dst, HoA netip.Addr
+}
+
+// BindingErrors reads what Decap reported, until ctx ends; the caller
+// rate-limits the answers.
+func (h *Home) BindingErrors(ctx context.Context) (<-chan BindingError, error) {
+	r, err := ringbuf.NewReader(h.objs.BeEvents)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan BindingError, 16)
+	go func() {
+		<-ctx.Done()
+		r.Close() // ends Read below
+	}()
+	go func() {
+		defer close(out)
+		for {
+			rec, err := r.Read()
+			if err != nil {
+				return
+			}
+			raw := rec.RawSample // struct binding_error: three addresses
+			if len(raw) < 48 {
+				continue
+			}
+			be := BindingError{Src: netip.AddrFrom16([16]byte(raw[0:16])), Dst: netip.AddrFrom16([16]byte(raw[16:32])), HoA: netip.AddrFrom16([16]byte(raw[32:48]))}
+			select {
+			case out <- be:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
 
 // SetHome makes prefixes (the home address as a /128, and the mobile
 // network prefixes) home id, with bindings bs best first (at most
 // MaxBindings are used). It replaces what id had.
 func (h *Home) SetHome(id uint16, prefixes []netip.Prefix, bs []Binding) error {
+	return h.set(id, prefixes, bs, false)
+}
+
+// SetCorrespondent makes hoa, a mobile node bound to this node as its
+// correspondent (route optimisation), home id with bindings bs best first:
+// CNOut sends to hoa through them, Decap accepts their Home Address options.
+// It replaces what id had; ids are shared with SetHome.
+func (h *Home) SetCorrespondent(id uint16, hoa netip.Addr, bs []Binding) error {
+	return h.set(id, []netip.Prefix{netip.PrefixFrom(hoa, 128)}, bs, true)
+}
+
+func (h *Home) set(id uint16, prefixes []netip.Prefix, bs []Binding, ro bool) error {
 	if len(bs) > MaxBindings {
 		bs = bs[:MaxBindings]
 	}
 	var hb homeHomeBindings
 	hb.N = uint32(len(bs))
+	if ro {
+		hb.Ro = 1
+	}
 	coas := make([]netip.Addr, len(bs))
 	for i, b := range bs {
 		hb.B[i].Coa, hb.B[i].Bid = homeIn6{A: b.CoA.As16()}, b.BID
