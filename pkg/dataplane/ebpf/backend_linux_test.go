@@ -223,3 +223,52 @@ func TestProbe(t *testing.T) {
 		t.Fatalf("probe: %v", err)
 	}
 }
+
+// TestPacketTooBig: a mobile network host's packet that does not fit the
+// tunnel gets an ICMPv6 Packet Too Big with the tunnel's MTU from the
+// mobile router (the route carries it), so path MTU discovery works.
+func TestPacketTooBig(t *testing.T) {
+	l := newLab(t)
+	host := nstest.New(t, l.mn.Name+"h")
+	nstest.Veth(t, l.mn, "mnet", host, "eth0")
+	hostAddr := netip.MustParseAddr("2001:db8:bbbb::5")
+	l.mn.Exec(t, "ip", "-6", "addr", "add", "2001:db8:bbbb::1/64", "dev", "mnet", "nodad")
+	l.mn.Exec(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	l.mn.Exec(t, "ip", "-6", "rule", "add", "from", "2001:db8:bbbb::/64", "iif", "mnet", "table", "1001", "pref", "101")
+	host.Exec(t, "ip", "-6", "addr", "add", hostAddr.String()+"/64", "dev", "eth0", "nodad")
+	host.Exec(t, "ip", "-6", "route", "add", "default", "via", "2001:db8:bbbb::1", "dev", "eth0")
+	if err := l.home.SetHome(1, []netip.Prefix{netip.PrefixFrom(hoa, 128), netip.MustParsePrefix("2001:db8:bbbb::/64")}, []bpftun.Binding{{CoA: coa, BID: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	l.tunnels(t, dataplane.Tunnel{BID: 1, Iface: "m0", CoA: coa, HA: haAddr, HoA: hoa})
+
+	var c *net.UDPConn
+	err := host.Do(func() (err error) {
+		c, err = net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(cn, 9)))
+		if err != nil {
+			return err
+		}
+		// Do not fragment locally: the host's own MTU is 1500, and the
+		// error must come from the router.
+		return setDontFrag(c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mtu := func() int {
+		var m int
+		host.Do(func() (err error) { m, err = pathMTU(c); return err })
+		return m
+	}
+	if got := mtu(); got != 1500 {
+		t.Fatalf("path MTU before: %d, want the link's 1500", got)
+	}
+	for i := 0; i < 50 && mtu() != 1460; i++ {
+		c.Write(make([]byte, 1500-48)) // a full 1500-octet packet
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := mtu(); got != 1460 {
+		t.Fatalf("path MTU to %v after full-size packets: %d, want 1460 (the tunnel's, from a Packet Too Big)", cn, got)
+	}
+}
