@@ -239,6 +239,17 @@ func TestMonitorAppliesNotifications(t *testing.T) {
 		t.Errorf("eth1 back: %+v, losses %d", l, s.CarrierLosses(3))
 	}
 
+	// A wireless event is an RTM_NEWLINK with IFLA_WIRELESS alone: not a
+	// description of the link.
+	wext := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	wext.Index = 3
+	k.send(message(unix.RTM_NEWLINK, wext.Serialize(), nl.NewRtAttr(unix.IFLA_WIRELESS, []byte{8, 0, 0x15, 0x8b, 0, 0, 0, 0}).Serialize()),
+		addrMsg(unix.RTM_NEWADDR, 3, "2001:db8:2::2/64", 0, forever, forever))
+	s = waitGen(t, m, s.Gen)
+	if l := s.Links[1].Attrs(); l.Name != "eth1" || l.OperState != netlink.OperUp {
+		t.Errorf("after a wireless event: %+v", l)
+	}
+
 	// Deletions, several in one message batch: one State.
 	k.send(addrMsg(unix.RTM_DELADDR, 2, "2001:db8:1::1/64", 0, forever, forever),
 		linkMsg(unix.RTM_DELLINK, 3, "eth1", 0))

@@ -49,7 +49,9 @@ func decodeLink(m *syscall.NetlinkMessage) (update, bool) {
 	}
 	h := unix.NlMsghdr{Len: m.Header.Len, Type: m.Header.Type, Flags: m.Header.Flags, Seq: m.Header.Seq, Pid: m.Header.Pid}
 	l, err := netlink.LinkDeserialize(&h, m.Data)
-	if err != nil {
+	if err != nil || l.Attrs().Name == "" {
+		// No name: not a link's description but a wireless event's
+		// carrier (IFLA_WIRELESS alone).
 		return update{}, false
 	}
 	return update{op: opLink, link: l}, true
