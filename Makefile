@@ -44,6 +44,8 @@ check:
 	@# Functions nothing reaches, tests included: dead code fails the run.
 	@out=$$($(GOBIN)/deadcode -test ./...); if [ -n "$$out" ]; then echo "deadcode: unreachable functions:"; echo "$$out"; exit 1; fi
 	@bash scripts/bpfcheck.sh
+	@# No non-test file over 600 lines, no function over 80 (issue #15).
+	$(GO) run ./scripts/sizecheck .
 
 # The eBPF objects from bpf/ (clang through bpf2go); they are committed, so
 # `go build` needs no clang.
