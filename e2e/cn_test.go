@@ -26,6 +26,7 @@ type cnEnv struct {
 	*env
 	cn     *control.Client
 	cnSock string
+	rr     *capture // the CN's link from before mcoad started (setupCN's captureRR)
 }
 
 // startCN runs mcoa-ha in the cn node as a correspondent node alone (no
@@ -51,11 +52,21 @@ func (e *env) startCN() (*control.Client, string) {
 	return d.Client, d.Socket
 }
 
-func setupCN(t *testing.T) *cnEnv {
+// setupCN is the data-plane lab with the correspondent's mcoa-ha and
+// mcoad registered with the HA; with captureRR, the Mobility Headers on
+// the CN's link are captured from before mcoad starts (ce.rr).
+func setupCN(t *testing.T, captureRR bool) *cnEnv {
 	t.Helper()
-	e := setup(t, opts{noMN: true, ha: lab.HAConfig{Backend: "tun"}})
+	var tools []string
+	if captureRR {
+		tools = []string{"tshark"}
+	}
+	e := setup(t, opts{noMN: true, ha: lab.HAConfig{Backend: "tun"}, tools: tools})
 	ce := &cnEnv{env: e}
 	ce.cn, ce.cnSock = e.startCN()
+	if captureRR {
+		ce.rr = e.startCapture(lab.CN, lab.Uplink)
+	}
 	e.mnCfg.Backend = "tun"
 	e.mnCfg.Extra = fmt.Sprintf("\n[[correspondent]]\naddress = %q\n", lab.CNAddr)
 	e.startMN()
@@ -126,7 +137,7 @@ func (ce *cnEnv) mnCNBindings() (map[uint16]control.Binding, error) {
 }
 
 func TestCorrespondentRegistration(t *testing.T) {
-	ce := setupCN(t)
+	ce := setupCN(t, true)
 	e := ce.env
 	e.waitFor("three bindings in the CN's cache", registerTimeout, func() error { return ce.cnCacheIs(ifaces...) })
 	e.waitFor("three cn bindings on the MN", registerTimeout, func() error {
@@ -155,15 +166,26 @@ func TestCorrespondentRegistration(t *testing.T) {
 	if rx < 1 || tx < 1 {
 		t.Errorf("HA tunnel packets rx %v tx %v: the home test did not go through the tunnel", rx, tx)
 	}
-	// Each CoA had its own care-of test: the MN's log names each CoTI.
-	log := e.mn.LogSince(0)
+	// Each CoA had its own care-of test, the home address one home test:
+	// the init messages as they reached the CN's link.
+	sent, err := ce.rr.CountMHUntil(e.ctx, 5*time.Second, func(n map[lab.MHSent]int) bool {
+		all := n[lab.MHSent{Type: proto.TypeHoTI, Src: lab.HoA}] > 0
+		for _, i := range ifaces {
+			all = all && n[lab.MHSent{Type: proto.TypeCoTI, Src: e.coas[i]}] > 0
+		}
+		return all
+	})
+	ce.rr.stop(t)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range ifaces {
-		if !strings.Contains(log, "type=CoTI src="+e.coas[n].String()) {
-			t.Errorf("no CoTI from %s in the MN's log", e.coas[n])
+		if sent[lab.MHSent{Type: proto.TypeCoTI, Src: e.coas[n]}] < 1 {
+			t.Errorf("no CoTI from %s on the CN's link: %v", e.coas[n], sent)
 		}
 	}
-	if c := strings.Count(log, "type=HoTI src="+lab.HoA.String()); c != 1 {
-		t.Errorf("%d HoTIs from the home address, want 1", c)
+	if c := sent[lab.MHSent{Type: proto.TypeHoTI, Src: lab.HoA}]; c != 1 {
+		t.Errorf("%d HoTIs from the home address on the CN's link, want 1: %v", c, sent)
 	}
 
 	// A BU with a forged authenticator changes nothing: from wlan0's CoA,
@@ -348,7 +370,7 @@ func (e *env) roCounts() (tx, rx map[string]float64, routes map[string]bool) {
 // moves the ping to wlan0's route-optimised path once eth0's CN binding is
 // gone; the ping goes on.
 func TestCorrespondentRouteOptimisation(t *testing.T) {
-	ce := setupCN(t)
+	ce := setupCN(t, false)
 	e := ce.env
 	nstest.Require(t, "tshark")
 	ce.waitCNRegistered(ifaces...)

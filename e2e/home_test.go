@@ -94,7 +94,7 @@ func TestReturnHomeKeepForeign(t *testing.T) {
 	e := setup(t, opts{mn: lab.MNConfig{ReturnHome: "keep-foreign"}})
 	e.waitFor("three bindings in the HA's cache", registerTimeout, func() error { return e.cacheIs(ifaces...) })
 
-	off := e.ha.LogOffset()
+	mark := e.ha.BUMark()
 	if err := e.lab.AttachHome("eth0"); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestReturnHomeKeepForeign(t *testing.T) {
 	if !e.proxied() {
 		t.Errorf("Figure 5: the HA stopped defending %s while bindings remain", lab.HoA)
 	}
-	for _, bu := range e.loggedBUs(off) {
+	for _, bu := range e.processedBUs(mark) {
 		if n := e.ifaceOf(bu.Src); n != "wlan0" && n != "wwan0" {
 			t.Errorf("Figure 5: BU from %s (%+v), want it from a foreign care-of address", bu.Src, bu)
 		}

@@ -356,9 +356,10 @@ func (e *env) proxied() bool {
 	return slices.Contains(as, lab.HoA)
 }
 
-// loggedBUs returns the BUs mcoa-ha logged since off (lab.Daemon.LogOffset).
-func (e *env) loggedBUs(off int64) []lab.LoggedBU {
-	return lab.ParseLoggedBUs(e.ha.LogSince(off))
+// processedBUs returns the BUs mcoa-ha processed (reported on its event
+// stream and not dropped) since mark (lab.Daemon.BUMark).
+func (e *env) processedBUs(mark int) []control.BU {
+	return lab.Processed(e.ha.BUsSince(mark))
 }
 
 // ifaceOf names the interface a care-of address belongs to.

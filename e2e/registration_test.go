@@ -72,7 +72,7 @@ func TestRegistrationModes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := setup(t, opts{ha: lab.HAConfig{NoBulk: tc.noBulk}, mn: lab.MNConfig{Registration: tc.mode}, noMN: true})
-			off := e.ha.LogOffset()
+			mark := e.ha.BUMark()
 			e.startMN()
 			e.waitFor("three bindings in the HA's cache", registerTimeout, func() error {
 				return e.cacheIs(ifaces...)
@@ -83,14 +83,14 @@ func TestRegistrationModes(t *testing.T) {
 			if s := e.status(e.mn); s.Mode != tc.wantMode {
 				t.Errorf("MN registration mode %q, want %q", s.Mode, tc.wantMode)
 			}
-			bus := e.loggedBUs(off)
+			bus := e.processedBUs(mark)
 			m := e.metrics(e.ha)
 			rejected146 := m[`mcoa_ha_bu_rejected_total{status="146"}`]
 			t.Logf("BUs seen by the HA: %+v; metrics: received %v accepted %v rejected(146) %v",
 				bus, m["mcoa_ha_bu_received_total"], m["mcoa_ha_bu_accepted_total"], rejected146)
 
-			var accepted []lab.LoggedBU
-			var refused []lab.LoggedBU
+			var accepted []control.BU
+			var refused []control.BU
 			for _, bu := range bus {
 				switch {
 				case bu.HoA != lab.HoA:
@@ -105,7 +105,7 @@ func TestRegistrationModes(t *testing.T) {
 			}
 			switch tc.wantMode {
 			case "bulk":
-				if len(accepted) != 1 || accepted[0].BIDs != 3 {
+				if len(accepted) != 1 || len(accepted[0].BIDs) != 3 {
 					t.Errorf("accepted BUs %+v, want one carrying 3 BIDs", accepted)
 				}
 			case "individual":
@@ -113,8 +113,8 @@ func TestRegistrationModes(t *testing.T) {
 				// address with its single BID.
 				from := map[string]int{}
 				for _, bu := range accepted {
-					if bu.BIDs != 1 {
-						t.Errorf("individual BU with %d BIDs: %+v", bu.BIDs, bu)
+					if len(bu.BIDs) != 1 {
+						t.Errorf("individual BU with %d BIDs: %+v", len(bu.BIDs), bu)
 					}
 					from[e.ifaceOf(bu.Src)]++
 				}
@@ -123,14 +123,14 @@ func TestRegistrationModes(t *testing.T) {
 				}
 			}
 			if tc.noBulk {
-				if len(refused) == 0 || refused[0].BIDs != 3 || rejected146 < 1 {
+				if len(refused) == 0 || len(refused[0].BIDs) != 3 || rejected146 < 1 {
 					t.Errorf("want the bulk BU refused with 146 first; refused %+v, metric %v", refused, rejected146)
 				}
 			} else if len(refused) > 0 || rejected146 != 0 {
 				t.Errorf("BUs refused with 146: %+v", refused)
 			}
 			if got := m["mcoa_ha_bu_accepted_total"]; int(got) != len(accepted) {
-				t.Errorf("HA counted %v accepted BUs, its log %d", got, len(accepted))
+				t.Errorf("HA counted %v accepted BUs, its events %d", got, len(accepted))
 			}
 		})
 	}
@@ -145,14 +145,14 @@ func TestLinkLoss(t *testing.T) {
 	e := setup(t, opts{})
 	e.waitFor("three bindings in the HA's cache", registerTimeout, func() error { return e.cacheIs(ifaces...) })
 	for round := 1; round <= 2; round++ {
-		off := e.ha.LogOffset()
+		mark := e.ha.BUMark()
 		if err := e.lab.CutLink("eth0"); err != nil {
 			t.Fatal(err)
 		}
 		e.waitFor(fmt.Sprintf("round %d: eth0's binding removed", round), registerTimeout, func() error {
 			return e.cacheIs("wlan0", "wwan0")
 		})
-		bus := e.loggedBUs(off)
+		bus := e.processedBUs(mark)
 		if len(bus) == 0 {
 			t.Fatalf("round %d: the HA logged no BU for the removal", round)
 		}

@@ -25,7 +25,7 @@ func TestRestartMN(t *testing.T) {
 		seqBefore[x.BID] = x.Sequence
 	}
 
-	off := e.ha.LogOffset()
+	mark := e.ha.BUMark()
 	if err := e.mn.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestRestartMN(t *testing.T) {
 	if err := e.cacheIs(ifaces...); err != nil {
 		t.Fatalf("after mcoad stopped with deregister_on_stop = false: %v", err)
 	}
-	if bus := e.loggedBUs(off); len(bus) != 0 {
+	if bus := e.processedBUs(mark); len(bus) != 0 {
 		t.Errorf("mcoad sent BUs while stopping: %+v", bus)
 	}
 
@@ -65,7 +65,7 @@ func TestRestartMN(t *testing.T) {
 	if !maps.Equal(bidsBefore, e.bids) {
 		t.Errorf("BIDs changed across the restart: %v -> %v", bidsBefore, e.bids)
 	}
-	for _, bu := range e.loggedBUs(off) {
+	for _, bu := range e.processedBUs(mark) {
 		if bu.Status != 0 {
 			t.Errorf("BU after the restart answered with status %d: %+v", bu.Status, bu)
 		}

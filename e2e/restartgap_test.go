@@ -95,7 +95,7 @@ func TestRestartGap(t *testing.T) {
 	for _, x := range e.mustCache() {
 		seqBefore[x.BID] = x.Sequence
 	}
-	off := e.ha.LogOffset()
+	mark := e.ha.BUMark()
 
 	t0 := time.Now()
 	if err := e.mn.Stop(); err != nil {
@@ -122,7 +122,7 @@ func TestRestartGap(t *testing.T) {
 	if n := removed.Load(); n != 0 {
 		t.Errorf("the home agent's cache lost %d bindings across a restart that keeps them", n)
 	}
-	for _, bu := range e.loggedBUs(off) {
+	for _, bu := range e.processedBUs(mark) {
 		if bu.Status != 0 {
 			t.Errorf("a BU of the restart was answered with status %d: %+v", bu.Status, bu)
 		}

@@ -69,7 +69,7 @@ func TestVehicle(t *testing.T) {
 	e, host := setupVehicle(t, "explicit")
 	e.waitFor("the mobile network routed by the HA", registerTimeout, func() error { return e.prefixRoutedVia(ifaces...) })
 	// Explicit mode: every BU carries the mobile network prefix.
-	for _, bu := range e.loggedBUs(0) {
+	for _, bu := range e.processedBUs(0) {
 		if bu.Prefixes != 1 || bu.Status != 0 {
 			t.Errorf("BU to the HA with %d prefix options, answered %d; want 1, accepted", bu.Prefixes, bu.Status)
 		}
@@ -193,7 +193,7 @@ func TestVehicleImplicit(t *testing.T) {
 	})
 	probe.Close()
 	// The mobile router's BUs carried no prefix, and the HA accepted them.
-	bus := e.loggedBUs(0)
+	bus := e.processedBUs(0)
 	if len(bus) == 0 {
 		t.Fatal("the HA logged no BU")
 	}

@@ -9,10 +9,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/mcoad/mcoad/internal/lab"
+	"github.com/mcoad/mcoad/pkg/control"
 )
 
 // demoPriority is the priority lab.DefaultInterfaceRules give each
@@ -206,9 +208,9 @@ func (d *demo) mcoactl(ctx context.Context, title string, dm *lab.Daemon, args .
 // removalVia names the care-of addresses the BUs that removed eth0's
 // binding at who (the HA or the CN) came from, with their interfaces;
 // none may be eth0's, which has no carrier.
-func (d *demo) removalVia(who string, bus []lab.LoggedBU) (string, error) {
+func (d *demo) removalVia(who string, bus []control.BU) (string, error) {
 	if len(bus) == 0 {
-		return "", fmt.Errorf("the %s logged no BU for the removal", who)
+		return "", fmt.Errorf("the %s reported no BU for the removal", who)
 	}
 	var via []string
 	for _, bu := range bus {
@@ -218,6 +220,20 @@ func (d *demo) removalVia(who string, bus []lab.LoggedBU) (string, error) {
 		via = append(via, fmt.Sprintf("%s (%s)", bu.Src, d.ifaceOf(bu.Src)))
 	}
 	return strings.Join(via, ", "), nil
+}
+
+// sameBIDs reports whether bids are the BIDs of want's interfaces, each
+// once, in any order.
+func sameBIDs(bids []uint16, want map[string]uint16) bool {
+	if len(bids) != len(want) {
+		return false
+	}
+	for _, b := range want {
+		if !slices.Contains(bids, b) {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *demo) ifaceOf(a netip.Addr) string {

@@ -61,7 +61,7 @@ func (d *demo) run(ctx context.Context, prefix string, bins map[string]string, b
 // register starts mcoad with cfg and checks that its three care-of
 // addresses are registered with the HA in one bulk BU.
 func (d *demo) register(ctx context.Context, cfg *lab.MNConfig) error {
-	off := d.ha.LogOffset()
+	mark := d.ha.BUMark()
 	t := time.Now()
 	d.mnUp = t
 	var err error
@@ -98,14 +98,14 @@ func (d *demo) register(ctx context.Context, cfg *lab.MNConfig) error {
 		return err
 	}
 	took := time.Since(t)
-	var bulk []lab.LoggedBU
-	for _, bu := range lab.ParseLoggedBUs(d.ha.LogSince(off)) {
+	var bulk []control.BU
+	for _, bu := range lab.Processed(d.ha.BUsSince(mark)) {
 		if bu.Status == 0 {
 			bulk = append(bulk, bu)
 		}
 	}
-	if len(bulk) != 1 || bulk[0].BIDs != 3 {
-		return fmt.Errorf("the HA accepted %d BUs (%+v), want one carrying three BIDs", len(bulk), bulk)
+	if len(bulk) != 1 || !sameBIDs(bulk[0].BIDs, d.bids) {
+		return fmt.Errorf("the HA accepted %d BUs (%+v), want one carrying the three BIDs %v", len(bulk), bulk, d.bids)
 	}
 	d.printf("   registered %v after mcoad started: one BU from %s carrying BIDs %d, %d, %d; BA status 0\n",
 		ms(took), bulk[0].Src, d.bids["eth0"], d.bids["wlan0"], d.bids["wwan0"])
@@ -206,7 +206,7 @@ func (d *demo) cut(ctx context.Context) error {
 		}
 		d.printf("   the CN sends a UDP probe to %s every millisecond; they arrive through eth0's tunnel\n", lab.HoA)
 	}
-	off := d.ha.LogOffset()
+	mark := d.ha.BUMark()
 	cutAt := time.Now()
 	if err := d.lab.CutLink("eth0"); err != nil {
 		return err
@@ -217,7 +217,7 @@ func (d *demo) cut(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	via, err := d.removalVia("HA", lab.ParseLoggedBUs(d.ha.LogSince(off)))
+	via, err := d.removalVia("HA", lab.Processed(d.ha.BUsSince(mark)))
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcoad/mcoad/internal/lab"
 	"github.com/mcoad/mcoad/pkg/control"
+	"github.com/mcoad/mcoad/pkg/proto"
 )
 
 // roCorrespondent is mcoad's [[correspondent]] in `demo -ro`: the lab's CN.
@@ -72,8 +73,12 @@ func (d *demo) runRO(ctx context.Context, prefix string, bins map[string]string)
 }
 
 func (d *demo) roRegister(ctx context.Context, bin string, cn *lab.Daemon) error {
-	cnOff := cn.LogOffset()
+	cnMark := cn.BUMark()
 	tun0, err := d.haTunnel(ctx)
+	if err != nil {
+		return err
+	}
+	rr, err := d.cnLinkCapture(ctx, "cn-register.pcapng")
 	if err != nil {
 		return err
 	}
@@ -91,30 +96,13 @@ func (d *demo) roRegister(ctx context.Context, bin string, cn *lab.Daemon) error
 		return err
 	}
 	took := time.Since(d.mnUp)
-	// What went on the wire, from the daemons' logs: mcoad logs each
-	// HoTI and CoTI it sends, the CN each BU it processed.
-	log := d.mn.LogSince(0)
-	if n := strings.Count(log, "type=HoTI src="+lab.HoA.String()); n != 1 {
-		return fmt.Errorf("mcoad sent %d HoTIs from the home address, want 1", n)
+	// What went on the wire: the test inits as the CN's link saw them,
+	// the BUs as the CN reports them.
+	if err := d.checkTestInits(ctx, rr); err != nil {
+		return err
 	}
-	for _, n := range demoIfaces {
-		if c := strings.Count(log, "type=CoTI src="+d.coas[n].String()+" "); c != 1 {
-			return fmt.Errorf("mcoad sent %d CoTIs from %s's care-of address %s, want 1", c, n, d.coas[n])
-		}
-	}
-	var bus []string
-	for _, bu := range d.cnBUs(cn, cnOff) {
-		if bu.Status != 0 || bu.HoA != lab.HoA {
-			return fmt.Errorf("the CN logged a BU %+v, want status 0 from %s", bu, lab.HoA)
-		}
-		if bu.BIDs != 1 {
-			return fmt.Errorf("a BU to the CN from %s carries %d BIDs, want one per BU", bu.Src, bu.BIDs)
-		}
-		bus = append(bus, d.ifaceOf(bu.Src))
-	}
-	slices.Sort(bus)
-	if !slices.Equal(bus, []string{"eth0", "wlan0", "wwan0"}) {
-		return fmt.Errorf("the CN accepted BUs from %v, want one from each care-of address", bus)
+	if err := d.checkCNBUs(cn, cnMark); err != nil {
+		return err
 	}
 	tun1, err := d.haTunnel(ctx)
 	if err != nil {
@@ -132,10 +120,95 @@ func (d *demo) roRegister(ctx context.Context, bin string, cn *lab.Daemon) error
 	return nil
 }
 
-// cnBUs are the BUs the correspondent's mcoa-ha logged since off.
-func (d *demo) cnBUs(cn *lab.Daemon, off int64) []lab.LoggedBU {
-	var out []lab.LoggedBU
-	for _, bu := range lab.ParseLoggedBUs(cn.LogSince(off)) {
+// cnLinkCapture captures the Mobility Headers on the CN's link into file
+// (in the lab's directory); nil without tshark.
+func (d *demo) cnLinkCapture(ctx context.Context, file string) (*lab.Capture, error) {
+	if lab.CheckTools("tshark") != nil {
+		return nil, nil
+	}
+	return d.lab.StartCapture(ctx, lab.CN, lab.Uplink, lab.MHFilter, filepath.Join(d.lab.Dir, file))
+}
+
+// testInits counts the HoTIs and CoTIs capture c holds once done says
+// all that was awaited is there (at most 5s), then stops it; nil without
+// a capture (no tshark).
+func (d *demo) testInits(ctx context.Context, c *lab.Capture, done func(map[lab.MHSent]int) bool) (map[lab.MHSent]int, error) {
+	if c == nil {
+		d.printf("   (no tshark: the test init messages on the CN's link are not counted)\n")
+		return nil, nil
+	}
+	defer c.Stop()
+	return c.CountMHUntil(ctx, 5*time.Second, done)
+}
+
+// checkTestInits checks that one HoTI came from the home address and one
+// CoTI from each care-of address.
+func (d *demo) checkTestInits(ctx context.Context, c *lab.Capture) error {
+	sent, err := d.testInits(ctx, c, func(n map[lab.MHSent]int) bool {
+		all := n[lab.MHSent{Type: proto.TypeHoTI, Src: lab.HoA}] > 0
+		for _, i := range demoIfaces {
+			all = all && n[lab.MHSent{Type: proto.TypeCoTI, Src: d.coas[i]}] > 0
+		}
+		return all
+	})
+	if err != nil || sent == nil {
+		return err
+	}
+	if n := sent[lab.MHSent{Type: proto.TypeHoTI, Src: lab.HoA}]; n != 1 {
+		return fmt.Errorf("mcoad sent %d HoTIs from the home address, want 1", n)
+	}
+	for _, n := range demoIfaces {
+		if c := sent[lab.MHSent{Type: proto.TypeCoTI, Src: d.coas[n]}]; c != 1 {
+			return fmt.Errorf("mcoad sent %d CoTIs from %s's care-of address %s, want 1", c, n, d.coas[n])
+		}
+	}
+	return nil
+}
+
+// checkCoTIsOf checks that the CoTIs of capture c came from iface's
+// care-of address alone, at least one.
+func (d *demo) checkCoTIsOf(ctx context.Context, c *lab.Capture, iface string) error {
+	own := lab.MHSent{Type: proto.TypeCoTI, Src: d.coas[iface]}
+	inits, err := d.testInits(ctx, c, func(n map[lab.MHSent]int) bool { return n[own] > 0 })
+	if err != nil || inits == nil {
+		return err
+	}
+	cotis := 0
+	for k, n := range inits {
+		if k.Type == proto.TypeCoTI {
+			cotis += n
+		}
+	}
+	if n := inits[own]; n < 1 || n != cotis {
+		return fmt.Errorf("mcoad sent %d CoTIs, %d of them from %s's care-of address, want %s's alone (the CN's link saw %v)", cotis, n, iface, iface, inits)
+	}
+	return nil
+}
+
+// checkCNBUs checks that the CN accepted one BU from each care-of
+// address since mark, each carrying its BID alone.
+func (d *demo) checkCNBUs(cn *lab.Daemon, mark int) error {
+	var from []string
+	for _, bu := range d.cnBUs(cn, mark) {
+		if bu.Status != 0 || bu.HoA != lab.HoA {
+			return fmt.Errorf("the CN reported a BU %+v, want status 0 from %s", bu, lab.HoA)
+		}
+		if len(bu.BIDs) != 1 {
+			return fmt.Errorf("a BU to the CN from %s carries %d BIDs, want one per BU", bu.Src, len(bu.BIDs))
+		}
+		from = append(from, d.ifaceOf(bu.Src))
+	}
+	slices.Sort(from)
+	if !slices.Equal(from, demoIfaces) {
+		return fmt.Errorf("the CN accepted BUs from %v, want one from each care-of address", from)
+	}
+	return nil
+}
+
+// cnBUs are the BUs the correspondent's mcoa-ha processed since mark.
+func (d *demo) cnBUs(cn *lab.Daemon, mark int) []control.BU {
+	var out []control.BU
+	for _, bu := range lab.Processed(cn.BUsSince(mark)) {
 		if bu.Correspondent {
 			out = append(out, bu)
 		}
@@ -346,7 +419,7 @@ func (d *demo) roCut(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cnOff := d.cn.LogOffset()
+	cnMark := d.cn.BUMark()
 	if err := d.lab.CutLink("eth0"); err != nil {
 		return err
 	}
@@ -356,7 +429,7 @@ func (d *demo) roCut(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	via, err := d.removalVia("CN", d.cnBUs(d.cn, cnOff))
+	via, err := d.removalVia("CN", d.cnBUs(d.cn, cnMark))
 	if err != nil {
 		return err
 	}
@@ -421,7 +494,10 @@ func (d *demo) roMovedTo(ctx context.Context, iface string, ro0 roCounts) error 
 }
 
 func (d *demo) roRestore(ctx context.Context) error {
-	mnOff := d.mn.LogOffset()
+	rr, err := d.cnLinkCapture(ctx, "cn-restore.pcapng")
+	if err != nil {
+		return err
+	}
 	back, err := d.relink(ctx)
 	if err != nil {
 		return err
@@ -435,9 +511,8 @@ func (d *demo) roRestore(ctx context.Context) error {
 		return err
 	}
 	took := time.Since(back)
-	cotis := strings.Count(d.mn.LogSince(mnOff), "type=CoTI src=")
-	if eth0 := strings.Count(d.mn.LogSince(mnOff), "type=CoTI src="+d.coas["eth0"].String()+" "); eth0 < 1 || eth0 != cotis {
-		return fmt.Errorf("mcoad sent %d CoTIs, %d of them from eth0's care-of address, want eth0's alone", cotis, eth0)
+	if err := d.checkCoTIsOf(ctx, rr, "eth0"); err != nil {
+		return err
 	}
 	d.printf("   eth0 bound at the CN again %v after its carrier came back (a care-of test for eth0 alone)\n", ms(took))
 	if err := d.mnRegistered(ctx, 3); err != nil {

@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mcoad/mcoad/pkg/proto"
 )
 
 // MHFilter is the capture filter for what carries Mobility Headers: BUs
@@ -75,4 +80,56 @@ func (c *Capture) Stop() error {
 	}
 	c.Proc.Stop()
 	return err
+}
+
+// MHSent is one kind of Mobility Header message from one source.
+type MHSent struct {
+	Type proto.MHType
+	Src  netip.Addr
+}
+
+// CountMH counts the Mobility Header messages in a capture file by type
+// and source, as Wireshark's dissector decodes them (the source of the
+// innermost header: the sender of a tunnelled message).
+func CountMH(ctx context.Context, file string) (map[MHSent]int, error) {
+	out, err := exec.CommandContext(ctx, "tshark", "-n", "-r", file, "-Y", "mipv6", "-T", "fields",
+		"-E", "separator=/t", "-E", "occurrence=l", "-e", "mip6.mhtype", "-e", "ipv6.src").Output()
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		return nil, fmt.Errorf("lab: tshark -r %s: %w: %s", file, err, ee.Stderr)
+	} else if err != nil {
+		return nil, fmt.Errorf("lab: tshark -r %s: %w", file, err)
+	}
+	n := map[MHSent]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		t, src, ok := strings.Cut(line, "\t")
+		if !ok {
+			continue
+		}
+		typ, err := strconv.Atoi(t)
+		a, aerr := netip.ParseAddr(src)
+		if err != nil || aerr != nil {
+			return nil, fmt.Errorf("lab: tshark -r %s: line %q", file, line)
+		}
+		n[MHSent{proto.MHType(typ), a}]++
+	}
+	return n, nil
+}
+
+// CountMHUntil counts the Mobility Header messages captured so far
+// (CountMH over the file tshark is writing, which dumpcap fills in
+// batches) until done says all it waits for is there or timeout passes,
+// and returns the last count.
+func (c *Capture) CountMHUntil(ctx context.Context, timeout time.Duration, done func(map[MHSent]int) bool) (map[MHSent]int, error) {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var n map[MHSent]int
+	_, err := Poll(wctx, 100*time.Millisecond, func(context.Context) (bool, error) {
+		var err error
+		n, err = CountMH(ctx, c.File)
+		return err == nil && done(n), err
+	})
+	if n != nil && ctx.Err() == nil {
+		return n, nil
+	}
+	return n, err
 }

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -114,9 +113,11 @@ type Daemon struct {
 	// StateDir is mcoa-ha's home_agent.state_dir (StartHA), "" otherwise.
 	StateDir string
 
-	lab  *Lab
-	mu   sync.Mutex
-	proc *Proc
+	lab       *Lab
+	recordBUs bool // mcoa-ha: each process's BUs are recorded (BUsSince)
+	mu        sync.Mutex
+	proc      *Proc
+	bus       *buLog // the current process's, with recordBUs
 }
 
 // RunDir is where the lab's daemons put their control sockets: a short path
@@ -287,6 +288,7 @@ level = %q
 }
 
 func (l *Lab) startDaemon(ctx context.Context, node, name, bin, file, text, sock string) (*Daemon, error) {
+	d := &Daemon{Node: node, Config: filepath.Join(l.Dir, file), Socket: sock, Client: control.NewClient(sock), lab: l, recordBUs: name == HABinary}
 	if bin == "" {
 		var err error
 		if bin, err = FindBinary(name); err != nil {
@@ -296,11 +298,10 @@ func (l *Lab) startDaemon(ctx context.Context, node, name, bin, file, text, sock
 	if err := os.MkdirAll(l.RunDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
-	path := filepath.Join(l.Dir, file)
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+	if err := os.WriteFile(d.Config, []byte(text), 0o600); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
-	d := &Daemon{Node: node, Bin: bin, Config: path, Socket: sock, Client: control.NewClient(sock), lab: l}
+	d.Bin = bin
 	if err := d.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -333,6 +334,10 @@ func (d *Daemon) Start(ctx context.Context) error {
 		cctx, ccancel := context.WithTimeout(ctx, time.Second)
 		_, err := d.Client.Status(cctx)
 		ccancel()
+		if err == nil && d.recordBUs {
+			d.bus = &buLog{}
+			return d.bus.follow(d.Client)
+		}
 		if err == nil {
 			return nil
 		}
@@ -382,42 +387,4 @@ func (d *Daemon) Signal(sig syscall.Signal) error {
 		return nil
 	}
 	return p.Signal(sig)
-}
-
-// LogOffset returns the current size of the daemon's log, so that LogSince
-// can return what it writes from now on.
-func (d *Daemon) LogOffset() int64 {
-	p := d.Proc()
-	if p == nil {
-		return 0
-	}
-	st, err := os.Stat(p.Log)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
-// LogSince returns the daemon's log from offset on (see LogOffset).
-func (d *Daemon) LogSince(off int64) string {
-	p := d.Proc()
-	if p == nil {
-		return ""
-	}
-	f, err := os.Open(p.Log)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if _, err := f.Seek(off, 0); err != nil {
-		return ""
-	}
-	var b strings.Builder
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		b.WriteString(sc.Text())
-		b.WriteByte('\n')
-	}
-	return b.String()
 }

@@ -7,12 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mcoad/mcoad/internal/nstest"
+	"github.com/mcoad/mcoad/pkg/control"
 )
 
 func TestValidatePrefix(t *testing.T) {
@@ -233,18 +234,25 @@ func TestKillPidFilesSparesOthers(t *testing.T) {
 	}
 }
 
-func TestParseLoggedBUs(t *testing.T) {
-	log := `time=2026-11-27T05:06:57.116Z level=DEBUG msg="binding update" src=2001:db8:1::ff:fe00:1 hoa=2001:db8:aaaa::100 seq=14717 bids=3 prefixes=1 status=0
-time=2026-11-27T05:06:57.116Z level=INFO msg="binding added" hoa=2001:db8:aaaa::100 bid=1
-time=2026-11-27T05:06:58.131Z level=DEBUG msg="correspondent binding update" src=2001:db8:2::ff:fe00:2 hoa=2001:db8:aaaa::100 seq=18345 bids=1 status=136
-time=2026-11-27T05:06:58.138Z level=DEBUG msg="correspondent binding update dropped" src=2001:db8:2::ff:fe00:2 hoa=2001:db8:aaaa::100 reason=rate-limited
-`
-	got := ParseLoggedBUs(log)
-	want := []LoggedBU{
-		{Src: netip.MustParseAddr("2001:db8:1::ff:fe00:1"), HoA: HoA, Seq: 14717, BIDs: 3, Prefixes: 1},
-		{Src: netip.MustParseAddr("2001:db8:2::ff:fe00:2"), HoA: HoA, Seq: 18345, BIDs: 1, Status: 136, Correspondent: true},
+func TestBUsSince(t *testing.T) {
+	src := netip.MustParseAddr("2001:db8:1::ff:fe00:1")
+	accepted := control.BU{Src: src, HoA: HoA, Sequence: 14717, BIDs: []uint16{1, 2, 3}, Prefixes: 1, Answered: true}
+	refused := control.BU{Src: src, HoA: HoA, Sequence: 18345, BIDs: []uint16{2}, Status: 136, Answered: true, Correspondent: true}
+	dropped := control.BU{Src: src, HoA: HoA, Sequence: 18346, Correspondent: true, Dropped: "rate-limited"}
+	d := &Daemon{bus: &buLog{bus: []control.BU{accepted, refused, dropped}}}
+	if m := d.BUMark(); m != 3 {
+		t.Errorf("BUMark = %d, want 3", m)
 	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("ParseLoggedBUs:\n got %+v\nwant %+v", got, want)
+	if got := d.BUsSince(1); !reflect.DeepEqual(got, []control.BU{refused, dropped}) {
+		t.Errorf("BUsSince(1) = %+v", got)
+	}
+	if got := d.BUsSince(4); got != nil {
+		t.Errorf("BUsSince(4) = %+v, want none", got)
+	}
+	if got := Processed(d.BUsSince(0)); !reflect.DeepEqual(got, []control.BU{accepted, refused}) {
+		t.Errorf("Processed = %+v, want the accepted and the refused BU", got)
+	}
+	if got := (&Daemon{}).BUsSince(0); got != nil {
+		t.Errorf("a daemon without record: %+v", got)
 	}
 }
