@@ -8,7 +8,6 @@ package main
 
 import (
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/mcoad/mcoad/internal/ha"
@@ -36,8 +35,8 @@ func runWith(args []string, stderr io.Writer) int {
 		Load:    config.LoadHA,
 		Log:     func(c *config.HA) config.Log { return c.Log },
 		Cleanup: cleanup,
-		New: func(cfg *config.HA, log *slog.Logger, level *slog.LevelVar) (service.Daemon, error) {
-			return ha.New(cfg, ha.Deps{ConfigPath: f.Config, Version: version, Logger: log, Level: level})
+		New: func(cfg *config.HA, cmd service.Command) (service.Daemon, error) {
+			return ha.New(cfg, ha.Deps{Command: cmd})
 		},
 		WatchConfig: true,
 		Stdout:      os.Stdout, Stderr: stderr,

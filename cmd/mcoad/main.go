@@ -34,8 +34,8 @@ func run(args []string) int {
 		Load:    config.LoadMN,
 		Log:     func(c *config.MN) config.Log { return c.Log },
 		Cleanup: cleanup,
-		New: func(cfg *config.MN, log *slog.Logger, level *slog.LevelVar) (service.Daemon, error) {
-			deps := mn.Deps{ConfigPath: f.Config, Version: version, Logger: log, Level: level, DBusAddress: *dbusAddr}
+		New: func(cfg *config.MN, cmd service.Command) (service.Daemon, error) {
+			deps := mn.Deps{Command: cmd, DBusAddress: *dbusAddr}
 			// Under systemd a SIGTERM may be a restart, which keeps the
 			// bindings; systemd is always on the system bus, whatever
 			// -dbus says for mcoad's own service.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcoad/mcoad/internal/service"
 	"github.com/mcoad/mcoad/internal/testutil"
 	"github.com/mcoad/mcoad/pkg/bcache"
 	"github.com/mcoad/mcoad/pkg/clock"
@@ -33,7 +34,7 @@ key = "00112233445566778899aabbccddeeff"
 `)
 	tr, clk, log := newFake(), clock.NewFake(time.Unix(1_700_000_000, 0)), &testutil.SyncBuffer{}
 	a, err := New(cfg, Deps{Transport: tr, Proxy: &fakeProxy{}, Clock: clk,
-		Logger: slog.New(slog.NewTextHandler(log, nil))})
+		Command: service.Command{Logger: slog.New(slog.NewTextHandler(log, nil))}})
 	if err != nil {
 		t.Fatal(err)
 	}

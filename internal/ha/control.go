@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcoad/mcoad/pkg/bcache"
+	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 )
 
@@ -35,18 +36,18 @@ func (a *Agent) Status(ctx context.Context) (control.Status, error) {
 	var st control.Status
 	err := a.do(ctx, func() {
 		h := a.cfg.HomeAgent
-		mode := "bulk"
+		mode := config.RegBulk
 		if !h.BulkRegistration || !a.cfg.HomeAgentRole() {
-			mode = "individual" // a correspondent refuses bulk BUs (146)
+			mode = config.RegIndividual // a correspondent refuses bulk BUs (146)
 		}
 		n := a.cache.Len()
 		var roles []string
 		if a.cfg.HomeAgentRole() {
-			roles = append(roles, "home_agent")
+			roles = append(roles, control.RoleHomeAgent)
 		}
 		var cnAddrs []netip.Addr
 		if a.cn != nil {
-			roles = append(roles, "correspondent")
+			roles = append(roles, control.RoleCorrespondent)
 			cnAddrs = slices.Clone(a.cn.addrs)
 			n += a.cn.cache.Len()
 		}
@@ -56,7 +57,7 @@ func (a *Agent) Status(ctx context.Context) (control.Status, error) {
 			HomeAgent:     h.Address,
 			Roles:         roles,
 			Correspondent: cnAddrs,
-			Mode:          mode,
+			Mode:          string(mode),
 			Profile:       a.prof.Name,
 			Dataplane:     string(a.cfg.Dataplane.Backend),
 			Uptime:        int64(a.clk.Now().Sub(a.started) / time.Second),

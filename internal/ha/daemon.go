@@ -24,10 +24,7 @@ import (
 // makes (and Run closes) when the configuration wants it; tests give
 // fakes.
 type Deps struct {
-	ConfigPath string         // the file Reload reads
-	Version    string         // in the status
-	Logger     *slog.Logger   // nil: slog.Default()
-	Level      *slog.LevelVar // the log level a Reload sets; nil: none
+	service.Command
 
 	// Transport: nil, a Mobility Header socket (pkg/mhsock).
 	Transport Transport

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcoad/mcoad/internal/service"
 	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
@@ -51,7 +52,7 @@ func TestDaemonAnswersAndReloads(t *testing.T) {
 	}
 	tr, level, events := newFake(), new(slog.LevelVar), control.NewEvents(0)
 	defer events.Close()
-	a, err := New(cfg, Deps{ConfigPath: path, Level: level, Transport: tr, Proxy: &fakeProxy{}, Events: events,
+	a, err := New(cfg, Deps{Command: service.Command{ConfigPath: path, Level: level}, Transport: tr, Proxy: &fakeProxy{}, Events: events,
 		Clock: clock.NewFake(time.Unix(1_700_000_000, 0))})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcoad/mcoad/internal/service"
 	"github.com/mcoad/mcoad/internal/testutil"
 	"github.com/mcoad/mcoad/pkg/clock"
 	"github.com/mcoad/mcoad/pkg/config"
@@ -60,7 +61,7 @@ func startStateAgent(t *testing.T, cfg *config.HA, dir string, now time.Time) *s
 	var err error
 	cfg.HomeAgent.StateDir = dir
 	s.a, err = New(cfg, Deps{Transport: s.tr, Proxy: s.px, Plane: s.pl, Clock: s.clk,
-		Logger: slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Command: service.Command{Logger: slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug}))}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +413,7 @@ func TestStateCorrespondent(t *testing.T) {
 	cfg := cnConfig(t, true)
 	cfg.HomeAgent.StateDir = dir
 	a, err := New(cfg, Deps{Transport: tr, Proxy: &fakeProxy{}, CNPlane: cp,
-		Clock: clock.NewFake(t0.Add(time.Second)), Logger: slog.New(slog.NewTextHandler(log, nil))})
+		Clock: clock.NewFake(t0.Add(time.Second)), Command: service.Command{Logger: slog.New(slog.NewTextHandler(log, nil))}})
 	if err != nil {
 		t.Fatal(err)
 	}

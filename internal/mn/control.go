@@ -47,7 +47,7 @@ func (d *Daemon) Status(ctx context.Context) (control.Status, error) {
 	snap, _ := d.watcher.Current()
 	registered := 0
 	for _, e := range d.engine.Snapshot() {
-		if e.Role == "ha" && (e.State == bul.StateRegistered || e.State == bul.StateRefreshing) {
+		if e.Role == bul.RoleHA && (e.State == bul.StateRegistered || e.State == bul.StateRefreshing) {
 			registered++
 		}
 	}

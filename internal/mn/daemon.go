@@ -34,10 +34,7 @@ import (
 // and its side effects. A nil side effect is the real one, which New
 // makes (and Run closes); tests give fakes.
 type Deps struct {
-	ConfigPath string         // the file Reload reads
-	Version    string         // in the status
-	Logger     *slog.Logger   // nil: slog.Default()
-	Level      *slog.LevelVar // the log level a Reload sets; nil: none
+	service.Command
 
 	// Transport sends and receives Mobility Header packets; nil: a raw
 	// socket and AF_PACKET (pkg/mhsock).

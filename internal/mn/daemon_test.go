@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcoad/mcoad/internal/service"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 	"github.com/mcoad/mcoad/pkg/proto"
@@ -93,8 +94,8 @@ func TestDaemonRegistersAndDeregistersOnStop(t *testing.T) {
 	k := &fakeKernel{}
 	k.addLink(2, "eth0", "2001:db8:1::2/64")
 	ha := &homeAgent{in: make(chan mhsock.Received)}
-	d, err := New(cfg, Deps{ConfigPath: path, Transport: ha, Netlink: k, DBusAddress: NoDBus,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d, err := New(cfg, Deps{Command: service.Command{ConfigPath: path, Logger: log}, Transport: ha, Netlink: k, DBusAddress: NoDBus})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/mcoad/mcoad/internal/service"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/iface"
@@ -122,7 +123,7 @@ func newTestDaemon(t testing.TB, rules string) *testDaemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{deps: Deps{ConfigPath: path, Logger: log, Level: new(slog.LevelVar)}, log: log, cfg: cfg,
+	d := &Daemon{deps: Deps{Command: service.Command{ConfigPath: path, Logger: log, Level: new(slog.LevelVar)}}, log: log, cfg: cfg,
 		watcher: w, events: control.NewEvents(0), started: time.Now()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -34,6 +34,15 @@ func NewFlags(name, defaultConfig string, stderr io.Writer) (*flag.FlagSet, *Fla
 	return fs, f
 }
 
+// Command is what the command line gives a daemon's New (the first fields
+// of internal/mn's and internal/ha's Deps).
+type Command struct {
+	ConfigPath string         // the file Reload reads
+	Version    string         // in the status
+	Logger     *slog.Logger   // nil: slog.Default()
+	Level      *slog.LevelVar // the log level a Reload sets; nil: none
+}
+
 // Program is one daemon as Main runs it; C is its configuration type.
 type Program[C any] struct {
 	Name, Version string
@@ -43,8 +52,8 @@ type Program[C any] struct {
 	// load must not stop it).
 	Cleanup func(path string) error
 	// New builds the daemon (New(cfg, deps) of internal/mn or
-	// internal/ha) with the logger and the level a reload changes.
-	New         func(cfg C, log *slog.Logger, level *slog.LevelVar) (Daemon, error)
+	// internal/ha).
+	New         func(cfg C, cmd Command) (Daemon, error)
 	WatchConfig bool
 	Stdout      io.Writer
 	Stderr      io.Writer
@@ -83,7 +92,7 @@ func Main[C any](f *Flags, p Program[C]) int {
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	d, err := p.New(cfg, log, level)
+	d, err := p.New(cfg, Command{ConfigPath: f.Config, Version: p.Version, Logger: log, Level: level})
 	if err == nil {
 		err = Run(ctx, d, Options{ConfigPath: f.Config, WatchConfig: p.WatchConfig, Logger: log})
 	}

@@ -103,7 +103,7 @@ type Status struct {
 	// MobileRouter is mcoad's NEMO state (RFC 3963); absent for a mobile
 	// host and for mcoa-ha.
 	MobileRouter *MobileRouter `json:"mobile_router,omitempty"`
-	// Roles (mcoa-ha): "home_agent", "correspondent" or both; a
+	// Roles (mcoa-ha): RoleHomeAgent, RoleCorrespondent or both; a
 	// correspondent node alone has no HomeAgent.
 	Roles []string `json:"roles,omitempty"`
 	// Correspondent (mcoa-ha): the addresses the correspondent role
@@ -167,6 +167,12 @@ type Policy struct {
 	Cgroup    string   `json:"cgroup,omitempty"`     // cgroup v2 path
 	Prefer    []string `json:"prefer"`               // interface globs or BIDs, best first
 }
+
+// mcoa-ha's roles (Status.Roles).
+const (
+	RoleHomeAgent     = "home_agent"
+	RoleCorrespondent = "correspondent"
+)
 
 // Event kinds.
 const (
