@@ -97,7 +97,7 @@ func (p *Programs) maps() map[string]*ebpf.Map {
 	m := p.objs.tunnelMaps
 	return map[string]*ebpf.Map{
 		tunnelMapDrops: m.Drops, tunnelMapEndpoints: m.Endpoints, tunnelMapPeers: m.Peers,
-		tunnelMapStats: m.Stats, tunnelMapTunnels: m.Tunnels,
+		tunnelMapStats: m.Stats, tunnelMapTunnels: m.Tunnels, tunnelMapHome: m.Home, tunnelMapRoPeers: m.RoPeers,
 	}
 }
 

@@ -36,6 +36,8 @@ const (
 	DefaultHomeDevice = "mcoa0"
 	// DefaultHADevice is the home agent's TUN device.
 	DefaultHADevice = "mcoaha0"
+	// DefaultBPFDir is where the eBPF backend pins what a restart keeps.
+	DefaultBPFDir = "/sys/fs/bpf/mcoad"
 )
 
 // Tunnel is one registered binding of the mobile node: packets from the home
@@ -85,6 +87,10 @@ type Config struct {
 	// before the first SetTunnels (which removes those not wanted). A
 	// kept device that cannot be adopted is deleted.
 	Adopt []Tunnel
+	// BPFDir is a directory on a bpffs where the eBPF backend pins its
+	// maps and tc links for a restart (Keeper), and finds them again
+	// (default DefaultBPFDir).
+	BPFDir string
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -113,6 +119,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.HomeDevice == "" {
 		out.HomeDevice = DefaultHomeDevice
+	}
+	if out.BPFDir == "" {
+		out.BPFDir = DefaultBPFDir
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

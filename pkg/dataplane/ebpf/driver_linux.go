@@ -26,7 +26,7 @@ var Driver = dataplane.Driver{Name: Name, Probe: probe, New: New}
 // New starts the eBPF backend in the calling thread's network namespace;
 // cfg is resolved (dataplane.Config.Resolve).
 func New(cfg dataplane.Config) (dataplane.Backend, error) {
-	progs, err := bpftun.Load()
+	progs, adopted, err := loadPrograms(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", dataplane.ErrUnavailable, err)
 	}
@@ -41,7 +41,13 @@ func New(cfg dataplane.Config) (dataplane.Backend, error) {
 		ns.Close()
 		return nil, fmt.Errorf("dataplane: netlink: %w", err)
 	}
-	return newBackend(cfg, progs, h, ns), nil
+	b := newBackend(cfg, progs, h, ns)
+	if len(cfg.Adopt) > 0 {
+		if err := b.adopt(cfg.Adopt, adopted); err != nil {
+			cfg.Logger.Warn("kept data plane not wholly adopted: the first update makes the rest again", "err", err)
+		}
+	}
+	return b, nil
 }
 
 // probe loads the programs, one encapsulation instance included, and
