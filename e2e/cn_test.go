@@ -139,30 +139,11 @@ func (ce *cnEnv) mnCNBindings() (map[uint16]control.Binding, error) {
 func TestCorrespondentRegistration(t *testing.T) {
 	ce := setupCN(t, true)
 	e := ce.env
-	e.waitFor("three bindings in the CN's cache", registerTimeout, func() error { return ce.cnCacheIs(ifaces...) })
-	e.waitFor("three cn bindings on the MN", registerTimeout, func() error {
-		bs, err := ce.mnCNBindings()
-		if err != nil {
-			return err
-		}
-		for _, n := range ifaces {
-			if b, ok := bs[e.bids[n]]; !ok || b.CoA != e.coas[n] {
-				return fmt.Errorf("cn bindings %+v, want BID %d with %v", bs, e.bids[n], e.coas[n])
-			}
-		}
-		return nil
-	})
+	ce.waitCNRegistered(ifaces...)
 	// The HoTI went from the home address through a tunnel to the HA and
 	// the HoT came back through one: the only traffic of the home address.
-	var rx, tx float64
-	for k, v := range e.metrics(e.ha) {
-		switch {
-		case strings.HasPrefix(k, "mcoa_ha_tunnel_rx_packets_total"):
-			rx += v
-		case strings.HasPrefix(k, "mcoa_ha_tunnel_tx_packets_total"):
-			tx += v
-		}
-	}
+	m := e.metrics(e.ha)
+	rx, tx := lab.SumMetric(m, "mcoa_ha_tunnel_rx_packets_total"), lab.SumMetric(m, "mcoa_ha_tunnel_tx_packets_total")
 	if rx < 1 || tx < 1 {
 		t.Errorf("HA tunnel packets rx %v tx %v: the home test did not go through the tunnel", rx, tx)
 	}
@@ -340,13 +321,8 @@ func (ce *cnEnv) cnMetrics() map[string]float64 {
 
 // haTunnel sums the HA's tunnel packet counters, both directions.
 func (e *env) haTunnel() float64 {
-	var n float64
-	for k, v := range e.metrics(e.ha) {
-		if strings.HasPrefix(k, "mcoa_ha_tunnel_tx_packets_total") || strings.HasPrefix(k, "mcoa_ha_tunnel_rx_packets_total") {
-			n += v
-		}
-	}
-	return n
+	m := e.metrics(e.ha)
+	return lab.SumMetric(m, "mcoa_ha_tunnel_tx_packets_total") + lab.SumMetric(m, "mcoa_ha_tunnel_rx_packets_total")
 }
 
 // roCounts are the MN's route-optimised packet counters (tx, rx) by

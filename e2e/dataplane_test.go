@@ -23,18 +23,12 @@ import (
 
 // Ports of the test flows and the policies that steer them.
 const (
-	udpPort   = 5001 // policy "voice": UDP to wlan0, else eth0
-	tcpPort   = 5002 // policy "bulk": TCP to wwan0, else eth0
-	probePort = 6000 // CN -> HoA probes (no policy: the HA's choice)
+	udpPort   = lab.VoicePort // policy "voice": UDP to wlan0, else eth0
+	tcpPort   = 5002          // policy "bulk": TCP to wwan0, else eth0
+	probePort = 6000          // CN -> HoA probes (no policy: the HA's choice)
 )
 
-const dataplanePolicies = `
-[[policy]]
-name = "voice"
-protocol = "udp"
-dst_port = 5001
-prefer = ["wlan*", "eth*"]
-
+const dataplanePolicies = lab.VoicePolicy + `
 [[policy]]
 name = "bulk"
 protocol = "tcp"
@@ -88,14 +82,14 @@ func (e *env) inNode(node string, fn func() error) error {
 	return (&nstest.NS{Name: e.lab.NS(node)}).Do(fn)
 }
 
-// tunnelTx is the MN's count of packets sent through each interface's
-// tunnel.
-func (e *env) tunnelTx() map[string]float64 {
+// tunnelPackets is the MN's count of packets sent (dir "tx") or received
+// ("rx") through each interface's tunnel.
+func (e *env) tunnelPackets(dir string) map[string]float64 {
 	e.t.Helper()
 	m := e.metrics(e.mn)
 	out := map[string]float64{}
 	for _, n := range ifaces {
-		out[n] = m[fmt.Sprintf(`mcoad_tunnel_tx_packets_total{bid="%d"}`, e.bids[n])]
+		out[n] = m[fmt.Sprintf(`mcoad_tunnel_%s_packets_total{bid="%d"}`, dir, e.bids[n])]
 	}
 	return out
 }
@@ -179,42 +173,31 @@ func (e *env) startTCP(node, rnode string, dst netip.AddrPort) *lab.TCPFlow {
 // want's tunnel while the others carry fewer than a tenth of that.
 func (e *env) rxGrowsOn(what, want string, n float64, others ...string) {
 	e.t.Helper()
-	rx := func() map[string]float64 {
-		m := e.metrics(e.mn)
-		out := map[string]float64{}
-		for _, i := range ifaces {
-			out[i] = m[fmt.Sprintf(`mcoad_tunnel_rx_packets_total{bid="%d"}`, e.bids[i])]
-		}
-		return out
-	}
-	base := rx()
-	e.waitFor(what, 10*time.Second, func() error {
-		now := rx()
-		if d := now[want] - base[want]; d < n {
-			return fmt.Errorf("%s's tunnel received %v packets, want %v (all: %v -> %v)", want, d, n, base, now)
-		}
-		for _, o := range others {
-			if d := now[o] - base[o]; d > n/10 {
-				return fmt.Errorf("%s's tunnel received %v packets, want few (all: %v -> %v)", o, d, base, now)
-			}
-		}
-		return nil
-	})
+	e.tunnelGrows(what, "rx", want, n, others...)
 }
 
 // growsOn waits until the tunnel of want carries at least n more packets
 // while the others carry fewer than a tenth of that.
 func (e *env) growsOn(what, want string, n float64, others ...string) {
 	e.t.Helper()
-	base := e.tunnelTx()
+	e.tunnelGrows(what, "tx", want, n, others...)
+}
+
+// tunnelGrows waits until want's tunnel counts at least n more packets in
+// direction dir ("tx" or "rx") while the others count fewer than a tenth
+// of that.
+func (e *env) tunnelGrows(what, dir, want string, n float64, others ...string) {
+	e.t.Helper()
+	verb := map[string]string{"tx": "sent", "rx": "received"}[dir]
+	base := e.tunnelPackets(dir)
 	e.waitFor(what, 10*time.Second, func() error {
-		now := e.tunnelTx()
+		now := e.tunnelPackets(dir)
 		if d := now[want] - base[want]; d < n {
-			return fmt.Errorf("%s's tunnel sent %v packets, want %v (all: %v -> %v)", want, d, n, base, now)
+			return fmt.Errorf("%s's tunnel %s %v packets, want %v (all: %v -> %v)", want, verb, d, n, base, now)
 		}
 		for _, o := range others {
 			if d := now[o] - base[o]; d > n/10 {
-				return fmt.Errorf("%s's tunnel sent %v packets, want few (all: %v -> %v)", o, d, base, now)
+				return fmt.Errorf("%s's tunnel %s %v packets, want few (all: %v -> %v)", o, verb, d, base, now)
 			}
 		}
 		return nil

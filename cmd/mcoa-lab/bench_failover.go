@@ -40,7 +40,7 @@ func (b *bench) failover(ctx context.Context) (cut, up, gap stats, err error) {
 	if err := sleepCtx(ctx, time.Second); err != nil {
 		return nil, nil, nil, err
 	}
-	probe, err := b.lab.StartStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, benchProbePort), time.Millisecond)
+	probe, err := b.probeHoA()
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -84,6 +84,11 @@ func (b *bench) failover(ctx context.Context) (cut, up, gap stats, err error) {
 
 const benchProbePort = 6000
 
+// probeHoA starts the 1 ms probe stream from the CN to the home address.
+func (b *bench) probeHoA() (*lab.Stream, error) {
+	return b.lab.StartStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, benchProbePort), time.Millisecond)
+}
+
 // probesFlow waits until 100 more probes arrived.
 func (b *bench) probesFlow(ctx context.Context, probe *lab.Stream) error {
 	n := probe.Got()
@@ -121,7 +126,7 @@ func (b *bench) singleCoA(ctx context.Context) (gap stats, down time.Duration, e
 		return nil, 0, err
 	}
 	defer h.Close()
-	probe, err := b.lab.StartStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, benchProbePort), time.Millisecond)
+	probe, err := b.probeHoA()
 	if err != nil {
 		return nil, 0, err
 	}

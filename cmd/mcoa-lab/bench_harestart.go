@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,34 +28,19 @@ type haRestartFigure struct {
 	mnBUs         float64
 }
 
-// sumMetric adds up every series of the metric name.
-func sumMetric(m map[string]float64, name string) float64 {
-	var v float64
-	for k, x := range m {
-		if k == name || strings.HasPrefix(k, name+"{") {
-			v += x
-		}
-	}
-	return v
-}
-
 // haRestart kills mcoa-ha (SIGKILL) while the 1 ms CN -> HoA stream rides
 // eth0, starts it again b.o.haDown later and measures from the new
 // process's start until the stream arrives again.
 func (b *bench) haRestart(ctx context.Context) (f haRestartFigure, err error) {
 	f.down = b.o.haDown
 	b.logf("mcoa-ha killed and started again, %d runs, %v apart, 1 ms probes CN -> HoA", b.o.haRuns, b.o.haDown)
-	bids, err := b.bids(ctx)
-	if err != nil {
-		return f, err
-	}
-	probe, err := b.lab.StartStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, benchProbePort), time.Millisecond)
+	probe, err := b.probeHoA()
 	if err != nil {
 		return f, err
 	}
 	defer probe.Close()
 	for i := range b.o.haRuns {
-		if err := b.haSteady(ctx, bids); err != nil {
+		if err := b.haSteady(ctx); err != nil {
 			return f, fmt.Errorf("restart %d: %w", i+1, err)
 		}
 		m0, err := b.mn.Metrics(ctx)
@@ -79,7 +63,7 @@ func (b *bench) haRestart(ctx context.Context) (f haRestartFigure, err error) {
 		if err != nil {
 			return f, err
 		}
-		bus := sumMetric(m1, "mcoad_bu_sent_total") - sumMetric(m0, "mcoad_bu_sent_total")
+		bus := lab.SumMetric(m1, "mcoad_bu_sent_total") - lab.SumMetric(m0, "mcoad_bu_sent_total")
 		f.mnBUs += bus
 		b.logf("  restart %d: control socket after %s, home address reached after %s; mcoad sent %.0f BUs",
 			i+1, fmtDur(answer), fmtDur(reach), bus)
@@ -92,8 +76,12 @@ func (b *bench) haRestart(ctx context.Context) (f haRestartFigure, err error) {
 
 // haSteady waits until every path is alive, the stream rides eth0 and
 // mcoa-ha has written the three bindings to its state file.
-func (b *bench) haSteady(ctx context.Context, bids map[string]uint16) error {
+func (b *bench) haSteady(ctx context.Context) error {
 	if err := b.allAlive(ctx, 20*time.Second); err != nil {
+		return err
+	}
+	bids, err := b.bids(ctx)
+	if err != nil {
 		return err
 	}
 	if err := b.ridesOn(ctx, bids, "eth0", 15*time.Second); err != nil {
@@ -102,7 +90,7 @@ func (b *bench) haSteady(ctx context.Context, bids map[string]uint16) error {
 	file := filepath.Join(b.ha.StateDir, haStateFile)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := lab.Poll(wctx, 20*time.Millisecond, func(context.Context) (bool, error) {
+	_, err = lab.Poll(wctx, 20*time.Millisecond, func(context.Context) (bool, error) {
 		t, err := os.ReadFile(file)
 		return err == nil && strings.Count(string(t), `"bid"`) == len(benchIfaces), nil
 	})

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -161,7 +160,7 @@ func (b *bench) blackhole(ctx context.Context) (f blackholeFigure, err error) {
 	if err != nil {
 		return f, err
 	}
-	probe, err := b.lab.StartStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, benchProbePort), time.Millisecond)
+	probe, err := b.probeHoA()
 	if err != nil {
 		return f, err
 	}

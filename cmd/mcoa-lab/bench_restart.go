@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -51,7 +50,7 @@ func (b *bench) mnRestart(ctx context.Context) (f restartFigure, err error) {
 			return f, err
 		}
 	}
-	probe, err := b.lab.StartStream(lab.CN, lab.MN, netip.AddrPortFrom(lab.HoA, benchProbePort), time.Millisecond)
+	probe, err := b.probeHoA()
 	if err != nil {
 		return f, err
 	}

@@ -47,7 +47,7 @@ func (d *demo) run(ctx context.Context, prefix string, bins map[string]string, b
 
 	return d.runSteps(ctx, []demoStep{
 		{"registration of three care-of addresses in one bulk Binding Update", func(ctx context.Context) error {
-			return d.register(ctx, &lab.MNConfig{Bin: bins[lab.MNBinary], Backend: backend, Extra: demoPolicy})
+			return d.register(ctx, &lab.MNConfig{Bin: bins[lab.MNBinary], Backend: backend, Extra: lab.VoicePolicy})
 		}},
 		{"flow policy: UDP to port 5001 over wlan0, the rest by priority (eth0)", d.flowPolicy},
 		{"eth0's path dies upstream, its carrier up: found dead, its binding withdrawn", d.blackHole},
@@ -129,21 +129,10 @@ func (d *demo) register(ctx context.Context, cfg *lab.MNConfig) error {
 	return nil
 }
 
-// demoPolicy is mcoad's [[policy]] of step 2: UDP to port 5001 (voice,
-// say) prefers wlan0, then eth0. Other traffic follows the interfaces'
-// priorities: eth0.
-const demoPolicy = `
-[[policy]]
-name = "voice"
-protocol = "udp"
-dst_port = 5001
-prefer = ["wlan*", "eth*"]
-`
-
 const (
-	demoVoicePort = 5001 // the policy's port
-	demoOtherPort = 5003 // no policy
-	demoProbePort = 6000 // CN -> HoA probes in step 3
+	demoVoicePort = lab.VoicePort // lab.VoicePolicy's: UDP prefers wlan0, then eth0
+	demoOtherPort = 5003          // no policy
+	demoProbePort = 6000          // CN -> HoA probes in step 3
 )
 
 // flowPolicy sends two UDP flows from the home address to the CN, one

@@ -221,16 +221,7 @@ type tunnelPackets struct{ rx, tx float64 }
 
 func (d *demo) haTunnel(ctx context.Context) (tunnelPackets, error) {
 	m, err := d.ha.Metrics(ctx)
-	var t tunnelPackets
-	for k, v := range m {
-		switch {
-		case strings.HasPrefix(k, "mcoa_ha_tunnel_rx_packets_total"):
-			t.rx += v
-		case strings.HasPrefix(k, "mcoa_ha_tunnel_tx_packets_total"):
-			t.tx += v
-		}
-	}
-	return t, err
+	return tunnelPackets{rx: lab.SumMetric(m, "mcoa_ha_tunnel_rx_packets_total"), tx: lab.SumMetric(m, "mcoa_ha_tunnel_tx_packets_total")}, err
 }
 
 // roCounts are the MN's route-optimised packet counters by interface, and

@@ -76,6 +76,19 @@ type HAConfig struct {
 	Unauthenticated bool
 }
 
+// VoicePolicy is an mcoad [[policy]] (for MNConfig.Extra): UDP to port
+// VoicePort, voice say, prefers wlan0, then eth0.
+const VoicePolicy = `
+[[policy]]
+name = "voice"
+protocol = "udp"
+dst_port = 5001
+prefer = ["wlan*", "eth*"]
+`
+
+// VoicePort is VoicePolicy's port.
+const VoicePort = 5001
+
 // MNConfig chooses how StartMN configures mcoad. The zero value is the
 // lab's mobile node with defaults: bulk registration, one BID per
 // interface, DefaultInterfaceRules, return_home "all", no data plane.

@@ -256,3 +256,17 @@ func TestBUsSince(t *testing.T) {
 		t.Errorf("a daemon without record: %+v", got)
 	}
 }
+
+func TestSumMetric(t *testing.T) {
+	m := ParseMetrics(`# HELP mcoa_ha_tunnel_rx_packets_total Packets.
+mcoa_ha_tunnel_rx_packets_total{bid="1"} 3
+mcoa_ha_tunnel_rx_packets_total{bid="2"} 4
+mcoa_ha_tunnel_rx_packets_total_other 100
+mcoad_bu_sent_total 7
+`)
+	for name, want := range map[string]float64{"mcoa_ha_tunnel_rx_packets_total": 7, "mcoad_bu_sent_total": 7, "absent": 0} {
+		if got := SumMetric(m, name); got != want {
+			t.Errorf("SumMetric(%s) = %v, want %v", name, got, want)
+		}
+	}
+}

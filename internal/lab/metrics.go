@@ -37,3 +37,15 @@ func ParseMetrics(text string) map[string]float64 {
 	}
 	return out
 }
+
+// SumMetric adds up every series of the metric name in m (as Metrics and
+// ParseMetrics key it).
+func SumMetric(m map[string]float64, name string) float64 {
+	var v float64
+	for k, x := range m {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			v += x
+		}
+	}
+	return v
+}
