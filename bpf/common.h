@@ -133,6 +133,38 @@ static __always_inline void count(__u32 id, __u32 len, int rx)
 	}
 }
 
+// The headers route optimisation inserts (RFC 6275 6.3, 6.4) are 24 octets.
+#define RO_EXT_LEN 24
+
+// ro_insertable: route optimisation leaves alone, as the userspace path
+// does, a packet whose Hop-by-Hop header must stay first, whose routing or
+// destination options headers are the sender's, or that is signaling
+// (pkg/mhsock's).
+static __always_inline int ro_insertable(__u8 nexthdr)
+{
+	return nexthdr != NEXTHDR_HOP && nexthdr != NEXTHDR_ROUTING && nexthdr != NEXTHDR_DEST &&
+	       nexthdr != NEXTHDR_MH;
+}
+
+// insert_ro_header puts hdr (RO_EXT_LEN octets) right behind the IPv6
+// header, announced as nh, sets the payload length to plen and the address
+// at addr_off (8: source, 24: destination) to addr. Growing shrinks a GSO
+// packet's segment size by as much, so its segments still fit. 0 on
+// success; the failure is counted.
+static __always_inline int insert_ro_header(struct __sk_buff *skb, const void *hdr, __u8 nh,
+					    __be16 plen, __u32 addr_off, const struct in6 *addr)
+{
+	if (bpf_skb_adjust_room(skb, RO_EXT_LEN, BPF_ADJ_ROOM_NET, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + IPV6_HLEN, hdr, RO_EXT_LEN, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + 6, &nh, 1, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + 4, &plen, 2, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + addr_off, addr, sizeof(*addr), 0)) {
+		count_drop(DROP_ENCAP);
+		return -1;
+	}
+	return 0;
+}
+
 // outer_header fills the outer header of a tunnel packet for inner: the
 // traffic class copied (RFC 6040 normal mode), a flow label of the tunnel's
 // own (RFC 2473 6.3: the packet hash keeps an inner flow on one outer flow).

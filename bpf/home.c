@@ -269,7 +269,6 @@ int home_encap(struct __sk_buff *skb)
 	return BPF_LWT_REROUTE;
 }
 
-#define RO_EXT_LEN 24
 #define OPT_PAD1 0
 #define OPT_PADN 1
 #define OPT_HAO 201
@@ -431,21 +430,14 @@ int cn_out(struct __sk_buff *skb)
 	struct home_bindings *hb;
 	struct flow_key k = {};
 	__u8 rh[RO_EXT_LEN] = {0, 2, 2, 1};
-	__u8 nh = NEXTHDR_ROUTING;
 	__u32 *home, i, len;
 	struct in6 coa;
 	__be16 plen;
 	int ports;
 
-	if (skb->protocol != bpf_htons(ETH_P_IPV6) || (void *)(ip6 + 1) > end)
+	if (skb->protocol != bpf_htons(ETH_P_IPV6) || (void *)(ip6 + 1) > end ||
+	    !ro_insertable(ip6->nexthdr))
 		return PASS;
-	switch (ip6->nexthdr) {
-	case NEXTHDR_HOP:
-	case NEXTHDR_ROUTING:
-	case NEXTHDR_DEST:
-	case NEXTHDR_MH:
-		return PASS; // the sender's headers, and signaling (pkg/mhsock's)
-	}
 	head = *ip6;
 	home = home_of(&head.daddr);
 	hb = home ? bpf_map_lookup_elem(&bindings, home) : 0;
@@ -460,14 +452,8 @@ int cn_out(struct __sk_buff *skb)
 	__builtin_memcpy(&rh[8], &head.daddr, sizeof(head.daddr));
 	len = skb->len - ETH_HLEN;
 	plen = bpf_htons(bpf_ntohs(head.payload_len) + RO_EXT_LEN);
-	if (bpf_skb_adjust_room(skb, RO_EXT_LEN, BPF_ADJ_ROOM_NET, 0) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + IPV6_HLEN, rh, sizeof(rh), 0) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + 6, &nh, 1, 0) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + 4, &plen, 2, 0) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + 24, &coa, sizeof(coa), 0)) {
-		count_drop(DROP_ENCAP);
+	if (insert_ro_header(skb, rh, NEXTHDR_ROUTING, plen, 24, &coa))
 		return TC_ACT_SHOT;
-	}
 	count(stats_id(*home, hb->b[i].bid), len, 0);
 	// The care-of address may lie behind another next hop, or another
 	// interface, than the home address did: route it again. The kernel's

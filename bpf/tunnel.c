@@ -73,7 +73,6 @@ struct {
 
 // Route optimisation counts apart from the tunnels: stats key RO_ID(bid).
 #define RO_ID(bid) ((1 << 16) | ((bid) & 0xffff))
-#define RO_EXT_LEN 24
 
 // The Destination Options header with the Home Address option at 8n+6
 // (RFC 6275 6.3), as pkg/proto and the userspace path lay it out.
@@ -202,21 +201,11 @@ int ro_out(struct __sk_buff *skb)
 	struct ro_dest *d;
 	struct in6 *hoa, src;
 	__u32 zero = 0, len;
-	__u8 nh = NEXTHDR_DEST;
 	__be16 plen;
 
-	if (skb->protocol != bpf_htons(ETH_P_IPV6) || (void *)(ip6 + 1) > end)
+	if (skb->protocol != bpf_htons(ETH_P_IPV6) || (void *)(ip6 + 1) > end ||
+	    !ro_insertable(ip6->nexthdr))
 		return PASS;
-	// What the userspace path leaves alone too: a Hop-by-Hop header must
-	// stay first, headers of these kinds are the sender's, and signaling
-	// is pkg/mhsock's.
-	switch (ip6->nexthdr) {
-	case NEXTHDR_HOP:
-	case NEXTHDR_ROUTING:
-	case NEXTHDR_DEST:
-	case NEXTHDR_MH:
-		return PASS;
-	}
 	k.cn = ip6->daddr;
 	src = ip6->saddr;
 	hao.nexthdr = ip6->nexthdr;
@@ -228,16 +217,8 @@ int ro_out(struct __sk_buff *skb)
 	hao.hoa = *hoa;
 	len = skb->len - ETH_HLEN;
 	plen = bpf_htons(bpf_ntohs(plen) + RO_EXT_LEN);
-	// Growing shrinks a GSO packet's segment size by as much, so its
-	// segments still fit the uplink.
-	if (bpf_skb_adjust_room(skb, RO_EXT_LEN, BPF_ADJ_ROOM_NET, 0) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + IPV6_HLEN, &hao, sizeof(hao), 0) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + 6, &nh, 1, 0) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + 4, &plen, 2, 0) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + 8, &d->coa, sizeof(d->coa), 0)) {
-		count_drop(DROP_ENCAP);
+	if (insert_ro_header(skb, &hao, NEXTHDR_DEST, plen, 8, &d->coa))
 		return TC_ACT_SHOT;
-	}
 	count(RO_ID(d->bid), len, 0);
 	return TC_ACT_OK;
 }

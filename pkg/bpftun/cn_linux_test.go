@@ -36,13 +36,7 @@ func TestCorrespondentIn(t *testing.T) {
 	mixed = append(mixed, 1, 0)
 	mixedOut := append([]byte{nhUDP, 2, 0x1e, 0, 1, 16}, make([]byte, 16)...)
 	mixedOut = append(mixedOut, 1, 0)
-	tests := []struct {
-		name  string
-		frame []byte
-		ret   uint32
-		want  []byte
-		drop  Drop
-	}{
+	tests := []progCase{
 		{name: "bound care-of address", frame: ether(0x86dd, ip6(coa, cn, nhDstOpts, haoHeader(nhUDP, hoa, data))), want: ether(0x86dd, ip6(hoa, cn, nhUDP, data))},
 		{name: "second binding", frame: ether(0x86dd, ip6(coa2, cn, nhDstOpts, haoHeader(nhUDP, hoa, data))), want: ether(0x86dd, ip6(hoa, cn, nhUDP, data))},
 		{name: "other options stay", frame: ether(0x86dd, ip6(coa, cn, nhDstOpts, append(mixed, data...))), want: ether(0x86dd, ip6(hoa, cn, nhDstOpts, append(mixedOut, data...)))},
@@ -53,29 +47,7 @@ func TestCorrespondentIn(t *testing.T) {
 		{name: "option to discard", frame: ether(0x86dd, ip6(coa, cn, nhDstOpts, append([]byte{nhUDP, 0, 0x80, 0, 1, 2, 0, 0}, data...))), ret: tcActShot, drop: DropMalformed},
 		{name: "short home address option", frame: ether(0x86dd, ip6(coa, cn, nhDstOpts, append([]byte{nhUDP, 0, 201, 4, 0, 0, 0, 0}, data...))), ret: tcActShot, drop: DropMalformed},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before, err := h.Drops()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ret, out := run(t, h.Decap(), tt.frame)
-			want := tt.want
-			if want == nil {
-				want = tt.frame
-			}
-			if ret != tt.ret || !bytes.Equal(out, want) {
-				t.Fatalf("returned %d with\n % x\nwant %d with\n % x", ret, out, tt.ret, want)
-			}
-			after, err := h.Drops()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ret == tcActShot && after[tt.drop]-before[tt.drop] != 1 {
-				t.Errorf("%s drops counted %d, want 1", tt.drop, after[tt.drop]-before[tt.drop])
-			}
-		})
-	}
+	runCases(t, h.Decap(), h, tests)
 	for _, want := range []BindingError{{Src: spoofer, Dst: cn, HoA: hoa}, {Src: coa, Dst: cn, HoA: hoa2}} {
 		select {
 		case got := <-bes:

@@ -89,13 +89,7 @@ func TestDecap(t *testing.T) {
 	chain := ext(43, 1, ext(60, 0, ext(41, 0, inner)))
 	tooDeep := ext(60, 0, ext(60, 0, ext(60, 0, ext(60, 0, ext(41, 0, inner)))))
 
-	tests := []struct {
-		name  string
-		frame []byte
-		ret   uint32
-		want  []byte // the frame after the program (nil: unchanged)
-		drop  Drop   // counted when ret is shot
-	}{
+	tests := []progCase{
 		{name: "from home agent", frame: ether(0x86dd, ip6(ha, coa, 41, inner)), want: ether(0x86dd, inner)},
 		{name: "from correspondent", frame: ether(0x86dd, ip6(cn, coa, 41, inner)), want: ether(0x86dd, inner)},
 		{name: "destination options first", frame: ether(0x86dd, ip6(ha, coa, 60, dstopts)), want: ether(0x86dd, inner)},
@@ -118,39 +112,7 @@ func TestDecap(t *testing.T) {
 		{name: "extension header cut short", frame: ether(0x86dd, ip6(ha, coa, 60, []byte{41})), ret: tcPass},
 		{name: "too many extension headers", frame: ether(0x86dd, ip6(ha, coa, 60, tooDeep)), ret: tcPass},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before, err := p.Drops()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ret, out := run(t, p.Decap(), tt.frame)
-			if ret != tt.ret {
-				t.Fatalf("returned %d, want %d", ret, tt.ret)
-			}
-			want := tt.want
-			if want == nil {
-				want = tt.frame
-			}
-			if !bytes.Equal(out, want) {
-				t.Errorf("frame after the program:\n got % x\nwant % x", out, want)
-			}
-			after, err := p.Drops()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for d := range numDrops {
-				n := after[d] - before[d]
-				if wantN := uint64(0); ret == tcActShot && d == tt.drop {
-					if n != 1 {
-						t.Errorf("%s drops counted %d, want 1", d, n)
-					}
-				} else if n != wantN {
-					t.Errorf("%s drops counted %d, want 0", d, n)
-				}
-			}
-		})
-	}
+	runCases(t, p.Decap(), p, tests)
 	stats, err := p.Stats()
 	if err != nil {
 		t.Fatal(err)
@@ -166,6 +128,52 @@ func TestDecap(t *testing.T) {
 	frame := ether(0x86dd, ip6(ha, coa, 41, inner))
 	if ret, out := run(t, p.Decap(), frame); ret != tcPass || !bytes.Equal(out, frame) {
 		t.Errorf("after DeleteEndpoint: returned %d with % x, want the frame untouched", ret, out)
+	}
+}
+
+// progCase is a crafted frame and what a tc program must make of it.
+type progCase struct {
+	name  string
+	frame []byte
+	ret   uint32
+	want  []byte // the frame after the program (nil: unchanged)
+	drop  Drop   // counted when ret is shot
+}
+
+// runCases runs prog on each case and checks its verdict, the frame it
+// leaves and the drop counters of d: only the case's reason, once.
+func runCases(t *testing.T, prog *ebpf.Program, d interface {
+	Drops() (map[Drop]uint64, error)
+}, cases []progCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			before, err := d.Drops()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ret, out := run(t, prog, tt.frame)
+			want := tt.want
+			if want == nil {
+				want = tt.frame
+			}
+			if ret != tt.ret || !bytes.Equal(out, want) {
+				t.Fatalf("returned %d with\n % x\nwant %d with\n % x", ret, out, tt.ret, want)
+			}
+			after, err := d.Drops()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for r := range numDrops {
+				n, wantN := after[r]-before[r], uint64(0)
+				if ret == tcActShot && r == tt.drop {
+					wantN = 1
+				}
+				if n != wantN {
+					t.Errorf("%s drops counted %d, want %d", r, n, wantN)
+				}
+			}
+		})
 	}
 }
 

@@ -1,7 +1,6 @@
 package bpftun
 
 import (
-	"bytes"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -51,13 +50,7 @@ func TestHomeDecap(t *testing.T) {
 	}
 	fromHoA := ip6(hoa, cn, nhUDP, udp(5000, 7000, "hi"))
 	fromMNP := ip6(mnHost, cn, nhUDP, udp(5001, 7000, "hi"))
-	tests := []struct {
-		name  string
-		frame []byte
-		ret   uint32
-		want  []byte
-		drop  Drop
-	}{
+	tests := []progCase{
 		{name: "home address through its care-of address", frame: ether(0x86dd, ip6(coa, ha, 41, fromHoA)), want: ether(0x86dd, fromHoA)},
 		{name: "second binding", frame: ether(0x86dd, ip6(coa2, ha, 41, fromHoA)), want: ether(0x86dd, fromHoA)},
 		{name: "mobile network", frame: ether(0x86dd, ip6(coa, ha, 41, fromMNP)), want: ether(0x86dd, fromMNP)},
@@ -67,29 +60,7 @@ func TestHomeDecap(t *testing.T) {
 		{name: "not to the home agent", frame: ether(0x86dd, ip6(coa, cn, 41, fromHoA)), ret: tcPass},
 		{name: "truncated", frame: ether(0x86dd, ip6(coa, ha, 41, fromHoA[:30])), ret: tcActShot, drop: DropMalformed},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before, err := h.Drops()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ret, out := run(t, h.Decap(), tt.frame)
-			want := tt.want
-			if want == nil {
-				want = tt.frame
-			}
-			if ret != tt.ret || !bytes.Equal(out, want) {
-				t.Fatalf("returned %d with\n % x\nwant %d with\n % x", ret, out, tt.ret, want)
-			}
-			after, err := h.Drops()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ret == tcActShot && after[tt.drop]-before[tt.drop] != 1 {
-				t.Errorf("%s drops counted %d, want 1", tt.drop, after[tt.drop]-before[tt.drop])
-			}
-		})
-	}
+	runCases(t, h.Decap(), h, tests)
 	st, err := h.Stats()
 	if err != nil {
 		t.Fatal(err)

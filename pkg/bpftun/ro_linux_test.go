@@ -99,13 +99,7 @@ func TestROIn(t *testing.T) {
 		}
 	}
 	data := udp(7000, 5000, "answer")
-	tests := []struct {
-		name  string
-		frame []byte
-		ret   uint32
-		want  []byte
-		drop  Drop
-	}{
+	tests := []progCase{
 		{name: "to the home address", frame: ether(0x86dd, ip6(cn, coa, nhRouting, rh2Header(nhUDP, 1, hoa, data))),
 			want: ether(0x86dd, ip6(cn, hoa, nhUDP, data))},
 		{name: "another home address", frame: ether(0x86dd, ip6(cn, coa, nhRouting, rh2Header(nhUDP, 1, hoa2, data))), ret: tcActShot, drop: DropNotHome},
@@ -115,29 +109,7 @@ func TestROIn(t *testing.T) {
 		{name: "another routing type", frame: ether(0x86dd, ip6(cn, coa, nhRouting, append([]byte{nhUDP, 2, 0, 1}, make([]byte, 20)...))), ret: tcPass},
 		{name: "truncated", frame: ether(0x86dd, ip6(cn, coa, nhRouting, []byte{nhUDP, 2, 2, 1})), ret: tcPass},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before, err := p.Drops()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ret, out := run(t, p.Decap(), tt.frame)
-			want := tt.want
-			if want == nil {
-				want = tt.frame
-			}
-			if ret != tt.ret || !bytes.Equal(out, want) {
-				t.Fatalf("returned %d with\n % x\nwant %d with\n % x", ret, out, tt.ret, want)
-			}
-			after, err := p.Drops()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ret == tcActShot && after[tt.drop]-before[tt.drop] != 1 {
-				t.Errorf("%s drops counted %d, want 1", tt.drop, after[tt.drop]-before[tt.drop])
-			}
-		})
-	}
+	runCases(t, p.Decap(), p, tests)
 	ro, err := p.ROStats()
 	if err != nil {
 		t.Fatal(err)

@@ -220,15 +220,8 @@ func (b *backend) ensureHome(hoa netip.Addr) error {
 	if b.hoa == hoa {
 		return nil
 	}
-	l, err := b.h.LinkByIndex(b.home.Index)
-	if err != nil {
-		return fmt.Errorf("home device: %w", err)
-	}
-	if b.hoa.IsValid() {
-		b.h.AddrDel(l, dplink.HomeAddr(b.hoa))
-	}
-	if err := b.h.AddrReplace(l, dplink.HomeAddr(hoa)); err != nil {
-		return fmt.Errorf("home address: %w", err)
+	if err := dplink.MoveHomeAddr(b.h, b.home.Index, b.hoa, hoa); err != nil {
+		return err
 	}
 	b.hoa = hoa
 	return nil

@@ -30,22 +30,9 @@ func privateBPF(t *testing.T) string {
 // backend takes the maps, links and home device over (counters continue),
 // and its Close leaves nothing, pins included.
 func TestKeepAcrossRestart(t *testing.T) {
-	l := newLab(t)
-	dir := privateBPF(t)
-	l.restart(t, dataplane.Config{Backend: Name, BPFDir: dir})
-	tun := dataplane.Tunnel{BID: 1, Iface: "m0", CoA: coa, HA: haAddr, HoA: hoa}
-	l.tunnels(t, tun)
-	l.udpEcho(t)
-	ping := l.udpClient(t)
-	ping(t, "before")
-
-	k, ok := l.backend.(dataplane.Keeper)
-	if !ok {
-		t.Fatal("the eBPF backend is not a Keeper")
-	}
-	kept, err := k.Keep()
-	if err != nil || len(kept) != 1 || kept[0].BID != 1 {
-		t.Fatalf("Keep: %v, %v; want BID 1 kept", kept, err)
+	l, dir, tun, ping, kept := keptLab(t)
+	if len(kept) != 1 || kept[0].BID != 1 {
+		t.Fatalf("Keep: %v; want BID 1 kept", kept)
 	}
 	ping(t, "between the processes")
 	if out := l.mn.Exec(t, "ip", "-6", "route", "show", "table", "1001"); !strings.Contains(out, "encap bpf") {
@@ -77,21 +64,35 @@ func TestKeepAcrossRestart(t *testing.T) {
 // version's, or gone) leave the next process starting afresh, and the
 // first SetTunnels makes the tunnel work again.
 func TestAdoptWithoutKeptMaps(t *testing.T) {
-	l := newLab(t)
-	dir := privateBPF(t)
-	l.restart(t, dataplane.Config{Backend: Name, BPFDir: dir})
-	tun := dataplane.Tunnel{BID: 1, Iface: "m0", CoA: coa, HA: haAddr, HoA: hoa}
-	l.tunnels(t, tun)
-	l.udpEcho(t)
-	ping := l.udpClient(t)
-	kept, err := l.backend.(dataplane.Keeper).Keep()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, dir, tun, ping, kept := keptLab(t)
 	os.Remove(dir + "/tunnels")
 	l.restart(t, dataplane.Config{Backend: Name, BPFDir: dir, Adopt: kept})
 	l.tunnels(t, tun)
 	ping(t, "with fresh maps")
+}
+
+// keptLab is a lab whose backend pins under a bpffs of the test's own,
+// with BID 1's tunnel carrying an echo (checked), then kept (Keep).
+func keptLab(t *testing.T) (l *lab, dir string, tun dataplane.Tunnel, ping func(*testing.T, string), kept []dataplane.Tunnel) {
+	t.Helper()
+	l = newLab(t)
+	dir = privateBPF(t)
+	l.backend.Close() // the default one: this lab's pins go to dir
+	l.restart(t, dataplane.Config{Backend: Name, BPFDir: dir})
+	tun = dataplane.Tunnel{BID: 1, Iface: "m0", CoA: coa, HA: haAddr, HoA: hoa}
+	l.tunnels(t, tun)
+	l.udpEcho(t)
+	ping = l.udpClient(t)
+	ping(t, "before")
+	k, ok := l.backend.(dataplane.Keeper)
+	if !ok {
+		t.Fatal("the eBPF backend is not a Keeper")
+	}
+	kept, err := k.Keep()
+	if err != nil {
+		t.Fatalf("Keep: %v", err)
+	}
+	return l, dir, tun, ping, kept
 }
 
 // restart starts a backend with cfg in the mobile node (the previous one

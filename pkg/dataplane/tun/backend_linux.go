@@ -239,15 +239,8 @@ func (b *tunBackend) ensureHome(hoa netip.Addr) error {
 	if b.hoa == hoa {
 		return nil
 	}
-	l, err := b.nl.LinkByIndex(b.home.Index)
-	if err != nil {
-		return fmt.Errorf("home device: %w", err)
-	}
-	if b.hoa.IsValid() {
-		b.nl.AddrDel(l, link.HomeAddr(b.hoa))
-	}
-	if err := b.nl.AddrReplace(l, link.HomeAddr(hoa)); err != nil {
-		return fmt.Errorf("home address %s on %s: %w", hoa, b.home.Name, err)
+	if err := link.MoveHomeAddr(b.nl, b.home.Index, b.hoa, hoa); err != nil {
+		return err
 	}
 	b.hoa = hoa // the tables' preferred sources follow in ensureTunnel
 	return nil

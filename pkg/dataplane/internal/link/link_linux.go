@@ -2,6 +2,7 @@
 package link
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 
@@ -32,4 +33,20 @@ func HomeAddr(hoa netip.Addr) *netlink.Addr {
 		// prefix route: nothing is routed into the home device.
 		Flags: unix.IFA_F_NODAD | unix.IFA_F_NOPREFIXROUTE,
 	}
+}
+
+// MoveHomeAddr makes the home device ifindex hold hoa instead of old (if
+// valid).
+func MoveHomeAddr(h *netlink.Handle, ifindex int, old, hoa netip.Addr) error {
+	l, err := h.LinkByIndex(ifindex)
+	if err != nil {
+		return fmt.Errorf("home device: %w", err)
+	}
+	if old.IsValid() {
+		h.AddrDel(l, HomeAddr(old))
+	}
+	if err := h.AddrReplace(l, HomeAddr(hoa)); err != nil {
+		return fmt.Errorf("home address %s on %s: %w", hoa, l.Attrs().Name, err)
+	}
+	return nil
 }
