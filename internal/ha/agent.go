@@ -74,10 +74,9 @@ type Agent struct {
 	pkt     proto.Packet
 	binds   []bcache.Binding
 
-	beSent, beLimited, ignored uint64
-	beTokens                   float64
-	beLast                     time.Time
-	refusals                   refusalLog // auth.go
+	beSent, ignored uint64
+	beLimit         tokenBucket // Binding Errors (beRate)
+	refusals        refusalLog  // auth.go
 }
 
 // cacheConfig is the binding cache's configuration from [home_agent].
@@ -378,14 +377,9 @@ func (a *Agent) withdraw() {
 const beRate = 10
 
 func (a *Agent) sendBE(p *proto.Packet, status proto.Status, bid uint16) {
-	now := a.clk.Now()
-	a.beTokens = min(a.beTokens+now.Sub(a.beLast).Seconds()*beRate, beRate)
-	a.beLast = now
-	if a.beTokens < 1 {
-		a.beLimited++
+	if !a.beLimit.take(a.clk.Now()) {
 		return
 	}
-	a.beTokens--
 	hoa := p.HomeAddress
 	if !hoa.IsValid() {
 		hoa = p.Src

@@ -107,9 +107,8 @@ func (p *fakeProxy) proxied() []netip.Addr {
 	return slices.Clone(p.set)
 }
 
-func haConfig(t *testing.T) *config.HA {
-	t.Helper()
-	return mustParseHA(t, `
+// haText is a home agent's configuration, ending inside [home_agent].
+const haText = `
 [home_agent]
 address = "2001:db8:aaaa::1"
 interface = "home0"
@@ -117,7 +116,11 @@ home_prefix = "2001:db8:aaaa::/64"
 allow_unauthenticated = true
 serve = ["2001:db8:aaaa::/64"]
 max_lifetime = 40
-`)
+`
+
+func haConfig(t *testing.T) *config.HA {
+	t.Helper()
+	return mustParseHA(t, haText)
 }
 
 // runAgent runs a until the test ends.

@@ -52,10 +52,9 @@ type cnRole struct {
 	out proto.Packet
 	ba  proto.Message
 
-	initTokens float64
-	initLast   time.Time
+	initLimit tokenBucket // HoT and CoT (initRate)
 
-	answered, initLimited, initRefused, verifyDropped uint64
+	answered, initRefused, verifyDropped uint64
 }
 
 const initRate = 1000
@@ -66,10 +65,11 @@ func newCNRole(cfg *config.HA, clk clock.Clock, prof *proto.Profile) (*cnRole, e
 		return nil, fmt.Errorf("ha: correspondent: %w", err)
 	}
 	return &cnRole{
-		rr:    c,
-		cache: bcache.New(cnCacheConfig(cfg, prof), clk),
-		addrs: slices.Clone(cfg.Correspondent.Addresses),
-		local: map[netip.Addr]netip.Addr{},
+		rr:        c,
+		cache:     bcache.New(cnCacheConfig(cfg, prof), clk),
+		addrs:     slices.Clone(cfg.Correspondent.Addresses),
+		local:     map[netip.Addr]netip.Addr{},
+		initLimit: tokenBucket{rate: initRate},
 	}, nil
 }
 
@@ -111,11 +111,7 @@ func (a *Agent) cnHandle(r *mhsock.Received) bool {
 // cnAnswer sends the HoT or CoT for a HoTI or CoTI (RFC 6275 9.4).
 func (a *Agent) cnAnswer(p *proto.Packet) {
 	c := a.cn
-	now := a.clk.Now()
-	c.initTokens = min(c.initTokens+now.Sub(c.initLast).Seconds()*initRate, initRate)
-	c.initLast = now
-	if c.initTokens < 1 {
-		c.initLimited++
+	if !c.initLimit.take(a.clk.Now()) {
 		return
 	}
 	if err := c.rr.Answer(p, &c.out); err != nil {
@@ -123,7 +119,6 @@ func (a *Agent) cnAnswer(p *proto.Packet) {
 		a.log.Debug("test init not answered", "type", p.MH.Type, "src", p.Src, "err", err)
 		return
 	}
-	c.initTokens--
 	if err := a.deps.Transport.Send(&c.out, nil); err != nil {
 		a.log.Warn("send "+c.out.MH.Type.String(), "dst", c.out.Dst, "err", err)
 		return

@@ -75,7 +75,7 @@ func (a *Agent) Metrics() []control.Metric {
 	var be, beLim, ign uint64
 	if a.do(context.Background(), func() {
 		c = a.cache.Counters()
-		be, beLim, ign = a.beSent, a.beLimited, a.ignored
+		be, beLim, ign = a.beSent, a.beLimit.limited, a.ignored
 	}) != nil {
 		return nil
 	}

@@ -81,6 +81,7 @@ func New(cfg *config.HA, deps Deps) (*Agent, error) {
 		done:    make(chan struct{}),
 		proxied: map[netip.Addr]bool{},
 		control: cfg.Control,
+		beLimit: tokenBucket{rate: beRate},
 	}
 	if cfg.Correspondent.Enabled {
 		if a.cn, err = newCNRole(cfg, deps.Clock, prof); err != nil {

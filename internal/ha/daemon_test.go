@@ -17,14 +17,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/proto"
 )
 
-const daemonFile = `
-[home_agent]
-address = "2001:db8:aaaa::1"
-interface = "home0"
-home_prefix = "2001:db8:aaaa::/64"
-allow_unauthenticated = true
-serve = ["2001:db8:aaaa::/64"]
-state_dir = %q
+const daemonFile = haText + `state_dir = %q
 
 [dataplane]
 backend = "none"
