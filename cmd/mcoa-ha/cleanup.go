@@ -11,8 +11,6 @@ import (
 
 	"github.com/mcoad/mcoad/internal/ha"
 	"github.com/mcoad/mcoad/pkg/config"
-	"github.com/mcoad/mcoad/pkg/dataplane"
-	"github.com/mcoad/mcoad/pkg/dataplane/correspondent"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 )
 
@@ -31,11 +29,11 @@ func cleanupKernel(cfg *config.HA) error {
 		errs = append(errs, err)
 	}
 	if cfg != nil && cfg.Correspondent.Enabled {
-		if err := deleteCNRules(correspondent.DefaultRulePriority); err != nil {
+		if err := deleteCNRules(config.DefaultCNRulePriority); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := deleteDevices(dataplane.DefaultHADevice, correspondent.DefaultDevice); err != nil {
+	if err := deleteDevices(config.DefaultHADevice, config.DefaultCNDevice); err != nil {
 		errs = append(errs, err)
 	}
 	if cfg != nil && cfg.HomeAgentRole() && cfg.HomeAgent.Interface != "" {

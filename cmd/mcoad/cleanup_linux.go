@@ -8,7 +8,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/mcoad/mcoad/pkg/config"
-	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 	"github.com/mcoad/mcoad/pkg/policy"
 )
@@ -16,7 +15,7 @@ import (
 // cleanupKernel removes what a mcoad killed without stopping leaves in the
 // kernel: its nftables tables (the one that silences the kernel's ICMP
 // errors about Mobility Header packets, and the flow policy's), its ip
-// rules (tagged with policy.RuleProtocol), and the kernel backend's tunnel
+// rules (tagged with config.RuleProtocol), and the kernel backend's tunnel
 // and home devices with the routes of the BIDs' tables (TUN devices go with
 // the process, except those a stop kept for the next process: persistent,
 // they are deleted here too, unless main skips the cleanup once after a
@@ -36,7 +35,7 @@ func cleanupKernel(dp config.Dataplane) error {
 }
 
 // tunnelName matches dataplane.DeviceName.
-var tunnelName = regexp.MustCompile(`^mcoab[0-9]+$`)
+var tunnelName = regexp.MustCompile("^" + config.TunnelDevicePrefix + "[0-9]+$")
 
 // deleteDevices removes the data plane's devices, recognised by name and
 // kind, so that nothing else is ever touched.
@@ -49,7 +48,7 @@ func deleteDevices() error {
 	for _, l := range links {
 		name, kind := l.Attrs().Name, l.Type()
 		ours := (tunnelName.MatchString(name) && (kind == "ip6tnl" || kind == "tuntap")) ||
-			(name == dataplane.DefaultHomeDevice && (kind == "dummy" || kind == "tuntap"))
+			(name == config.DefaultHomeDevice && (kind == "dummy" || kind == "tuntap"))
 		if !ours {
 			continue
 		}

@@ -285,7 +285,7 @@ func (p *dataPath) apply(ctx context.Context) {
 	if err := p.applyRO(ctx, snap, tunnels); err != nil { // ro.go
 		errs = append(errs, err)
 	}
-	st := policy.State{HomeAddress: p.hoa, Bindings: bindings, Policies: p.d.config().Policies}
+	st := policy.State{HomeAddress: p.hoa, Bindings: bindings, Policies: toPolicies(p.d.config().Policies)}
 	var uplinks []string
 	seenUp := false
 	if p.nets != nil {
@@ -491,7 +491,7 @@ func (d *Daemon) AddPolicy(ctx context.Context, cp control.Policy) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", control.ErrInvalid, err)
 	}
-	if err := policy.Check(p); err != nil {
+	if err := policy.Check(toPolicy(p)); err != nil {
 		return fmt.Errorf("%w: %v", control.ErrInvalid, err)
 	}
 	d.mu.Lock()

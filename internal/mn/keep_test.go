@@ -12,7 +12,6 @@ import (
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/dataplane/tun"
-	"github.com/mcoad/mcoad/pkg/policy"
 )
 
 // TestKeptTunnelsWhileRegistering: after a restart the adopted tunnels
@@ -91,9 +90,9 @@ func TestKeptMarker(t *testing.T) {
 		MobileNode: config.MobileNode{HomeAddress: netip.MustParseAddr("2001:db8:aaaa::100"), HomeAgent: netip.MustParseAddr("2001:db8:aaaa::1")},
 		Dataplane:  config.Dataplane{Backend: config.BackendTUN, Mark: config.DefaultMark, Mask: config.DefaultMask, TableBase: config.DefaultTableBase},
 	}
-	k := &keptState{Format: 1, Reason: keepRestart, Backend: tun.Name, HomeDevice: dataplane.DefaultHomeDevice,
+	k := &keptState{Format: 1, Reason: keepRestart, Backend: tun.Name, HomeDevice: config.DefaultHomeDevice,
 		HomeAddress: cfg.MobileNode.HomeAddress, HomeAgent: cfg.MobileNode.HomeAgent,
-		Mark: config.DefaultMark, Mask: config.DefaultMask, TableBase: config.DefaultTableBase, NFTable: policy.DefaultNFTable,
+		Mark: config.DefaultMark, Mask: config.DefaultMask, TableBase: config.DefaultTableBase, NFTable: config.DefaultNFTable,
 		Tunnels: []keptTunnel{{BID: 1, Interface: "eth0", Ifindex: 2, CoA: netip.MustParseAddr("2001:db8:1::2"), MTU: 1460, Priority: 30}}}
 	if err := writeKept(dir, k); err != nil {
 		t.Fatal(err)

@@ -89,9 +89,9 @@ func readKept(stateDir string, log *slog.Logger) *keptState {
 // matches tells whether this configuration can adopt what was kept.
 func (k *keptState) matches(cfg *config.MN) bool {
 	dc, mnc := cfg.Dataplane, cfg.MobileNode
-	return k.Backend == tun.Name && k.HomeDevice == dataplane.DefaultHomeDevice &&
+	return k.Backend == tun.Name && k.HomeDevice == config.DefaultHomeDevice &&
 		k.HomeAddress == mnc.HomeAddress && k.HomeAgent == mnc.HomeAgent &&
-		k.Mark == dc.Mark && k.Mask == dc.Mask && k.TableBase == dc.TableBase && k.NFTable == policy.DefaultNFTable &&
+		k.Mark == dc.Mark && k.Mask == dc.Mask && k.TableBase == dc.TableBase && k.NFTable == config.DefaultNFTable &&
 		(dc.Backend == config.BackendTUN || dc.Backend == config.BackendAuto)
 }
 
@@ -182,9 +182,9 @@ func (p *dataPath) keepAll() bool {
 	}
 	k := &keptState{Format: 1, Reason: p.keep, Time: time.Now().UTC(), PID: os.Getpid(), Backend: p.backend.Name(),
 		HomeDevice: p.dpCfg.HomeDevice, HomeAddress: p.hoa, HomeAgent: p.ha,
-		Mark: p.polCfg.Mark, Mask: p.polCfg.Mask, TableBase: p.polCfg.TableBase, NFTable: policy.DefaultNFTable}
+		Mark: p.polCfg.Mark, Mask: p.polCfg.Mask, TableBase: p.polCfg.TableBase, NFTable: config.DefaultNFTable}
 	if k.HomeDevice == "" {
-		k.HomeDevice = dataplane.DefaultHomeDevice
+		k.HomeDevice = config.DefaultHomeDevice
 	}
 	snap := p.bul.Snapshot()
 	p.mu.Lock()

@@ -49,6 +49,38 @@ const (
 	MaxFileSize = 1 << 20
 )
 
+// Defaults of the data plane and the flow policy (pkg/dataplane and
+// pkg/policy take them from here): names of what they make, and where.
+const (
+	// TunnelDevicePrefix begins every BID's tunnel device: mcoab<BID>.
+	TunnelDevicePrefix = "mcoab"
+	// DefaultHomeDevice holds the home address on the mobile node.
+	DefaultHomeDevice = "mcoa0"
+	// DefaultHADevice is the home agent's TUN device.
+	DefaultHADevice = "mcoaha0"
+	// DefaultHATable holds the home agent's home-address routes (main).
+	DefaultHATable = 254
+	// DefaultCNDevice is the correspondent's TUN device.
+	DefaultCNDevice = "mcoacn0"
+	// DefaultCNTable holds the correspondent's home-address routes.
+	DefaultCNTable = 900
+	// DefaultCNRulePriority is the first of the correspondent's three ip
+	// rules.
+	DefaultCNRulePriority = 5000
+	// DefaultRulePriority is the first of the mobile node's policy ip
+	// rules, which take it to DefaultRulePriority+99.
+	DefaultRulePriority = 5100
+	// DefaultNFTable is the mobile node's nftables table (family ip6).
+	DefaultNFTable = "mcoad"
+	// RuleProtocol tags every ip rule mcoad installs (FRA_PROTOCOL): 'M'.
+	RuleProtocol = 0x4d
+	// DefaultBPFDir is where the eBPF backend pins what a restart keeps.
+	DefaultBPFDir = "/sys/fs/bpf/mcoad"
+	// EthernetMTU is the path MTU the TUN devices' MTUs default from
+	// (less what each adds to a packet).
+	EthernetMTU = 1500
+)
+
 // MN is the configuration of mcoad.
 type MN struct {
 	MobileNode     MobileNode      // [mobile_node]

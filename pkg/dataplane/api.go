@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+
+	"github.com/mcoad/mcoad/pkg/config"
 )
 
 // Errors callers may test for with errors.Is.
@@ -25,19 +27,6 @@ var (
 const (
 	BackendAuto = "auto" // the first driver that runs here (package backends)
 	BackendNone = "none" // signaling only: SetTunnels does nothing
-)
-
-// Defaults of Config (the same numbers as pkg/config's).
-const (
-	DefaultMark      = 0x4d000000
-	DefaultMask      = 0xff000000
-	DefaultTableBase = 1000
-	// DefaultHomeDevice holds the home address on the mobile node.
-	DefaultHomeDevice = "mcoa0"
-	// DefaultHADevice is the home agent's TUN device.
-	DefaultHADevice = "mcoaha0"
-	// DefaultBPFDir is where the eBPF backend pins what a restart keeps.
-	DefaultBPFDir = "/sys/fs/bpf/mcoad"
 )
 
 // Tunnel is one registered binding of the mobile node: packets from the home
@@ -89,7 +78,7 @@ type Config struct {
 	Adopt []Tunnel
 	// BPFDir is a directory on a bpffs where the eBPF backend pins its
 	// maps and tc links for a restart (Keeper), and finds them again
-	// (default DefaultBPFDir).
+	// (default config.DefaultBPFDir).
 	BPFDir string
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -112,16 +101,16 @@ func (c *Config) withDefaults() Config {
 		out.Backend = BackendAuto
 	}
 	if out.Mark == 0 && out.Mask == 0 {
-		out.Mark, out.Mask = DefaultMark, DefaultMask
+		out.Mark, out.Mask = config.DefaultMark, config.DefaultMask
 	}
 	if out.TableBase == 0 {
-		out.TableBase = DefaultTableBase
+		out.TableBase = config.DefaultTableBase
 	}
 	if out.HomeDevice == "" {
-		out.HomeDevice = DefaultHomeDevice
+		out.HomeDevice = config.DefaultHomeDevice
 	}
 	if out.BPFDir == "" {
-		out.BPFDir = DefaultBPFDir
+		out.BPFDir = config.DefaultBPFDir
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
@@ -165,14 +154,14 @@ type Keeper interface {
 }
 
 // DeviceName is the name of BID's tunnel device in either backend.
-func DeviceName(bid uint16) string { return "mcoab" + strconv.Itoa(int(bid)) }
+func DeviceName(bid uint16) string { return config.TunnelDevicePrefix + strconv.Itoa(int(bid)) }
 
 // Table is BID's routing table: its default route points into BID's
 // tunnel device with the home address as preferred source.
 func (c *Config) Table(bid uint16) uint32 {
 	base := c.TableBase
 	if base == 0 {
-		base = DefaultTableBase
+		base = config.DefaultTableBase
 	}
 	return base + uint32(bid)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 )
 
@@ -79,7 +80,7 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Backend != BackendAuto || c.Mark != DefaultMark || c.Mask != DefaultMask || c.TableBase != DefaultTableBase || c.HomeDevice != "mcoa0" || c.Logger == nil {
+	if c.Backend != BackendAuto || c.Mark != config.DefaultMark || c.Mask != config.DefaultMask || c.TableBase != config.DefaultTableBase || c.HomeDevice != "mcoa0" || c.Logger == nil {
 		t.Fatalf("defaults %+v", c)
 	}
 	if c.Table(7) != 1007 || DeviceName(7) != "mcoab7" || DeviceName(65535) != "mcoab65535" {

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+
+	"github.com/mcoad/mcoad/pkg/config"
 )
 
 // HABinding is one binding of the home agent's cache that has a tunnel:
@@ -47,11 +49,11 @@ func (c *HAConfig) WithDefaults() (HAConfig, error) {
 	if !out.Address.Is6() || out.Address.Is4In6() || out.Address.IsUnspecified() || out.Address.IsMulticast() {
 		return out, fmt.Errorf("%w HA config: address %v is not a unicast IPv6 address", ErrInvalid, out.Address)
 	}
-	if err := DeviceDefaults("HA", &out.Device, DefaultHADevice, &out.MTU, Ipv6HeaderLen); err != nil {
+	if err := DeviceDefaults("HA", &out.Device, config.DefaultHADevice, &out.MTU, Ipv6HeaderLen); err != nil {
 		return out, err
 	}
 	if out.Table == 0 {
-		out.Table = 254
+		out.Table = config.DefaultHATable
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
@@ -70,7 +72,7 @@ func DeviceDefaults(what string, dev *string, defDev string, mtu *int, overhead 
 		return fmt.Errorf("%w %s config: device name %q too long", ErrInvalid, what, *dev)
 	}
 	if *mtu == 0 {
-		*mtu = 1500 - overhead
+		*mtu = config.EthernetMTU - overhead
 	}
 	if *mtu < MinMTU || *mtu > MaxPacket-overhead {
 		return fmt.Errorf("%w %s config: MTU %d", ErrInvalid, what, *mtu)

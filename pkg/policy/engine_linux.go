@@ -12,7 +12,7 @@ import (
 // ops is what the engine asks of the kernel; the real one is netlinkOps, the
 // tests' a recording fake.
 type ops interface {
-	// rules lists the IPv6 rules tagged with RuleProtocol.
+	// rules lists the IPv6 rules tagged with config.RuleProtocol.
 	rules() ([]Rule, error)
 	addRule(Rule) error
 	delRule(Rule) error
@@ -225,7 +225,7 @@ func (e *Engine) Marks() map[uint16]uint32 {
 
 // Cleanup removes, in the network namespace of the calling thread,
 // the policy routing a mcoad with this configuration installed: ip rules
-// tagged RuleProtocol and the nftables table (the tunnel devices, and the
+// tagged config.RuleProtocol and the nftables table (the tunnel devices, and the
 // routes of the BIDs' tables with them, are pkg/dataplane's). Nothing to
 // remove is success.
 func Cleanup(cfg *Config) error {

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/mcoad/mcoad/pkg/config"
 )
 
 // fakeOps is the kernel as a recording fake: rules and the nftables table
@@ -129,23 +127,14 @@ func testConfig() Config {
 	return c
 }
 
-func mustPolicy(t testing.TB, pt config.PolicyText) config.Policy {
-	t.Helper()
-	p, err := config.ParsePolicy(pt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func testPolicies(t testing.TB) []config.Policy {
-	return []config.Policy{
-		mustPolicy(t, config.PolicyText{Name: "voice", Protocol: "udp", DstPort: "5060-5061", Prefer: []string{"wlan*", "eth*"}}),
-		mustPolicy(t, config.PolicyText{Name: "web", Protocol: "tcp", DstPort: "443", DstPrefix: "2001:db8:cccc::/48", Prefer: []string{"wwan*"}}),
-		mustPolicy(t, config.PolicyText{Name: "alice", User: "alice", Prefer: []string{"bid:1"}}),
-		mustPolicy(t, config.PolicyText{Name: "voip", Cgroup: "/system.slice/voip.service", SrcPrefix: "2001:db8:aaaa::/49", Prefer: []string{"eth0"}}),
-		mustPolicy(t, config.PolicyText{Name: "ppp", Protocol: "icmpv6", Prefer: []string{"ppp*"}}),
-		mustPolicy(t, config.PolicyText{Name: "bob", User: "bob", Prefer: []string{"eth*"}}),
+func testPolicies(t testing.TB) []Policy {
+	return []Policy{
+		{Name: "voice", Protocol: protoUDP, DstPort: Ports{5060, 5061}, Prefer: pref("wlan*", "eth*")},
+		{Name: "web", Protocol: protoTCP, DstPort: Ports{443, 443}, DstPrefix: netip.MustParsePrefix("2001:db8:cccc::/48"), Prefer: pref("wwan*")},
+		{Name: "alice", User: "alice", Prefer: pref("bid:1")},
+		{Name: "voip", Cgroup: "/system.slice/voip.service", SrcPrefix: netip.MustParsePrefix("2001:db8:aaaa::/49"), Prefer: pref("eth0")},
+		{Name: "ppp", Protocol: protoICMPv6, Prefer: pref("ppp*")},
+		{Name: "bob", User: "bob", Prefer: pref("eth*")},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,7 +31,7 @@ func expectApplied(t *testing.T, ns *nstest.NS, c *Config, st State) (plan, stri
 		t.Errorf("ip -6 rule:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(w, "\n"))
 	}
 	wantTable := buildTable(c, &want).String()
-	if got := kernelTable(t, ns, DefaultNFTable); got != wantTable {
+	if got := kernelTable(t, ns, config.DefaultNFTable); got != wantTable {
 		t.Errorf("the kernel's table differs from ours:\n%s", lineDiff(wantTable, got))
 	}
 	return want, wantTable
@@ -91,7 +92,7 @@ func kernelTable(t *testing.T, ns *nstest.NS, name string) string {
 // nftCounters returns the packet counter of each commented rule.
 func nftCounters(t *testing.T, ns *nstest.NS) map[string]int {
 	t.Helper()
-	out := ns.Exec(t, "nft", "list", "table", "ip6", DefaultNFTable)
+	out := ns.Exec(t, "nft", "list", "table", "ip6", config.DefaultNFTable)
 	re := regexp.MustCompile(`counter packets (\d+) bytes \d+ .*comment "([^"]+)"`)
 	m := map[string]int{}
 	for _, l := range strings.Split(out, "\n") {
@@ -136,8 +137,8 @@ func TestKernel(t *testing.T) {
 	ns.Exec(t, "ip", "-6", "addr", "add", hoa.String()+"/128", "dev", "mcoa0", "nodad", "noprefixroute")
 	for b := 1; b <= 3; b++ {
 		dev := dataplane.DeviceName(uint16(b))
-		if !strings.HasPrefix(dev, TunnelPrefix) {
-			t.Fatalf("dataplane names its devices %s, not %s*", dev, TunnelPrefix)
+		if !strings.HasPrefix(dev, config.TunnelDevicePrefix) {
+			t.Fatalf("dataplane names its devices %s, not %s*", dev, config.TunnelDevicePrefix)
 		}
 		ns.Exec(t, "ip", "tuntap", "add", dev, "mode", "tun")
 		ns.Exec(t, "ip", "link", "set", dev, "up")
@@ -156,11 +157,11 @@ func TestKernel(t *testing.T) {
 	}
 	t.Cleanup(func() { os.Remove(filepath.Join(root, cgName)) })
 
-	pols := []config.Policy{
-		mustPolicy(t, config.PolicyText{Name: "voice", Protocol: "udp", DstPort: "5060-5061", Prefer: []string{"wlan*", "eth*"}}),
-		mustPolicy(t, config.PolicyText{Name: "web", Protocol: "tcp", DstPort: "443", DstPrefix: "2001:db8:cccc::/48", Prefer: []string{"wwan*"}}),
-		mustPolicy(t, config.PolicyText{Name: "nobody", User: "4242", Prefer: []string{"bid:3"}}),
-		mustPolicy(t, config.PolicyText{Name: "cg", Cgroup: cgName, Prefer: []string{"bid:3"}}),
+	pols := []Policy{
+		{Name: "voice", Protocol: protoUDP, DstPort: Ports{5060, 5061}, Prefer: pref("wlan*", "eth*")},
+		{Name: "web", Protocol: protoTCP, DstPort: Ports{443, 443}, DstPrefix: netip.MustParsePrefix("2001:db8:cccc::/48"), Prefer: pref("wwan*")},
+		{Name: "nobody", User: "4242", Prefer: pref("bid:3")},
+		{Name: "cg", Cgroup: cgName, Prefer: pref("bid:3")},
 	}
 	st := State{HomeAddress: hoa, Bindings: []Binding{eth, wlan, wwan}, Policies: pols}
 	cfg := &Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
@@ -177,7 +178,7 @@ func TestKernel(t *testing.T) {
 	c, _ := cfg.withDefaults()
 	want, wantTable := expectApplied(t, ns, &c, st)
 
-	if out := ns.Exec(t, "nft", "list", "table", "ip6", DefaultNFTable); !strings.Contains(out, "socket cgroupv2 level 1 ") {
+	if out := ns.Exec(t, "nft", "list", "table", "ip6", config.DefaultNFTable); !strings.Contains(out, "socket cgroupv2 level 1 ") {
 		t.Errorf("cgroup policy: no \"socket cgroupv2 level 1\" in\n%s", out)
 	}
 
@@ -248,14 +249,14 @@ func TestKernel(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("Watch did not report the deleted rule")
 	}
-	ns.Exec(t, "nft", "delete", "table", "ip6", DefaultNFTable)
+	ns.Exec(t, "nft", "delete", "table", "ip6", config.DefaultNFTable)
 	if err := e.Apply(ctx, st); err != nil {
 		t.Fatal(err)
 	}
 	if got, w := kernelRules(t, ns), wantRules(want); !slices.Equal(got, w) {
 		t.Errorf("after healing, ip -6 rule:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(w, "\n"))
 	}
-	if got := kernelTable(t, ns, DefaultNFTable); got != wantTable {
+	if got := kernelTable(t, ns, config.DefaultNFTable); got != wantTable {
 		t.Errorf("after healing, the table differs:\n%s", lineDiff(wantTable, got))
 	}
 	wcancel()
@@ -283,7 +284,7 @@ func TestKernel(t *testing.T) {
 	if got := kernelRules(t, ns); len(got) != 0 {
 		t.Errorf("Close left rules: %v", got)
 	}
-	if out := ns.Exec(t, "nft", "list", "tables"); strings.Contains(out, DefaultNFTable) {
+	if out := ns.Exec(t, "nft", "list", "tables"); strings.Contains(out, config.DefaultNFTable) {
 		t.Errorf("Close left the table: %s", out)
 	}
 
@@ -297,7 +298,7 @@ func TestKernel(t *testing.T) {
 	if got := kernelRules(t, ns); len(got) != 0 {
 		t.Errorf("Cleanup left rules: %v", got)
 	}
-	if out := ns.Exec(t, "nft", "list", "tables"); strings.Contains(out, DefaultNFTable) {
+	if out := ns.Exec(t, "nft", "list", "tables"); strings.Contains(out, config.DefaultNFTable) {
 		t.Errorf("Cleanup left the table: %s", out)
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os/user"
 	"strconv"
-
-	"github.com/mcoad/mcoad/pkg/config"
 )
 
 // lookupUser turns a policy's user (a uid or a name) into a uid.
@@ -27,7 +25,7 @@ func lookupUser(s string) (uint32, error) {
 // Check tells whether p's user and cgroup exist on this machine now, as the
 // control API wants to know before it accepts a policy (Apply leaves out a
 // policy whose user or cgroup it cannot find, and tries again each time).
-func Check(p config.Policy) error {
+func Check(p Policy) error {
 	if p.User != "" {
 		if _, err := lookupUser(p.User); err != nil {
 			return fmt.Errorf("policy %q: user %q: %w", p.Name, p.User, err)

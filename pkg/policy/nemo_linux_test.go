@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/mcoad/mcoad/internal/nstest"
-	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 )
 
@@ -26,11 +25,11 @@ var (
 	}
 )
 
-func nemoPolicies(t testing.TB) []config.Policy {
-	return []config.Policy{
-		mustPolicy(t, config.PolicyText{Name: "passengers-web", Protocol: "tcp", DstPort: "443", SrcPrefix: "2001:db8:bbbb::/64", Prefer: []string{"wwan*"}}),
-		mustPolicy(t, config.PolicyText{Name: "voice", Protocol: "udp", DstPort: "5060-5061", Prefer: []string{"wlan*", "eth*"}}),
-		mustPolicy(t, config.PolicyText{Name: "alice", User: "alice", Prefer: []string{"bid:1"}}),
+func nemoPolicies(t testing.TB) []Policy {
+	return []Policy{
+		{Name: "passengers-web", Protocol: protoTCP, DstPort: Ports{443, 443}, SrcPrefix: netip.MustParsePrefix("2001:db8:bbbb::/64"), Prefer: pref("wwan*")},
+		{Name: "voice", Protocol: protoUDP, DstPort: Ports{5060, 5061}, Prefer: pref("wlan*", "eth*")},
+		{Name: "alice", User: "alice", Prefer: pref("bid:1")},
 	}
 }
 
@@ -119,8 +118,8 @@ func TestKernelMobileRouter(t *testing.T) {
 	ns.Exec(t, "ip", "-6", "addr", "add", "2001:db8:1::2/64", "dev", "eth0", "nodad")
 	ns.Exec(t, "ip", "-6", "route", "add", "default", "via", "2001:db8:1::1", "dev", "eth0")
 
-	pols := []config.Policy{
-		mustPolicy(t, config.PolicyText{Name: "web", Protocol: "tcp", DstPort: "443", SrcPrefix: mnp.String(), Prefer: []string{"wwan*"}}),
+	pols := []Policy{
+		{Name: "web", Protocol: protoTCP, DstPort: Ports{443, 443}, SrcPrefix: mnp, Prefer: pref("wwan*")},
 	}
 	cfg := &Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	var e *Engine

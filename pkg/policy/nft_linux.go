@@ -69,7 +69,7 @@ func buildTable(c *Config, pl *plan) *nftTable {
 	post.rules = append(post.rules, nftRule{comment: "mcoad: clamp mss",
 		exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(TunnelPrefix)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(config.TunnelDevicePrefix)},
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
@@ -132,7 +132,7 @@ func networkChains(c *Config, pl *plan) []nftChain {
 		fwd.rules = append(fwd.rules, nftRule{comment: "mcoad: " + comment, exprs: ex})
 	}
 	tunnels := []expr.Any{&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(TunnelPrefix)}}
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(config.TunnelDevicePrefix)}}
 	for _, dir := range []struct {
 		from, to expr.MetaKey
 		name     string
@@ -194,7 +194,7 @@ func restoreExprs(c *Config, mk uint32) []expr.Any {
 func matchExprs(cp compiled) []expr.Any {
 	p := cp.p
 	var ex []expr.Any
-	if n := p.Protocol.Number(); n != 0 {
+	if n := p.Protocol; n != 0 {
 		ex = append(ex,
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{n}})
@@ -207,9 +207,9 @@ func matchExprs(cp compiled) []expr.Any {
 	}
 	for _, pr := range []struct {
 		off uint32
-		r   config.PortRange
+		r   Ports
 	}{{0, p.SrcPort}, {2, p.DstPort}} {
-		if pr.r.IsZero() {
+		if pr.r == (Ports{}) {
 			continue
 		}
 		ex = append(ex, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: pr.off, Len: 2})

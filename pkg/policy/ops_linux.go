@@ -8,6 +8,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/mcoad/mcoad/pkg/config"
 )
 
 // netlinkOps is ops on a netlink handle and one lasting nftables
@@ -37,7 +39,7 @@ func (o *netlinkOps) rules() ([]Rule, error) {
 	}
 	var out []Rule
 	for _, r := range rs {
-		if r.Protocol == RuleProtocol {
+		if r.Protocol == config.RuleProtocol {
 			out = append(out, fromNetlink(r))
 		}
 	}
@@ -69,7 +71,7 @@ func toNetlink(r Rule) *netlink.Rule {
 	n := netlink.NewRule()
 	n.Family = netlink.FAMILY_V6
 	n.Priority = r.Priority
-	n.Protocol = RuleProtocol
+	n.Protocol = config.RuleProtocol
 	if r.Src.IsValid() {
 		n.Src = &net.IPNet{IP: r.Src.Addr().AsSlice(), Mask: net.CIDRMask(r.Src.Bits(), 128)}
 	}

@@ -25,20 +25,6 @@ var (
 	ErrClosed = errors.New("policy: closed")
 )
 
-// Defaults of Config.
-const (
-	DefaultMark      = config.DefaultMark
-	DefaultMask      = config.DefaultMask
-	DefaultTableBase = config.DefaultTableBase
-	DefaultPriority  = 5100
-	DefaultNFTable   = "mcoad"
-	// RuleProtocol tags every ip rule mcoad installs (FRA_PROTOCOL): 'M'.
-	RuleProtocol = 0x4d
-	// TunnelPrefix begins the name of every tunnel device
-	// (dataplane.DeviceName).
-	TunnelPrefix = "mcoab"
-)
-
 // Offsets of the rule groups from Config.Priority.
 const (
 	offBypass      = 0
@@ -85,16 +71,16 @@ func (c *Config) withDefaults() (Config, error) {
 		out = *c
 	}
 	if out.Mark == 0 && out.Mask == 0 {
-		out.Mark, out.Mask = DefaultMark, DefaultMask
+		out.Mark, out.Mask = config.DefaultMark, config.DefaultMask
 	}
 	if out.TableBase == 0 {
-		out.TableBase = DefaultTableBase
+		out.TableBase = config.DefaultTableBase
 	}
 	if out.Priority == 0 {
-		out.Priority = DefaultPriority
+		out.Priority = config.DefaultRulePriority
 	}
 	if out.NFTable == "" {
-		out.NFTable = DefaultNFTable
+		out.NFTable = config.DefaultNFTable
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
@@ -134,6 +120,30 @@ type Binding struct {
 	Priority  uint8 // higher is preferred
 }
 
+// Policy is one flow policy: the flows that match go out through the first
+// binding in Prefer that is alive. A zero field matches anything.
+type Policy struct {
+	Name      string
+	Protocol  uint8 // IP protocol number (TCP, UDP, ICMPv6)
+	SrcPrefix netip.Prefix
+	DstPrefix netip.Prefix
+	SrcPort   Ports // TCP and UDP only
+	DstPort   Ports
+	User      string // a user name or uid
+	Cgroup    string // a cgroup v2 path
+	Prefer    []Preference
+}
+
+// Ports is an inclusive port range; the zero value is any port.
+type Ports struct{ Lo, Hi uint16 }
+
+// Preference names a binding: by BID, or else by a path.Match pattern on
+// its interface.
+type Preference struct {
+	BID       uint16
+	Interface string
+}
+
 // State is everything Apply makes the kernel match.
 type State struct {
 	// HomeAddress of the mobile node.
@@ -141,7 +151,7 @@ type State struct {
 	// Bindings alive now, in any order. With none, nothing is installed.
 	Bindings []Binding
 	// Policies in order: the first that matches a packet decides.
-	Policies []config.Policy
+	Policies []Policy
 	// Networks makes the node a mobile router (NEMO, RFC 3963); nil for
 	// a mobile host. Unlike the rest, its guards stay installed while no
 	// binding is alive.
@@ -178,7 +188,7 @@ func sortBindings(bs []Binding) []Binding {
 // names an alive BID or matches the interface of one (the best of them by
 // priority, then lowest BID). ok is false when none does: those flows
 // follow the priorities.
-func resolveSorted(best []Binding, p config.Policy) (bid uint16, ok bool) {
+func resolveSorted(best []Binding, p Policy) (bid uint16, ok bool) {
 	for _, pr := range p.Prefer {
 		for _, b := range best {
 			if pr.BID != 0 {
@@ -399,7 +409,7 @@ type plan struct {
 
 // compiled is one policy resolved to a BID, ready for nftables.
 type compiled struct {
-	p      config.Policy
+	p      Policy
 	bid    uint16
 	mark   uint32
 	uid    uint32
@@ -500,7 +510,7 @@ func careOfs(best []Binding, hoa netip.Addr) []netip.Addr {
 // compilePolicies resolves each policy to a live BID's mark and its user
 // and cgroup to numbers; those it cannot resolve are skipped, with an
 // error for the lookups that failed.
-func compilePolicies(c *Config, best []Binding, marks map[uint16]uint32, policies []config.Policy) (out []compiled, skipped []error) {
+func compilePolicies(c *Config, best []Binding, marks map[uint16]uint32, policies []Policy) (out []compiled, skipped []error) {
 	for _, p := range policies {
 		bid, ok := resolveSorted(best, p)
 		if !ok {

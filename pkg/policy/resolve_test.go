@@ -2,22 +2,37 @@ package policy
 
 import (
 	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/mcoad/mcoad/pkg/config"
 )
 
-func pref(ss ...string) []config.Preference {
-	var out []config.Preference
+// pref names bindings as the configuration does: "bid:N", else an
+// interface pattern.
+func pref(ss ...string) []Preference {
+	var out []Preference
 	for _, s := range ss {
-		p, err := config.ParsePreference(s)
-		if err != nil {
-			panic(err)
+		if n, ok := strings.CutPrefix(s, "bid:"); ok {
+			b, err := strconv.ParseUint(n, 10, 16)
+			if err != nil {
+				panic(err)
+			}
+			out = append(out, Preference{BID: uint16(b)})
+			continue
 		}
-		out = append(out, p)
+		out = append(out, Preference{Interface: s})
 	}
 	return out
 }
+
+// IP protocol numbers of the test policies.
+const (
+	protoTCP    = 6
+	protoUDP    = 17
+	protoICMPv6 = 58
+)
 
 var (
 	eth  = Binding{BID: 1, Interface: "eth0", CoA: netip.MustParseAddr("2001:db8:1::2"), Priority: 30}
@@ -43,7 +58,7 @@ func TestResolve(t *testing.T) {
 		{"pattern matches two, best dead", []Binding{eth1, wlan}, []string{"eth*"}, 7, true},
 		{"equal priorities: lower BID", []Binding{{BID: 9, Interface: "eth9", Priority: 1}, {BID: 4, Interface: "eth4", Priority: 1}}, []string{"eth*"}, 4, true},
 		{"BID preference", []Binding{eth, wlan, wwan}, []string{"bid:3", "eth*"}, 3, true},
-		{"bare number is a BID", []Binding{eth, wlan, wwan}, []string{"2"}, 2, true},
+		{"BID alone", []Binding{eth, wlan, wwan}, []string{"bid:2"}, 2, true}, // config parses a bare "2" as bid:2 (TestParsePolicy)
 		{"BID dead, pattern next", []Binding{eth, wlan}, []string{"bid:3", "wlan0"}, 2, true},
 		{"exact name", []Binding{eth, wlan, wwan}, []string{"wwan0"}, 3, true},
 		{"character class", []Binding{eth, wlan, wwan}, []string{"w[w]an?"}, 3, true},
@@ -52,7 +67,7 @@ func TestResolve(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bid, ok := resolveSorted(sortBindings(tt.alive), config.Policy{Name: "p", Prefer: pref(tt.prefer...)})
+			bid, ok := resolveSorted(sortBindings(tt.alive), Policy{Name: "p", Prefer: pref(tt.prefer...)})
 			if bid != tt.bid || ok != tt.ok {
 				t.Errorf("resolve(%v, %v) = %d, %v; want %d, %v", tt.alive, tt.prefer, bid, ok, tt.bid, tt.ok)
 			}
@@ -61,7 +76,7 @@ func TestResolve(t *testing.T) {
 }
 
 func TestMarks(t *testing.T) {
-	m := newMarks(DefaultMark, DefaultMask)
+	m := newMarks(config.DefaultMark, config.DefaultMask)
 	got := m.assign([]uint16{3, 1, 2})
 	want := map[uint16]uint32{1: 0x4e000000, 2: 0x4f000000, 3: 0x50000000}
 	for b, mk := range want {
@@ -101,7 +116,7 @@ func TestMarks(t *testing.T) {
 	}
 	seen := map[uint32]uint16{}
 	for b, mk := range got {
-		if mk == 0 || mk == DefaultMark || mk&^DefaultMask != 0 {
+		if mk == 0 || mk == config.DefaultMark || mk&^config.DefaultMask != 0 {
 			t.Errorf("bid %d: bad mark %#x", b, mk)
 		}
 		if o, dup := seen[mk]; dup {
@@ -131,7 +146,7 @@ func TestConfig(t *testing.T) {
 		}
 	}
 	c, err := (*Config)(nil).withDefaults()
-	if err != nil || c.Mark != DefaultMark || c.Mask != DefaultMask || c.TableBase != 1000 || c.Priority != 5100 || c.NFTable != "mcoad" {
+	if err != nil || c.Mark != config.DefaultMark || c.Mask != config.DefaultMask || c.TableBase != 1000 || c.Priority != 5100 || c.NFTable != "mcoad" {
 		t.Errorf("defaults: %+v %v", c, err)
 	}
 }

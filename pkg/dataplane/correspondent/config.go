@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/routeopt"
 )
@@ -45,17 +46,6 @@ func checkBindings(in []Binding) ([]Binding, error) {
 	return out, nil
 }
 
-// Defaults of Config.
-const (
-	// DefaultDevice is the correspondent's TUN device.
-	DefaultDevice = "mcoacn0"
-	// DefaultTable holds the routes of home addresses with bindings.
-	DefaultTable = 900
-	// DefaultRulePriority is the first of the three ip rules the
-	// correspondent's data plane installs.
-	DefaultRulePriority = 5000
-)
-
 // Config configures a correspondent node's data plane. A nil *Config
 // is the default.
 type Config struct {
@@ -72,7 +62,7 @@ type Config struct {
 	// Table) and P+2 (nop). Default 5000.
 	RulePriority int
 	// Mark is set on the packets the plane sends; packets with it skip
-	// Table (default DefaultMark).
+	// Table (default config.DefaultMark).
 	Mark uint32
 	// NoOffload: see Config.
 	NoOffload bool
@@ -89,23 +79,23 @@ func (c *Config) WithDefaults() (Config, error) {
 	if c != nil {
 		out = *c
 	}
-	if err := dataplane.DeviceDefaults("correspondent", &out.Device, DefaultDevice, &out.MTU, routeopt.RoExtLen); err != nil {
+	if err := dataplane.DeviceDefaults("correspondent", &out.Device, config.DefaultCNDevice, &out.MTU, routeopt.RoExtLen); err != nil {
 		return out, err
 	}
 	if out.Table == 0 {
-		out.Table = DefaultTable
+		out.Table = config.DefaultCNTable
 	}
 	if out.Table < 0 || out.Table == 253 || out.Table == 254 || out.Table == 255 {
 		return out, fmt.Errorf("%w correspondent config: table %d", dataplane.ErrInvalid, out.Table)
 	}
 	if out.RulePriority == 0 {
-		out.RulePriority = DefaultRulePriority
+		out.RulePriority = config.DefaultCNRulePriority
 	}
 	if out.RulePriority < 1 || out.RulePriority > 32700 {
 		return out, fmt.Errorf("%w correspondent config: rule priority %d", dataplane.ErrInvalid, out.RulePriority)
 	}
 	if out.Mark == 0 {
-		out.Mark = dataplane.DefaultMark
+		out.Mark = config.DefaultMark
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/link"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/packet"
@@ -96,7 +97,7 @@ func (b *kernelBackend) reconcile(in []dataplane.Tunnel) error {
 	errs := []error{lookupErr}
 	if !b.swept {
 		// Links of an earlier run that died without cleaning up.
-		names, err := b.ops.Links("mcoab")
+		names, err := b.ops.Links(config.TunnelDevicePrefix)
 		if err != nil {
 			return err
 		}

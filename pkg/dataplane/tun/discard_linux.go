@@ -7,6 +7,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 )
 
@@ -21,7 +22,7 @@ func DiscardKept(homeDevice string, bids []uint16) error {
 	}
 	defer h.Close()
 	if homeDevice == "" {
-		homeDevice = dataplane.DefaultHomeDevice
+		homeDevice = config.DefaultHomeDevice
 	}
 	names := []string{homeDevice}
 	for _, b := range bids {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/mcoad/mcoad/internal/lab"
+	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 )
@@ -29,7 +30,7 @@ func TestTunnelKeepAndAdopt(t *testing.T) {
 		t.Fatalf("kept %v", kept)
 	}
 	links := tl.mn.Exec(t, "ip", "-br", "link", "show")
-	for _, d := range []string{"mcoab1", "mcoab2", "mcoab3", dataplane.DefaultHomeDevice} {
+	for _, d := range []string{"mcoab1", "mcoab2", "mcoab3", config.DefaultHomeDevice} {
 		if !strings.Contains(links, d) {
 			t.Fatalf("%s not kept:\n%s", d, links)
 		}
@@ -37,7 +38,7 @@ func TestTunnelKeepAndAdopt(t *testing.T) {
 	if out := tl.mn.Exec(t, "ip", "-6", "route", "show", "table", "1001"); !strings.Contains(out, "default dev mcoab1") {
 		t.Fatalf("table 1001 not kept: %q", out)
 	}
-	if out := tl.mn.Exec(t, "ip", "-6", "addr", "show", "dev", dataplane.DefaultHomeDevice); !strings.Contains(out, hoa+"/128") {
+	if out := tl.mn.Exec(t, "ip", "-6", "addr", "show", "dev", config.DefaultHomeDevice); !strings.Contains(out, hoa+"/128") {
 		t.Fatalf("home address not kept: %s", out)
 	}
 
@@ -73,7 +74,7 @@ func TestTunnelKeepAndAdopt(t *testing.T) {
 	if err := be.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if out := tl.mn.Exec(t, "ip", "-br", "link", "show"); strings.Contains(out, "mcoab") || strings.Contains(out, dataplane.DefaultHomeDevice+" ") {
+	if out := tl.mn.Exec(t, "ip", "-br", "link", "show"); strings.Contains(out, "mcoab") || strings.Contains(out, config.DefaultHomeDevice+" ") {
 		t.Fatalf("devices left after Close:\n%s", out)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcoad/mcoad/internal/lab"
 	"github.com/mcoad/mcoad/internal/nstest"
+	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/dataplane/homeagent"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/packet"
@@ -116,7 +117,7 @@ func (tl *tunnelLab) policy(t *testing.T, bids ...uint16) {
 	}
 	tl.mn.Try("ip", "-6", "rule", "del", "pref", "101")
 	for _, b := range bids {
-		tl.mn.Exec(t, "ip", "-6", "rule", "add", "from", lab.HoA.String(), "lookup", strconv.Itoa(dataplane.DefaultTableBase+int(b)), "pref", "100")
+		tl.mn.Exec(t, "ip", "-6", "rule", "add", "from", lab.HoA.String(), "lookup", strconv.Itoa(config.DefaultTableBase+int(b)), "pref", "100")
 	}
 	tl.mn.Exec(t, "ip", "-6", "rule", "add", "from", lab.HoA.String(), "unreachable", "pref", "101")
 }
@@ -144,8 +145,8 @@ func TestTunnelPingThroughHomeAgent(t *testing.T) {
 	// BID 1.
 	tl.Set(t, []uint16{1, 2}, []dataplane.HABinding{binding(1, 20), binding(2, 10)})
 	tl.policy(t, 1, 2)
-	if out := tl.mn.Exec(t, "ip", "-6", "addr", "show", "dev", dataplane.DefaultHomeDevice); !strings.Contains(out, hoa+"/128") {
-		t.Fatalf("home address not on %s: %s", dataplane.DefaultHomeDevice, out)
+	if out := tl.mn.Exec(t, "ip", "-6", "addr", "show", "dev", config.DefaultHomeDevice); !strings.Contains(out, hoa+"/128") {
+		t.Fatalf("home address not on %s: %s", config.DefaultHomeDevice, out)
 	}
 	if out := tl.mn.Exec(t, "ip", "-6", "route", "show", "table", "1001"); !strings.Contains(out, "default dev mcoab1") || !strings.Contains(out, "src "+hoa) {
 		t.Fatalf("table 1001: %q", out)
@@ -251,10 +252,10 @@ func TestTunnelPingThroughHomeAgent(t *testing.T) {
 	// No bindings: the routes go, and the home address with the last
 	// tunnel.
 	tl.Set(t, nil, nil)
-	if out := tl.ha.Exec(t, "ip", "-6", "route", "show", "dev", dataplane.DefaultHADevice); strings.Contains(out, hoa) {
+	if out := tl.ha.Exec(t, "ip", "-6", "route", "show", "dev", config.DefaultHADevice); strings.Contains(out, hoa) {
 		t.Fatalf("HA route left: %s", out)
 	}
-	if out := tl.mn.Exec(t, "ip", "-br", "link", "show"); strings.Contains(out, "mcoab") || strings.Contains(out, dataplane.DefaultHomeDevice+" ") {
+	if out := tl.mn.Exec(t, "ip", "-br", "link", "show"); strings.Contains(out, "mcoab") || strings.Contains(out, config.DefaultHomeDevice+" ") {
 		t.Fatalf("devices left:\n%s", out)
 	}
 }
