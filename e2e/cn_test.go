@@ -45,7 +45,7 @@ func (e *env) startCN() (*control.Client, string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if len(st.Roles) != 1 || st.Roles[0] != "correspondent" || st.HomeAgent.IsValid() ||
+	if len(st.Roles) != 1 || st.Roles[0] != control.RoleCorrespondent || st.HomeAgent.IsValid() ||
 		len(st.Correspondent) != 1 || st.Correspondent[0] != lab.CNAddr {
 		e.t.Fatalf("correspondent mcoa-ha status: roles %v, home agent %v, correspondent %v", st.Roles, st.HomeAgent, st.Correspondent)
 	}

@@ -71,10 +71,10 @@ func binaries() (dir string, cleanup func(), err error) {
 }
 
 // Priorities of lab.DefaultInterfaceRules, by interface.
-var priority = map[string]uint8{"eth0": 30, "wlan0": 20, "wwan0": 10}
+var priority = lab.DefaultPriorities
 
 // ifaces are the MN's three access interfaces.
-var ifaces = []string{"eth0", "wlan0", "wwan0"}
+var ifaces = lab.MNIfaces
 
 type tlog struct{ t *testing.T }
 

@@ -18,7 +18,7 @@ import (
 // on the wire.
 
 // benchIfaces are the MN's access interfaces, in priority order.
-var benchIfaces = []string{"eth0", "wlan0", "wwan0"}
+var benchIfaces = lab.MNIfaces
 
 // bids returns the BID of each of the MN's interfaces.
 func (b *bench) bids(ctx context.Context) (map[string]uint16, error) {

@@ -19,9 +19,9 @@ import (
 
 // demoPriority is the priority lab.DefaultInterfaceRules give each
 // interface.
-var demoPriority = map[string]uint8{"eth0": 30, "wlan0": 20, "wwan0": 10}
+var demoPriority = lab.DefaultPriorities
 
-var demoIfaces = []string{"eth0", "wlan0", "wwan0"}
+var demoIfaces = lab.MNIfaces
 
 // demo is one run of `mcoa-lab demo`.
 type demo struct {

@@ -57,7 +57,7 @@ func (d *demo) runRO(ctx context.Context, prefix string, bins map[string]string)
 	if err != nil {
 		return err
 	}
-	if !slices.Equal(st.Roles, []string{"correspondent"}) || !slices.Equal(st.Correspondent, []netip.Addr{lab.CNAddr}) {
+	if !slices.Equal(st.Roles, []string{control.RoleCorrespondent}) || !slices.Equal(st.Correspondent, []netip.Addr{lab.CNAddr}) {
 		return fmt.Errorf("the CN's mcoa-ha has roles %v for %v, want correspondent alone for %s", st.Roles, st.Correspondent, lab.CNAddr)
 	}
 	d.printf("  mcoa-ha in %s: home agent; mcoa-ha in %s: correspondent node alone (roles %v)\n", l.NS(lab.HA), l.NS(lab.CN), st.Roles)

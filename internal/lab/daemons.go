@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -44,6 +45,21 @@ var DefaultInterfaceRules = []InterfaceRule{
 	{Match: "wlan*", Priority: 20},
 	{Match: "wwan*", Priority: 10},
 }
+
+// DefaultPriorities are the priorities DefaultInterfaceRules give the MN's
+// access interfaces.
+var DefaultPriorities = func() map[string]uint8 {
+	out := map[string]uint8{}
+	for _, i := range MNIfaces {
+		for _, r := range DefaultInterfaceRules {
+			if ok, _ := path.Match(r.Match, i); ok {
+				out[i] = r.Priority
+				break
+			}
+		}
+	}
+	return out
+}()
 
 // InterfaceRule is one [[interface]] of mcoad's configuration.
 type InterfaceRule struct {

@@ -270,3 +270,13 @@ mcoad_bu_sent_total 7
 		}
 	}
 }
+
+func TestDefaults(t *testing.T) {
+	if !reflect.DeepEqual(MNIfaces, []string{"eth0", "wlan0", "wwan0"}) {
+		t.Errorf("MNIfaces = %v", MNIfaces)
+	}
+	// The demo and the e2e tests name these figures (priorities 30/20/10).
+	if want := map[string]uint8{"eth0": 30, "wlan0": 20, "wwan0": 10}; !reflect.DeepEqual(DefaultPriorities, want) {
+		t.Errorf("DefaultPriorities = %v, want %v", DefaultPriorities, want)
+	}
+}

@@ -188,9 +188,7 @@ func (l *Lab) StartNetworkManager(ctx context.Context, c *NMConfig) (*NetworkMan
 	}
 	dispatcher, _ := nmDispatcher()
 	if cfg.Interfaces == nil {
-		for _, a := range Accesses {
-			cfg.Interfaces = append(cfg.Interfaces, a.Iface)
-		}
+		cfg.Interfaces = slices.Clone(MNIfaces)
 	}
 	orDefault(&cfg.LogLevel, "INFO")
 	n := &NetworkManager{Dir: filepath.Join(l.Dir, "networkmanager"), lab: l, interfaces: cfg.Interfaces}

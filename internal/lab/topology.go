@@ -73,6 +73,16 @@ type Access struct {
 	MAC        string       // fixed MN-side MAC, so SLAAC addresses are predictable across moves
 }
 
+// MNIfaces are the MN's access interfaces, Accesses' in their order (the
+// order of DefaultInterfaceRules' priorities, best first).
+var MNIfaces = func() []string {
+	var out []string
+	for _, a := range Accesses {
+		out = append(out, a.Iface)
+	}
+	return out
+}()
+
 // Accesses lists the MN's three access links.
 var Accesses = []Access{
 	{"eth0", AR1, netip.MustParsePrefix("2001:db8:1::/64"), netip.MustParseAddr("2001:db8:1::1"), "02:00:00:00:00:01"},
