@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -74,7 +73,7 @@ func Run(ctx context.Context, d Daemon, o Options) error {
 		return err
 	}
 	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
-	served, err := s.serveControl(srvCtx)
+	served, srvErr, err := s.serveControl(srvCtx)
 	if err != nil {
 		stopServer()
 		stopDaemon()
@@ -101,6 +100,13 @@ func Run(ctx context.Context, d Daemon, o Options) error {
 		case <-done:
 			Notify("STOPPING=1")
 			done = nil
+		case err := <-srvErr:
+			// As any of the daemon's parts failing: it stops.
+			stopDaemon()
+			if rerr := <-runErr; rerr != nil {
+				return rerr
+			}
+			return err
 		case err := <-runErr:
 			return err
 		}
@@ -149,8 +155,9 @@ func WatchConfig(ctx context.Context, path string, log *slog.Logger, onChange fu
 }
 
 // serveControl starts the control server and the metrics listener; they
-// serve until ctx ends, and served is done once they have stopped.
-func (s *runner) serveControl(ctx context.Context) (served *sync.WaitGroup, err error) {
+// serve until ctx ends, and served is done once they have stopped. One
+// that fails before says why on errc.
+func (s *runner) serveControl(ctx context.Context) (served *sync.WaitGroup, errc <-chan error, err error) {
 	c := s.d.Control()
 	sc := c.Server
 	reload := func(ctx context.Context) error { return s.reload(ctx, "control API") }
@@ -164,33 +171,34 @@ func (s *runner) serveControl(ctx context.Context) (served *sync.WaitGroup, err 
 	}
 	srv, err := control.NewServer(sc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	l, err := srv.Listen()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var ml net.Listener
 	if c.MetricsAddress != "" {
 		if ml, err = net.Listen("tcp", c.MetricsAddress); err != nil {
 			l.Close()
-			return nil, fmt.Errorf("metrics address: %w", err)
+			return nil, nil, fmt.Errorf("metrics address: %w", err)
 		}
 	}
+	failed := make(chan error, 2)
 	served = new(sync.WaitGroup)
 	served.Go(func() {
-		if err := srv.Serve(ctx, l); err != nil && !errors.Is(err, context.Canceled) {
-			s.log.Warn("control server", "err", err)
+		if err := srv.Serve(ctx, l); err != nil && ctx.Err() == nil {
+			failed <- err
 		}
 	})
 	if ml != nil {
 		served.Go(func() {
-			if err := srv.ServeMetrics(ctx, ml); err != nil && !errors.Is(err, context.Canceled) {
-				s.log.Warn("metrics", "err", err)
+			if err := srv.ServeMetrics(ctx, ml); err != nil && ctx.Err() == nil {
+				failed <- err
 			}
 		})
 	}
-	return served, nil
+	return served, failed, nil
 }
 
 // reloadingMN routes mcoad's POST /v1/reload through the runner, as
