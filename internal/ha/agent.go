@@ -3,6 +3,10 @@
 // the Binding Acknowledgements, Refresh Requests and Errors the cache asks
 // for, keeps proxy neighbour advertisements in step with the cache, and
 // answers the control API from snapshots.
+//
+// New(cfg, Deps) builds an Agent (side effects in Deps: nil is the real
+// one), Run(ctx) runs it; internal/service serves its control API and
+// reloads it, as it does mcoad's (internal/mn), which has the same shape.
 package ha
 
 import (

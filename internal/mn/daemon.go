@@ -5,6 +5,10 @@
 //	netlink/RA -> iface.Watcher --snapshots--> bul.Engine -> mhsock.Conn
 //	mhsock.Conn.Recv --------------------------> bul.Engine.HandlePacket
 //	control API -> commands into the engine and the watcher; reads are snapshots
+//
+// New(cfg, Deps) builds a Daemon (side effects in Deps: nil is the real
+// one), Run(ctx) runs it; internal/service serves its control API and
+// reloads it, as it does mcoa-ha's (internal/ha), which has the same shape.
 package mn
 
 import (
