@@ -61,37 +61,37 @@ func (l *Lab) setPeer(mnIface, state string) error {
 // address stays until it expires or the MN removes it, as on a real host.
 // Attaching an interface that is already home does nothing.
 func (l *Lab) AttachHome(mnIface string) error {
-	a, err := AccessOf(mnIface)
-	if err != nil {
-		return err
-	}
-	l.moveMu.Lock()
-	defer l.moveMu.Unlock()
-	ctx := context.Background()
-	port := homePort(mnIface)
-	if l.linkExists(ctx, HA, port) {
-		return nil
-	}
-	steps := [][]string{
-		// Moving a link takes it down; the rename happens in the same step.
-		{"-n", l.NS(a.Router), "link", "set", RouterDownlink, "netns", l.NS(HA), "name", port},
-		// A bridge port is no host: no addresses of its own.
-		{"-n", l.NS(HA), "link", "set", port, "addrgenmode", "none"},
-		{"-n", l.NS(HA), "link", "set", port, "master", HomeBridge},
-		{"-n", l.NS(HA), "link", "set", port, "up"},
-	}
-	for _, s := range steps {
-		if err := l.ip(ctx, s...); err != nil {
-			return fmt.Errorf("lab: attach %s to the home link: %w", mnIface, err)
+	return l.moveLink(mnIface, true, "attach %s to the home link", func(a Access, port string) [][]string {
+		return [][]string{
+			// Moving a link takes it down; the rename happens in the same step.
+			{"-n", l.NS(a.Router), "link", "set", RouterDownlink, "netns", l.NS(HA), "name", port},
+			// A bridge port is no host: no addresses of its own.
+			{"-n", l.NS(HA), "link", "set", port, "addrgenmode", "none"},
+			{"-n", l.NS(HA), "link", "set", port, "master", HomeBridge},
+			{"-n", l.NS(HA), "link", "set", port, "up"},
 		}
-	}
-	return nil
+	})
 }
 
 // DetachHome moves an MN interface from the home link back to its access
 // router (the reverse of AttachHome). Detaching an interface that is not
 // home does nothing.
 func (l *Lab) DetachHome(mnIface string) error {
+	return l.moveLink(mnIface, false, "detach %s from the home link", func(a Access, port string) [][]string {
+		return [][]string{
+			{"-n", l.NS(HA), "link", "set", port, "netns", l.NS(a.Router), "name", RouterDownlink},
+			// Addresses do not survive a change of namespace.
+			{"-n", l.NS(a.Router), "addr", "add", pfx(a.RouterAddr, 64), "dev", RouterDownlink, "nodad"},
+			{"-n", l.NS(a.Router), "link", "set", RouterDownlink, "up"},
+		}
+	})
+}
+
+// moveLink moves the router's end of mnIface's access link to the home
+// link (home) or back, with the ip(8) steps steps gives for the access
+// and the home port's name; nothing when it is there already. what names
+// the move in errors (%s: mnIface).
+func (l *Lab) moveLink(mnIface string, home bool, what string, steps func(a Access, port string) [][]string) error {
 	a, err := AccessOf(mnIface)
 	if err != nil {
 		return err
@@ -100,18 +100,12 @@ func (l *Lab) DetachHome(mnIface string) error {
 	defer l.moveMu.Unlock()
 	ctx := context.Background()
 	port := homePort(mnIface)
-	if !l.linkExists(ctx, HA, port) {
+	if l.linkExists(ctx, HA, port) == home {
 		return nil
 	}
-	steps := [][]string{
-		{"-n", l.NS(HA), "link", "set", port, "netns", l.NS(a.Router), "name", RouterDownlink},
-		// Addresses do not survive a change of namespace.
-		{"-n", l.NS(a.Router), "addr", "add", pfx(a.RouterAddr, 64), "dev", RouterDownlink, "nodad"},
-		{"-n", l.NS(a.Router), "link", "set", RouterDownlink, "up"},
-	}
-	for _, s := range steps {
+	for _, s := range steps(a, port) {
 		if err := l.ip(ctx, s...); err != nil {
-			return fmt.Errorf("lab: detach %s from the home link: %w", mnIface, err)
+			return fmt.Errorf("lab: "+what+": %w", mnIface, err)
 		}
 	}
 	return nil
