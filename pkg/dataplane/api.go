@@ -191,7 +191,7 @@ type Stats struct {
 	Drops   Drops
 }
 
-// normalizeTunnels checks a SetTunnels set and returns it sorted by BID,
+// NormalizeTunnels checks a SetTunnels set and returns it sorted by BID,
 // with interfaces resolved and MTUs filled in by lookup (name or index to
 // name, index, MTU). A bad set is refused whole (ErrInvalid); a tunnel whose
 // interface cannot be resolved is left out, and the others still apply, so
@@ -225,8 +225,8 @@ func NormalizeTunnels(in []Tunnel, lookup func(name string, index int) (string, 
 		if t.Iface == "" && t.Ifindex <= 0 {
 			return nil, nil, bad("no interface")
 		}
-		if t.MTU != 0 && (t.MTU < MinMTU || t.MTU > MaxPacket-Ipv6HeaderLen) {
-			return nil, nil, bad("MTU %d out of range %d..%d", t.MTU, MinMTU, MaxPacket-Ipv6HeaderLen)
+		if t.MTU != 0 && (t.MTU < MinMTU || t.MTU > MaxPacket-IPv6HeaderLen) {
+			return nil, nil, bad("MTU %d out of range %d..%d", t.MTU, MinMTU, MaxPacket-IPv6HeaderLen)
 		}
 	}
 	if lookup == nil {
@@ -245,7 +245,7 @@ func NormalizeTunnels(in []Tunnel, lookup func(name string, index int) (string, 
 		}
 		t.Iface, t.Ifindex = name, index
 		if t.MTU == 0 {
-			t.MTU = max(mtu-Ipv6HeaderLen, MinMTU)
+			t.MTU = max(mtu-IPv6HeaderLen, MinMTU)
 		}
 		kept = append(kept, t)
 	}

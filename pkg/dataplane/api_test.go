@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/config"
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 )
 
 func goodTunnel(bid uint16) Tunnel {

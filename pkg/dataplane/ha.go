@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -22,6 +23,15 @@ type HABinding struct {
 	Prefixes []netip.Prefix
 }
 
+// HomeAgent is the home agent's tunnel data plane (homeagent.Forwarder).
+// SetBindings is level-triggered like Backend.SetTunnels: the whole set of
+// the cache's bindings that have tunnels, each time.
+type HomeAgent interface {
+	SetBindings(ctx context.Context, bs []HABinding) error
+	Stats() BindingStats
+	Close() error
+}
+
 // HAConfig configures the home agent's data plane. Address is required.
 type HAConfig struct {
 	// Address is the home agent's address: the outer source of tunnelled
@@ -41,7 +51,8 @@ type HAConfig struct {
 	Logger    *slog.Logger
 }
 
-func (c *HAConfig) WithDefaults() (HAConfig, error) {
+// Resolve returns c with its defaults filled in, checked (ErrInvalid).
+func (c *HAConfig) Resolve() (HAConfig, error) {
 	var out HAConfig
 	if c != nil {
 		out = *c
@@ -49,7 +60,7 @@ func (c *HAConfig) WithDefaults() (HAConfig, error) {
 	if !out.Address.Is6() || out.Address.Is4In6() || out.Address.IsUnspecified() || out.Address.IsMulticast() {
 		return out, fmt.Errorf("%w HA config: address %v is not a unicast IPv6 address", ErrInvalid, out.Address)
 	}
-	if err := DeviceDefaults("HA", &out.Device, config.DefaultHADevice, &out.MTU, Ipv6HeaderLen); err != nil {
+	if err := DeviceDefaults("HA", &out.Device, config.DefaultHADevice, &out.MTU, IPv6HeaderLen); err != nil {
 		return out, err
 	}
 	if out.Table == 0 {
@@ -61,7 +72,7 @@ func (c *HAConfig) WithDefaults() (HAConfig, error) {
 	return out, nil
 }
 
-// deviceDefaults fills in the TUN device name and MTU of a plane's config
+// DeviceDefaults fills in the TUN device name and MTU of a plane's config
 // and checks them: the MTU defaults to an Ethernet path less overhead, the
 // header the plane adds. what names the config in errors.
 func DeviceDefaults(what string, dev *string, defDev string, mtu *int, overhead int) error {

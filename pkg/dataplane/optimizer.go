@@ -23,7 +23,7 @@ func (r RORoute) String() string {
 	return fmt.Sprintf("bid %d %s -> %s", r.BID, r.CoA, r.Peer)
 }
 
-// checkRORoutes checks a SetRORoutes set and returns it sorted.
+// CheckRORoutes checks a SetRORoutes set and returns it sorted.
 func CheckRORoutes(in []RORoute) ([]RORoute, error) {
 	out := slices.Clone(in)
 	slices.SortFunc(out, func(a, b RORoute) int {

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
+	"github.com/mcoad/mcoad/internal/pkttest"
 )
 
 func TestCheckRORoutes(t *testing.T) {

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/mcoad/mcoad/internal/nstest"
+	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/dataplane"
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/dataplane/ip6tnl"
 	"github.com/mcoad/mcoad/pkg/dataplane/tun"
 )

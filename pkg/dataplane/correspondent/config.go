@@ -74,12 +74,12 @@ type Config struct {
 	Logger       *slog.Logger
 }
 
-func (c *Config) WithDefaults() (Config, error) {
+func (c *Config) withDefaults() (Config, error) {
 	var out Config
 	if c != nil {
 		out = *c
 	}
-	if err := dataplane.DeviceDefaults("correspondent", &out.Device, config.DefaultCNDevice, &out.MTU, routeopt.RoExtLen); err != nil {
+	if err := dataplane.DeviceDefaults("correspondent", &out.Device, config.DefaultCNDevice, &out.MTU, routeopt.ExtLen); err != nil {
 		return out, err
 	}
 	if out.Table == 0 {

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/dataplane"
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 )
 
 func TestCheckBindings(t *testing.T) {

@@ -16,7 +16,6 @@ import (
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/relay"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/routeopt"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/tunio"
-	"github.com/mcoad/mcoad/pkg/dataplane/tun"
 )
 
 // Forwarder is a correspondent node's route-optimised data path (RFC 6275
@@ -45,8 +44,8 @@ import (
 // Without such a binding the packet is dropped and BindingError asked for a
 // Binding Error status 1.
 type Forwarder struct {
-	relay.Relay[cnState] // routes: HoA/128s
-	cfg                  Config
+	relay relay.Relay[cnState] // routes: HoA/128s
+	cfg   Config
 
 	beq chan beRequest
 	bew sync.WaitGroup
@@ -76,27 +75,27 @@ const beRate = 10
 // New creates the device, sockets and ip rules in the network
 // namespace of the calling thread and starts the packet loops.
 func New(cfg *Config) (*Forwarder, error) {
-	c, err := cfg.WithDefaults()
+	c, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	p := &Forwarder{cfg: c, beq: make(chan beRequest, 16)}
 	empty := &cnState{byHoA: map[[16]byte][]*cnBind{}, byKey: map[cnKey]*cnBind{}}
-	if err := p.Init(c.Logger.With("dataplane", "cn"), c.Table, empty); err != nil {
+	if err := p.relay.Init(c.Logger.With("dataplane", "cn"), c.Table, empty); err != nil {
 		return nil, err
 	}
-	err = p.Open(c.Device, c.MTU, !c.NoOffload, c.Mark, func() (*tunio.RawSocket, error) {
+	err = p.relay.Open(c.Device, c.MTU, !c.NoOffload, c.Mark, func() (*tunio.RawSocket, error) {
 		if err := p.setRules(true); err != nil {
 			return nil, err
 		}
-		return tunio.NewPacketSocket(routeopt.HaoFilter())
+		return tunio.NewPacketSocket(routeopt.HAOFilter())
 	})
 	if err != nil {
-		p.CloseAll()
+		p.closeAll()
 		return nil, err
 	}
-	p.Wg.Add(2)
-	go p.TxLoop(c.MTU, routeopt.RoExtLen, "correspondent", p.placeTx)
+	p.relay.Wg.Add(2)
+	go p.relay.TxLoop(c.MTU, routeopt.ExtLen, "correspondent", p.placeTx)
 	go p.rxLoop()
 	p.bew.Add(1)
 	go p.beLoop()
@@ -121,21 +120,21 @@ func (p *Forwarder) rules() []*netlink.Rule {
 // add, puts ours in.
 func (p *Forwarder) setRules(add bool) error {
 	pr := p.cfg.RulePriority
-	old, err := p.Nl.RuleList(unix.AF_INET6)
+	old, err := p.relay.Nl.RuleList(unix.AF_INET6)
 	if err != nil {
 		return fmt.Errorf("ip rules: %w", err)
 	}
 	var errs []error
 	for i := range old {
 		if r := &old[i]; r.Priority >= pr && r.Priority <= pr+2 {
-			if err := p.Nl.RuleDel(r); err != nil && !errors.Is(err, unix.ENOENT) {
+			if err := p.relay.Nl.RuleDel(r); err != nil && !errors.Is(err, unix.ENOENT) {
 				errs = append(errs, fmt.Errorf("ip rule %v: delete: %w", r, err))
 			}
 		}
 	}
 	if add {
 		for _, r := range p.rules() {
-			if err := p.Nl.RuleAdd(r); err != nil {
+			if err := p.relay.Nl.RuleAdd(r); err != nil {
 				errs = append(errs, fmt.Errorf("ip rule %v: %w", r, err))
 			}
 		}
@@ -143,14 +142,14 @@ func (p *Forwarder) setRules(add bool) error {
 	return errors.Join(errs...)
 }
 
-// closeAll removes the rules and closes what relay.closeAll does.
-func (p *Forwarder) CloseAll() {
-	if p.Nl != nil {
-		if err := p.Run.Do(func() error { return p.setRules(false) }); err != nil {
-			p.Log.Warn("correspondent ip rules", "err", err)
+// closeAll removes the rules and closes what Relay.CloseAll does.
+func (p *Forwarder) closeAll() {
+	if p.relay.Nl != nil {
+		if err := p.relay.Run.Do(func() error { return p.setRules(false) }); err != nil {
+			p.relay.Log.Warn("correspondent ip rules", "err", err)
 		}
 	}
-	p.Relay.CloseAll()
+	p.relay.CloseAll()
 }
 
 // SetBindings makes the route-optimised set exactly bs (level-triggered).
@@ -161,7 +160,7 @@ func (p *Forwarder) SetBindings(ctx context.Context, bs []Binding) error {
 	if err != nil {
 		return err
 	}
-	return relay.SetBindings(&p.Relay, ctx, want, buildCNState)
+	return relay.SetBindings(&p.relay, ctx, want, buildCNState)
 }
 
 // buildCNState indexes checked bindings for the packet loops, as
@@ -189,12 +188,12 @@ func buildCNState(want []Binding, old map[dataplane.BindingKey]*tunio.TunnelCoun
 func (p *Forwarder) placeTx(tp *relay.TxPipe, st *cnState, buf []byte, size int) {
 	dst := (*[16]byte)(buf[packet.Headroom+24 : packet.Headroom+40])
 	if size > p.cfg.MTU {
-		tp.TooBig(&p.Drops, buf, size, dst)
+		tp.TooBig(&p.relay.Drops, buf, size, dst)
 		return
 	}
 	start, length, ctr := packet.Headroom, size, (*tunio.TunnelCounters)(nil)
 	if bs := st.byHoA[*dst]; len(bs) > 0 {
-		b := relay.PickBinding(p.Flows, bs, buf[packet.Headroom:packet.Headroom+size])
+		b := relay.PickBinding(p.relay.Flows, bs, buf[packet.Headroom:packet.Headroom+size])
 		if ns, nn, err := routeopt.InsertRH2(buf, packet.Headroom, size, &b.coa); err == nil {
 			start, length, ctr = ns, nn, b.ctr
 		}
@@ -206,31 +205,31 @@ func (p *Forwarder) placeTx(tp *relay.TxPipe, st *cnState, buf []byte, size int)
 
 // rxLoop: AF_PACKET -> Home Address option checked and removed -> TUN.
 func (p *Forwarder) rxLoop() {
-	defer p.Wg.Done()
+	defer p.relay.Wg.Done()
 	var (
-		rx     = tunio.NewRxPipe(tun.RoRxSlot, false, false)
-		loc    routeopt.HaoLoc
+		rx     = tunio.NewRxPipe(tunio.PacketSocketSlot, false, false)
+		loc    routeopt.HAOLoc
 		tokens = float64(beRate)
 		last   = time.Now()
 	)
-	rx.Run(p.Rx, &p.Stop, p.Log, "correspondent receive", &p.Drops, func(n int) {
-		st := p.State.Load()
+	rx.Run(p.relay.Rx, &p.relay.Stop, p.relay.Log, "correspondent receive", &p.relay.Drops, func(n int) {
+		st := p.relay.State.Load()
 		for i := range n {
 			pkt := rx.Packet(i)
 			if pkt == nil {
-				p.Drops.Malformed.Add(1)
+				p.relay.Drops.Malformed.Add(1)
 				continue
 			}
 			if err := routeopt.FindHAO(pkt, &loc); err != nil {
 				if !errors.Is(err, routeopt.ErrNoHAO) {
-					p.Drops.Malformed.Add(1)
+					p.relay.Drops.Malformed.Add(1)
 				}
 				continue // other destination options are the kernel's
 			}
 			hoa, src, dst := loc.Hoa(pkt), [16]byte(pkt[8:24]), [16]byte(pkt[24:40])
 			b := st.byKey[cnKey{hoa, src}]
 			if b == nil || b.local != dst {
-				p.Drops.NoBinding.Add(1)
+				p.relay.Drops.NoBinding.Add(1)
 				if now := time.Now(); p.cfg.BindingError != nil {
 					tokens = min(tokens+now.Sub(last).Seconds()*beRate, beRate)
 					last = now
@@ -246,12 +245,12 @@ func (p *Forwarder) rxLoop() {
 			}
 			buf := rx.Bufs[i]
 			ns, nn := routeopt.StripHAO(buf, packet.VirtioNetHdrLen, &loc)
-			if !rx.Wr.Add(p.Dev, buf[ns-packet.VirtioNetHdrLen:ns+nn], dataplane.MaxPacket) {
-				p.Drops.Malformed.Add(1)
+			if !rx.Wr.Add(p.relay.Dev, buf[ns-packet.VirtioNetHdrLen:ns+nn], dataplane.MaxPacket) {
+				p.relay.Drops.Malformed.Add(1)
 				continue
 			}
 			k, ports := relay.InnerFlow(buf[ns:ns+nn], true)
-			p.Flows.Learn(&k, ports, b.b.BID)
+			p.relay.Flows.Learn(&k, ports, b.b.BID)
 			b.ctr.RxPackets.Add(1)
 			b.ctr.RxBytes.Add(uint64(nn))
 		}
@@ -266,8 +265,8 @@ func (p *Forwarder) beLoop() {
 	for r := range p.beq {
 		dst := netip.AddrFrom16(r.dst)
 		local := false
-		_ = p.Run.Do(func() error {
-			rs, err := p.Nl.RouteGet(dst.AsSlice())
+		_ = p.relay.Run.Do(func() error {
+			rs, err := p.relay.Nl.RouteGet(dst.AsSlice())
 			local = err == nil && len(rs) > 0 && rs[0].Type == unix.RTN_LOCAL
 			return nil
 		})
@@ -280,22 +279,22 @@ func (p *Forwarder) beLoop() {
 // Stats returns a snapshot of the counters of the current bindings (Tx:
 // sent with a type 2 routing header; Rx: received with a Home Address
 // option) and the drops.
-func (p *Forwarder) Stats() dataplane.BindingStats { return p.Relay.Stats() }
+func (p *Forwarder) Stats() dataplane.BindingStats { return p.relay.Stats() }
 
 // Close removes the routes, rules and device and stops the loops.
 func (p *Forwarder) Close() error {
-	p.Mu.Lock()
-	defer p.Mu.Unlock()
-	if p.Closed {
+	p.relay.Mu.Lock()
+	defer p.relay.Mu.Unlock()
+	if p.relay.Closed {
 		return nil
 	}
-	p.Closed = true
-	p.Stop.Store(true)
-	p.Dev.Close()
-	p.Rx.Close()
-	p.Wg.Wait()
+	p.relay.Closed = true
+	p.relay.Stop.Store(true)
+	p.relay.Dev.Close()
+	p.relay.Rx.Close()
+	p.relay.Wg.Wait()
 	close(p.beq) // only rxLoop sends on it
 	p.bew.Wait()
-	p.CloseAll()
+	p.closeAll()
 	return nil
 }

@@ -33,10 +33,12 @@ import (
 // core must route the home prefix to the home agent. IPv6 forwarding
 // (net.ipv6.conf.all.forwarding) must be on.
 type Forwarder struct {
-	relay.Relay[haState] // routes: HoA/128s and mobile network prefixes
-	cfg                  dataplane.HAConfig
-	addr                 [16]byte
+	relay relay.Relay[haState] // routes: HoA/128s and mobile network prefixes
+	cfg   dataplane.HAConfig
+	addr  [16]byte
 }
+
+var _ dataplane.HomeAgent = (*Forwarder)(nil)
 
 type haState struct {
 	byHoA map[[16]byte][]*haBinding // best first
@@ -95,27 +97,27 @@ func (b *haBinding) Rank() (uint8, uint16) { return b.b.Priority, b.b.BID }
 // New creates the TUN device and sockets in the network namespace of
 // the calling thread and starts the two packet loops.
 func New(cfg *dataplane.HAConfig) (*Forwarder, error) {
-	c, err := cfg.WithDefaults()
+	c, err := cfg.Resolve()
 	if err != nil {
 		return nil, err
 	}
 	p := &Forwarder{cfg: c, addr: c.Address.As16()}
 	empty := &haState{byHoA: map[[16]byte][]*haBinding{}, byCoA: map[[16]byte][]*haBinding{}}
-	if err := p.Init(c.Logger.With("dataplane", "ha"), c.Table, empty); err != nil {
+	if err := p.relay.Init(c.Logger.With("dataplane", "ha"), c.Table, empty); err != nil {
 		return nil, err
 	}
-	err = p.Open(c.Device, c.MTU, !c.NoOffload, c.Mark, func() (*tunio.RawSocket, error) {
+	err = p.relay.Open(c.Device, c.MTU, !c.NoOffload, c.Mark, func() (*tunio.RawSocket, error) {
 		if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding"); err == nil && strings.TrimSpace(string(b)) != "1" {
-			p.Log.Warn("IPv6 forwarding is off: packets from mobile nodes will not be routed on")
+			p.relay.Log.Warn("IPv6 forwarding is off: packets from mobile nodes will not be routed on")
 		}
 		return tunio.NewRawSocket(packet.ProtoIPv6, 0, "")
 	})
 	if err != nil {
-		p.CloseAll()
+		p.relay.CloseAll()
 		return nil, err
 	}
-	p.Wg.Add(2)
-	go p.TxLoop(c.MTU, packet.Headroom, "home agent tunnel", p.placeTx)
+	p.relay.Wg.Add(2)
+	go p.relay.TxLoop(c.MTU, packet.Headroom, "home agent tunnel", p.placeTx)
 	go p.rxLoop()
 	return p, nil
 }
@@ -128,7 +130,7 @@ func (p *Forwarder) SetBindings(ctx context.Context, bs []dataplane.HABinding) e
 	if err != nil {
 		return err
 	}
-	return relay.SetBindings(&p.Relay, ctx, want, buildHAState)
+	return relay.SetBindings(&p.relay, ctx, want, buildHAState)
 }
 
 // buildHAState indexes checked bindings for the packet loops, each home
@@ -164,17 +166,17 @@ func (p *Forwarder) placeTx(tp *relay.TxPipe, st *haState, buf []byte, size int)
 	pkt := buf[packet.Headroom:]
 	bs := st.bindings([16]byte(pkt[24:40]))
 	if len(bs) == 0 {
-		p.Drops.NoBinding.Add(1)
+		p.relay.Drops.NoBinding.Add(1)
 		return
 	}
 	if size > p.cfg.MTU {
-		tp.TooBig(&p.Drops, buf, size, &p.addr)
+		tp.TooBig(&p.relay.Drops, buf, size, &p.addr)
 		return
 	}
-	b := relay.PickBinding(p.Flows, bs, pkt[:size])
+	b := relay.PickBinding(p.relay.Flows, bs, pkt[:size])
 	m, err := packet.Encap(buf[:packet.Headroom+size], &p.addr, &b.coa)
 	if err != nil {
-		p.Drops.Malformed.Add(1)
+		p.relay.Drops.Malformed.Add(1)
 		return
 	}
 	tp.Add(buf[:m], &b.coa, b.ctr)
@@ -182,30 +184,30 @@ func (p *Forwarder) placeTx(tp *relay.TxPipe, st *haState, buf []byte, size int)
 
 // rxLoop: raw socket -> check -> remember the flow -> TUN.
 func (p *Forwarder) rxLoop() {
-	defer p.Wg.Done()
+	defer p.relay.Wg.Done()
 	rx := tunio.NewRxPipe(tunio.RxSlot, true, true)
 	var meta tunio.RxMeta
-	rx.Run(p.Rx, &p.Stop, p.Log, "home agent tunnel receive", &p.Drops, func(n int) {
-		st := p.State.Load()
+	rx.Run(p.relay.Rx, &p.relay.Stop, p.relay.Log, "home agent tunnel receive", &p.relay.Drops, func(n int) {
+		st := p.relay.State.Load()
 		for i := range n {
 			rx.Rb.Meta(i, &meta)
 			if meta.Dst != p.addr {
-				p.Drops.Unknown.Add(1)
+				p.relay.Drops.Unknown.Add(1)
 				continue
 			}
 			bs := st.byCoA[meta.Src]
 			if len(bs) == 0 {
-				p.Drops.Unknown.Add(1)
+				p.relay.Drops.Unknown.Add(1)
 				continue
 			}
 			inner := rx.Packet(i)
 			if meta.Trunc || inner == nil {
-				p.Drops.Malformed.Add(1)
+				p.relay.Drops.Malformed.Add(1)
 				continue
 			}
 			m, err := packet.DecapInner(inner, meta.Tclass)
 			if err != nil {
-				p.Drops.Malformed.Add(1)
+				p.relay.Drops.Malformed.Add(1)
 				continue
 			}
 			var b *haBinding
@@ -216,15 +218,15 @@ func (p *Forwarder) rxLoop() {
 				}
 			}
 			if b == nil {
-				p.Drops.Spoofed.Add(1)
+				p.relay.Drops.Spoofed.Add(1)
 				continue
 			}
-			if !rx.Wr.Add(p.Dev, rx.Bufs[i][:packet.VirtioNetHdrLen+m], p.cfg.MTU) {
-				p.Drops.Malformed.Add(1)
+			if !rx.Wr.Add(p.relay.Dev, rx.Bufs[i][:packet.VirtioNetHdrLen+m], p.cfg.MTU) {
+				p.relay.Drops.Malformed.Add(1)
 				continue
 			}
 			k, ports := relay.InnerFlow(inner[:m], true)
-			p.Flows.Learn(&k, ports, b.b.BID)
+			p.relay.Flows.Learn(&k, ports, b.b.BID)
 			b.ctr.RxPackets.Add(1)
 			b.ctr.RxBytes.Add(uint64(m))
 		}
@@ -232,19 +234,19 @@ func (p *Forwarder) rxLoop() {
 }
 
 // Stats returns a snapshot of the counters of the current bindings.
-func (p *Forwarder) Stats() dataplane.BindingStats { return p.Relay.Stats() }
+func (p *Forwarder) Stats() dataplane.BindingStats { return p.relay.Stats() }
 
 // Close removes the routes and the device and stops the loops.
 func (p *Forwarder) Close() error {
-	p.Mu.Lock()
-	if p.Closed {
-		p.Mu.Unlock()
+	p.relay.Mu.Lock()
+	if p.relay.Closed {
+		p.relay.Mu.Unlock()
 		return nil
 	}
-	p.Closed = true
-	p.Mu.Unlock()
-	err := p.SetRoutes(nil)
-	p.CloseAll()
-	p.Wg.Wait()
+	p.relay.Closed = true
+	p.relay.Mu.Unlock()
+	err := p.relay.SetRoutes(nil)
+	p.relay.CloseAll()
+	p.relay.Wg.Wait()
 	return err
 }

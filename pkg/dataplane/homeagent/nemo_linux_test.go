@@ -5,8 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/dataplane"
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 )
 
 // TestHAMobileNetworks: a mobile router's prefixes are routed into the

@@ -4,9 +4,9 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/packet"
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/relay"
 )
 
@@ -34,13 +34,13 @@ func TestHAPick(t *testing.T) {
 	}
 	flows := relay.NewFlowMemory()
 	toHoA := func(sport uint16) []byte {
-		return pkttest.Ip6(0, 0, packet.ProtoTCP, 64, pkttest.TCN, pkttest.THoA, pkttest.TcpSeg(sport, 40000, 1, 1, packet.TcpACK, nil))
+		return pkttest.IP6(0, 0, packet.ProtoTCP, 64, pkttest.TCN, pkttest.THoA, pkttest.TCPSeg(sport, 40000, 1, 1, packet.TCPFlagACK, nil))
 	}
 	if b := relay.PickBinding(flows, bs, toHoA(443)); b.b.BID != 2 {
 		t.Fatalf("nothing learnt: BID %d, want 2 (highest priority)", b.b.BID)
 	}
 	// The mobile node sends this flow on BID 1: the answer follows.
-	k, ports := relay.InnerFlow(pkttest.Ip6(0, 0, packet.ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TcpSeg(40000, 443, 1, 1, packet.TcpACK, nil)), true)
+	k, ports := relay.InnerFlow(pkttest.IP6(0, 0, packet.ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TCPSeg(40000, 443, 1, 1, packet.TCPFlagACK, nil)), true)
 	flows.Learn(&k, ports, 1)
 	if b := relay.PickBinding(flows, bs, toHoA(443)); b.b.BID != 1 {
 		t.Fatalf("flow learnt on BID 1: picked %d", b.b.BID)

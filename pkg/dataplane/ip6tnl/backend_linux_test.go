@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/dataplane"
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 )
 
 // fakeOps records what the kernel backend asks of netlink, as ip(8)-like

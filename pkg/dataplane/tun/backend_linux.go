@@ -31,7 +31,7 @@ import (
 type tunBackend struct {
 	cfg dataplane.Config
 	log *slog.Logger
-	run *tunio.NsRunner
+	run *tunio.NSRunner
 	nl  *netlink.Handle
 
 	mu      sync.Mutex // serializes SetTunnels and Close
@@ -164,11 +164,11 @@ func (b *tunBackend) deleteKept(name string) {
 func (b *tunBackend) Name() string { return Name }
 
 func (b *tunBackend) SetTunnels(ctx context.Context, tunnels []dataplane.Tunnel) error {
-	return b.Do(ctx, func() error { return b.reconcile(tunnels) })
+	return b.do(ctx, func() error { return b.reconcile(tunnels) })
 }
 
 // do runs f, a setter's work, on the namespace's thread under the mutex.
-func (b *tunBackend) Do(ctx context.Context, f func() error) error {
+func (b *tunBackend) do(ctx context.Context, f func() error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := dataplane.CheckOpen(ctx, b.closed); err != nil {
@@ -186,7 +186,7 @@ func (b *tunBackend) reconcile(in []dataplane.Tunnel) error {
 		return err
 	}
 	for i := range want {
-		want[i].MTU = min(want[i].MTU, tunio.MaxOuter-dataplane.Ipv6HeaderLen)
+		want[i].MTU = min(want[i].MTU, tunio.MaxOuter-dataplane.IPv6HeaderLen)
 	}
 	errs := []error{lookupErr}
 	keep := map[uint16]bool{}
@@ -318,7 +318,7 @@ func (b *tunBackend) ensureTunnel(want dataplane.Tunnel) error {
 			b.removeTunnel(t)
 			return err
 		}
-		go b.TxLoop(t)
+		go b.txLoop(t)
 		b.log.Info("tunnel up", "bid", want.BID, "dev", dev.Name, "coa", want.CoA, "iface", want.Iface, "ha", want.HA, "mtu", want.MTU)
 	} else if p := t.path.Load(); p.t != want {
 		if err := b.setPath(t, want); err != nil {
@@ -394,7 +394,7 @@ func (b *tunBackend) publish() {
 }
 
 // txLoop is BID t's sending pipeline: TUN -> encapsulate -> raw socket.
-func (b *tunBackend) TxLoop(t *mnTunnel) {
+func (b *tunBackend) txLoop(t *mnTunnel) {
 	defer close(t.done)
 	var (
 		lim   tunio.ErrLimiter
@@ -435,7 +435,7 @@ func (b *tunBackend) TxLoop(t *mnTunnel) {
 				tunio.SendPTB(t.dev, &b.drops, ptb, pkt[:min(size, len(pkt))], p.mtu, &p.src)
 				continue
 			}
-			if ro.Add(buf, size, p) { // to a correspondent with a binding for this BID
+			if ro.add(buf, size, p) { // to a correspondent with a binding for this BID
 				continue
 			}
 			m, err := packet.Encap(buf[:packet.Headroom+size], &p.src, &p.dst)
@@ -559,7 +559,7 @@ func (b *tunBackend) Keep() ([]dataplane.Tunnel, error) {
 		b.tunnels, b.home = map[uint16]*mnTunnel{}, nil
 		return errors.Join(errs...)
 	})
-	b.ro.Close()
+	b.ro.close()
 	b.nl.Close()
 	b.run.Close()
 	slices.SortFunc(kept, func(x, y dataplane.Tunnel) int { return int(x.BID) - int(y.BID) })
@@ -577,7 +577,7 @@ func (b *tunBackend) Close() error {
 	}
 	b.closed = true
 	err := b.run.Do(func() error { return b.reconcile(nil) })
-	b.ro.Close()
+	b.ro.close()
 	b.nl.Close()
 	b.run.Close()
 	return err

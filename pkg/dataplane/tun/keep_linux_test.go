@@ -5,9 +5,9 @@ import (
 	"testing"
 
 	"github.com/mcoad/mcoad/internal/lab"
+	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 )
 
 // A backend stopped for a restart (Keep) leaves its devices, routes and

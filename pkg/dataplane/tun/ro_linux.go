@@ -72,7 +72,7 @@ func (b *tunBackend) SetRORoutes(ctx context.Context, routes []dataplane.RORoute
 	if err != nil {
 		return err
 	}
-	return b.Do(ctx, func() error { return b.reconcileRO(want) })
+	return b.do(ctx, func() error { return b.reconcileRO(want) })
 }
 
 // reconcileRO runs on the namespace's thread.
@@ -80,7 +80,7 @@ func (b *tunBackend) reconcileRO(want []dataplane.RORoute) error {
 	r := &b.ro
 	if len(want) == 0 {
 		r.tab.Store(nil)
-		r.Close()
+		r.close()
 		return nil
 	}
 	if r.tx.Load() == nil {
@@ -91,7 +91,7 @@ func (b *tunBackend) reconcileRO(want []dataplane.RORoute) error {
 		r.tx.Store(s)
 	}
 	if r.rx == nil {
-		s, err := tunio.NewPacketSocket(routeopt.Rh2Filter())
+		s, err := tunio.NewPacketSocket(routeopt.RH2Filter())
 		if err != nil {
 			return fmt.Errorf("route optimisation: %w", err)
 		}
@@ -111,7 +111,7 @@ func (b *tunBackend) reconcileRO(want []dataplane.RORoute) error {
 
 // close stops receiving and closes the sockets (a send in flight on the
 // old socket fails and is counted).
-func (r *roState) Close() {
+func (r *roState) close() {
 	if s := r.tx.Swap(nil); s != nil {
 		s.Close()
 	}
@@ -159,9 +159,9 @@ func (b *tunBackend) newROTx(t *mnTunnel) *roTx {
 // add route-optimises the packet at buf[headroom:headroom+size] when its
 // destination has a binding for this BID at p's care-of address, and
 // reports whether it did; the packet then stays in buf until flush.
-func (r *roTx) Add(buf []byte, size int, p *txPath) bool {
+func (r *roTx) add(buf []byte, size int, p *txPath) bool {
 	tab := r.b.ro.tab.Load()
-	if tab == nil || size < dataplane.Ipv6HeaderLen || packet.Headroom+size > len(buf) {
+	if tab == nil || size < dataplane.IPv6HeaderLen || packet.Headroom+size > len(buf) {
 		return false
 	}
 	d, ok := tab.peers[roKey{r.bid, [16]byte(buf[packet.Headroom+24 : packet.Headroom+40])}]
@@ -245,19 +245,15 @@ func (r *roTx) sendSome(fd uintptr) bool {
 	}
 }
 
-// roRxSlot holds a received packet: no GRO merges packets with routing
-// headers, so the largest is a jumbo frame.
-const RoRxSlot = packet.VirtioNetHdrLen + tunio.MaxOuter
-
 // roRxLoop: AF_PACKET -> strip the type 2 routing header -> BID's TUN.
 func (b *tunBackend) roRxLoop(s *tunio.RawSocket, done chan struct{}) {
 	defer close(done)
-	rx := tunio.NewRxPipe(RoRxSlot, false, false)
+	rx := tunio.NewRxPipe(tunio.PacketSocketSlot, false, false)
 	rx.Run(s, &b.ro.rxStop, b.log, "route-optimised receive", &b.drops, func(n int) {
 		tab, ro := b.rxTab.Load(), b.ro.tab.Load()
 		for i := range n {
 			pkt := rx.Packet(i)
-			if len(pkt) < dataplane.Ipv6HeaderLen {
+			if len(pkt) < dataplane.IPv6HeaderLen {
 				b.drops.Malformed.Add(1)
 				continue
 			}

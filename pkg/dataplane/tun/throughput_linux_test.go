@@ -10,8 +10,8 @@ import (
 
 	"github.com/mcoad/mcoad/internal/lab"
 	"github.com/mcoad/mcoad/internal/nstest"
+	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/dataplane"
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 )
 
 // benchWanted: the throughput measurement runs with MCOA_BENCH=1 or when

@@ -17,11 +17,11 @@ import (
 
 	"github.com/mcoad/mcoad/internal/lab"
 	"github.com/mcoad/mcoad/internal/nstest"
+	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/dataplane/homeagent"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/packet"
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/tunio"
 )
 
@@ -266,8 +266,8 @@ func TestTunnelRejectsStrangers(t *testing.T) {
 	tl.policy(t, 1)
 	// A tunnelled packet from a registered CoA whose inner source is not
 	// the binding's home address, and one from an unregistered CoA.
-	spoof := pkttest.Ip6(0, 0, packet.ProtoICMPv6, 64, netip.MustParseAddr("2001:db8:aaaa::666"), lab.CNAddr, pkttest.Echo(128, 9, 1, 8))
-	honest := pkttest.Ip6(0, 0, packet.ProtoICMPv6, 64, lab.HoA, lab.CNAddr, pkttest.Echo(128, 9, 1, 8))
+	spoof := pkttest.IP6(0, 0, packet.ProtoICMPv6, 64, netip.MustParseAddr("2001:db8:aaaa::666"), lab.CNAddr, pkttest.Echo(128, 9, 1, 8))
+	honest := pkttest.IP6(0, 0, packet.ProtoICMPv6, 64, lab.HoA, lab.CNAddr, pkttest.Echo(128, 9, 1, 8))
 	sendRaw := func(iface string, coa netip.Addr, inner []byte) {
 		t.Helper()
 		if err := tl.mn.Do(func() error {

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lookupLink resolves an interface by name or index: name, index, MTU.
+// LookupLink resolves an interface by name or index: name, index, MTU.
 func LookupLink(h *netlink.Handle, name string, index int) (string, int, int, error) {
 	var l netlink.Link
 	var err error

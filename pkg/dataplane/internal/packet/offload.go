@@ -27,20 +27,20 @@ const (
 )
 
 const (
-	tcpFIN = 0x01
-	tcpPSH = 0x08
-	TcpACK = 0x10
-	tcpCWR = 0x80
+	tcpFIN     = 0x01
+	tcpPSH     = 0x08
+	TCPFlagACK = 0x10
+	tcpCWR     = 0x80
 )
 
 var errGSO = &PacketError{"segment", errors.New("bad TSO packet")}
 
-// finishCsum completes a partial checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM):
+// FinishCsum completes a partial checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM):
 // the field holds the pseudo-header's sum, and the checksum covers
 // everything from csumStart.
 func FinishCsum(pkt []byte, h *VirtioNetHdr) error {
 	s, o := int(h.CsumStart), int(h.csumOffset)
-	if s < dataplane.Ipv6HeaderLen || s+o+2 > len(pkt) {
+	if s < dataplane.IPv6HeaderLen || s+o+2 > len(pkt) {
 		return errGSO
 	}
 	c := ^csumFold(csumAdd(0, pkt[s:]))
@@ -51,17 +51,17 @@ func FinishCsum(pkt []byte, h *VirtioNetHdr) error {
 	return nil
 }
 
-// gsoSplit cuts a TCP/IPv6 super-packet into segments of h.gsoSize payload
+// GSOSplit cuts a TCP/IPv6 super-packet into segments of h.gsoSize payload
 // bytes, each written at slots[i][headroom:] with its length in sizes[i]
 // and a full checksum, starting with segment first. It returns how many
 // segments it wrote and whether more remain (when there were more than
 // slots).
-func GsoSplit(pkt []byte, h *VirtioNetHdr, first int, slots [][]byte, sizes []int) (n int, more bool, err error) {
-	if h.GsoType&^vnetGSOECN != vnetGSOTCPv6 || h.GsoSize == 0 {
+func GSOSplit(pkt []byte, h *VirtioNetHdr, first int, slots [][]byte, sizes []int) (n int, more bool, err error) {
+	if h.GSOType&^vnetGSOECN != vnetGSOTCPv6 || h.GSOSize == 0 {
 		return 0, false, errGSO
 	}
 	cs := int(h.CsumStart)
-	if cs < dataplane.Ipv6HeaderLen || cs+20 > len(pkt) {
+	if cs < dataplane.IPv6HeaderLen || cs+20 > len(pkt) {
 		return 0, false, errGSO
 	}
 	thl := int(pkt[cs+12]>>4) * 4
@@ -69,7 +69,7 @@ func GsoSplit(pkt []byte, h *VirtioNetHdr, first int, slots [][]byte, sizes []in
 	if thl < 20 || hl > len(pkt) {
 		return 0, false, errGSO
 	}
-	mss := int(h.GsoSize)
+	mss := int(h.GSOSize)
 	seq := binary.BigEndian.Uint32(pkt[cs+4:])
 	flags := pkt[cs+13]
 	total := max((len(pkt)-hl+mss-1)/mss, 1)
@@ -84,7 +84,7 @@ func GsoSplit(pkt []byte, h *VirtioNetHdr, first int, slots [][]byte, sizes []in
 		copy(seg, pkt[:hl])
 		copy(seg[hl:], pkt[off:end])
 		seg = seg[:segLen]
-		binary.BigEndian.PutUint16(seg[4:6], uint16(segLen-dataplane.Ipv6HeaderLen))
+		binary.BigEndian.PutUint16(seg[4:6], uint16(segLen-dataplane.IPv6HeaderLen))
 		tcp := seg[cs:]
 		binary.BigEndian.PutUint32(tcp[4:], seq+uint32(i*mss))
 		f := flags
@@ -105,7 +105,7 @@ func GsoSplit(pkt []byte, h *VirtioNetHdr, first int, slots [][]byte, sizes []in
 	return n, more, nil
 }
 
-// groBatch coalesces the TCP segments of one receive batch that continue
+// GROBatch coalesces the TCP segments of one receive batch that continue
 // each other into super-packets for a TUN device with IFF_VNET_HDR, the
 // way the kernel's own GRO does: same flow, addresses, traffic class, flow
 // label, hop limit, acknowledgement, window and options; consecutive
@@ -113,7 +113,7 @@ func GsoSplit(pkt []byte, h *VirtioNetHdr, first int, slots [][]byte, sizes []in
 // final PSH. Every segment's checksum is verified before it is merged,
 // since the merged packet's is not checked again. D is the device the
 // packets go to; packets keep their order within a flow.
-type GroBatch[D comparable] struct {
+type GROBatch[D comparable] struct {
 	items []groItem[D]
 	bigs  [][]byte // coalescing buffers
 	nbig  int
@@ -133,13 +133,13 @@ type groItem[D comparable] struct {
 
 const groMax = 65535 // the IPv6 payload length of a merged packet must fit
 
-func NewGROBatch[D comparable](n int) *GroBatch[D] {
-	g := &GroBatch[D]{items: make([]groItem[D], 0, n)}
-	g.bigs = MakeSlots(8, VirtioNetHdrLen+dataplane.Ipv6HeaderLen+groMax)
+func NewGROBatch[D comparable](n int) *GROBatch[D] {
+	g := &GROBatch[D]{items: make([]groItem[D], 0, n)}
+	g.bigs = MakeSlots(8, VirtioNetHdrLen+dataplane.IPv6HeaderLen+groMax)
 	return g
 }
 
-func (g *GroBatch[D]) Reset() {
+func (g *GROBatch[D]) Reset() {
 	clear(g.items)
 	g.items = g.items[:0]
 	g.nbig = 0
@@ -148,16 +148,16 @@ func (g *GroBatch[D]) Reset() {
 // tcpSegment reports whether pkt is a plain TCP/IPv6 segment that may be
 // merged, and its header length and payload length.
 func tcpSegment(pkt []byte) (flow, mergeable bool, hl, payload int) {
-	if len(pkt) < dataplane.Ipv6HeaderLen+20 || pkt[6] != ProtoTCP {
+	if len(pkt) < dataplane.IPv6HeaderLen+20 || pkt[6] != ProtoTCP {
 		return false, false, 0, 0
 	}
-	hl = dataplane.Ipv6HeaderLen + int(pkt[dataplane.Ipv6HeaderLen+12]>>4)*4
-	if hl < dataplane.Ipv6HeaderLen+20 || hl > len(pkt) {
+	hl = dataplane.IPv6HeaderLen + int(pkt[dataplane.IPv6HeaderLen+12]>>4)*4
+	if hl < dataplane.IPv6HeaderLen+20 || hl > len(pkt) {
 		return false, false, 0, 0
 	}
-	flags := pkt[dataplane.Ipv6HeaderLen+13]
+	flags := pkt[dataplane.IPv6HeaderLen+13]
 	payload = len(pkt) - hl
-	mergeable = payload > 0 && flags&^(TcpACK|tcpPSH) == 0 && flags&TcpACK != 0 &&
+	mergeable = payload > 0 && flags&^(TCPFlagACK|tcpPSH) == 0 && flags&TCPFlagACK != 0 &&
 		trafficClass(pkt)&3 != 3 // a CE mark must reach TCP on its own segment
 	return true, mergeable, hl, payload
 }
@@ -167,13 +167,13 @@ func sameFlow(a, b []byte) bool {
 }
 
 func tcpChecksumOK(pkt []byte) bool {
-	sum := pseudoSum(pkt[8:24], pkt[24:40], ProtoTCP, len(pkt)-dataplane.Ipv6HeaderLen)
-	return csumFold(csumAdd(sum, pkt[dataplane.Ipv6HeaderLen:])) == 0xffff
+	sum := pseudoSum(pkt[8:24], pkt[24:40], ProtoTCP, len(pkt)-dataplane.IPv6HeaderLen)
+	return csumFold(csumAdd(sum, pkt[dataplane.IPv6HeaderLen:])) == 0xffff
 }
 
-// add queues buf (virtioNetHdrLen bytes of room, then an IPv6 packet whose
+// Add queues buf (virtioNetHdrLen bytes of room, then an IPv6 packet whose
 // length is exact) for dev, merging it into an earlier segment when it can.
-func (g *GroBatch[D]) Add(dev D, buf []byte) {
+func (g *GROBatch[D]) Add(dev D, buf []byte) {
 	pkt := buf[VirtioNetHdrLen:]
 	flow, mergeable, hl, payload := tcpSegment(pkt)
 	if flow {
@@ -191,15 +191,15 @@ func (g *GroBatch[D]) Add(dev D, buf []byte) {
 	}
 	it := groItem[D]{dev: dev, buf: buf, flow: flow, open: mergeable, hl: hl, mss: payload, segs: 1}
 	if mergeable {
-		it.nextSeq = binary.BigEndian.Uint32(pkt[dataplane.Ipv6HeaderLen+4:]) + uint32(payload)
-		it.open = pkt[dataplane.Ipv6HeaderLen+13]&tcpPSH == 0
+		it.nextSeq = binary.BigEndian.Uint32(pkt[dataplane.IPv6HeaderLen+4:]) + uint32(payload)
+		it.open = pkt[dataplane.IPv6HeaderLen+13]&tcpPSH == 0
 	}
 	g.items = append(g.items, it)
 }
 
 // closeFlow stops merges into the last item of pkt's flow, so that what
 // comes next is not overtaken.
-func (g *GroBatch[D]) closeFlow(dev D, pkt []byte) {
+func (g *GROBatch[D]) closeFlow(dev D, pkt []byte) {
 	for i := len(g.items) - 1; i >= 0; i-- {
 		it := &g.items[i]
 		if it.flow && it.dev == dev && sameFlow(it.buf[VirtioNetHdrLen:], pkt) {
@@ -209,15 +209,15 @@ func (g *GroBatch[D]) closeFlow(dev D, pkt []byte) {
 	}
 }
 
-// addMerged queues a packet that is already a TCP super-packet (merged by
+// AddMerged queues a packet that is already a TCP super-packet (merged by
 // the kernel's GRO on the way in) with its virtio header.
-func (g *GroBatch[D]) AddMerged(dev D, buf []byte, h VirtioNetHdr) {
+func (g *GROBatch[D]) AddMerged(dev D, buf []byte, h VirtioNetHdr) {
 	pkt := buf[VirtioNetHdrLen:]
 	g.closeFlow(dev, pkt)
 	g.items = append(g.items, groItem[D]{dev: dev, buf: buf, flow: true, segs: 1, preset: &h})
 }
 
-// mergedByKernel recognizes a TCP super-packet that the receiving host's
+// MergedByKernel recognizes a TCP super-packet that the receiving host's
 // GRO built from IPv6-in-IPv6 segments before our raw socket got it: it is
 // larger than the tunnel MTU and carries the partial checksum (the
 // pseudo-header's sum) that GRO leaves. It returns the virtio header that
@@ -232,23 +232,23 @@ func MergedByKernel(pkt []byte, mtu int) (h VirtioNetHdr, ok, bad bool) {
 	if !flow || payload == 0 || hl >= mtu {
 		return h, false, false
 	}
-	tcpLen := len(pkt) - dataplane.Ipv6HeaderLen
+	tcpLen := len(pkt) - dataplane.IPv6HeaderLen
 	ps := csumFold(pseudoSum(pkt[8:24], pkt[24:40], ProtoTCP, tcpLen))
-	if field := binary.BigEndian.Uint16(pkt[dataplane.Ipv6HeaderLen+16:]); field != ps && !(field == 0 && ps == 0xffff) {
+	if field := binary.BigEndian.Uint16(pkt[dataplane.IPv6HeaderLen+16:]); field != ps && !(field == 0 && ps == 0xffff) {
 		return h, false, !tcpChecksumOK(pkt)
 	}
 	return VirtioNetHdr{
-		Flags: VnetNeedsCsum, GsoType: vnetGSOTCPv6, HdrLen: uint16(hl), GsoSize: uint16(mtu - hl),
-		CsumStart: dataplane.Ipv6HeaderLen, csumOffset: 16,
+		Flags: VnetNeedsCsum, GSOType: vnetGSOTCPv6, HdrLen: uint16(hl), GSOSize: uint16(mtu - hl),
+		CsumStart: dataplane.IPv6HeaderLen, csumOffset: 16,
 	}, true, false
 }
 
-func (g *GroBatch[D]) merge(it *groItem[D], pkt []byte, hl, payload int) bool {
+func (g *GROBatch[D]) merge(it *groItem[D], pkt []byte, hl, payload int) bool {
 	head := it.buf[VirtioNetHdrLen:]
-	const t = dataplane.Ipv6HeaderLen
+	const t = dataplane.IPv6HeaderLen
 	if hl != it.hl || payload > it.mss ||
 		binary.BigEndian.Uint32(pkt[t+4:]) != it.nextSeq ||
-		len(head)+payload > dataplane.Ipv6HeaderLen+groMax ||
+		len(head)+payload > dataplane.IPv6HeaderLen+groMax ||
 		[4]byte(pkt[0:4]) != [4]byte(head[0:4]) || pkt[7] != head[7] || // class, label, hop limit
 		[4]byte(pkt[t+8:t+12]) != [4]byte(head[t+8:t+12]) || // ack
 		[2]byte(pkt[t+14:t+16]) != [2]byte(head[t+14:t+16]) || // window
@@ -283,9 +283,9 @@ func (g *GroBatch[D]) merge(it *groItem[D], pkt []byte, hl, payload int) bool {
 	return true
 }
 
-// each finishes the batch's packets (virtio headers, merged lengths and
+// Each finishes the batch's packets (virtio headers, merged lengths and
 // checksums) and hands them to write in order, virtio header included.
-func (g *GroBatch[D]) Each(write func(dev D, b []byte)) {
+func (g *GROBatch[D]) Each(write func(dev D, b []byte)) {
 	for i := range g.items {
 		it := &g.items[i]
 		hdr := VirtioNetHdr{}
@@ -293,15 +293,15 @@ func (g *GroBatch[D]) Each(write func(dev D, b []byte)) {
 			hdr = *it.preset
 		} else if it.segs > 1 {
 			pkt := it.buf[VirtioNetHdrLen:]
-			binary.BigEndian.PutUint16(pkt[4:6], uint16(len(pkt)-dataplane.Ipv6HeaderLen))
+			binary.BigEndian.PutUint16(pkt[4:6], uint16(len(pkt)-dataplane.IPv6HeaderLen))
 			// A partial checksum: the pseudo-header's sum, which the
 			// kernel takes as checked (CHECKSUM_PARTIAL).
-			ps := csumFold(pseudoSum(pkt[8:24], pkt[24:40], ProtoTCP, len(pkt)-dataplane.Ipv6HeaderLen))
-			binary.BigEndian.PutUint16(pkt[dataplane.Ipv6HeaderLen+16:], ps)
+			ps := csumFold(pseudoSum(pkt[8:24], pkt[24:40], ProtoTCP, len(pkt)-dataplane.IPv6HeaderLen))
+			binary.BigEndian.PutUint16(pkt[dataplane.IPv6HeaderLen+16:], ps)
 			hdr = VirtioNetHdr{
-				Flags: VnetNeedsCsum, GsoType: vnetGSOTCPv6,
-				HdrLen: uint16(it.hl), GsoSize: uint16(it.mss),
-				CsumStart: dataplane.Ipv6HeaderLen, csumOffset: 16,
+				Flags: VnetNeedsCsum, GSOType: vnetGSOTCPv6,
+				HdrLen: uint16(it.hl), GSOSize: uint16(it.mss),
+				CsumStart: dataplane.IPv6HeaderLen, csumOffset: 16,
 			}
 		}
 		hdr.encode(it.buf)
@@ -309,14 +309,14 @@ func (g *GroBatch[D]) Each(write func(dev D, b []byte)) {
 	}
 }
 
-// virtioNetHdr is the header IFF_VNET_HDR puts in front of every packet
+// VirtioNetHdr is the header IFF_VNET_HDR puts in front of every packet
 // (struct virtio_net_hdr; little-endian on every host we build for, as
 // TUNSETVNETLE is not used).
 type VirtioNetHdr struct {
 	Flags      uint8
-	GsoType    uint8
+	GSOType    uint8
 	HdrLen     uint16
-	GsoSize    uint16
+	GSOSize    uint16
 	CsumStart  uint16
 	csumOffset uint16
 }
@@ -324,22 +324,22 @@ type VirtioNetHdr struct {
 const VirtioNetHdrLen = 10
 
 func (h *VirtioNetHdr) Decode(b []byte) {
-	h.Flags, h.GsoType = b[0], b[1]
+	h.Flags, h.GSOType = b[0], b[1]
 	h.HdrLen = binary.LittleEndian.Uint16(b[2:])
-	h.GsoSize = binary.LittleEndian.Uint16(b[4:])
+	h.GSOSize = binary.LittleEndian.Uint16(b[4:])
 	h.CsumStart = binary.LittleEndian.Uint16(b[6:])
 	h.csumOffset = binary.LittleEndian.Uint16(b[8:])
 }
 
 func (h *VirtioNetHdr) encode(b []byte) {
-	b[0], b[1] = h.Flags, h.GsoType
+	b[0], b[1] = h.Flags, h.GSOType
 	binary.LittleEndian.PutUint16(b[2:], h.HdrLen)
-	binary.LittleEndian.PutUint16(b[4:], h.GsoSize)
+	binary.LittleEndian.PutUint16(b[4:], h.GSOSize)
 	binary.LittleEndian.PutUint16(b[6:], h.CsumStart)
 	binary.LittleEndian.PutUint16(b[8:], h.csumOffset)
 }
 
-// makeSlots makes n buffers of size bytes in one allocation.
+// MakeSlots makes n buffers of size bytes in one allocation.
 func MakeSlots(n, size int) [][]byte {
 	buf := make([]byte, n*size)
 	s := make([][]byte, n)

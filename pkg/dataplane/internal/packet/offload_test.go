@@ -5,23 +5,23 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
+	"github.com/mcoad/mcoad/internal/pkttest"
 )
 
 // tsoPacket is what the kernel hands a TUN device with TSO: one TCP packet
 // with payload n bytes, the IPv6 payload length covering all of it, and
 // the pseudo-header's sum in the checksum field.
 func tsoPacket(n int, seq uint32, flags uint8) ([]byte, VirtioNetHdr) {
-	pkt := pkttest.Ip6(0x02, 0, ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TcpSeg(40000, 5201, seq, 77, flags, pkttest.Pattern(n, 5)))
+	pkt := pkttest.IP6(0x02, 0, ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TCPSeg(40000, 5201, seq, 77, flags, pkttest.Pattern(n, 5)))
 	binary.BigEndian.PutUint16(pkt[40+16:], csumFold(pseudoSum(pkt[8:24], pkt[24:40], ProtoTCP, len(pkt)-40)))
-	return pkt, VirtioNetHdr{Flags: VnetNeedsCsum, GsoType: vnetGSOTCPv6, HdrLen: 72, GsoSize: 1000, CsumStart: 40, csumOffset: 16}
+	return pkt, VirtioNetHdr{Flags: VnetNeedsCsum, GSOType: vnetGSOTCPv6, HdrLen: 72, GSOSize: 1000, CsumStart: 40, csumOffset: 16}
 }
 
 func TestGSOSplit(t *testing.T) {
-	pkt, h := tsoPacket(2500, 1000, TcpACK|tcpPSH|tcpFIN|tcpCWR)
+	pkt, h := tsoPacket(2500, 1000, TCPFlagACK|tcpPSH|tcpFIN|tcpCWR)
 	slots := MakeSlots(4, Headroom+1100)
 	sizes := make([]int, 4)
-	n, more, err := GsoSplit(pkt, &h, 0, slots, sizes)
+	n, more, err := GSOSplit(pkt, &h, 0, slots, sizes)
 	if err != nil || n != 3 || more {
 		t.Fatalf("n %d more %v err %v, want 3 segments", n, more, err)
 	}
@@ -31,9 +31,9 @@ func TestGSOSplit(t *testing.T) {
 		flags uint8
 		n     int
 	}{
-		{1000, TcpACK | tcpCWR, 1000},
-		{2000, TcpACK, 1000},
-		{3000, TcpACK | tcpPSH | tcpFIN, 500},
+		{1000, TCPFlagACK | tcpCWR, 1000},
+		{2000, TCPFlagACK, 1000},
+		{3000, TCPFlagACK | tcpPSH | tcpFIN, 500},
 	} {
 		seg := slots[i][Headroom : Headroom+sizes[i]]
 		if sizes[i] != 72+want.n {
@@ -64,11 +64,11 @@ func TestGSOSplit(t *testing.T) {
 	}
 
 	// More segments than slots: the rest comes in the next call.
-	n, more, err = GsoSplit(pkt, &h, 0, slots[:2], sizes)
+	n, more, err = GSOSplit(pkt, &h, 0, slots[:2], sizes)
 	if err != nil || n != 2 || !more {
 		t.Fatalf("n %d more %v err %v, want 2 and more", n, more, err)
 	}
-	n, more, err = GsoSplit(pkt, &h, 2, slots[:2], sizes)
+	n, more, err = GSOSplit(pkt, &h, 2, slots[:2], sizes)
 	if err != nil || n != 1 || more || binary.BigEndian.Uint32(slots[0][Headroom+44:]) != 3000 {
 		t.Fatalf("continuation: n %d more %v err %v", n, more, err)
 	}
@@ -76,12 +76,12 @@ func TestGSOSplit(t *testing.T) {
 	// Refusals: not TCPv6, a checksum start inside the IPv6 header, no
 	// segment size, slots too small.
 	for name, bad := range map[string]VirtioNetHdr{
-		"udp":       {GsoType: 3, GsoSize: 1000, CsumStart: 40, csumOffset: 6},
-		"start":     {GsoType: vnetGSOTCPv6, GsoSize: 1000, CsumStart: 20, csumOffset: 16},
-		"no size":   {GsoType: vnetGSOTCPv6, CsumStart: 40, csumOffset: 16},
-		"too large": {GsoType: vnetGSOTCPv6, GsoSize: 1200, CsumStart: 40, csumOffset: 16},
+		"udp":       {GSOType: 3, GSOSize: 1000, CsumStart: 40, csumOffset: 6},
+		"start":     {GSOType: vnetGSOTCPv6, GSOSize: 1000, CsumStart: 20, csumOffset: 16},
+		"no size":   {GSOType: vnetGSOTCPv6, CsumStart: 40, csumOffset: 16},
+		"too large": {GSOType: vnetGSOTCPv6, GSOSize: 1200, CsumStart: 40, csumOffset: 16},
 	} {
-		if _, _, err := GsoSplit(pkt, &bad, 0, slots, sizes); err == nil {
+		if _, _, err := GSOSplit(pkt, &bad, 0, slots, sizes); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
@@ -94,9 +94,9 @@ func TestFinishCsum(t *testing.T) {
 		off   uint16
 	}{
 		{ProtoUDP, append([]byte{0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 0}, pkttest.Pattern(333, 9)...), 6},
-		{ProtoTCP, pkttest.TcpSeg(1, 2, 3, 4, TcpACK, pkttest.Pattern(100, 1)), 16},
+		{ProtoTCP, pkttest.TCPSeg(1, 2, 3, 4, TCPFlagACK, pkttest.Pattern(100, 1)), 16},
 	} {
-		pkt := pkttest.Ip6(0, 0, c.proto, 64, pkttest.THoA, pkttest.TCN, c.l4)
+		pkt := pkttest.IP6(0, 0, c.proto, 64, pkttest.THoA, pkttest.TCN, c.l4)
 		binary.BigEndian.PutUint16(pkt[4+0:], uint16(len(c.l4)))
 		binary.BigEndian.PutUint16(pkt[40+c.off:], csumFold(pseudoSum(pkt[8:24], pkt[24:40], c.proto, len(c.l4))))
 		if c.proto == ProtoUDP {
@@ -126,7 +126,7 @@ type written struct {
 	pkt []byte
 }
 
-func collect(g *GroBatch[int]) []written {
+func collect(g *GROBatch[int]) []written {
 	var out []written
 	g.Each(func(dev int, b []byte) {
 		var h VirtioNetHdr
@@ -141,10 +141,10 @@ func collect(g *GroBatch[int]) []written {
 // original payload in one super-packet whose partial checksum the kernel
 // can finish.
 func TestGSOThenGRO(t *testing.T) {
-	pkt, h := tsoPacket(5000, 1, TcpACK|tcpPSH)
+	pkt, h := tsoPacket(5000, 1, TCPFlagACK|tcpPSH)
 	slots := MakeSlots(8, Headroom+1100)
 	sizes := make([]int, 8)
-	n, _, err := GsoSplit(pkt, &h, 0, slots, sizes)
+	n, _, err := GSOSplit(pkt, &h, 0, slots, sizes)
 	if err != nil || n != 5 {
 		t.Fatal(n, err)
 	}
@@ -157,14 +157,14 @@ func TestGSOThenGRO(t *testing.T) {
 		t.Fatalf("%d packets written, want 1 merged", len(out))
 	}
 	w := out[0]
-	if w.dev != 7 || w.hdr.GsoType != vnetGSOTCPv6 || w.hdr.GsoSize != 1000 || w.hdr.HdrLen != 72 ||
+	if w.dev != 7 || w.hdr.GSOType != vnetGSOTCPv6 || w.hdr.GSOSize != 1000 || w.hdr.HdrLen != 72 ||
 		w.hdr.Flags != VnetNeedsCsum || w.hdr.CsumStart != 40 || w.hdr.csumOffset != 16 {
 		t.Fatalf("virtio header %+v", w.hdr)
 	}
 	if len(w.pkt) != len(pkt) || !bytes.Equal(w.pkt[72:], pkt[72:]) {
 		t.Fatalf("merged packet of %d bytes, want %d with the same payload", len(w.pkt), len(pkt))
 	}
-	if int(binary.BigEndian.Uint16(w.pkt[4:])) != len(pkt)-40 || w.pkt[53] != TcpACK|tcpPSH {
+	if int(binary.BigEndian.Uint16(w.pkt[4:])) != len(pkt)-40 || w.pkt[53] != TCPFlagACK|tcpPSH {
 		t.Fatalf("merged header: length %d flags %#x", binary.BigEndian.Uint16(w.pkt[4:]), w.pkt[53])
 	}
 	// Finishing the partial checksum as the kernel would gives a valid one.
@@ -175,27 +175,27 @@ func TestGSOThenGRO(t *testing.T) {
 
 func TestGROKeepsApart(t *testing.T) {
 	seg := func(sport uint16, seq uint32, flags uint8, n int) []byte {
-		return pkttest.Ip6(0, 0, ProtoTCP, 64, pkttest.TCN, pkttest.THoA, pkttest.TcpSeg(sport, 40000, seq, 5, flags, pkttest.Pattern(n, byte(seq))))
+		return pkttest.IP6(0, 0, ProtoTCP, 64, pkttest.TCN, pkttest.THoA, pkttest.TCPSeg(sport, 40000, seq, 5, flags, pkttest.Pattern(n, byte(seq))))
 	}
-	corrupt := seg(1, 3000, TcpACK, 1000)
+	corrupt := seg(1, 3000, TCPFlagACK, 1000)
 	corrupt[100] ^= 0xff
 	g := NewGROBatch[int](64)
 	for _, p := range []struct {
 		dev int
 		pkt []byte
 	}{
-		{1, seg(1, 1000, TcpACK, 1000)},      // 0: flow A starts
-		{1, seg(2, 1000, TcpACK, 1000)},      // 1: flow B
-		{1, seg(1, 2000, TcpACK, 1000)},      // merged into 0
-		{2, seg(1, 3000, TcpACK, 1000)},      // 2: same flow, other device
-		{1, corrupt},                         // 3: bad checksum: alone, and closes A
-		{1, seg(1, 4000, TcpACK, 1000)},      // 4: after a packet that was not merged
-		{1, seg(2, 3000, TcpACK, 1000)},      // 5: B out of sequence
-		{1, seg(2, 4000, TcpACK|tcpFIN, 0)},  // 6: FIN: never merged
-		{1, seg(3, 1, TcpACK, 500)},          // 7: flow C
-		{1, seg(3, 501, TcpACK|tcpPSH, 500)}, // merged into 7, closes it
-		{1, seg(3, 1001, TcpACK, 500)},       // 8
-		{1, pkttest.Ip6(0, 0, ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 20))}, // 9
+		{1, seg(1, 1000, TCPFlagACK, 1000)},      // 0: flow A starts
+		{1, seg(2, 1000, TCPFlagACK, 1000)},      // 1: flow B
+		{1, seg(1, 2000, TCPFlagACK, 1000)},      // merged into 0
+		{2, seg(1, 3000, TCPFlagACK, 1000)},      // 2: same flow, other device
+		{1, corrupt},                             // 3: bad checksum: alone, and closes A
+		{1, seg(1, 4000, TCPFlagACK, 1000)},      // 4: after a packet that was not merged
+		{1, seg(2, 3000, TCPFlagACK, 1000)},      // 5: B out of sequence
+		{1, seg(2, 4000, TCPFlagACK|tcpFIN, 0)},  // 6: FIN: never merged
+		{1, seg(3, 1, TCPFlagACK, 500)},          // 7: flow C
+		{1, seg(3, 501, TCPFlagACK|tcpPSH, 500)}, // merged into 7, closes it
+		{1, seg(3, 1001, TCPFlagACK, 500)},       // 8
+		{1, pkttest.IP6(0, 0, ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 20))}, // 9
 	} {
 		g.Add(p.dev, rxBuf(p.pkt))
 	}
@@ -205,7 +205,7 @@ func TestGROKeepsApart(t *testing.T) {
 		t.Fatalf("%d packets written, want %d", len(out), len(wantSegs))
 	}
 	for i, w := range out {
-		merged := w.hdr.GsoType == vnetGSOTCPv6
+		merged := w.hdr.GSOType == vnetGSOTCPv6
 		if merged != (wantSegs[i] > 1) {
 			t.Errorf("packet %d: merged %v, want %d segments", i, merged, wantSegs[i])
 		}
@@ -216,20 +216,20 @@ func TestGROKeepsApart(t *testing.T) {
 	if out[2].dev != 2 || !bytes.Equal(out[3].pkt, corrupt) {
 		t.Fatalf("order or devices wrong")
 	}
-	if got := binary.BigEndian.Uint16(out[7].pkt[4:]); got != 32+1000 || out[7].pkt[53] != TcpACK|tcpPSH {
+	if got := binary.BigEndian.Uint16(out[7].pkt[4:]); got != 32+1000 || out[7].pkt[53] != TCPFlagACK|tcpPSH {
 		t.Fatalf("flow C merged length %d flags %#x", got, out[7].pkt[53])
 	}
 }
 
 func BenchmarkGSOSplit(b *testing.B) {
-	pkt, h := tsoPacket(64000, 1, TcpACK)
-	h.GsoSize = 1388
+	pkt, h := tsoPacket(64000, 1, TCPFlagACK)
+	h.GSOSize = 1388
 	slots := MakeSlots(BatchSize, Headroom+1500)
 	sizes := make([]int, BatchSize)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(pkt)))
 	for b.Loop() {
-		if _, _, err := GsoSplit(pkt, &h, 0, slots, sizes); err != nil {
+		if _, _, err := GSOSplit(pkt, &h, 0, slots, sizes); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -238,7 +238,7 @@ func BenchmarkGSOSplit(b *testing.B) {
 func BenchmarkGRO(b *testing.B) {
 	var bufs [][]byte
 	for i := range 45 {
-		bufs = append(bufs, rxBuf(pkttest.Ip6(0, 0, ProtoTCP, 64, pkttest.TCN, pkttest.THoA, pkttest.TcpSeg(5201, 40000, uint32(1+i*1388), 5, TcpACK, pkttest.Pattern(1388, 1)))))
+		bufs = append(bufs, rxBuf(pkttest.IP6(0, 0, ProtoTCP, 64, pkttest.TCN, pkttest.THoA, pkttest.TCPSeg(5201, 40000, uint32(1+i*1388), 5, TCPFlagACK, pkttest.Pattern(1388, 1)))))
 	}
 	work := make([][]byte, len(bufs))
 	for i := range work {
@@ -265,12 +265,12 @@ func BenchmarkGRO(b *testing.B) {
 // socket sees them: such a packet goes into the TUN device as a
 // super-packet, after whatever of its flow came before.
 func TestKernelMergedPackets(t *testing.T) {
-	merged, _ := tsoPacket(4000, 5000, TcpACK) // what GRO leaves: partial checksum
+	merged, _ := tsoPacket(4000, 5000, TCPFlagACK) // what GRO leaves: partial checksum
 	h, ok, bad := MergedByKernel(merged, 1460)
-	if !ok || bad || h.GsoType != vnetGSOTCPv6 || h.GsoSize != 1460-72 || h.HdrLen != 72 || h.Flags != VnetNeedsCsum || h.CsumStart != 40 || h.csumOffset != 16 {
+	if !ok || bad || h.GSOType != vnetGSOTCPv6 || h.GSOSize != 1460-72 || h.HdrLen != 72 || h.Flags != VnetNeedsCsum || h.CsumStart != 40 || h.csumOffset != 16 {
 		t.Fatalf("merged: %+v ok %v bad %v", h, ok, bad)
 	}
-	full := pkttest.Ip6(0, 0, ProtoTCP, 64, pkttest.TCN, pkttest.THoA, pkttest.TcpSeg(1, 2, 3, 4, TcpACK, pkttest.Pattern(4000, 1)))
+	full := pkttest.IP6(0, 0, ProtoTCP, 64, pkttest.TCN, pkttest.THoA, pkttest.TCPSeg(1, 2, 3, 4, TCPFlagACK, pkttest.Pattern(4000, 1)))
 	if _, ok, bad := MergedByKernel(full, 1460); ok || bad {
 		t.Fatalf("a jumbo packet with a full checksum: ok %v bad %v", ok, bad)
 	}
@@ -282,18 +282,18 @@ func TestKernelMergedPackets(t *testing.T) {
 	if _, ok, bad := MergedByKernel(merged, 9000); ok || bad {
 		t.Fatal("a packet within the MTU is not merged")
 	}
-	if _, ok, bad := MergedByKernel(pkttest.Ip6(0, 0, ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 3000)), 1460); ok || bad {
+	if _, ok, bad := MergedByKernel(pkttest.IP6(0, 0, ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 3000)), 1460); ok || bad {
 		t.Fatal("UDP is never merged")
 	}
 
 	g := NewGROBatch[int](8)
-	before := pkttest.Ip6(0, 0, ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TcpSeg(40000, 5201, 4000, 77, TcpACK, pkttest.Pattern(1000, 5)))
+	before := pkttest.IP6(0, 0, ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TCPSeg(40000, 5201, 4000, 77, TCPFlagACK, pkttest.Pattern(1000, 5)))
 	g.Add(1, rxBuf(before))
 	g.AddMerged(1, rxBuf(merged), h)
-	after := pkttest.Ip6(0, 0, ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TcpSeg(40000, 5201, 9000, 77, TcpACK, pkttest.Pattern(1000, 5)))
+	after := pkttest.IP6(0, 0, ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TCPSeg(40000, 5201, 9000, 77, TCPFlagACK, pkttest.Pattern(1000, 5)))
 	g.Add(1, rxBuf(after))
 	out := collect(g)
-	if len(out) != 3 || out[1].hdr != h || !bytes.Equal(out[1].pkt, merged) || out[0].hdr.GsoType != 0 || out[2].hdr.GsoType != 0 {
+	if len(out) != 3 || out[1].hdr != h || !bytes.Equal(out[1].pkt, merged) || out[0].hdr.GSOType != 0 || out[2].hdr.GSOType != 0 {
 		t.Fatalf("%d packets, middle header %+v", len(out), out[1].hdr)
 	}
 	// The kernel finishes the checksum of each segment it cuts; for the

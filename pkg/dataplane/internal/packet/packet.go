@@ -18,15 +18,15 @@ const (
 	ProtoICMPv6 = 58
 	ProtoTCP    = 6
 	ProtoUDP    = 17
-	// outerHopLimit is the tunnel's own hop limit (RFC 2473 6.3 suggests
+	// OuterHopLimit is the tunnel's own hop limit (RFC 2473 6.3 suggests
 	// the default of the node).
 	OuterHopLimit = 64
-	// headroom is reserved in front of every inner packet in a buffer so
+	// Headroom is reserved in front of every inner packet in a buffer so
 	// that encapsulation writes the outer header in place.
-	Headroom = dataplane.Ipv6HeaderLen
+	Headroom = dataplane.IPv6HeaderLen
 	// ptbQuote is how much of the packet a Packet Too Big quotes: as much as
 	// fits into the minimum MTU (RFC 4443 3.2).
-	ptbQuote = dataplane.MinMTU - dataplane.Ipv6HeaderLen - 8
+	ptbQuote = dataplane.MinMTU - dataplane.IPv6HeaderLen - 8
 )
 
 // Typed packet errors; PacketError wraps one of these.
@@ -71,7 +71,7 @@ func checkIPv6(p []byte, op string) (int, error) {
 	if op == "decap" {
 		short, version, length, jumbo = decapErrShort, decapErrVersion, decapErrLength, decapErrJumbo
 	}
-	if len(p) < dataplane.Ipv6HeaderLen {
+	if len(p) < dataplane.IPv6HeaderLen {
 		return 0, short
 	}
 	if p[0]>>4 != 6 {
@@ -81,7 +81,7 @@ func checkIPv6(p []byte, op string) (int, error) {
 	if pl == 0 && p[6] == 0 {
 		return 0, jumbo
 	}
-	n := dataplane.Ipv6HeaderLen + pl
+	n := dataplane.IPv6HeaderLen + pl
 	if n > len(p) {
 		return 0, length
 	}
@@ -109,8 +109,8 @@ func tunnelFlowLabel(inner []byte) uint32 {
 	}
 	switch nh {
 	case ProtoTCP, ProtoUDP, 132, 33, 136: // TCP, UDP, SCTP, DCCP, UDP-Lite
-		if len(inner) >= dataplane.Ipv6HeaderLen+4 {
-			h = (h ^ uint64(binary.LittleEndian.Uint32(inner[dataplane.Ipv6HeaderLen:]))) * k
+		if len(inner) >= dataplane.IPv6HeaderLen+4 {
+			h = (h ^ uint64(binary.LittleEndian.Uint32(inner[dataplane.IPv6HeaderLen:]))) * k
 		}
 	}
 	h ^= h >> 32
@@ -131,7 +131,7 @@ func putOuter(b []byte, tc uint8, fl uint32, payloadLen int, src, dst *[16]byte)
 	copy(b[24:40], dst[:])
 }
 
-// encap turns b, whose first 40 bytes are headroom and the rest an inner
+// Encap turns b, whose first 40 bytes are headroom and the rest an inner
 // IPv6 packet, into an IPv6-in-IPv6 packet from src to dst (RFC 2473): the
 // outer header copies the inner traffic class (ECN normal mode, RFC 6040)
 // and the inner flow label, or hashes the flow when there is none. It
@@ -154,7 +154,7 @@ func Encap(b []byte, src, dst *[16]byte) (int, error) {
 	return Headroom + n, nil
 }
 
-// decapInner checks the inner packet of a tunnelled packet whose outer
+// DecapInner checks the inner packet of a tunnelled packet whose outer
 // traffic class was outerTC, applies RFC 6040 ECN decapsulation to it in
 // place, and returns its length.
 func DecapInner(inner []byte, outerTC uint8) (int, error) {
@@ -192,11 +192,11 @@ func decap(p []byte) (src, dst [16]byte, inner []byte, err error) {
 	}
 	copy(src[:], p[8:24])
 	copy(dst[:], p[24:40])
-	m, err := DecapInner(p[dataplane.Ipv6HeaderLen:n], trafficClass(p))
+	m, err := DecapInner(p[dataplane.IPv6HeaderLen:n], trafficClass(p))
 	if err != nil {
 		return src, dst, nil, err
 	}
-	return src, dst, p[dataplane.Ipv6HeaderLen : dataplane.Ipv6HeaderLen+m], nil
+	return src, dst, p[dataplane.IPv6HeaderLen : dataplane.IPv6HeaderLen+m], nil
 }
 
 // csumAdd adds b to a ones-complement sum (fold it with csumFold): 64-bit
@@ -250,12 +250,12 @@ func pseudoSum(src, dst []byte, proto uint8, length int) uint64 {
 	return sum + uint64(length) + uint64(proto)
 }
 
-// buildPTB writes into out an ICMPv6 Packet Too Big (RFC 4443 3.2) from src
+// BuildPTB writes into out an ICMPv6 Packet Too Big (RFC 4443 3.2) from src
 // to the source of orig, reporting mtu and quoting as much of orig as fits
 // into 1280 bytes, and returns its length. out must hold 1280 bytes.
 func BuildPTB(out []byte, orig []byte, mtu int, src *[16]byte) int {
 	q := min(len(orig), ptbQuote)
-	n := dataplane.Ipv6HeaderLen + 8 + q
+	n := dataplane.IPv6HeaderLen + 8 + q
 	out = out[:n]
 	var dst [16]byte
 	copy(dst[:], orig[8:24])
@@ -265,7 +265,7 @@ func BuildPTB(out []byte, orig []byte, mtu int, src *[16]byte) int {
 	out[7] = OuterHopLimit
 	copy(out[8:24], src[:])
 	copy(out[24:40], dst[:])
-	icmp := out[dataplane.Ipv6HeaderLen:]
+	icmp := out[dataplane.IPv6HeaderLen:]
 	icmp[0], icmp[1], icmp[2], icmp[3] = 2, 0, 0, 0 // type 2, code 0, checksum 0
 	binary.BigEndian.PutUint32(icmp[4:8], uint32(mtu))
 	copy(icmp[8:], orig[:q])

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/dataplane"
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 )
 
 // The outer header of a tunnelled echo request, written out by hand from
@@ -20,7 +20,7 @@ const wantOuterEcho = `
 20010db8 aaaa0000 00000000 00000001`
 
 func TestEncapByteForByte(t *testing.T) {
-	inner := pkttest.Ip6(0xb8, 0x12345, ProtoICMPv6, 64, pkttest.THoA, pkttest.TCN, pkttest.Echo(128, 0x1234, 1, 8))
+	inner := pkttest.IP6(0xb8, 0x12345, ProtoICMPv6, 64, pkttest.THoA, pkttest.TCN, pkttest.Echo(128, 0x1234, 1, 8))
 	buf := pkttest.WithHeadroom(inner)
 	src, dst := pkttest.TCoA[0].As16(), pkttest.THA.As16()
 	n, err := Encap(buf, &src, &dst)
@@ -36,7 +36,7 @@ func TestEncapByteForByte(t *testing.T) {
 func TestEncapHashesFlowLabel(t *testing.T) {
 	src, dst := pkttest.TCoA[0].As16(), pkttest.THA.As16()
 	label := func(sport uint16) uint32 {
-		inner := pkttest.Ip6(0x02, 0, ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TcpSeg(sport, 80, 1, 1, TcpACK, pkttest.Pattern(10, 1)))
+		inner := pkttest.IP6(0x02, 0, ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TCPSeg(sport, 80, 1, 1, TCPFlagACK, pkttest.Pattern(10, 1)))
 		buf := pkttest.WithHeadroom(inner)
 		if _, err := Encap(buf, &src, &dst); err != nil {
 			t.Fatal(err)
@@ -60,7 +60,7 @@ func TestEncapHashesFlowLabel(t *testing.T) {
 
 func TestEncapRefuses(t *testing.T) {
 	src, dst := pkttest.TCoA[0].As16(), pkttest.THA.As16()
-	good := pkttest.Ip6(0, 0, ProtoICMPv6, 64, pkttest.THoA, pkttest.TCN, pkttest.Echo(128, 1, 1, 4))
+	good := pkttest.IP6(0, 0, ProtoICMPv6, 64, pkttest.THoA, pkttest.TCN, pkttest.Echo(128, 1, 1, 4))
 	v4 := append([]byte{}, good...)
 	v4[0] = 0x45
 	long := append([]byte{}, good...)
@@ -91,7 +91,7 @@ func TestEncapRefuses(t *testing.T) {
 }
 
 func TestDecapByteForByte(t *testing.T) {
-	inner := pkttest.Ip6(0xb8, 0x12345, ProtoICMPv6, 64, pkttest.TCN, pkttest.THoA, pkttest.Echo(129, 0x1234, 1, 8))
+	inner := pkttest.IP6(0xb8, 0x12345, ProtoICMPv6, 64, pkttest.TCN, pkttest.THoA, pkttest.Echo(129, 0x1234, 1, 8))
 	pkt := append(pkttest.Unhex(t, wantOuterEcho), inner...)
 	// The hand-written header is CoA to HA; decapsulation does not care
 	// about direction.
@@ -122,7 +122,7 @@ func TestDecapECN(t *testing.T) {
 		{ce, notECT, 0, true},
 		{ect0, notECT, notECT, false},
 	} {
-		inner := pkttest.Ip6(0xb8|c.inner, 7, ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 12))
+		inner := pkttest.IP6(0xb8|c.inner, 7, ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 12))
 		n, err := DecapInner(inner, 0x20|c.outer)
 		if c.drop {
 			if !errors.Is(err, dataplane.ErrInvalid) {
@@ -143,7 +143,7 @@ func TestDecapECN(t *testing.T) {
 }
 
 func TestDecapRefuses(t *testing.T) {
-	inner := pkttest.Ip6(0, 0, ProtoICMPv6, 64, pkttest.TCN, pkttest.THoA, pkttest.Echo(129, 1, 1, 4))
+	inner := pkttest.IP6(0, 0, ProtoICMPv6, 64, pkttest.TCN, pkttest.THoA, pkttest.Echo(129, 1, 1, 4))
 	outer := append(pkttest.Unhex(t, wantOuterEcho), inner...)
 	binary.BigEndian.PutUint16(outer[4:], uint16(len(inner)))
 	notTunnel := append([]byte{}, outer...)
@@ -166,7 +166,7 @@ func TestDecapRefuses(t *testing.T) {
 }
 
 func TestPTBByteForByte(t *testing.T) {
-	orig := pkttest.Ip6(0, 0x54321, ProtoUDP, 64, pkttest.THoA, pkttest.TCN, append(make([]byte, 8), pkttest.Pattern(1400, 3)...))
+	orig := pkttest.IP6(0, 0x54321, ProtoUDP, 64, pkttest.THoA, pkttest.TCN, append(make([]byte, 8), pkttest.Pattern(1400, 3)...))
 	out := make([]byte, dataplane.MinMTU)
 	src := pkttest.TCoA[0].As16()
 	n := BuildPTB(out, orig, 1400, &src)
@@ -190,7 +190,7 @@ func TestPTBByteForByte(t *testing.T) {
 	}
 
 	// A small packet is quoted whole.
-	small := pkttest.Ip6(0, 0, ProtoICMPv6, 64, pkttest.THoA, pkttest.TCN, pkttest.Echo(128, 1, 2, 4))
+	small := pkttest.IP6(0, 0, ProtoICMPv6, 64, pkttest.THoA, pkttest.TCN, pkttest.Echo(128, 1, 2, 4))
 	n = BuildPTB(out, small, 1280, &src)
 	if n != 48+len(small) || !bytes.Equal(out[48:n], small) || !pkttest.UpperChecksumOK(out[:n]) {
 		t.Fatalf("small PTB %x", out[:n])
@@ -215,7 +215,7 @@ func TestChecksumMatchesNaive(t *testing.T) {
 }
 
 func BenchmarkEncap(b *testing.B) {
-	inner := pkttest.Ip6(0, 0, ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TcpSeg(40000, 5201, 1, 1, TcpACK, pkttest.Pattern(1388, 1)))
+	inner := pkttest.IP6(0, 0, ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TCPSeg(40000, 5201, 1, 1, TCPFlagACK, pkttest.Pattern(1388, 1)))
 	buf := pkttest.WithHeadroom(inner)
 	src, dst := pkttest.TCoA[0].As16(), pkttest.THA.As16()
 	b.ReportAllocs()
@@ -228,7 +228,7 @@ func BenchmarkEncap(b *testing.B) {
 }
 
 func BenchmarkDecap(b *testing.B) {
-	inner := pkttest.Ip6(0, 0, ProtoTCP, 64, pkttest.TCN, pkttest.THoA, pkttest.TcpSeg(5201, 40000, 1, 1, TcpACK, pkttest.Pattern(1388, 1)))
+	inner := pkttest.IP6(0, 0, ProtoTCP, 64, pkttest.TCN, pkttest.THoA, pkttest.TCPSeg(5201, 40000, 1, 1, TCPFlagACK, pkttest.Pattern(1388, 1)))
 	buf := pkttest.WithHeadroom(inner)
 	src, dst := pkttest.THA.As16(), pkttest.TCoA[0].As16()
 	if _, err := Encap(buf, &src, &dst); err != nil {
@@ -244,7 +244,7 @@ func BenchmarkDecap(b *testing.B) {
 }
 
 func TestEncapDecapAllocateNothing(t *testing.T) {
-	inner := pkttest.Ip6(0, 0, ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TcpSeg(40000, 5201, 1, 1, TcpACK, pkttest.Pattern(1388, 1)))
+	inner := pkttest.IP6(0, 0, ProtoTCP, 64, pkttest.THoA, pkttest.TCN, pkttest.TCPSeg(40000, 5201, 1, 1, TCPFlagACK, pkttest.Pattern(1388, 1)))
 	buf := pkttest.WithHeadroom(inner)
 	src, dst := pkttest.TCoA[0].As16(), pkttest.THA.As16()
 	ptb := make([]byte, dataplane.MinMTU)

@@ -16,12 +16,12 @@ import (
 // first 32 bytes, the two addresses, are the per-peer key.
 type flowKey [38]byte
 
-// innerFlow extracts the flow key of an inner packet. hoaIsSrc says which
+// InnerFlow extracts the flow key of an inner packet. hoaIsSrc says which
 // end is the home address: true for packets from the mobile node. ports is
 // false when the packet carries no ports (then only the per-peer key means
 // anything).
 func InnerFlow(p []byte, hoaIsSrc bool) (k flowKey, ports bool) {
-	if len(p) < dataplane.Ipv6HeaderLen {
+	if len(p) < dataplane.IPv6HeaderLen {
 		return k, false
 	}
 	hoa, peer := p[8:24], p[24:40]
@@ -62,7 +62,7 @@ func InnerFlow(p []byte, hoaIsSrc bool) (k flowKey, ports bool) {
 // upper-layer protocol and its offset; the offset is -1 when the header is
 // not in this packet (a non-first fragment, or too many headers).
 func upperLayer(p []byte) (uint8, int) {
-	nh, off := p[6], dataplane.Ipv6HeaderLen
+	nh, off := p[6], dataplane.IPv6HeaderLen
 	for range 8 {
 		switch nh {
 		case 0, 43, 60: // hop-by-hop, routing, destination options
@@ -117,7 +117,7 @@ func (m *flowMemory) slots(k *flowKey, ports bool) (flow, peer *flowSlot, pk flo
 	return flow, peer, pk
 }
 
-// learn records that the mobile node sent flow k on bid.
+// Learn records that the mobile node sent flow k on bid.
 func (m *flowMemory) Learn(k *flowKey, ports bool, bid uint16) {
 	flow, peer, pk := m.slots(k, ports)
 	m.mu.Lock()
@@ -150,7 +150,7 @@ type rankedBinding interface {
 	Rank() (priority uint8, bid uint16)
 }
 
-// sortBest orders one home address's bindings best first: the highest
+// SortBest orders one home address's bindings best first: the highest
 // priority (the draft's section 5.1: higher is preferred), then the lowest
 // BID.
 func SortBest[B rankedBinding](l []B) {
@@ -164,7 +164,7 @@ func SortBest[B rankedBinding](l []B) {
 	})
 }
 
-// pickBinding chooses the binding for a packet to a home address among its
+// PickBinding chooses the binding for a packet to a home address among its
 // bindings bs, best first: the one the packet's flow last came in on (so
 // that the mobile node's flow policy decides both directions), else the one
 // its peer last came in on, else the best.

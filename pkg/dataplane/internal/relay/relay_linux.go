@@ -22,7 +22,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/tunio"
 )
 
-// relay is what the home agent's and the correspondent's planes
+// Relay is what the home agent's and the correspondent's planes
 // share: a TUN device that the routes of home addresses (and of a mobile
 // router's prefixes) point into, a raw socket that sends what the kernel
 // routes there, a socket that receives for it, the packet loops' view of
@@ -30,7 +30,7 @@ import (
 // and the flow memory. What the loops do to a packet is each plane's own.
 type Relay[S any] struct {
 	Log   *slog.Logger
-	Run   *tunio.NsRunner
+	Run   *tunio.NSRunner
 	Nl    *netlink.Handle
 	Dev   *tunio.TunDevice
 	tx    *tunio.RawSocket
@@ -49,7 +49,7 @@ type Relay[S any] struct {
 	Wg    sync.WaitGroup
 }
 
-// init starts the thread that stays in the calling thread's namespace;
+// Init starts the thread that stays in the calling thread's namespace;
 // empty is the state without bindings.
 func (p *Relay[S]) Init(log *slog.Logger, table int, empty *S) error {
 	run, err := tunio.NewNSRunner()
@@ -62,7 +62,7 @@ func (p *Relay[S]) Init(log *slog.Logger, table int, empty *S) error {
 	return nil
 }
 
-// open makes, on the namespace's thread, the netlink handle, the device,
+// Open makes, on the namespace's thread, the netlink handle, the device,
 // the sending socket and, with openRx, the receiving socket. What it made
 // is closeAll's to close, also on error.
 func (p *Relay[S]) Open(device string, mtu int, offload bool, mark uint32, openRx func() (*tunio.RawSocket, error)) error {
@@ -83,7 +83,7 @@ func (p *Relay[S]) Open(device string, mtu int, offload bool, mark uint32, openR
 	})
 }
 
-// closeAll closes the device (its routes go with it) and the sockets,
+// CloseAll closes the device (its routes go with it) and the sockets,
 // which ends the packet loops, then the netlink handle and the thread.
 func (p *Relay[S]) CloseAll() {
 	p.Stop.Store(true)
@@ -102,7 +102,7 @@ func (p *Relay[S]) CloseAll() {
 	p.Run.Close()
 }
 
-// setBindings makes the plane's bindings want (level-triggered): build
+// SetBindings makes the plane's bindings want (level-triggered): build
 // indexes them for the packet loops, keeping the counters in old of those
 // that stay, and names the destinations to route into the device.
 func SetBindings[S, B any](p *Relay[S], ctx context.Context, want []B,
@@ -118,7 +118,7 @@ func SetBindings[S, B any](p *Relay[S], ctx context.Context, want []B,
 	return p.SetRoutes(dsts)
 }
 
-// setRoutes routes exactly dsts into the device. setBindings publishes the
+// SetRoutes routes exactly dsts into the device. setBindings publishes the
 // packet loops' state first, so that no packet is routed in that the loops
 // cannot place; one routed in after its bindings went is dropped (home
 // agent) or sent on the normal way (correspondent).
@@ -165,7 +165,7 @@ func (p *Relay[S]) Stats() dataplane.BindingStats {
 	return st
 }
 
-// txLoop is both planes' sending loop: TUN -> place -> raw socket. place
+// TxLoop is both planes' sending loop: TUN -> place -> raw socket. place
 // gets each IPv6 packet the kernel routes into the device (at
 // buf[headroom:], size octets; larger than the MTU when too big) with the
 // bindings as they were when the batch was read, and queues it on tp or
@@ -191,11 +191,11 @@ func (p *Relay[S]) TxLoop(mtu, overhead int, what string, place func(tp *TxPipe,
 			}
 			place(tp, st, buf, size)
 		}
-		tp.Send(p.tx, overhead, p.Log, sendMsg)
+		tp.send(p.tx, overhead, p.Log, sendMsg)
 	}
 }
 
-// txPipe is the sending loop's machinery of both planes: packets read from
+// TxPipe is the sending loop's machinery of both planes: packets read from
 // the device into slots with headroom, each sent to its own address on one
 // raw socket in a batch and counted on its binding's counters.
 type TxPipe struct {
@@ -220,14 +220,14 @@ func newTxPipe(dev *tunio.TunDevice, mtu int) *TxPipe {
 	}
 }
 
-// tooBig answers the packet at buf[headroom:], size octets, with a Packet
+// TooBig answers the packet at buf[headroom:], size octets, with a Packet
 // Too Big from src.
 func (t *TxPipe) TooBig(drops *tunio.DropCounters, buf []byte, size int, src *[16]byte) {
 	pkt := buf[packet.Headroom:]
 	tunio.SendPTB(t.rd.Dev, drops, t.ptb, pkt[:min(size, len(pkt))], t.mtu, src)
 }
 
-// add queues b, a packet in one of the slots, to dst; ctr (nil: none)
+// Add queues b, a packet in one of the slots, to dst; ctr (nil: none)
 // counts it.
 func (t *TxPipe) Add(b []byte, dst *[16]byte, ctr *tunio.TunnelCounters) {
 	t.wb.Set(t.k, b)
@@ -239,7 +239,7 @@ func (t *TxPipe) Add(b []byte, dst *[16]byte, ctr *tunio.TunnelCounters) {
 // send sends what add queued on s and counts it: each packet that went
 // with all but overhead of its octets (what the plane added), an error for
 // each that did not.
-func (t *TxPipe) Send(s *tunio.RawSocket, overhead int, log *slog.Logger, what string) {
+func (t *TxPipe) send(s *tunio.RawSocket, overhead int, log *slog.Logger, what string) {
 	k := t.k
 	if k == 0 {
 		return

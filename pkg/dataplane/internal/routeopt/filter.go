@@ -9,26 +9,26 @@ import (
 // bpfAccept is the filter's return value for a packet it keeps: all of it.
 const bpfAccept = 0x40000
 
-// rh2Filter keeps, on a cooked AF_PACKET socket (the packet starts at the
+// RH2Filter keeps, on a cooked AF_PACKET socket (the packet starts at the
 // IPv6 header), IPv6 packets with a type 2 routing header with one segment
 // left right behind the IPv6 header and no Mobility Header behind it.
-func Rh2Filter() []bpf.Instruction {
+func RH2Filter() []bpf.Instruction {
 	return extFilter(protoRouting,
-		bpf.LoadAbsolute{Off: dataplane.Ipv6HeaderLen + 2, Size: 2}, // type, segments left
+		bpf.LoadAbsolute{Off: dataplane.IPv6HeaderLen + 2, Size: 2}, // type, segments left
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: routingType2<<8 | 1},
 	)
 }
 
-// haoFilter keeps IPv6 packets with a Destination Options header right
+// HAOFilter keeps IPv6 packets with a Destination Options header right
 // behind the IPv6 header and no Mobility Header behind that: candidates for
 // a Home Address option, which Go looks for.
-func HaoFilter() []bpf.Instruction {
+func HAOFilter() []bpf.Instruction {
 	return extFilter(protoDstOpts)
 }
 
 // extFilter keeps IPv6 packets whose first header behind the IPv6 header
 // is proto, passes check, is not followed by a Mobility Header and is there
-// whole (roExtLen octets: the load past the end of a shorter packet
+// whole (ExtLen octets: the load past the end of a shorter packet
 // rejects it). Every jump's false branch goes to the reject.
 func extFilter(proto uint32, check ...bpf.Instruction) []bpf.Instruction {
 	f := []bpf.Instruction{
@@ -40,9 +40,9 @@ func extFilter(proto uint32, check ...bpf.Instruction) []bpf.Instruction {
 	}
 	f = append(f, check...)
 	f = append(f,
-		bpf.LoadAbsolute{Off: dataplane.Ipv6HeaderLen, Size: 1},
+		bpf.LoadAbsolute{Off: dataplane.IPv6HeaderLen, Size: 1},
 		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protoMH},
-		bpf.LoadAbsolute{Off: dataplane.Ipv6HeaderLen + RoExtLen - 1, Size: 1},
+		bpf.LoadAbsolute{Off: dataplane.IPv6HeaderLen + ExtLen - 1, Size: 1},
 		bpf.RetConstant{Val: bpfAccept},
 		bpf.RetConstant{Val: 0},
 	)

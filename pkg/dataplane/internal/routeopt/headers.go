@@ -31,11 +31,11 @@ const (
 	optPadN        = 1
 	optHomeAddress = 201 // RFC 6275 6.3
 	routingType2   = 2   // RFC 6275 6.4
-	// roExtLen is the length of either header we add: a Destination
+	// ExtLen is the length of either header we add: a Destination
 	// Options header with a PadN and the Home Address option (at 8n+6,
 	// the layout pkg/proto and pkg/mhsock's ICMP filter use), or a type 2
 	// routing header.
-	RoExtLen = 24
+	ExtLen = 24
 )
 
 var (
@@ -69,7 +69,7 @@ var (
 
 // roLength validates an IPv6 packet and returns its length by its header.
 func roLength(p []byte) (int, error) {
-	if len(p) < dataplane.Ipv6HeaderLen {
+	if len(p) < dataplane.IPv6HeaderLen {
 		return 0, roErrShort
 	}
 	if p[0]>>4 != 6 {
@@ -79,7 +79,7 @@ func roLength(p []byte) (int, error) {
 	if pl == 0 && p[6] == protoHopByHop {
 		return 0, roErrJumbo
 	}
-	n := dataplane.Ipv6HeaderLen + pl
+	n := dataplane.IPv6HeaderLen + pl
 	if n > len(p) {
 		return 0, roErrLength
 	}
@@ -90,7 +90,7 @@ func roLength(p []byte) (int, error) {
 // and an optional Hop-by-Hop header, its protocol number, and the offset
 // of the Next Header field that announces it.
 func afterHopByHop(p []byte) (off int, nh uint8, nhField int, err error) {
-	off, nh, nhField = dataplane.Ipv6HeaderLen, p[6], 6
+	off, nh, nhField = dataplane.IPv6HeaderLen, p[6], 6
 	if nh == protoHopByHop {
 		if off+2 > len(p) {
 			return 0, 0, 0, roErrShort
@@ -130,7 +130,7 @@ func insertPoint(p []byte) (off, nhField int, err error) {
 // the Next Header field that now announces it, and returns the new start,
 // the new length and the header's offset in the packet.
 func insertExt(b []byte, start, n int, proto uint8) (ns, nn, off int, err error) {
-	if start < RoExtLen || start+n > len(b) {
+	if start < ExtLen || start+n > len(b) {
 		return 0, 0, 0, roErrRoom
 	}
 	p := b[start : start+n]
@@ -138,25 +138,25 @@ func insertExt(b []byte, start, n int, proto uint8) (ns, nn, off int, err error)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	if m-dataplane.Ipv6HeaderLen+RoExtLen > dataplane.MaxPacket {
+	if m-dataplane.IPv6HeaderLen+ExtLen > dataplane.MaxPacket {
 		return 0, 0, 0, roErrTooLarge
 	}
 	off, nhField, err := insertPoint(p[:m])
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	ns = start - RoExtLen
+	ns = start - ExtLen
 	copy(b[ns:ns+off], p[:off]) // the IPv6 header (and Hop-by-Hop) move forward
-	q := b[ns : ns+m+RoExtLen]
-	q[off], q[off+1] = q[nhField], RoExtLen/8-1
+	q := b[ns : ns+m+ExtLen]
+	q[off], q[off+1] = q[nhField], ExtLen/8-1
 	q[nhField] = proto
-	binary.BigEndian.PutUint16(q[4:6], uint16(m-dataplane.Ipv6HeaderLen+RoExtLen))
-	return ns, m + RoExtLen, off, nil
+	binary.BigEndian.PutUint16(q[4:6], uint16(m-dataplane.IPv6HeaderLen+ExtLen))
+	return ns, m + ExtLen, off, nil
 }
 
-// insertHAO turns the packet at b[start:start+n], from the home address,
+// InsertHAO turns the packet at b[start:start+n], from the home address,
 // into one from coa with a Home Address option holding the home address
-// (RFC 6275 11.3.1). It needs roExtLen octets of room in front of the
+// (RFC 6275 11.3.1). It needs ExtLen octets of room in front of the
 // packet, and returns the new start and length.
 func InsertHAO(b []byte, start, n int, coa *[16]byte) (int, int, error) {
 	ns, nn, off, err := insertExt(b, start, n, protoDstOpts)
@@ -164,7 +164,7 @@ func InsertHAO(b []byte, start, n int, coa *[16]byte) (int, int, error) {
 		return 0, 0, err
 	}
 	q := b[ns : ns+nn]
-	h := q[off : off+RoExtLen]
+	h := q[off : off+ExtLen]
 	h[2], h[3], h[4], h[5] = optPadN, 2, 0, 0
 	h[6], h[7] = optHomeAddress, 16
 	copy(h[8:24], q[8:24])
@@ -172,24 +172,24 @@ func InsertHAO(b []byte, start, n int, coa *[16]byte) (int, int, error) {
 	return ns, nn, nil
 }
 
-// insertRH2 turns the packet at b[start:start+n], to a home address, into
+// InsertRH2 turns the packet at b[start:start+n], to a home address, into
 // one to coa with a type 2 routing header holding the home address (RFC
-// 6275 9.3.2). It needs roExtLen octets of room in front of the packet.
+// 6275 9.3.2). It needs ExtLen octets of room in front of the packet.
 func InsertRH2(b []byte, start, n int, coa *[16]byte) (int, int, error) {
 	ns, nn, off, err := insertExt(b, start, n, protoRouting)
 	if err != nil {
 		return 0, 0, err
 	}
 	q := b[ns : ns+nn]
-	h := q[off : off+RoExtLen]
+	h := q[off : off+ExtLen]
 	h[2], h[3], h[4], h[5], h[6], h[7] = routingType2, 1, 0, 0, 0, 0
 	copy(h[8:24], q[24:40])
 	copy(q[24:40], coa[:])
 	return ns, nn, nil
 }
 
-// haoLoc locates a Home Address option in a received packet.
-type HaoLoc struct {
+// HAOLoc locates a Home Address option in a received packet.
+type HAOLoc struct {
 	n       int  // the packet's length by its header
 	nhField int  // the Next Header field announcing the Destination Options header
 	hdr     int  // offset of the Destination Options header
@@ -198,14 +198,14 @@ type HaoLoc struct {
 	only    bool // the header holds nothing but padding and the option
 }
 
-// hoa returns the home address in the option.
-func (l *HaoLoc) Hoa(p []byte) [16]byte { return [16]byte(p[l.opt+2 : l.opt+18]) }
+// Hoa returns the home address in the option.
+func (l *HAOLoc) Hoa(p []byte) [16]byte { return [16]byte(p[l.opt+2 : l.opt+18]) }
 
-// findHAO finds the Home Address option of a data packet: in a
+// FindHAO finds the Home Address option of a data packet: in a
 // Destination Options header right behind the IPv6 header (or a
 // Hop-by-Hop header), exactly one, 16 octets long. A Mobility Header
 // behind it is signaling (pkg/mhsock's), not data.
-func FindHAO(p []byte, l *HaoLoc) error {
+func FindHAO(p []byte, l *HAOLoc) error {
 	n, err := roLength(p)
 	if err != nil {
 		return err
@@ -228,7 +228,7 @@ func FindHAO(p []byte, l *HaoLoc) error {
 	if p[off] == protoMH {
 		return roErrMH
 	}
-	*l = HaoLoc{n: n, nhField: nhField, hdr: off, hdrLen: end - off, opt: -1, only: true}
+	*l = HAOLoc{n: n, nhField: nhField, hdr: off, hdrLen: end - off, opt: -1, only: true}
 	for i := off + 2; i < end; {
 		t := p[i]
 		if t == optPad1 {
@@ -260,12 +260,12 @@ func FindHAO(p []byte, l *HaoLoc) error {
 	return nil
 }
 
-// stripHAO processes the option findHAO located in the packet at
+// StripHAO processes the option findHAO located in the packet at
 // b[start:] (RFC 6275 9.3.1): the home address becomes the source, and the
 // Destination Options header goes, or, when it holds other options, the
 // Home Address option turns into padding. It returns the new start and
 // length.
-func StripHAO(b []byte, start int, l *HaoLoc) (int, int) {
+func StripHAO(b []byte, start int, l *HAOLoc) (int, int) {
 	p := b[start : start+l.n]
 	copy(p[8:24], p[l.opt+2:l.opt+18])
 	if !l.only {
@@ -274,13 +274,13 @@ func StripHAO(b []byte, start int, l *HaoLoc) (int, int) {
 		return start, l.n
 	}
 	p[l.nhField] = p[l.hdr]
-	binary.BigEndian.PutUint16(p[4:6], uint16(l.n-dataplane.Ipv6HeaderLen-l.hdrLen))
+	binary.BigEndian.PutUint16(p[4:6], uint16(l.n-dataplane.IPv6HeaderLen-l.hdrLen))
 	ns := start + l.hdrLen
 	copy(b[ns:ns+l.hdr], p[:l.hdr])
 	return ns, l.n - l.hdrLen
 }
 
-// stripRH2 processes the type 2 routing header of the packet at
+// StripRH2 processes the type 2 routing header of the packet at
 // b[start:start+n] (RFC 6275 11.3.3): it must hold hoa, with one segment
 // left; the home address becomes the destination and the header goes. It
 // returns the new start and length.
@@ -301,14 +301,14 @@ func StripRH2(b []byte, start, n int, hoa *[16]byte) (int, int, error) {
 	if nh != protoRouting {
 		return 0, 0, roErrNoRH2
 	}
-	if off+RoExtLen > m {
+	if off+ExtLen > m {
 		return 0, 0, roErrShort
 	}
-	h := p[off : off+RoExtLen]
+	h := p[off : off+ExtLen]
 	if h[2] != routingType2 {
 		return 0, 0, roErrNoRH2
 	}
-	if h[1] != RoExtLen/8-1 || h[3] != 1 {
+	if h[1] != ExtLen/8-1 || h[3] != 1 {
 		return 0, 0, roErrBadRH2
 	}
 	if h[0] == protoMH {
@@ -319,8 +319,8 @@ func StripRH2(b []byte, start, n int, hoa *[16]byte) (int, int, error) {
 	}
 	copy(p[24:40], h[8:24])
 	p[nhField] = h[0]
-	binary.BigEndian.PutUint16(p[4:6], uint16(m-dataplane.Ipv6HeaderLen-RoExtLen))
-	ns := start + RoExtLen
+	binary.BigEndian.PutUint16(p[4:6], uint16(m-dataplane.IPv6HeaderLen-ExtLen))
+	ns := start + ExtLen
 	copy(b[ns:ns+off], p[:off])
-	return ns, m - RoExtLen, nil
+	return ns, m - ExtLen, nil
 }

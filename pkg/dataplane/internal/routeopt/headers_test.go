@@ -7,9 +7,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/packet"
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 )
 
 // roUDP is a UDP packet from the home address to the correspondent with a
@@ -20,7 +20,7 @@ func roUDP(n int) []byte {
 	binary.BigEndian.PutUint16(u[2:], 5000)
 	binary.BigEndian.PutUint16(u[4:], uint16(8+n))
 	copy(u[8:], pkttest.Pattern(n, 3))
-	return pkttest.Ip6(0x2e, 0x12345, packet.ProtoUDP, 64, pkttest.THoA, pkttest.TCN, u)
+	return pkttest.IP6(0x2e, 0x12345, packet.ProtoUDP, 64, pkttest.THoA, pkttest.TCN, u)
 }
 
 // withHopByHop puts an 8-octet Hop-by-Hop header (router alert) in front
@@ -81,7 +81,7 @@ func TestHAOInsertStrip(t *testing.T) {
 				t.Error("upper layer changed")
 			}
 			// The correspondent's side gives back the original packet.
-			var l HaoLoc
+			var l HAOLoc
 			if err := FindHAO(p, &l); err != nil {
 				t.Fatal(err)
 			}
@@ -108,7 +108,7 @@ func TestHAOWithOtherOptions(t *testing.T) {
 	p[6] = protoDstOpts
 	copy(p[8:24], pkttest.TCoA[0].AsSlice())
 	binary.BigEndian.PutUint16(p[4:], uint16(len(p)-40))
-	var l HaoLoc
+	var l HAOLoc
 	if err := FindHAO(p, &l); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestRH2InsertStrip(t *testing.T) {
 	coa := pkttest.TCoA[2].As16()
 	hoa := pkttest.THoA.As16()
 	// The correspondent's packet to the home address.
-	orig := pkttest.Ip6(0, 7, packet.ProtoICMPv6, 64, pkttest.TCN, pkttest.THoA, pkttest.Echo(128, 9, 1, 56))
+	orig := pkttest.IP6(0, 7, packet.ProtoICMPv6, 64, pkttest.TCN, pkttest.THoA, pkttest.Echo(128, 9, 1, 56))
 	b := room(orig)
 	ns, nn, err := InsertRH2(b, packet.Headroom, len(orig), &coa)
 	if err != nil {
@@ -155,7 +155,7 @@ func TestRH2InsertStrip(t *testing.T) {
 func TestROLeavesAlone(t *testing.T) {
 	coa := pkttest.TCoA[0].As16()
 	hoa := pkttest.THoA.As16()
-	mh := pkttest.Ip6(0, 0, protoMH, 64, pkttest.THoA, pkttest.TCN, []byte{59, 1, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8})
+	mh := pkttest.IP6(0, 0, protoMH, 64, pkttest.THoA, pkttest.TCN, []byte{59, 1, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8})
 	withRH := func(typ byte) []byte {
 		p := roUDP(10)
 		rh := []byte{packet.ProtoUDP, 2, typ, 0, 0, 0, 0, 0}
@@ -200,7 +200,7 @@ func TestROLeavesAlone(t *testing.T) {
 	if _, _, err := StripRH2(withRH(2), 0, len(withRH(2)), &hoa); !errors.Is(err, errBadRH2) {
 		t.Errorf("type 2, segments left 0: %v", err)
 	}
-	var l HaoLoc
+	var l HAOLoc
 	if err := FindHAO(roUDP(10), &l); !errors.Is(err, ErrNoHAO) {
 		t.Errorf("no option: %v", err)
 	}
@@ -215,11 +215,11 @@ func TestROMalformedNeverPanics(t *testing.T) {
 	b := room(roUDP(60))
 	ns, nn, _ := InsertHAO(b, packet.Headroom, len(b)-packet.Headroom, &coa)
 	hao := bytes.Clone(b[ns : ns+nn])
-	b = room(pkttest.Ip6(0, 0, packet.ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 20)))
+	b = room(pkttest.IP6(0, 0, packet.ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 20)))
 	ns, nn, _ = InsertRH2(b, packet.Headroom, len(b)-packet.Headroom, &coa)
 	rh2 := bytes.Clone(b[ns : ns+nn])
 	try := func(p []byte) {
-		var l HaoLoc
+		var l HAOLoc
 		q := bytes.Clone(p)
 		if FindHAO(q, &l) == nil {
 			s, n := StripHAO(q, 0, &l)
@@ -264,11 +264,11 @@ func FuzzRO(f *testing.F) {
 	b := room(roUDP(20))
 	ns, nn, _ := InsertHAO(b, packet.Headroom, len(b)-packet.Headroom, &coa)
 	f.Add(bytes.Clone(b[ns : ns+nn]))
-	b = room(pkttest.Ip6(0, 0, packet.ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 20)))
+	b = room(pkttest.IP6(0, 0, packet.ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 20)))
 	ns, nn, _ = InsertRH2(b, packet.Headroom, len(b)-packet.Headroom, &coa)
 	f.Add(bytes.Clone(b[ns : ns+nn]))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		var l HaoLoc
+		var l HAOLoc
 		q := bytes.Clone(p)
 		if FindHAO(q, &l) == nil {
 			s, n := StripHAO(q, 0, &l)
@@ -318,7 +318,7 @@ func BenchmarkStripHAO(b *testing.B) {
 	buf := room(orig)
 	ns, nn, _ := InsertHAO(buf, packet.Headroom, len(orig), &coa)
 	with := bytes.Clone(buf[ns : ns+64])
-	var l HaoLoc
+	var l HAOLoc
 	b.ReportAllocs()
 	b.SetBytes(int64(nn))
 	for b.Loop() {
@@ -332,7 +332,7 @@ func BenchmarkStripHAO(b *testing.B) {
 
 func BenchmarkInsertRH2(b *testing.B) {
 	coa := pkttest.TCoA[0].As16()
-	orig := pkttest.Ip6(0, 0, packet.ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 1280-48))
+	orig := pkttest.IP6(0, 0, packet.ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 1280-48))
 	buf := room(orig)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(orig)))
@@ -347,7 +347,7 @@ func BenchmarkInsertRH2(b *testing.B) {
 func BenchmarkStripRH2(b *testing.B) {
 	coa := pkttest.TCoA[0].As16()
 	hoa := pkttest.THoA.As16()
-	orig := pkttest.Ip6(0, 0, packet.ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 1280-48-24))
+	orig := pkttest.IP6(0, 0, packet.ProtoUDP, 64, pkttest.TCN, pkttest.THoA, make([]byte, 1280-48-24))
 	buf := room(orig)
 	ns, nn, _ := InsertRH2(buf, packet.Headroom, len(orig), &coa)
 	with := bytes.Clone(buf[ns : ns+64])

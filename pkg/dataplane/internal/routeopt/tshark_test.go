@@ -3,9 +3,9 @@ package routeopt
 import (
 	"testing"
 
+	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/internal/tsharktest"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/packet"
-	"github.com/mcoad/mcoad/pkg/dataplane/internal/pkttest"
 )
 
 // TestTsharkDecodesRO: Wireshark reads the data packets route optimisation
@@ -20,7 +20,7 @@ func TestTsharkDecodesRO(t *testing.T) {
 		t.Fatal(err)
 	}
 	hao := b[ns : ns+nn]
-	b = room(pkttest.Ip6(0, 0, packet.ProtoICMPv6, 64, pkttest.TCN, pkttest.THoA, pkttest.Echo(128, 7, 3, 32)))
+	b = room(pkttest.IP6(0, 0, packet.ProtoICMPv6, 64, pkttest.TCN, pkttest.THoA, pkttest.Echo(128, 7, 3, 32)))
 	ns, nn, err = InsertRH2(b, packet.Headroom, len(b)-packet.Headroom, &coa)
 	if err != nil {
 		t.Fatal(err)

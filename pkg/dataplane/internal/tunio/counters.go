@@ -8,12 +8,12 @@ import (
 	"github.com/mcoad/mcoad/pkg/dataplane"
 )
 
-// tunnelCounters are one tunnel's live counters.
+// TunnelCounters are one tunnel's live counters.
 type TunnelCounters struct {
 	TxPackets, TxBytes, RxPackets, RxBytes, TxErrors atomic.Uint64
 }
 
-// counterFor returns k's counters in cur, else the ones k had in old (a
+// CounterFor returns k's counters in cur, else the ones k had in old (a
 // binding's counters carry on across a change of the set), else new ones;
 // cur holds them after.
 func CounterFor[K comparable](cur, old map[K]*TunnelCounters, k K) *TunnelCounters {
@@ -48,7 +48,7 @@ func (d *DropCounters) Snapshot() dataplane.Drops {
 	}
 }
 
-// errLimiter lets a packet loop log an error at most once a second, so that
+// ErrLimiter lets a packet loop log an error at most once a second, so that
 // a link that went away does not flood the log.
 type ErrLimiter struct{ last time.Time }
 
@@ -61,7 +61,7 @@ func (l *ErrLimiter) Ok() bool {
 	return true
 }
 
-// retry handles a failed read or receive of a packet loop. It returns false
+// Retry handles a failed read or receive of a packet loop. It returns false
 // when the loop is to end (stop is set: its device or socket was closed on
 // purpose); otherwise it logs msg with args and err, at most once a second,
 // and pauses, so that a lasting error does not spin.

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/mcoad/mcoad/pkg/dataplane/internal/packet"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
-// setPktinfo pins message i of a send batch to interface ifindex (an
+// SetPktinfo pins message i of a send batch to interface ifindex (an
 // IPV6_PKTINFO with an unspecified source: the packet carries its own).
 func (m *MsgBatch) SetPktinfo(i, ifindex int) {
 	b := m.oob[i*oobSpace : i*oobSpace+unix.CmsgSpace(unix.SizeofInet6Pktinfo)]
@@ -21,7 +22,12 @@ func (m *MsgBatch) SetPktinfo(i, ifindex int) {
 	m.Hdrs[i].Hdr.SetControllen(len(b))
 }
 
-// newPacketSocket opens a cooked AF_PACKET socket for IPv6 on every
+// PacketSocketSlot holds a packet received on a packet socket (route
+// optimisation's): no GRO merges packets with extension headers, so the
+// largest is a jumbo frame.
+const PacketSocketSlot = packet.VirtioNetHdrLen + MaxOuter
+
+// NewPacketSocket opens a cooked AF_PACKET socket for IPv6 on every
 // interface with filter attached before it receives anything, in the
 // calling thread's namespace. It receives with rawSocket.recv.
 func NewPacketSocket(filter []bpf.Instruction) (*RawSocket, error) {

@@ -10,7 +10,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/packet"
 )
 
-// tunReader reads the packets the kernel routes into a TUN device and
+// TunReader reads the packets the kernel routes into a TUN device and
 // leaves each with headroom in front for the outer header. With offloads it
 // reads one (super-)packet per read and cuts TSO packets into segments;
 // without, it reads a batch of packets straight into the slots.
@@ -30,12 +30,12 @@ type TunReader struct {
 func NewTunReader(dev *TunDevice) *TunReader {
 	r := &TunReader{Dev: dev, pkts: make([][]byte, packet.BatchSize), sizes: make([]int, packet.BatchSize), views: make([][]byte, packet.BatchSize)}
 	if dev.vnet {
-		r.big = make([]byte, packet.Headroom+dataplane.MaxPacket+dataplane.Ipv6HeaderLen)
+		r.big = make([]byte, packet.Headroom+dataplane.MaxPacket+dataplane.IPv6HeaderLen)
 	}
 	return r
 }
 
-// read fills r.pkts and r.sizes with at least one packet, using slots for
+// Read fills r.pkts and r.sizes with at least one packet, using slots for
 // batch reads and segments. A size larger than len(pkts[i])-headroom means
 // the packet was cut (it is too big in any case).
 func (r *TunReader) Read(slots [][]byte, mtu int) (int, error) {
@@ -51,7 +51,7 @@ func (r *TunReader) Read(slots [][]byte, mtu int) (int, error) {
 	}
 	for {
 		if r.pending != nil {
-			n, more, err := packet.GsoSplit(r.pending, &r.hdr, r.pendingNext, slots, r.sizes)
+			n, more, err := packet.GSOSplit(r.pending, &r.hdr, r.pendingNext, slots, r.sizes)
 			if err != nil || !more {
 				r.pending = nil
 			} else {
@@ -76,9 +76,9 @@ func (r *TunReader) Read(slots [][]byte, mtu int) (int, error) {
 		}
 		r.hdr.Decode(view)
 		pkt := view[packet.VirtioNetHdrLen:size]
-		if r.hdr.GsoType != packet.VnetGSONone {
+		if r.hdr.GSOType != packet.VnetGSONone {
 			cs := int(r.hdr.CsumStart)
-			if cs+13 < len(pkt) && cs+int(pkt[cs+12]>>4)*4+int(r.hdr.GsoSize) > mtu {
+			if cs+13 < len(pkt) && cs+int(pkt[cs+12]>>4)*4+int(r.hdr.GSOSize) > mtu {
 				// Segments that do not fit the tunnel (its MTU just
 				// shrank): pass the whole packet on as too big, so
 				// that TCP hears of the new MTU.
@@ -104,7 +104,7 @@ func (r *TunReader) Read(slots [][]byte, mtu int) (int, error) {
 // virtioNetHdrLen bytes of room in front of the packet and must stay
 // untouched until flush.
 type tunWriter struct {
-	gro   *packet.GroBatch[*TunDevice]
+	gro   *packet.GROBatch[*TunDevice]
 	errs  int
 	slots [][]byte // segments of a kernel-merged packet for a device without offloads
 	sizes []int
@@ -112,7 +112,7 @@ type tunWriter struct {
 
 func newTunWriter() *tunWriter { return &tunWriter{gro: packet.NewGROBatch[*TunDevice](rxBatch)} }
 
-// add queues a packet that came through a tunnel of MTU mtu. It returns
+// Add queues a packet that came through a tunnel of MTU mtu. It returns
 // false for a packet that must be dropped (an oversized TCP packet with a
 // broken checksum).
 func (w *tunWriter) Add(dev *TunDevice, buf []byte, mtu int) bool {
@@ -142,11 +142,11 @@ func (w *tunWriter) Add(dev *TunDevice, buf []byte, mtu int) bool {
 // writeSegments cuts a kernel-merged packet for a device that takes only
 // plain packets.
 func (w *tunWriter) writeSegments(dev *TunDevice, pkt []byte, h *packet.VirtioNetHdr) {
-	if need := packet.Headroom + int(h.HdrLen) + int(h.GsoSize); len(w.slots) == 0 || len(w.slots[0]) < need {
+	if need := packet.Headroom + int(h.HdrLen) + int(h.GSOSize); len(w.slots) == 0 || len(w.slots[0]) < need {
 		w.slots, w.sizes = packet.MakeSlots(packet.BatchSize, need), make([]int, packet.BatchSize)
 	}
 	for first := 0; ; {
-		n, more, err := packet.GsoSplit(pkt, h, first, w.slots, w.sizes)
+		n, more, err := packet.GSOSplit(pkt, h, first, w.slots, w.sizes)
 		if err != nil {
 			w.errs++
 			return
@@ -178,14 +178,14 @@ func (w *tunWriter) write(dev *TunDevice, b []byte) {
 	}
 }
 
-// packet returns packet i of the last read: its slot (the packet at
+// Packet returns packet i of the last read: its slot (the packet at
 // headroom), its size, and whether it is an IPv6 packet at all.
 func (r *TunReader) Packet(i int) (buf []byte, size int, ok bool) {
 	buf, size = r.pkts[i], r.sizes[i]
-	return buf, size, size >= dataplane.Ipv6HeaderLen && buf[packet.Headroom]>>4 == 6
+	return buf, size, size >= dataplane.IPv6HeaderLen && buf[packet.Headroom]>>4 == 6
 }
 
-// sendPTB answers a packet too big for mtu with an ICMPv6 Packet Too Big
+// SendPTB answers a packet too big for mtu with an ICMPv6 Packet Too Big
 // from src written into dev, as a router on the path would (RFC 4443 3.2),
 // so that path MTU discovery works through the tunnel. buf has room for the
 // virtio header in front.
@@ -212,7 +212,7 @@ type rxPipe struct {
 	lim  ErrLimiter
 }
 
-// newRxPipe makes a pipe of rxBatch slots of slot octets; names and oob as
+// NewRxPipe makes a pipe of rxBatch slots of slot octets; names and oob as
 // for newMsgBatch.
 func NewRxPipe(slot int, names, oob bool) *rxPipe {
 	r := &rxPipe{Rb: NewMsgBatch(rxBatch, names, oob), Bufs: packet.MakeSlots(rxBatch, slot), Wr: newTunWriter()}
@@ -222,7 +222,7 @@ func NewRxPipe(slot int, names, oob bool) *rxPipe {
 	return r
 }
 
-// run receives batches on s until stop is set (see errLimiter.retry),
+// Run receives batches on s until stop is set (see errLimiter.retry),
 // hands each to batch (n messages), and then writes what batch queued on
 // wr into the devices, counting the writes that failed in drops.
 func (r *rxPipe) Run(s *RawSocket, stop *atomic.Bool, log *slog.Logger, what string, drops *DropCounters, batch func(n int)) {
@@ -241,7 +241,7 @@ func (r *rxPipe) Run(s *RawSocket, stop *atomic.Bool, log *slog.Logger, what str
 	}
 }
 
-// packet returns message i of the batch, or nil when it was cut (it did
+// Packet returns message i of the batch, or nil when it was cut (it did
 // not fit its slot).
 func (r *rxPipe) Packet(i int) []byte {
 	h := &r.Rb.Hdrs[i]

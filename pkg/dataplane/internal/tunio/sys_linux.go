@@ -29,23 +29,23 @@ const MaxOuter = 9216
 // (Linux merges IPv6-in-IPv6 TCP segments), so every slot takes one.
 const (
 	rxBatch = 32
-	RxSlot  = packet.VirtioNetHdrLen + dataplane.Ipv6HeaderLen + dataplane.MaxPacket
+	RxSlot  = packet.VirtioNetHdrLen + dataplane.IPv6HeaderLen + dataplane.MaxPacket
 )
 
-// nsRunner runs functions on one OS thread that stays in the network
+// NSRunner runs functions on one OS thread that stays in the network
 // namespace its creator's thread was in, so that devices and sockets made
 // after the constructor returns land in the same namespace whichever
 // goroutine asks for them.
-type NsRunner struct {
+type NSRunner struct {
 	reqs chan func()
 }
 
-func NewNSRunner() (*NsRunner, error) {
+func NewNSRunner() (*NSRunner, error) {
 	ns, err := netns.Get()
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: current network namespace: %w", err)
 	}
-	r := &NsRunner{reqs: make(chan func())}
+	r := &NSRunner{reqs: make(chan func())}
 	ready := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -67,16 +67,16 @@ func NewNSRunner() (*NsRunner, error) {
 	return r, nil
 }
 
-// do runs f on the namespace's thread.
-func (r *NsRunner) Do(f func() error) error {
+// Do runs f on the namespace's thread.
+func (r *NSRunner) Do(f func() error) error {
 	errc := make(chan error, 1)
 	r.reqs <- func() { errc <- f() }
 	return <-errc
 }
 
-func (r *NsRunner) Close() { close(r.reqs) }
+func (r *NSRunner) Close() { close(r.reqs) }
 
-// tunDevice is a TUN device (IFF_TUN|IFF_NO_PI, and IFF_VNET_HDR with TSO
+// TunDevice is a TUN device (IFF_TUN|IFF_NO_PI, and IFF_VNET_HDR with TSO
 // when offloads are on) in the runtime's poller. It disappears when closed.
 type TunDevice struct {
 	Name  string
@@ -180,7 +180,7 @@ func (t *TunDevice) write(b []byte) (int, error) { return t.f.Write(b) }
 
 func (t *TunDevice) Close() error { return t.f.Close() }
 
-// setPersist makes the device persistent (on), so that it outlives its
+// SetPersist makes the device persistent (on), so that it outlives its
 // file and the process for the next process to attach to, or not (openTUN
 // clears it on attaching).
 func (t *TunDevice) SetPersist(on bool) error {
@@ -198,7 +198,7 @@ func (t *TunDevice) SetPersist(on bool) error {
 	return nil
 }
 
-// rawSocket is a raw IPv6 socket in the runtime's poller, with
+// RawSocket is a raw IPv6 socket in the runtime's poller, with
 // recvmmsg/sendmmsg batches that allocate nothing per packet.
 type RawSocket struct {
 	f  *os.File
@@ -213,11 +213,11 @@ type RawSocket struct {
 	wn            int
 	werr          error
 	wfn           func(fd uintptr) bool
-	// failed lists the messages of the last send that did not go.
+	// Failed lists the messages of the last send that did not go.
 	Failed []int
 }
 
-// newRawSocket opens a raw IPv6 socket for proto; mark 0 sets no mark,
+// NewRawSocket opens a raw IPv6 socket for proto; mark 0 sets no mark,
 // dev "" binds to no device.
 func NewRawSocket(proto int, mark uint32, dev string) (*RawSocket, error) {
 	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
@@ -269,7 +269,7 @@ func socketFile(fd int, name string) (*RawSocket, error) {
 	return s, nil
 }
 
-// connect fixes the destination of every send (the mobile node's tunnels
+// Connect fixes the destination of every send (the mobile node's tunnels
 // all go to the home agent), so sends need no address.
 func (s *RawSocket) Connect(dst netip.Addr) error {
 	var err error
@@ -288,7 +288,7 @@ func (s *RawSocket) Connect(dst netip.Addr) error {
 
 func (s *RawSocket) Close() error { return s.f.Close() }
 
-// msgBatch holds the kernel-facing arrays of a recvmmsg/sendmmsg batch.
+// MsgBatch holds the kernel-facing arrays of a recvmmsg/sendmmsg batch.
 type MsgBatch struct {
 	Hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
@@ -299,7 +299,7 @@ type MsgBatch struct {
 
 const oobSpace = 64 // IPV6_PKTINFO (20) and IPV6_TCLASS (4), with headers
 
-// newMsgBatch makes a batch of n messages; withNames gives each an address,
+// NewMsgBatch makes a batch of n messages; withNames gives each an address,
 // oob an ancillary buffer.
 func NewMsgBatch(n int, withNames, oob bool) *MsgBatch {
 	m := &MsgBatch{
@@ -328,14 +328,14 @@ func NewMsgBatch(n int, withNames, oob bool) *MsgBatch {
 	return m
 }
 
-// set points message i at b.
+// Set points message i at b.
 func (m *MsgBatch) Set(i int, b []byte) {
 	m.Bufs[i] = b
 	m.iovs[i].Base = unsafe.SliceData(b)
 	m.iovs[i].SetLen(len(b))
 }
 
-// setAddr sets message i's destination.
+// SetAddr sets message i's destination.
 func (m *MsgBatch) SetAddr(i int, a *[16]byte) {
 	m.names[i] = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: *a}
 }
@@ -370,24 +370,31 @@ func (s *RawSocket) recv(rb *MsgBatch) (int, error) {
 }
 
 func (s *RawSocket) recvSome(fd uintptr) bool {
+	return mmsg(unix.SYS_RECVMMSG, fd, &s.rb.Hdrs[0], s.rmax, &s.rn, &s.rerr)
+}
+
+// mmsg makes the recvmmsg or sendmmsg call trap on n messages from hdrs,
+// without blocking, for a RawConn's Read or Write: false asks to wait for
+// the socket; true is done, with the count in *done or the error in *err.
+func mmsg(trap, fd uintptr, hdrs *unix.Mmsghdr, n int, done *int, err *error) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.rb.Hdrs[0])), uintptr(s.rmax), unix.MSG_DONTWAIT, 0, 0)
+		r, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
-			s.rn = int(r)
+			*done = int(r)
 			return true
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			return false
 		default:
-			s.rerr = e
+			*err = e
 			return true
 		}
 	}
 }
 
-// send sends messages [0, n) of wb; it returns how many went and the
+// Send sends messages [0, n) of wb; it returns how many went and the
 // first error. A message that fails is skipped (and listed in s.failed):
 // the rest are still sent.
 func (s *RawSocket) Send(wb *MsgBatch, n int) (sent int, firstErr error) {
@@ -418,24 +425,10 @@ func (s *RawSocket) Send(wb *MsgBatch, n int) (sent int, firstErr error) {
 }
 
 func (s *RawSocket) sendSome(fd uintptr) bool {
-	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.wb.Hdrs[s.wfrom])), uintptr(s.wcount), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			s.wn = int(r)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			s.werr = e
-			return true
-		}
-	}
+	return mmsg(unix.SYS_SENDMMSG, fd, &s.wb.Hdrs[s.wfrom], s.wcount, &s.wn, &s.werr)
 }
 
-// rxMeta is what a received tunnel packet's message says about its outer
+// RxMeta is what a received tunnel packet's message says about its outer
 // header.
 type RxMeta struct {
 	Src, Dst [16]byte
@@ -444,7 +437,7 @@ type RxMeta struct {
 	Trunc    bool
 }
 
-// meta decodes message i of a receive batch: the sender's address, the
+// Meta decodes message i of a receive batch: the sender's address, the
 // IPV6_PKTINFO destination and interface, and the IPV6_TCLASS.
 func (m *MsgBatch) Meta(i int, out *RxMeta) {
 	h := &m.Hdrs[i]

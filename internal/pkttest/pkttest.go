@@ -1,4 +1,4 @@
-// Package pkttest builds packets and addresses for the data plane's tests.
+// Package pkttest builds packets and addresses for pkg/dataplane's tests.
 package pkttest
 
 import (
@@ -23,7 +23,7 @@ var (
 	}
 )
 
-// unhex decodes hex with spaces and newlines for readability.
+// Unhex decodes hex with spaces and newlines for readability.
 func Unhex(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
@@ -39,15 +39,15 @@ var (
 	Pseudo   = testutil.Pseudo
 )
 
-// upperChecksumOK checks the upper-layer checksum of a packet without
+// UpperChecksumOK checks the upper-layer checksum of a packet without
 // extension headers.
 func UpperChecksumOK(pkt []byte) bool {
 	return NaiveSum(Pseudo(pkt[8:24], pkt[24:40], pkt[6], len(pkt)-40), pkt[40:]) == 0xffff
 }
 
-// ip6 builds an IPv6 packet; the upper-layer checksum (TCP, UDP, ICMPv6)
+// IP6 builds an IPv6 packet; the upper-layer checksum (TCP, UDP, ICMPv6)
 // is filled in when its field is zero.
-func Ip6(tc uint8, fl uint32, nh uint8, hlim uint8, src, dst netip.Addr, payload []byte) []byte {
+func IP6(tc uint8, fl uint32, nh uint8, hlim uint8, src, dst netip.Addr, payload []byte) []byte {
 	p := make([]byte, 40+len(payload))
 	binary.BigEndian.PutUint32(p, 6<<28|uint32(tc)<<20|fl)
 	binary.BigEndian.PutUint16(p[4:], uint16(len(payload)))
@@ -64,7 +64,7 @@ func Ip6(tc uint8, fl uint32, nh uint8, hlim uint8, src, dst netip.Addr, payload
 	return p
 }
 
-// echo is an ICMPv6 echo request (128) or reply (129) with id, seq and
+// Echo is an ICMPv6 echo request (128) or reply (129) with id, seq and
 // n bytes of data.
 func Echo(typ uint8, id, seq uint16, n int) []byte {
 	b := make([]byte, 8+n)
@@ -77,9 +77,9 @@ func Echo(typ uint8, id, seq uint16, n int) []byte {
 	return b
 }
 
-// tcpSeg is a TCP header (with a 12-byte timestamp option block) and
+// TCPSeg is a TCP header (with a 12-byte timestamp option block) and
 // payload.
-func TcpSeg(sport, dport uint16, seq, ack uint32, flags uint8, payload []byte) []byte {
+func TCPSeg(sport, dport uint16, seq, ack uint32, flags uint8, payload []byte) []byte {
 	b := make([]byte, 32+len(payload))
 	binary.BigEndian.PutUint16(b[0:], sport)
 	binary.BigEndian.PutUint16(b[2:], dport)
@@ -101,7 +101,7 @@ func Pattern(n int, seed byte) []byte {
 	return b
 }
 
-// withHeadroom returns pkt behind the room for an outer IPv6 header (the
+// WithHeadroom returns pkt behind the room for an outer IPv6 header (the
 // data plane's headroom).
 func WithHeadroom(pkt []byte) []byte {
 	return append(make([]byte, 40), pkt...)
