@@ -233,14 +233,14 @@ func (b *bench) measure(ctx context.Context) (*benchFigures, error) {
 	f := &benchFigures{idleFor: b.o.idle}
 	sections := map[string]func() error{
 		"rtt":          func() (err error) { f.rtt, err = b.rtt(ctx); return },
-		"dataplane":    func() (err error) { f.dp, err = b.dataplane(ctx); return }, // bench_dataplane.go
+		"dataplane":    func() (err error) { f.dp, err = b.dataplane(ctx); return },
 		"idle":         func() (err error) { f.idle, err = b.idle(ctx); return },
 		"registration": func() (err error) { f.reg, err = b.regLatency(ctx); return },
 		"failover":     func() (err error) { f.cutS, f.upS, f.gapM, err = b.failover(ctx); return },
-		// bench_liveness.go: with the lab's mcoad as it is.
+		// The liveness sections take the lab's mcoad as it is.
 		"blackhole": func() (err error) { f.bh, err = b.blackhole(ctx); return },
 		"harestart": func() (err error) { f.har, err = b.haRestart(ctx); return },
-		"restart":   func() (err error) { f.mnr, err = b.mnRestart(ctx); return }, // bench_restart.go
+		"restart":   func() (err error) { f.mnr, err = b.mnRestart(ctx); return },
 		"probes":    func() (err error) { f.pc, err = b.probeCost(ctx); return },
 		"single":    func() (err error) { f.gapS, f.cutLen, err = b.singleCoA(ctx); return },
 		"bulk":      func() (err error) { f.bulk, err = b.bulkVsIndividual(ctx); return },

@@ -13,9 +13,10 @@ import (
 // The path liveness figures of `mcoa-lab bench`: the gap a black hole on
 // the active path costs the 1 ms probe stream (the path dies upstream,
 // its link keeps carrier and address, so only mcoad's liveness can see
-// it), how long the home address is unreachable after mcoa-ha is killed
-// and started again, and what the liveness probes of an idle path cost
-// on the wire.
+// it); with the helpers the other liveness sections share: how long the
+// home address is unreachable after mcoa-ha is killed and started again
+// (bench_harestart.go), and what the liveness probes of an idle path cost
+// on the wire (bench_probes.go).
 
 // benchIfaces are the MN's access interfaces, in priority order.
 var benchIfaces = lab.MNIfaces
