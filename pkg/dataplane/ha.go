@@ -91,6 +91,8 @@ func DeviceDefaults(what string, dev *string, defDev string, mtu *int, overhead 
 	return nil
 }
 
+// CheckHABindings checks a SetBindings set (ErrInvalid) and returns it
+// sorted by home address, then BID.
 func CheckHABindings(in []HABinding) ([]HABinding, error) {
 	out := slices.Clone(in)
 	slices.SortFunc(out, func(a, b HABinding) int {

@@ -48,6 +48,8 @@ func CheckRORoutes(in []RORoute) ([]RORoute, error) {
 	return out, nil
 }
 
+// Unicast6 reports whether a is a unicast IPv6 address without a zone
+// (not mapped IPv4, unspecified, multicast or loopback).
 func Unicast6(a netip.Addr) bool {
 	return a.Is6() && !a.Is4In6() && !a.IsUnspecified() && !a.IsMulticast() && !a.IsLoopback() && a.Zone() == ""
 }
