@@ -113,7 +113,7 @@ func newDataPath(d *Daemon, cfg *config.MN) (*dataPath, error) {
 			log.Warn("mobile router without ingress interfaces: its networks are registered but not forwarded")
 		}
 	}
-	dpc := &dataplane.Config{Backend: string(dc.Backend), Mark: dc.Mark, Mask: dc.Mask, TableBase: dc.TableBase, Logger: log}
+	dpc := &dataplane.Config{Backend: string(dc.Backend), Mark: dc.Mark, Mask: dc.Mask, TableBase: dc.TableBase, BPFDir: dc.BPFDir, Logger: log}
 	if nets != nil {
 		dpc.MobileNetworks = nets.Prefixes
 	}

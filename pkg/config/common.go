@@ -15,11 +15,11 @@ import (
 )
 
 func defaultDataplane() Dataplane {
-	return Dataplane{Backend: BackendAuto, Mark: DefaultMark, Mask: DefaultMask, TableBase: DefaultTableBase}
+	return Dataplane{Backend: BackendAuto, Mark: DefaultMark, Mask: DefaultMask, TableBase: DefaultTableBase, BPFDir: DefaultBPFDir}
 }
 
 func (t *tbl) dataplane(d *Dataplane) {
-	if s, ok := t.enum("backend", string(BackendAuto), string(BackendTUN), string(BackendKernel), string(BackendNone)); ok {
+	if s, ok := t.enum("backend", string(BackendAuto), string(BackendTUN), string(BackendKernel), string(BackendEBPF), string(BackendNone)); ok {
 		d.Backend = Backend(s)
 	}
 	markOK, maskOK := true, true
@@ -47,6 +47,9 @@ func (t *tbl) dataplane(d *Dataplane) {
 	// Table IDs are 32 bits; BIDs add up to 65535.
 	if n, ok := t.integer("table_base", 256, 0xffffffff-65535); ok {
 		d.TableBase = uint32(n)
+	}
+	if s, ok := t.str("bpf_dir"); ok && t.w.absPath(t.at("bpf_dir"), s) {
+		d.BPFDir = s
 	}
 	t.done()
 }

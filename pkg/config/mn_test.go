@@ -108,6 +108,7 @@ func TestParseMNValid(t *testing.T) {
 			`mark = 0x100`,
 			`mask = 0xf00`,
 			`table_base = 256`,
+			`bpf_dir = "/run/mcoad/bpf"`,
 			`[control]`,
 			`socket = "/tmp/x.sock"`,
 			`group = ""`,
@@ -144,7 +145,7 @@ func TestParseMNValid(t *testing.T) {
 			}, {
 				Name: "ping", Protocol: ProtoICMPv6, Prefer: []Preference{{Interface: "wwan[0-9]"}},
 			}}
-			c.Dataplane = Dataplane{Backend: BackendNone, Mark: 0x100, Mask: 0xf00, TableBase: 256}
+			c.Dataplane = Dataplane{Backend: BackendNone, Mark: 0x100, Mask: 0xf00, TableBase: 256, BPFDir: "/run/mcoad/bpf"}
 			c.Control = Control{Socket: "/tmp/x.sock"}
 			c.Log.Level = slog.LevelDebug
 			c.Log.Format = LogJSON
@@ -299,7 +300,7 @@ func TestParseMNInvalid(t *testing.T) {
 			`return_home = "none"`,
 			`profile = "rfc9999"`,
 			`[dataplane]`,
-			`backend = "ebpf"`,
+			`backend = "xdp"`,
 			`[log]`,
 			`level = "verbose"`,
 			`format = "logfmt"`),
@@ -308,7 +309,7 @@ func TestParseMNInvalid(t *testing.T) {
 				{6, "mobile_node.registration", `"batch" is not one of "bulk", "individual"`},
 				{7, "mobile_node.return_home", `is not one of "all", "keep-foreign"`},
 				{8, "mobile_node.profile", `unknown wire profile "rfc9999"`},
-				{10, "dataplane.backend", `"ebpf" is not one of "auto", "tun", "kernel", "none"`},
+				{10, "dataplane.backend", `"xdp" is not one of "auto", "tun", "kernel", "ebpf", "none"`},
 				{12, "log.level", `"verbose" is not one of "debug", "info", "warn", "error"`},
 				{13, "log.format", `"logfmt" is not one of "text", "json"`},
 			}},
@@ -323,6 +324,7 @@ func TestParseMNInvalid(t *testing.T) {
 				{14, "interface[1].probe_idle", "shorter than probe_interval"},
 			}},
 		{"state_dir relative", withHead(mnHead, `state_dir = "var/lib"`), []wantErr{{5, "mobile_node.state_dir", "not an absolute path"}}},
+		{"bpf_dir relative", withHead(mnHead, `[dataplane]`, `bpf_dir = "bpf"`), []wantErr{{6, "dataplane.bpf_dir", "not an absolute path"}}},
 		{"spi without key", withHead(mnHead, `mnha_spi = 300`), []wantErr{{5, "mobile_node.mnha_key", "is required with mnha_spi"}}},
 		{"key without spi", withHead(mnHead, `mnha_key = "`+testKeyHex+`"`), []wantErr{{5, "mobile_node.mnha_spi", "is required with mnha_key"}}},
 		{"reserved spi", withHead(mnHead, `mnha_spi = 255`, `mnha_key = "`+testKeyHex+`"`), []wantErr{{5, "mobile_node.mnha_spi", "out of range 256..4294967295"}}},

@@ -279,6 +279,10 @@ type Dataplane struct {
 	// TableBase: table_base; the routing table of BID b is TableBase + b
 	// (at least 256, clear of the kernel's tables 253 to 255).
 	TableBase uint32
+	// BPFDir: bpf_dir, a directory on a bpffs (mounted at /sys/fs/bpf when
+	// it is under it and none is) where the eBPF backend pins what a
+	// restart keeps; one per mcoad sharing a kernel.
+	BPFDir string
 }
 
 // Backend selects the data plane implementation.
@@ -288,6 +292,7 @@ const (
 	BackendAuto   Backend = "auto"   // kernel where ip6tnl exists, else tun
 	BackendTUN    Backend = "tun"    // userspace over TUN
 	BackendKernel Backend = "kernel" // ip6tnl via netlink
+	BackendEBPF   Backend = "ebpf"   // LWT and tc BPF programs, no tunnel devices
 	BackendNone   Backend = "none"   // signaling only: no tunnels, marks or rules
 )
 

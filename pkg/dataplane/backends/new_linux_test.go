@@ -8,6 +8,7 @@ import (
 	"github.com/mcoad/mcoad/internal/nstest"
 	"github.com/mcoad/mcoad/internal/pkttest"
 	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/dataplane/ebpf"
 	"github.com/mcoad/mcoad/pkg/dataplane/ip6tnl"
 	"github.com/mcoad/mcoad/pkg/dataplane/tun"
 )
@@ -31,6 +32,13 @@ func TestNewChoosesBackend(t *testing.T) {
 		}
 		if _, err := New(&dataplane.Config{Backend: ip6tnl.Name, Logger: pkttest.Quiet}); !errors.Is(err, dataplane.ErrUnavailable) {
 			t.Errorf("kernel backend without ip6_tunnel: %v", err)
+		}
+		// This kernel takes the programs: "ebpf" runs when named.
+		e, err := New(&dataplane.Config{Backend: ebpf.Name, Logger: pkttest.Quiet})
+		if err != nil {
+			t.Errorf("ebpf backend: %v", err)
+		} else if e.Name() != ebpf.Name || e.Close() != nil {
+			t.Errorf("ebpf backend is %q", e.Name())
 		}
 		return nil
 	})
