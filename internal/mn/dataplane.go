@@ -322,21 +322,39 @@ func (p *dataPath) apply(ctx context.Context) {
 // unreachable), so after a failure only what was already complete stays.
 func (p *dataPath) reportTunnels(tunnels []dataplane.Tunnel, err error) {
 	ready := make(map[uint16]bool, len(tunnels))
+	entrance := p.entrances()
 	var out []bul.Tunnel
 	for _, t := range tunnels {
 		if err != nil && !p.ready[t.BID] {
 			continue
 		}
 		ready[t.BID] = true
-		name := dataplane.DeviceName(t.BID)
-		if i := p.devIndex(name); i > 0 {
-			out = append(out, bul.Tunnel{BID: t.BID, Ifindex: i, Name: name})
+		if bt, ok := entrance(t.BID); ok {
+			out = append(out, bt)
 		}
 	}
 	p.ready = ready
 	if !slices.Equal(out, p.reported) {
 		p.reported = out
 		p.bul.SetTunnels(out)
+	}
+}
+
+// entrances tells how to enter each working tunnel: its device, or for a
+// backend without devices (dataplane.Entrances) its BID's mark.
+func (p *dataPath) entrances() func(bid uint16) (bul.Tunnel, bool) {
+	eb, ok := p.backend.(dataplane.Entrances)
+	if !ok {
+		return func(bid uint16) (bul.Tunnel, bool) {
+			name := dataplane.DeviceName(bid)
+			i := p.devIndex(name)
+			return bul.Tunnel{BID: bid, Ifindex: i, Name: name}, i > 0
+		}
+	}
+	names, marks := eb.Entrances(), p.pol.Marks()
+	return func(bid uint16) (bul.Tunnel, bool) {
+		name, ok := names[bid]
+		return bul.Tunnel{BID: bid, Name: name, Mark: marks[bid]}, ok && marks[bid] != 0
 	}
 }
 

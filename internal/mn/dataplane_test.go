@@ -304,6 +304,34 @@ func TestReportTunnels(t *testing.T) {
 	}
 }
 
+// deviceless is a backend without tunnel devices (eBPF): its tunnels
+// carry packets once it reports them (dataplane.Entrances).
+type deviceless struct {
+	fakeBackend
+	names map[uint16]string
+}
+
+func (b *deviceless) Entrances() map[uint16]string { return b.names }
+
+// marked is a policy engine with marks for BIDs 1 and 2.
+type marked struct{ fakePolicy }
+
+func (marked) Marks() map[uint16]uint32 { return map[uint16]uint32{1: 0x4e000000, 2: 0x4f000000} }
+
+// TestReportMarkedTunnels: a backend without devices says which tunnels
+// work; each is entered with its BID's mark, and one without a mark yet is
+// not reported.
+func TestReportMarkedTunnels(t *testing.T) {
+	p, f := testDataPath(t)
+	p.backend = &deviceless{names: map[uint16]string{1: "eth0", 3: "wwan0"}}
+	p.pol = marked{}
+	p.reportTunnels([]dataplane.Tunnel{{BID: 1}, {BID: 2}, {BID: 3}}, nil)
+	want := [][]bul.Tunnel{{{BID: 1, Name: "eth0", Mark: 0x4e000000}}}
+	if !reflect.DeepEqual(f.set, want) {
+		t.Fatalf("SetTunnels calls %+v, want %+v", f.set, want)
+	}
+}
+
 // TestControlBindingTunnel: the control API names a binding's tunnel once
 // the engine reports it working, and leaves the field out before.
 func TestControlBindingTunnel(t *testing.T) {

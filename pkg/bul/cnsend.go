@@ -35,7 +35,7 @@ func (c *machine) cnPump(now time.Time) {
 // the correspondent BU waits for the home binding of its CoA, but its
 // care-of keygen token is then already there, one round trip sooner.
 func (c *machine) cnPrefetch(p *cnPeer, now time.Time) {
-	if p.single || c.atHome || c.allDown || c.cn.noPlane || c.bestTunnel() == 0 {
+	if p.single || c.atHome || c.allDown || c.cn.noPlane || !c.bestTunnel().usable() {
 		return
 	}
 	for i := range c.careofs {
@@ -144,7 +144,7 @@ func (c *machine) cnRateOK(p *cnPeer, now time.Time) bool {
 // through the home agent tunnel; while there is none, nothing is sent.
 func (c *machine) cnNeed(p *cnPeer, coa netip.Addr) {
 	tun := c.bestTunnel()
-	if tun == 0 {
+	if !tun.usable() {
 		if _, ok := c.cn.mn.ReadyDereg(p.addr, coa); !ok {
 			return // SetTunnels pumps again once there is one
 		}
@@ -159,10 +159,10 @@ func (c *machine) cnNeed(p *cnPeer, coa netip.Addr) {
 		q.HopLimit = 64
 		c.log.Debug("return routability init", "type", q.MH.Type, "src", q.Src, "cn", q.Dst, "tunnel", tun)
 		if q.MH.Type == proto.TypeHoTI {
-			if tun == 0 {
+			if !tun.usable() {
 				continue // retransmitted later
 			}
-			c.cnSend(tun, q, nil)
+			c.cnSendInto(tun, q)
 			continue
 		}
 		ifindex := 0
@@ -180,6 +180,20 @@ func (c *machine) careOfByAddr(a netip.Addr) *CareOf {
 		}
 	}
 	return nil
+}
+
+// cnSendInto sends p (a HoTI) into the home agent tunnel tun: through its
+// device, or with its mark when it has none.
+func (c *machine) cnSendInto(tun Tunnel, p *proto.Packet) {
+	ms, ok := c.cfg.Transport.(MarkSender)
+	if tun.Ifindex > 0 || !ok {
+		c.cnSend(tun.Ifindex, p, nil)
+		return
+	}
+	if err := ms.SendMarked(tun.Mark, p, nil); err != nil {
+		c.counters.SendErrors++
+		c.log.Debug("sending to correspondent failed", "type", p.MH.Type, "dst", p.Dst, "err", err)
+	}
 }
 
 func (c *machine) cnSend(ifindex int, p *proto.Packet, sign proto.Signer) {

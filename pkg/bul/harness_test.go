@@ -37,6 +37,7 @@ var (
 type sent struct {
 	p       proto.Packet
 	ifindex int
+	mark    uint32 // SendMarked's
 	signed  bool
 	at      time.Time
 	wire    []byte // the packet as sent (signed)
@@ -87,6 +88,13 @@ func (f *fakeTransport) record(ifindex int, p *proto.Packet, sign proto.Signer) 
 func (f *fakeTransport) Send(p *proto.Packet, sign proto.Signer) error { return f.record(0, p, sign) }
 func (f *fakeTransport) SendOn(ifindex int, p *proto.Packet, sign proto.Signer) error {
 	return f.record(ifindex, p, sign)
+}
+func (f *fakeTransport) SendMarked(mark uint32, p *proto.Packet, sign proto.Signer) error {
+	err := f.record(0, p, sign)
+	if f.ch == nil {
+		f.sent[len(f.sent)-1].mark = mark
+	}
+	return err
 }
 
 // fakeAuth marks BUs with an MN-HA option and fails BAs whose SPI is wrong.

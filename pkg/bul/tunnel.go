@@ -39,10 +39,10 @@ func (c *machine) tunnel(tbid uint16) Tunnel {
 	return c.tunnels[tbid]
 }
 
-// bestTunnel is the interface index of the working tunnel of the primary
-// registered binding (the highest priority): packets from the home address
-// leave through it (0: none yet).
-func (c *machine) bestTunnel() int {
+// bestTunnel is the working tunnel of the primary registered binding (the
+// highest priority): packets from the home address leave through it (the
+// zero Tunnel: none yet).
+func (c *machine) bestTunnel() Tunnel {
 	var best *entry
 	for _, e := range c.ents {
 		if e.want == wantRegister && e.registered && (best == nil || e.regPrio > best.regPrio) {
@@ -50,9 +50,12 @@ func (c *machine) bestTunnel() int {
 		}
 	}
 	if best == nil {
-		return 0
+		return Tunnel{}
 	}
-	return c.tunnel(c.tunnelBID(best.bid, best.iface)).Ifindex
+	if t := c.tunnel(c.tunnelBID(best.bid, best.iface)); t.usable() {
+		return t
+	}
+	return Tunnel{}
 }
 
 // fillTunnel names v's tunnel.

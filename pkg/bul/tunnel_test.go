@@ -44,6 +44,27 @@ func TestCNHoTIWaitsForTunnel(t *testing.T) {
 	}
 }
 
+// TestCNHoTIMarkedTunnel: a tunnel without a device (the eBPF data plane)
+// is entered with its mark: the HoTI leaves from the home address with the
+// primary binding's.
+func TestCNHoTIMarkedTunnel(t *testing.T) {
+	h := newCNHarness(t)
+	h.c.setTunnels([]Tunnel{{BID: 1, Name: "eth0", Mark: 0x4e000000}, {BID: 2, Name: "wlan0", Mark: 0x4f000000}}, h.now())
+	ss := h.homeUp(eth0, wlan)
+	var hoti []sent
+	for _, s := range ss {
+		if s.p.MH.Type == proto.TypeHoTI {
+			hoti = append(hoti, s)
+		}
+	}
+	if len(hoti) != 1 || hoti[0].ifindex != 0 || hoti[0].mark != 0x4e000000 || hoti[0].p.Src != hoa {
+		t.Fatalf("HoTIs %v, want one from the home address with BID 1's mark", hoti)
+	}
+	if e := h.mustEntry(1); e.Tunnel != "eth0" {
+		t.Fatalf("entry with its tunnel working: %+v", e)
+	}
+}
+
 // TestSingleModeTunnel: a binding without BID goes through the tunnel of
 // its care-of address's BID, for the data plane and the HoTI alike, and
 // moves with it.
@@ -57,7 +78,7 @@ func TestSingleModeTunnel(t *testing.T) {
 	if e := h.mustEntry(0); e.State != StateRegistered || e.TunnelBID != 1 || e.Tunnel != "mcoab1" {
 		t.Fatalf("single binding %+v", e)
 	}
-	if got := h.c.bestTunnel(); got != tunIndex(1) {
+	if got := h.c.bestTunnel().Ifindex; got != tunIndex(1) {
 		t.Fatalf("HoTI tunnel %d, want %d", got, tunIndex(1))
 	}
 	h.set(wlan)
@@ -65,7 +86,7 @@ func TestSingleModeTunnel(t *testing.T) {
 	if e := h.mustEntry(0); e.TunnelBID != 2 || e.Tunnel != "mcoab2" {
 		t.Fatalf("single binding after eth0 left %+v", e)
 	}
-	if got := h.c.bestTunnel(); got != tunIndex(2) {
+	if got := h.c.bestTunnel().Ifindex; got != tunIndex(2) {
 		t.Fatalf("HoTI tunnel %d, want %d", got, tunIndex(2))
 	}
 }

@@ -40,6 +40,13 @@ type InterfaceSender interface {
 	SendOn(ifindex int, p *proto.Packet, sign proto.Signer) error
 }
 
+// MarkSender is implemented by a Transport that can send a packet with a
+// fwmark of its own: the engine uses it for a tunnel without a device
+// (Tunnel.Mark).
+type MarkSender interface {
+	SendMarked(mark uint32, p *proto.Packet, sign proto.Signer) error
+}
+
 // Mode is a registration mode.
 type Mode string
 
@@ -157,9 +164,16 @@ type Entry struct {
 // reports it (SetTunnels).
 type Tunnel struct {
 	BID     uint16 // the BID that numbers it (Entry.TunnelBID)
-	Ifindex int    // its device's interface index
-	Name    string // its device's name
+	Ifindex int    // its device's interface index (0: it has none)
+	Name    string // its device's name (for a tunnel without one, what status shows)
+	// Mark: a tunnel without a device (the eBPF data plane) is entered by
+	// sending from the home address with this fwmark, which routes the
+	// packet into the BID's table (MarkSender).
+	Mark uint32
 }
+
+// usable reports whether packets can be sent into t.
+func (t Tunnel) usable() bool { return t.Ifindex > 0 || t.Mark != 0 }
 
 // Counters count the engine's signalling.
 type Counters struct {

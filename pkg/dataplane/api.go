@@ -153,6 +153,16 @@ type Keeper interface {
 	Keep() ([]Tunnel, error)
 }
 
+// Entrances is implemented by a backend without a device per tunnel (the
+// eBPF one): it reports the tunnels that carry packets now, by BID, with
+// the name status shows for each (the uplink the encapsulated packets
+// leave by). A packet from the home address enters such a tunnel by its
+// BID's fwmark (pkg/policy), which routes it into the BID's table. The
+// other backends' tunnels are their DeviceName devices.
+type Entrances interface {
+	Entrances() map[uint16]string
+}
+
 // DeviceName is the name of BID's tunnel device in either backend.
 func DeviceName(bid uint16) string { return config.TunnelDevicePrefix + strconv.Itoa(int(bid)) }
 

@@ -333,6 +333,11 @@ func (c *Conn) Send(p *proto.Packet, sign proto.Signer) error {
 // home address before that address may be configured (RFC 6275 11.5.4), so
 // the source is not local yet.
 func (c *Conn) SendOn(ifindex int, p *proto.Packet, sign proto.Signer) error {
+	return c.build(p, sign, func(b []byte) error { return c.SendRaw(b, ifindex) })
+}
+
+// build builds p into the send buffer and hands it to send.
+func (c *Conn) build(p *proto.Packet, sign proto.Signer, send func([]byte) error) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	b, err := proto.AppendPacket(c.sendBuf[:0], p, c.prof, sign)
@@ -341,7 +346,26 @@ func (c *Conn) SendOn(ifindex int, p *proto.Packet, sign proto.Signer) error {
 		return fmt.Errorf("mhsock: build %v to %s: %w", p.MH.Type, p.Dst, err)
 	}
 	c.sendBuf = b
-	return c.SendRaw(b, ifindex)
+	return send(b)
+}
+
+// SendMarked builds p and sends it with fwmark mark instead of the
+// socket's (Config.Mark), as routing decides: the mobile node's HoTI
+// enters an eBPF tunnel, which has no device, by its BID's mark.
+func (c *Conn) SendMarked(mark uint32, p *proto.Packet, sign proto.Signer) error {
+	return c.build(p, sign, func(b []byte) error { return c.count(c.sendOOB(b, 0, markCmsg(mark))) })
+}
+
+// markCmsg is a SO_MARK control message (the kernel takes it from a
+// sender with CAP_NET_ADMIN).
+func markCmsg(mark uint32) []byte {
+	b := make([]byte, unix.CmsgSpace(4))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level = unix.SOL_SOCKET
+	h.Type = unix.SO_MARK
+	h.SetLen(unix.CmsgLen(4))
+	*(*uint32)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = mark
+	return b
 }
 
 // ownerOf returns the index of the interface to pin a packet from src to
@@ -383,7 +407,12 @@ func (c *Conn) ownerOf(src netip.Addr) (int, error) {
 // it to that interface: the kernel's route lookup then considers only
 // routes through it (IPV6_PKTINFO with an unspecified source address).
 func (c *Conn) SendRaw(b []byte, ifindex int) error {
-	if err := c.sendRaw(b, ifindex); err != nil {
+	return c.count(c.sendRaw(b, ifindex))
+}
+
+// count counts a send that ended with err.
+func (c *Conn) count(err error) error {
+	if err != nil {
 		c.cnt.sendErrors.Add(1)
 		return err
 	}
@@ -392,16 +421,20 @@ func (c *Conn) SendRaw(b []byte, ifindex int) error {
 }
 
 func (c *Conn) sendRaw(b []byte, ifindex int) error {
+	var oob []byte
+	if ifindex != 0 {
+		oob = pktinfo(ifindex)
+	}
+	return c.sendOOB(b, ifindex, oob)
+}
+
+func (c *Conn) sendOOB(b []byte, ifindex int, oob []byte) error {
 	if len(b) < proto.IPv6HeaderLen || b[0]>>4 != 6 {
 		return ErrBadPacket
 	}
 	sa := &unix.SockaddrInet6{Addr: [16]byte(b[24:40])}
 	if dst := netip.AddrFrom16(sa.Addr); dst.IsLinkLocalUnicast() || dst.IsLinkLocalMulticast() {
 		sa.ZoneId = uint32(ifindex)
-	}
-	var oob []byte
-	if ifindex != 0 {
-		oob = pktinfo(ifindex)
 	}
 	var serr error
 	err := c.rawRC.Write(func(fd uintptr) bool {

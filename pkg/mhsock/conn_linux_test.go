@@ -367,6 +367,17 @@ func TestSendPinsInterface(t *testing.T) {
 		}
 	}
 
+	// A mark of its own routes the packet by the rule for that mark (the
+	// mobile node's HoTI into an eBPF tunnel), whatever the source's link.
+	a.Exec(t, "ip", "-6", "rule", "add", "fwmark", "0x4e000000/0xff000000", "lookup", "100")
+	a.Exec(t, "ip", "-6", "route", "add", "default", "via", "2001:db8:2::1", "dev", "va2", "table", "100")
+	if err := ca.SendMarked(0x4e000000, bu(coa1), nil); err != nil {
+		t.Fatalf("marked send: %v", err)
+	}
+	if recv(t, cb, &r); r.Packet.Src != coa1 || r.IfName != "vb2" {
+		t.Errorf("marked BU from %s came in on %q, want vb2", r.Packet.Src, r.IfName)
+	}
+
 	// A source that is nobody's address.
 	if err := ca.Send(bu(netip.MustParseAddr("2001:db8:9::9")), nil); !errors.Is(err, ErrNoInterface) {
 		t.Errorf("send from a foreign address: %v", err)

@@ -237,6 +237,20 @@ func (b *backend) removeHome() error {
 	return err
 }
 
+var _ dataplane.Entrances = (*backend)(nil)
+
+// Entrances are the tunnels whose routes are in place, each named by its
+// uplink.
+func (b *backend) Entrances() map[uint16]string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[uint16]string, len(b.tunnels))
+	for bid, t := range b.tunnels {
+		out[bid] = t.Iface
+	}
+	return out
+}
+
 // Stats returns the programs' counters by BID; drops by reason.
 func (b *backend) Stats() dataplane.Stats {
 	out := dataplane.Stats{Tunnels: map[uint16]dataplane.Counters{}}
