@@ -8,6 +8,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/mcoad/mcoad/pkg/config"
+	"github.com/mcoad/mcoad/pkg/dataplane/ebpf"
 	"github.com/mcoad/mcoad/pkg/mhsock"
 	"github.com/mcoad/mcoad/pkg/policy"
 )
@@ -19,7 +20,8 @@ import (
 // and home devices with the routes of the BIDs' tables (TUN devices go with
 // the process, except those a stop kept for the next process: persistent,
 // they are deleted here too, unless main skips the cleanup once after a
-// restart). systemd runs it as ExecStopPost. Nothing to remove is success.
+// restart), and the eBPF backend's pins under bpf_dir and encap routes in
+// the BIDs' tables (ebpf.Discard). systemd runs it as ExecStopPost. Nothing to remove is success.
 func cleanupKernel(dp config.Dataplane) error {
 	var errs []error
 	if err := policy.Cleanup(&policy.Config{Mark: dp.Mark, Mask: dp.Mask, TableBase: dp.TableBase}); err != nil {
@@ -29,6 +31,9 @@ func cleanupKernel(dp config.Dataplane) error {
 		errs = append(errs, err)
 	}
 	if err := deleteDevices(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := ebpf.Discard(dp.BPFDir, dp.TableBase); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -53,7 +53,7 @@ func run(args []string) int {
 // the configuration when it loads, the defaults otherwise: cleaning up
 // must not depend on a good file.
 func cleanup(path string) error {
-	dp := config.Dataplane{Mark: config.DefaultMark, Mask: config.DefaultMask, TableBase: config.DefaultTableBase}
+	dp := config.Dataplane{Mark: config.DefaultMark, Mask: config.DefaultMask, TableBase: config.DefaultTableBase, BPFDir: config.DefaultBPFDir}
 	stateDir := config.DefaultStateDir
 	if cfg, err := config.LoadMN(path); err == nil {
 		dp, stateDir = cfg.Dataplane, cfg.MobileNode.StateDir

@@ -11,6 +11,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/bul"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/dataplane/ebpf"
 	"github.com/mcoad/mcoad/pkg/dataplane/tun"
 )
 
@@ -114,6 +115,20 @@ func TestKeptMarker(t *testing.T) {
 	other.Dataplane.Backend = config.BackendKernel
 	if got.matches(&other) {
 		t.Error("the kernel backend adopts TUN devices")
+	}
+	other.Dataplane.Backend = config.BackendEBPF
+	if got.matches(&other) {
+		t.Error("the eBPF backend adopts TUN devices")
+	}
+	eb := *got
+	eb.Backend, eb.BPFDir = ebpf.Name, "/sys/fs/bpf/lab1"
+	other.Dataplane.BPFDir = eb.BPFDir
+	if !eb.matches(&other) {
+		t.Error("the eBPF backend does not adopt its own kept data plane")
+	}
+	other.Dataplane.BPFDir = config.DefaultBPFDir
+	if eb.matches(&other) {
+		t.Error("the eBPF backend adopts pins from another directory")
 	}
 
 	// A restart: skipped once, then cleaned.

@@ -13,6 +13,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/bul"
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
+	"github.com/mcoad/mcoad/pkg/dataplane/ebpf"
 	"github.com/mcoad/mcoad/pkg/dataplane/tun"
 	"github.com/mcoad/mcoad/pkg/policy"
 )
@@ -42,6 +43,7 @@ type keptState struct {
 	PID    int       `json:"pid"`
 	// The data plane's (dataplane.Config), which the next one must match.
 	Backend     string     `json:"backend"`
+	BPFDir      string     `json:"bpf_dir,omitempty"` // ebpf's pins
 	HomeDevice  string     `json:"home_device"`
 	HomeAddress netip.Addr `json:"home_address"`
 	HomeAgent   netip.Addr `json:"home_agent"`
@@ -89,10 +91,11 @@ func readKept(stateDir string, log *slog.Logger) *keptState {
 // matches tells whether this configuration can adopt what was kept.
 func (k *keptState) matches(cfg *config.MN) bool {
 	dc, mnc := cfg.Dataplane, cfg.MobileNode
-	return k.Backend == tun.Name && k.HomeDevice == config.DefaultHomeDevice &&
+	sameBackend := k.Backend == tun.Name && (dc.Backend == config.BackendTUN || dc.Backend == config.BackendAuto) ||
+		k.Backend == ebpf.Name && dc.Backend == config.BackendEBPF && k.BPFDir == dc.BPFDir
+	return sameBackend && k.HomeDevice == config.DefaultHomeDevice &&
 		k.HomeAddress == mnc.HomeAddress && k.HomeAgent == mnc.HomeAgent &&
-		k.Mark == dc.Mark && k.Mask == dc.Mask && k.TableBase == dc.TableBase && k.NFTable == config.DefaultNFTable &&
-		(dc.Backend == config.BackendTUN || dc.Backend == config.BackendAuto)
+		k.Mark == dc.Mark && k.Mask == dc.Mask && k.TableBase == dc.TableBase && k.NFTable == config.DefaultNFTable
 }
 
 // adopt is the tunnels for dataplane.Config.Adopt.
@@ -117,6 +120,11 @@ func (k *keptState) bids() []uint16 {
 func (k *keptState) discard(log *slog.Logger) {
 	if err := tun.DiscardKept(k.HomeDevice, k.bids()); err != nil {
 		log.Warn("kept data plane", "err", err)
+	}
+	if k.Backend == ebpf.Name {
+		if err := ebpf.Discard(k.BPFDir, k.TableBase); err != nil {
+			log.Warn("kept data plane", "err", err)
+		}
 	}
 	if err := policy.Cleanup(&policy.Config{Mark: k.Mark, Mask: k.Mask, TableBase: k.TableBase, NFTable: k.NFTable}); err != nil {
 		log.Warn("kept data plane", "err", err)
@@ -181,7 +189,7 @@ func (p *dataPath) keepAll() bool {
 		p.log.Warn("flow policy", "err", err)
 	}
 	k := &keptState{Format: 1, Reason: p.keep, Time: time.Now().UTC(), PID: os.Getpid(), Backend: p.backend.Name(),
-		HomeDevice: p.dpCfg.HomeDevice, HomeAddress: p.hoa, HomeAgent: p.ha,
+		BPFDir: p.dpCfg.BPFDir, HomeDevice: p.dpCfg.HomeDevice, HomeAddress: p.hoa, HomeAgent: p.ha,
 		Mark: p.polCfg.Mark, Mask: p.polCfg.Mask, TableBase: p.polCfg.TableBase, NFTable: config.DefaultNFTable}
 	if k.HomeDevice == "" {
 		k.HomeDevice = config.DefaultHomeDevice

@@ -71,6 +71,22 @@ func TestAdoptWithoutKeptMaps(t *testing.T) {
 	ping(t, "with fresh maps")
 }
 
+// TestDiscardKept: what a stop kept and no process adopts (mcoad -cleanup,
+// a configuration that cannot adopt it) goes: the pins (with them their tc
+// links) and the encap routes.
+func TestDiscardKept(t *testing.T) {
+	l, dir, _, _, _ := keptLab(t)
+	if err := l.mn.Do(func() error { return Discard(dir, 1000) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("pins left: %v", err)
+	}
+	if out := l.mn.Exec(t, "ip", "-6", "route", "show", "table", "1001"); out != "" {
+		t.Errorf("table 1001 after Discard: %q", out)
+	}
+}
+
 // keptLab is a lab whose backend pins under a bpffs of the test's own,
 // with BID 1's tunnel carrying an echo (checked), then kept (Keep).
 func keptLab(t *testing.T) (l *lab, dir string, tun dataplane.Tunnel, ping func(*testing.T, string), kept []dataplane.Tunnel) {
