@@ -44,6 +44,8 @@ check:
 	@# Functions nothing reaches, tests included: dead code fails the run.
 	@out=$$($(GOBIN)/deadcode -test ./...); if [ -n "$$out" ]; then echo "deadcode: unreachable functions:"; echo "$$out"; exit 1; fi
 	@bash scripts/bpfcheck.sh
+	@# pkg/ is importable from outside the module: nothing in it may need internal/.
+	@bad=$$($(GO) list -deps ./pkg/... | grep '^github.com/mcoad/mcoad/internal/' || true); if [ -n "$$bad" ]; then echo "pkg/ imports internal/:"; echo "$$bad"; exit 1; fi
 	@# No non-test file over 600 lines, no function over 80 (issue #15).
 	$(GO) run ./scripts/sizecheck .
 
