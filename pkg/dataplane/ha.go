@@ -94,26 +94,42 @@ func DeviceDefaults(what string, dev *string, defDev string, mtu *int, overhead 
 // CheckHABindings checks a SetBindings set (ErrInvalid) and returns it
 // sorted by home address, then BID.
 func CheckHABindings(in []HABinding) ([]HABinding, error) {
-	out := slices.Clone(in)
-	slices.SortFunc(out, func(a, b HABinding) int {
-		if c := a.HoA.Compare(b.HoA); c != 0 {
-			return c
-		}
-		return int(a.BID) - int(b.BID)
-	})
-	for i, b := range out {
+	key := func(b HABinding) BindingKey { return BindingKey{HoA: b.HoA, BID: b.BID} }
+	return CheckBindingSet(in, key, "binding", func(b HABinding) error {
 		for _, a := range []netip.Addr{b.HoA, b.CoA} {
 			if !Unicast6(a) {
-				return nil, fmt.Errorf("%w binding %s bid %d: %v is not a unicast IPv6 address", ErrInvalid, b.HoA, b.BID, a)
+				return fmt.Errorf("%v is not a unicast IPv6 address", a)
 			}
 		}
 		for _, pf := range b.Prefixes {
 			if !pf.IsValid() || !pf.Addr().Is6() || pf.Addr().Is4In6() || pf.Masked() != pf || pf.Contains(b.HoA) {
-				return nil, fmt.Errorf("%w binding %s bid %d: %v is not a mobile network prefix", ErrInvalid, b.HoA, b.BID, pf)
+				return fmt.Errorf("%v is not a mobile network prefix", pf)
 			}
 		}
-		if i > 0 && out[i-1].HoA == b.HoA && out[i-1].BID == b.BID {
-			return nil, fmt.Errorf("%w binding %s bid %d given twice", ErrInvalid, b.HoA, b.BID)
+		return nil
+	})
+}
+
+// CheckBindingSet is what the home agent's and the correspondent's
+// SetBindings check: each binding passes check, no two have the same key;
+// it returns a copy sorted by key (home address, then BID). what names a
+// binding in errors (ErrInvalid).
+func CheckBindingSet[B any](in []B, key func(B) BindingKey, what string, check func(B) error) ([]B, error) {
+	out := slices.Clone(in)
+	slices.SortFunc(out, func(a, b B) int {
+		ka, kb := key(a), key(b)
+		if c := ka.HoA.Compare(kb.HoA); c != 0 {
+			return c
+		}
+		return int(ka.BID) - int(kb.BID)
+	})
+	for i, b := range out {
+		k := key(b)
+		if err := check(b); err != nil {
+			return nil, fmt.Errorf("%w %s %s bid %d: %w", ErrInvalid, what, k.HoA, k.BID, err)
+		}
+		if i > 0 && key(out[i-1]) == k {
+			return nil, fmt.Errorf("%w %s %s bid %d given twice", ErrInvalid, what, k.HoA, k.BID)
 		}
 	}
 	return out, nil

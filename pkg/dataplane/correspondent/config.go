@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 
 	"github.com/mcoad/mcoad/pkg/config"
 	"github.com/mcoad/mcoad/pkg/dataplane"
@@ -26,24 +25,15 @@ type Binding struct {
 }
 
 func checkBindings(in []Binding) ([]Binding, error) {
-	out := slices.Clone(in)
-	slices.SortFunc(out, func(a, b Binding) int {
-		if c := a.HoA.Compare(b.HoA); c != 0 {
-			return c
-		}
-		return int(a.BID) - int(b.BID)
-	})
-	for i, b := range out {
+	key := func(b Binding) dataplane.BindingKey { return dataplane.BindingKey{HoA: b.HoA, BID: b.BID} }
+	return dataplane.CheckBindingSet(in, key, "correspondent binding", func(b Binding) error {
 		for _, a := range []netip.Addr{b.HoA, b.CoA, b.Local} {
 			if !dataplane.Unicast6(a) {
-				return nil, fmt.Errorf("%w correspondent binding %s bid %d: %v is not a unicast IPv6 address", dataplane.ErrInvalid, b.HoA, b.BID, a)
+				return fmt.Errorf("%v is not a unicast IPv6 address", a)
 			}
 		}
-		if i > 0 && out[i-1].HoA == b.HoA && out[i-1].BID == b.BID {
-			return nil, fmt.Errorf("%w correspondent binding %s bid %d given twice", dataplane.ErrInvalid, b.HoA, b.BID)
-		}
-	}
-	return out, nil
+		return nil
+	})
 }
 
 // Config configures a correspondent node's data plane. A nil *Config
