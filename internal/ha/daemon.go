@@ -14,6 +14,7 @@ import (
 	"github.com/mcoad/mcoad/pkg/control"
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/dataplane/correspondent"
+	"github.com/mcoad/mcoad/pkg/dataplane/ebpfha"
 	"github.com/mcoad/mcoad/pkg/dataplane/homeagent"
 	"github.com/mcoad/mcoad/pkg/dataplane/proxynd"
 	"github.com/mcoad/mcoad/pkg/mhsock"
@@ -123,9 +124,7 @@ func (a *Agent) open() error {
 		}
 	}
 	if a.deps.Plane == nil && isHA && withPlanes {
-		// The home agent's data plane is the userspace one whatever the
-		// backend (it needs no ip6_tunnel).
-		p, err := homeagent.New(&dataplane.HAConfig{Address: a.cfg.HomeAgent.Address, Logger: a.log})
+		p, err := newHomeAgent(a.cfg.Dataplane.Backend, &dataplane.HAConfig{Address: a.cfg.HomeAgent.Address, Logger: a.log})
 		if err != nil {
 			return fmt.Errorf("data plane: %w", err)
 		}
@@ -144,6 +143,16 @@ func (a *Agent) open() error {
 		a.deps.CNPlane, a.cnStats = p, p.Stats
 	}
 	return nil
+}
+
+// newHomeAgent is the home agent's tunnel data plane for backend: the
+// eBPF programs when named, else the userspace one (it needs no
+// ip6_tunnel, so "kernel" and "auto" get it too, for now).
+func newHomeAgent(backend config.Backend, cfg *dataplane.HAConfig) (dataplane.HomeAgent, error) {
+	if backend == config.BackendEBPF {
+		return ebpfha.New(cfg)
+	}
+	return homeagent.New(cfg)
 }
 
 // openProxy starts proxy neighbour discovery on the home link and adopts
