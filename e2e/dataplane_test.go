@@ -535,6 +535,11 @@ func testFailover(t *testing.T, backend string) {
 		up = append(up, d)
 	}
 	probe.Close()
+	// The probes since the last restore went through the HA's bindings
+	// (a binding's counters start again when it comes back).
+	if tx := lab.SumMetric(e.metrics(e.ha), "mcoa_ha_tunnel_tx_packets_total"); tx < 100 {
+		t.Errorf("the HA counts %v packets tunnelled, want at least the 100 probes since the restore", tx)
+	}
 	t.Logf("fail-over outage of a 1ms CN -> HoA stream over %d carrier cuts of eth0: p50 %v, p90 %v, max %v; all %v",
 		cuts, percentile(down, 0.5), percentile(down, 0.9), percentile(down, 1), down)
 	t.Logf("outage when eth0 comes back: p50 %v, max %v; all %v", percentile(up, 0.5), percentile(up, 1), up)

@@ -47,7 +47,11 @@ type Forwarder struct {
 	closed bool
 	ids    map[netip.Addr]uint16 // home address -> home id
 	routed map[netip.Prefix]bool
-	keys   []dataplane.BindingKey // the current bindings, for Stats
+	// base holds what the maps counted for each current binding before
+	// it came (the maps keep a gone binding's counts, and a home id's
+	// when another home address takes it): Stats subtracts it, so that a
+	// binding's counters start at zero as the TUN forwarder's do.
+	base map[dataplane.BindingKey]bpftun.Stats
 }
 
 // New loads the programs, creates the device and attaches the decap
@@ -57,7 +61,7 @@ func New(cfg *dataplane.HAConfig) (*Forwarder, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Forwarder{cfg: c, ids: map[netip.Addr]uint16{}, routed: map[netip.Prefix]bool{}}
+	f := &Forwarder{cfg: c, ids: map[netip.Addr]uint16{}, routed: map[netip.Prefix]bool{}, base: map[dataplane.BindingKey]bpftun.Stats{}}
 	if f.home, err = bpftun.LoadHome(c.Address); err != nil {
 		return nil, err
 	}
@@ -118,15 +122,14 @@ func (f *Forwarder) SetBindings(ctx context.Context, bs []dataplane.HABinding) e
 	}
 	byHoA := map[netip.Addr][]ranked{}
 	var hoas []netip.Addr // in order, for ids that do not depend on map order
-	f.keys = f.keys[:0]
 	for _, b := range want {
 		if byHoA[b.HoA] == nil {
 			hoas = append(hoas, b.HoA)
 		}
 		byHoA[b.HoA] = append(byHoA[b.HoA], ranked(b))
-		f.keys = append(f.keys, dataplane.BindingKey{HoA: b.HoA, BID: b.BID})
 	}
 	var errs []error
+	errs = append(errs, f.rebase(want))
 	dsts := map[netip.Prefix]bool{}
 	for _, hoa := range hoas {
 		l := byHoA[hoa]
@@ -147,6 +150,24 @@ func (f *Forwarder) SetBindings(ctx context.Context, bs []dataplane.HABinding) e
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// rebase makes f.base the bindings of want: those that stay keep their
+// base, those that are new get what the maps count for them now (their
+// home's id as it is or will be), those that went lose theirs.
+func (f *Forwarder) rebase(want []dataplane.HABinding) error {
+	st, err := f.home.Stats()
+	old := f.base
+	f.base = make(map[dataplane.BindingKey]bpftun.Stats, len(want))
+	for _, b := range want {
+		k := dataplane.BindingKey{HoA: b.HoA, BID: b.BID}
+		if s, ok := old[k]; ok {
+			f.base[k] = s
+			continue
+		}
+		f.base[k] = st[bpftun.HomeBID{Home: f.idFor(b.HoA), BID: b.BID}]
+	}
+	return err
 }
 
 // homePrefixes are the destinations of a home: its address and the mobile
@@ -246,9 +267,10 @@ func (f *Forwarder) Stats() dataplane.BindingStats {
 		f.cfg.Logger.Warn("reading the tunnel counters", "err", err)
 	}
 	f.mu.Lock()
-	for _, k := range f.keys {
+	for k, b := range f.base {
 		s := st[bpftun.HomeBID{Home: f.ids[k.HoA], BID: k.BID}]
-		out.Bindings[k] = dataplane.Counters{TxPackets: s.TxPackets, TxBytes: s.TxBytes, RxPackets: s.RxPackets, RxBytes: s.RxBytes}
+		out.Bindings[k] = dataplane.Counters{TxPackets: s.TxPackets - b.TxPackets, TxBytes: s.TxBytes - b.TxBytes,
+			RxPackets: s.RxPackets - b.RxPackets, RxBytes: s.RxBytes - b.RxBytes}
 	}
 	f.mu.Unlock()
 	if d, err := f.home.Drops(); err == nil {

@@ -50,7 +50,8 @@ func haLab(t *testing.T) (ha, mn *nstest.NS, f *Forwarder) {
 // with the encapsulation; packets to a home address go to its best
 // binding (priority, then BID) and are counted; tunnel packets from a
 // care-of address are counted on its binding, spoofed ones dropped; a
-// home's routes go with its last binding, and everything with Close.
+// home's routes go with its last binding (its counters too), and
+// everything with Close.
 func TestForwarder(t *testing.T) {
 	ha, mn, f := haLab(t)
 	ctx := context.Background()
@@ -131,6 +132,13 @@ func TestForwarder(t *testing.T) {
 	}
 	if got := f.Stats().Bindings; len(got) != 1 {
 		t.Errorf("stats of %d bindings, want 1: %v", len(got), got)
+	}
+	// Back again, its counters start at zero, as the TUN forwarder's do.
+	if err := f.SetBindings(ctx, []dataplane.HABinding{{HoA: hoa1, BID: 1, CoA: coa1}, {HoA: hoa2, BID: 1, CoA: coa1}}); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.Stats().Bindings[dataplane.BindingKey{HoA: hoa2, BID: 1}]; c != (dataplane.Counters{}) {
+		t.Errorf("counters of a binding back again: %+v, want zero", c)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
