@@ -102,7 +102,10 @@ func buildHA(t *testing.T) string {
 	return bin
 }
 
-func startHA(t *testing.T, bulk bool) *haEnv {
+func startHA(t *testing.T, bulk bool) *haEnv { return startHAOn(t, bulk, "auto") }
+
+// startHAOn is startHA with [dataplane] backend.
+func startHAOn(t *testing.T, bulk bool, backend string) *haEnv {
 	nstest.Require(t, "nft")
 	bin := buildHA(t)
 	p := nstest.Prefix()
@@ -135,7 +138,10 @@ socket = %q
 
 [log]
 level = "debug"
-`, haAddr, bulk, filepath.Join(dir, "state"), sock)
+
+[dataplane]
+backend = %q
+`, haAddr, bulk, filepath.Join(dir, "state"), sock, backend)
 	cfgPath := filepath.Join(dir, "mcoa-ha.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -471,9 +477,16 @@ func TestHomeAgentReload(t *testing.T) {
 // its bindings back before it answers on its control socket: the cache,
 // the proxy neighbour entry and the home address's route into the data
 // plane; the mobile node's next BU is a refresh and a replayed one gets
-// 135. A corrupt state file is set aside and the next start is empty.
+// 135. A corrupt state file is set aside and the next start is empty; a
+// stop leaves no device or route behind. Both data planes, tun and ebpf.
 func TestHomeAgentKilled(t *testing.T) {
-	e := startHA(t, true)
+	for _, b := range []string{"tun", "ebpf"} {
+		t.Run("dataplane="+b, func(t *testing.T) { testHomeAgentKilled(t, b) })
+	}
+}
+
+func testHomeAgentKilled(t *testing.T, backend string) {
+	e := startHAOn(t, true, backend)
 	ba := e.bu(coas[0], 105, []proto.BID{
 		{ID: 1, PrioStatus: 30, C: true, CoA: coas[0]},
 		{ID: 2, PrioStatus: 20, C: true, CoA: coas[1]},
@@ -506,8 +519,8 @@ func TestHomeAgentKilled(t *testing.T) {
 	if !e.proxied() {
 		t.Error("home address not proxied after the restart")
 	}
-	if out := e.ha.Exec(t, "ip", "-6", "route", "show", hoa.String()); !strings.Contains(out, "mcoaha0") {
-		t.Errorf("route to the home address after the restart: %q", out)
+	if out := e.ha.Exec(t, "ip", "-6", "route", "show", hoa.String()); !strings.Contains(out, "mcoaha0") || (backend == "ebpf") != strings.Contains(out, "encap bpf") {
+		t.Errorf("route to the home address after the restart (%s): %q", backend, out)
 	}
 	ba = e.buSeq(coas[0], e.seq, 105, []proto.BID{{ID: 1, PrioStatus: 30}}, nil)
 	if ba.MH.Status != proto.StatusSequenceOutOfWindow || ba.MH.Sequence != e.seq {
@@ -535,5 +548,14 @@ func TestHomeAgentKilled(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(e.log); !strings.Contains(string(b), "saved bindings unreadable") {
 		t.Errorf("no error logged for the corrupt file:\n%s", b)
+	}
+
+	// A stop leaves no device or route of the data plane behind.
+	e.stopProc()
+	if out, err := e.ha.Try("ip", "link", "show", "mcoaha0"); err == nil {
+		t.Errorf("mcoaha0 outlived mcoa-ha: %s", out)
+	}
+	if out := e.ha.Exec(t, "ip", "-6", "route", "show"); strings.Contains(out, hoa.String()) {
+		t.Errorf("routes after mcoa-ha stopped: %s", out)
 	}
 }
