@@ -175,6 +175,15 @@ func (e *env) leftovers() []string {
 			left = append(left, "link "+strings.TrimSuffix(f[1], ":"))
 		}
 	}
+	out, err = e.lab.Exec(e.ctx, lab.MN, "ip", "-6", "route", "show", "table", "all")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); strings.Contains(l, "encap bpf") && slices.Contains(f, "table") {
+			left = append(left, "route table "+f[slices.Index(f, "table")+1])
+		}
+	}
 	out, err = e.lab.Exec(e.ctx, lab.MN, "ip", "-6", "addr", "show", "to", lab.HoA.String()+"/128")
 	if err != nil {
 		e.t.Fatal(err)
@@ -244,7 +253,7 @@ func (e *env) tunnelGrows(what, dir, want string, n float64, others ...string) {
 	})
 }
 
-// TestDataPlane: with the userspace data plane on both ends, the home
+// TestDataPlane, on each data plane (forBackends): the home
 // address works both ways; a UDP and a TCP flow at once each go out the
 // interface their policy names; cutting a flow's interface moves it to the
 // next preferred one and restoring it moves it back; a killed mcoad leaves
@@ -252,7 +261,11 @@ func (e *env) tunnelGrows(what, dir, want string, n float64, others ...string) {
 // stopped or cleaned up.
 func TestDataPlane(t *testing.T) {
 	t.Parallel()
-	e := setupDataplane(t)
+	forBackends(t, testDataPlane)
+}
+
+func testDataPlane(t *testing.T, backend string) {
+	e := setupDataplaneWith(t, 0, backend)
 
 	// The home address both ways: CN -> HoA and the replies.
 	if out, err := e.lab.Exec(e.ctx, lab.CN, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", lab.HoA.String()); err != nil {

@@ -135,7 +135,11 @@ func (e *env) linkUp(mnIface string) {
 // measures them).
 func TestBlackHole(t *testing.T) {
 	t.Parallel()
-	e := setupDataplane(t)
+	forBackends(t, testBlackHole)
+}
+
+func testBlackHole(t *testing.T, backend string) {
+	e := setupDataplaneWith(t, 0, backend)
 	probe := e.streamOnEth0()
 	holes := 3
 	if testing.Short() {

@@ -155,6 +155,22 @@ func (l *Lab) RunDir() string {
 	return filepath.Join(os.TempDir(), "mcoa-lab-"+l.Prefix+"run")
 }
 
+// bpfMount is where in RunDir the lab mounts the bpffs of its mcoad's
+// eBPF data plane (MNConfig.Backend "ebpf": [dataplane] bpf_dir).
+const bpfMount = "bpf"
+
+func (l *Lab) bpfMount() string { return filepath.Join(l.RunDir(), bpfMount) }
+
+// prepareEBPF readies the lab for mcoad's eBPF data plane and returns its
+// bpf_dir: on a bpffs of this lab's own, so that the pins outlive the
+// process for a restart and meet no other lab's.
+func (l *Lab) prepareEBPF() (string, error) {
+	if err := mountBPF(l.bpfMount()); err != nil {
+		return "", err
+	}
+	return filepath.Join(l.bpfMount(), "mcoad"), nil
+}
+
 // StartHA writes mcoa-ha's configuration (the home agent at HAAddr on
 // HomeIface, serving HomePrefix, the data plane cfg.Backend names) and
 // starts it in the ha node. It returns once the control socket answers.
@@ -285,7 +301,15 @@ state_dir = %q
 			fmt.Fprintf(&b, "hold_down = %q\n", r.HoldDown.String())
 		}
 	}
-	b.WriteString(daemonSections(cfg.Backend, sock, cfg.LogLevel))
+	sections := daemonSections(cfg.Backend, sock, cfg.LogLevel)
+	if cfg.Backend == "ebpf" {
+		dir, err := l.prepareEBPF()
+		if err != nil {
+			return nil, err
+		}
+		sections = strings.Replace(sections, "[dataplane]\n", fmt.Sprintf("[dataplane]\nbpf_dir = %q\n", dir), 1)
+	}
+	b.WriteString(sections)
 	if cfg.Vehicle {
 		orDefault(&cfg.NEMOMode, "explicit")
 		fmt.Fprintf(&b, "\n[mobile_router]\nenabled = true\nprefixes = [%q]\nmode = %q\ningress = [%q]\n", MobileNetPrefix, cfg.NEMOMode, Ingress)

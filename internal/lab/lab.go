@@ -380,6 +380,7 @@ func (l *Lab) Down() error {
 		errs = append(errs, killPidFiles(l.Dir))
 	}
 	errs = append(errs, cleanupNamespaces(l.Prefix))
+	unmountBPF(l.bpfMount())
 	errs = append(errs, os.RemoveAll(l.RunDir()))
 	if l.ownDir {
 		errs = append(errs, os.RemoveAll(l.Dir))
@@ -426,6 +427,7 @@ func Cleanup(prefix string) error {
 	}
 	errs = append(errs, cleanupNamespaces(prefix))
 	for _, d := range dirs {
+		unmountBPF(filepath.Join(d, bpfMount))
 		errs = append(errs, os.RemoveAll(d))
 	}
 	return errors.Join(errs...)

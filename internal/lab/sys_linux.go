@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // inNS runs fn on an OS thread that has entered the named namespace. The
@@ -183,4 +184,30 @@ func comm(pid int) string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// mountBPF makes dir a bpffs of its own unless it is one: the eBPF data
+// plane's pins must outlive the process (a restart) and not meet another
+// lab's, and `ip netns exec` remounts /sys, so /sys/fs/bpf would be a
+// bpffs of the process's own mount namespace only.
+func mountBPF(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("lab: mounting a bpffs at %s: %w", dir, err)
+	}
+	return nil
+}
+
+// unmountBPF unmounts mountBPF's bpffs (its pins go with it), if any.
+func unmountBPF(dir string) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+		unix.Unmount(dir, unix.MNT_DETACH)
+	}
 }

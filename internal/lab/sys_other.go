@@ -19,6 +19,10 @@ func labProcess(int, string) bool              { return false }
 
 func comm(int) string { return "" }
 
+func mountBPF(string) error                    { return errNotLinux }
+func setTxChecksum(string, string, bool) error { return errNotLinux }
+func unmountBPF(string)                        {}
+
 func inNS(string, func() error) error { return errNotLinux }
 
 // SetSegmentation needs Linux.

@@ -124,7 +124,16 @@ func (d *Daemon) build(cfg *config.MN) error {
 		d.onClose(func() { d.mon.Close() })
 	}
 	if d.conn == nil {
+		var mark uint32
+		if cfg.Dataplane.Backend == config.BackendEBPF {
+			// The bypass mark: a BU pinned to its care-of address's
+			// uplink must not take the encap route through that same
+			// uplink that the BIDs' tables hold (tunnel devices are
+			// other interfaces: the pin keeps the TUN planes' BUs out).
+			mark = cfg.Dataplane.Mark
+		}
 		conn, err := mhsock.Listen(&mhsock.Config{
+			Mark:    mark,
 			Monitor: d.mon,
 			Profile: prof,
 			NFTable: mhsock.DefaultNFTable,
