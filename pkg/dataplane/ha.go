@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
+	"strings"
 
 	"github.com/mcoad/mcoad/pkg/config"
 )
@@ -145,4 +147,13 @@ type BindingKey struct {
 type BindingStats struct {
 	Bindings map[BindingKey]Counters
 	Drops    Drops
+}
+
+// WarnIfNotForwarding logs when IPv6 forwarding is off: a home agent's
+// data plane, whichever, needs the kernel to route the mobile nodes'
+// packets on.
+func WarnIfNotForwarding(log *slog.Logger) {
+	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding"); err == nil && strings.TrimSpace(string(b)) != "1" {
+		log.Warn("IPv6 forwarding is off: packets from mobile nodes will not be routed on")
+	}
 }

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf/link"
@@ -69,9 +67,7 @@ func New(cfg *dataplane.HAConfig) (*Forwarder, error) {
 		f.release()
 		return nil, err
 	}
-	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding"); err == nil && strings.TrimSpace(string(b)) != "1" {
-		c.Logger.Warn("IPv6 forwarding is off: packets from mobile nodes will not be routed on")
-	}
+	dataplane.WarnIfNotForwarding(c.Logger)
 	return f, nil
 }
 

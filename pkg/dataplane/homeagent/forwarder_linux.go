@@ -3,9 +3,7 @@ package homeagent
 import (
 	"context"
 	"net/netip"
-	"os"
 	"slices"
-	"strings"
 
 	"github.com/mcoad/mcoad/pkg/dataplane"
 	"github.com/mcoad/mcoad/pkg/dataplane/internal/packet"
@@ -107,9 +105,7 @@ func New(cfg *dataplane.HAConfig) (*Forwarder, error) {
 		return nil, err
 	}
 	err = p.relay.Open(c.Device, c.MTU, !c.NoOffload, c.Mark, func() (*tunio.RawSocket, error) {
-		if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding"); err == nil && strings.TrimSpace(string(b)) != "1" {
-			p.relay.Log.Warn("IPv6 forwarding is off: packets from mobile nodes will not be routed on")
-		}
+		dataplane.WarnIfNotForwarding(p.relay.Log)
 		return tunio.NewRawSocket(packet.ProtoIPv6, 0, "")
 	})
 	if err != nil {
