@@ -19,6 +19,7 @@ var (
 	coa2    = netip.MustParseAddr("2001:db8:20::102")
 	hoa1    = netip.MustParseAddr("2001:db8:aaaa::100")
 	hoa2    = netip.MustParseAddr("2001:db8:aaaa::200")
+	hoa3    = netip.MustParseAddr("2001:db8:aaaa::300")
 	mnp     = netip.MustParsePrefix("2001:db8:bbbb::/64")
 	spoofer = netip.MustParseAddr("2001:db8:cccc::1")
 )
@@ -59,6 +60,8 @@ func TestForwarder(t *testing.T) {
 		{HoA: hoa1, BID: 1, CoA: coa1, Priority: 1},
 		{HoA: hoa1, BID: 2, CoA: coa2, Priority: 5},
 		{HoA: hoa2, BID: 1, CoA: coa1, Prefixes: []netip.Prefix{mnp}},
+		{HoA: hoa3, BID: 7, CoA: coa1, Priority: 3},
+		{HoA: hoa3, BID: 4, CoA: coa2, Priority: 3},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -70,26 +73,35 @@ func TestForwarder(t *testing.T) {
 		}
 	}
 
-	// To hoa1: binding 2 has the higher priority.
-	err = ha.Do(func() error {
-		c, err := net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(hoa1, 9)))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		for range 5 {
-			if _, err := c.Write([]byte("to the home address")); err != nil {
+	// To hoa1: binding 2 has the higher priority. To hoa3: equal
+	// priorities, the lower BID.
+	for _, hoa := range []netip.Addr{hoa1, hoa3} {
+		err = ha.Do(func() error {
+			c, err := net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(hoa, 9)))
+			if err != nil {
 				return err
 			}
+			defer c.Close()
+			for range 5 {
+				if _, err := c.Write([]byte("to the home address")); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	st := f.Stats()
-	if b2, b1 := st.Bindings[dataplane.BindingKey{HoA: hoa1, BID: 2}], st.Bindings[dataplane.BindingKey{HoA: hoa1, BID: 1}]; b2.TxPackets != 5 || b1.TxPackets != 0 {
-		t.Errorf("tx packets: BID 2 %d, BID 1 %d, want 5 and 0 (the best binding)", b2.TxPackets, b1.TxPackets)
+	tx := func(hoa netip.Addr, bid uint16) uint64 {
+		return st.Bindings[dataplane.BindingKey{HoA: hoa, BID: bid}].TxPackets
+	}
+	if tx(hoa1, 2) != 5 || tx(hoa1, 1) != 0 {
+		t.Errorf("tx packets to %s: BID 2 %d, BID 1 %d, want 5 and 0 (the higher priority)", hoa1, tx(hoa1, 2), tx(hoa1, 1))
+	}
+	if tx(hoa3, 4) != 5 || tx(hoa3, 7) != 0 {
+		t.Errorf("tx packets to %s: BID 4 %d, BID 7 %d, want 5 and 0 (same priority, the lower BID)", hoa3, tx(hoa3, 4), tx(hoa3, 7))
 	}
 
 	// From coa1: hoa2's own packet, and one from an address that is no home.
