@@ -476,7 +476,7 @@ func (p *dataPath) metrics() []control.Metric {
 	for _, r := range []struct {
 		reason string
 		n      uint64
-	}{{"malformed", dr.Malformed}, {"not_home", dr.NotHome}, {"unknown", dr.Unknown}, {"too_big", dr.TooBig}, {"write_error", dr.WriteErr}} {
+	}{{"malformed", dr.Malformed}, {"not_home", dr.NotHome}, {"unknown", dr.Unknown}, {"spoofed", dr.Spoofed}, {"too_big", dr.TooBig}, {"write_error", dr.WriteErr}} {
 		drops.Samples = append(drops.Samples, control.Sample{Labels: map[string]string{"reason": r.reason}, Value: float64(r.n)})
 	}
 	return append([]control.Metric{tx, rx, txb, rxb, txe, drops}, p.roMetrics()...)

@@ -332,6 +332,31 @@ func TestReportMarkedTunnels(t *testing.T) {
 	}
 }
 
+// spoofing is a backend whose decapsulation refused a spoofed outer source.
+type spoofing struct{ fakeBackend }
+
+func (*spoofing) Stats() dataplane.Stats { return dataplane.Stats{Drops: dataplane.Drops{Spoofed: 2}} }
+
+// TestDropMetrics: every drop reason a backend counts is a sample of
+// mcoad_dataplane_drops_total (the eBPF backend's spoofed outer sources
+// too).
+func TestDropMetrics(t *testing.T) {
+	p, _ := testDataPath(t)
+	p.backend = &spoofing{}
+	for _, m := range p.metrics() {
+		if m.Name != "mcoad_dataplane_drops_total" {
+			continue
+		}
+		for _, s := range m.Samples {
+			if s.Labels["reason"] == "spoofed" && s.Value == 2 {
+				return
+			}
+		}
+		t.Fatalf("drops %+v: no spoofed 2", m.Samples)
+	}
+	t.Fatal("no mcoad_dataplane_drops_total")
+}
+
 // TestControlBindingTunnel: the control API names a binding's tunnel once
 // the engine reports it working, and leaves the field out before.
 func TestControlBindingTunnel(t *testing.T) {

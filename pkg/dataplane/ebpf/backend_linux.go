@@ -267,6 +267,7 @@ func (b *backend) Stats() dataplane.Stats {
 	if d, err := b.progs.Drops(); err == nil {
 		out.Drops.Malformed = d[bpftun.DropMalformed] + d[bpftun.DropECN]
 		out.Drops.Spoofed = d[bpftun.DropSpoofed]
+		out.Drops.NotHome = d[bpftun.DropNotHome]
 		out.Drops.Unknown = d[bpftun.DropNoTunnel]
 		out.Drops.WriteErr = d[bpftun.DropEncap] + d[bpftun.DropDecap]
 	}
