@@ -55,19 +55,19 @@ func (e *env) startCN() (*control.Client, string) {
 // setupCN is the data-plane lab with the correspondent's mcoa-ha and
 // mcoad registered with the HA; with captureRR, the Mobility Headers on
 // the CN's link are captured from before mcoad starts (ce.rr).
-func setupCN(t *testing.T, captureRR bool) *cnEnv {
+func setupCN(t *testing.T, captureRR bool, backend string) *cnEnv {
 	t.Helper()
 	var tools []string
 	if captureRR {
 		tools = []string{"tshark"}
 	}
-	e := setup(t, opts{noMN: true, ha: lab.HAConfig{Backend: "tun"}, tools: tools})
+	e := setup(t, opts{noMN: true, ha: lab.HAConfig{Backend: backend}, tools: tools})
 	ce := &cnEnv{env: e}
 	ce.cn, ce.cnSock = e.startCN()
 	if captureRR {
 		ce.rr = e.startCapture(lab.CN, lab.Uplink)
 	}
-	e.mnCfg.Backend = "tun"
+	e.mnCfg.Backend = backend
 	e.mnCfg.Extra = fmt.Sprintf("\n[[correspondent]]\naddress = %q\n", lab.CNAddr)
 	e.startMN()
 	e.waitFor("three bindings in the HA's cache", registerTimeout, func() error { return e.cacheIs(ifaces...) })
@@ -136,8 +136,13 @@ func (ce *cnEnv) mnCNBindings() (map[uint16]control.Binding, error) {
 	return out, nil
 }
 
-func TestCorrespondentRegistration(t *testing.T) {
-	ce := setupCN(t, true)
+// TestCorrespondentRegistration, on each data plane of the mobile node and
+// home agent (forBackends; the correspondent on tun): with ebpf the HoTI
+// enters the tunnel by its BID's mark.
+func TestCorrespondentRegistration(t *testing.T) { forBackends(t, testCorrespondentRegistration) }
+
+func testCorrespondentRegistration(t *testing.T, backend string) {
+	ce := setupCN(t, true, backend)
 	e := ce.env
 	ce.waitCNRegistered(ifaces...)
 	// The HoTI went from the home address through a tunnel to the HA and
@@ -346,7 +351,7 @@ func (e *env) roCounts() (tx, rx map[string]float64, routes map[string]bool) {
 // moves the ping to wlan0's route-optimised path once eth0's CN binding is
 // gone; the ping goes on.
 func TestCorrespondentRouteOptimisation(t *testing.T) {
-	ce := setupCN(t, false)
+	ce := setupCN(t, false, "tun")
 	e := ce.env
 	nstest.Require(t, "tshark")
 	ce.waitCNRegistered(ifaces...)
