@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// SPDX-License-Identifier: (MIT OR GPL-2.0-only)
 //
 // What the tunnel programs of the mobile node (tunnel.c) and the home agent
 // (home.c) share: packet layouts, the endpoint, counter and drop maps, and

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// SPDX-License-Identifier: (MIT OR GPL-2.0-only)
 //
 // The home agent's IPv6-in-IPv6 tunnels to its mobile nodes' bindings:
 //   home_encap: an LWT xmit program on every home address and mobile network
@@ -473,4 +473,4 @@ int cn_out(struct __sk_buff *skb)
 	return TC_ACT_OK; // unroutable: the home address's path is the best guess
 }
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

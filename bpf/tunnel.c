@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// SPDX-License-Identifier: (MIT OR GPL-2.0-only)
 //
 // The mobile node's IPv6-in-IPv6 tunnels (RFC 2473 packets, next header
 // 41), with no ip6_tunnel module:
@@ -223,4 +223,4 @@ int ro_out(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
