@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -165,19 +166,14 @@ func Up(ctx context.Context, cfg *Config) (_ *Lab, err error) {
 		return nil, err
 	}
 	l := &Lab{Prefix: c.Prefix, Dir: c.Dir, cfg: c}
+	removeOrphans()
 	for _, n := range allNodes {
 		if nsExists(l.NS(n)) {
 			return nil, fmt.Errorf("lab: namespace %s already exists (another lab with prefix %q is up?)", l.NS(n), l.Prefix)
 		}
 	}
-	if l.Dir == "" {
-		l.Dir, err = os.MkdirTemp("", "mcoa-lab-"+l.Prefix)
-		if err != nil {
-			return nil, fmt.Errorf("lab: %w", err)
-		}
-		l.ownDir = true
-	} else if err := os.MkdirAll(l.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
+	if err := l.makeDir(); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -461,6 +457,55 @@ func DownAll() ([]string, error) {
 	}
 	return prefixes, errors.Join(errs...)
 }
+
+// makeDir makes the lab's directory (a temporary one unless Config.Dir
+// names it) and records the owner in it, before any namespace exists: a
+// test run killed before its cleanup leaves labs that the next run's
+// removeOrphans finds by that file.
+func (l *Lab) makeDir() error {
+	if l.Dir == "" {
+		d, err := os.MkdirTemp("", "mcoa-lab-"+l.Prefix)
+		if err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		l.Dir, l.ownDir = d, true
+	} else if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(l.Dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return nil
+}
+
+// ownerFile, in a lab's directory, holds the pid of the process that
+// built it.
+const ownerFile = "owner.pid"
+
+// removeOrphans removes the labs of tests (prefix "mcoaT") whose owner
+// process is gone: a test binary killed (a timeout, SIGKILL) cannot run its
+// cleanup. Labs of live processes, labs without an owner file and labs of
+// `mcoa-lab up` (whose owner exits on purpose) are left alone.
+func removeOrphans() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "mcoa-lab-mcoaT*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || alive(pid) {
+			continue
+		}
+		base := strings.TrimPrefix(filepath.Base(d), "mcoa-lab-")
+		if m := labPrefix.FindString(base); m != "" {
+			Cleanup(m)
+		}
+	}
+}
+
+// labPrefix is a test lab's prefix at the start of its directory's name.
+var labPrefix = regexp.MustCompile(`^mcoaT[0-9a-f]{6}-`)
 
 // netnsDir is where ip(8) keeps named namespaces.
 const netnsDir = "/run/netns"

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -278,5 +279,33 @@ func TestDefaults(t *testing.T) {
 	// The demo and the e2e tests name these figures (priorities 30/20/10).
 	if want := map[string]uint8{"eth0": 30, "wlan0": 20, "wwan0": 10}; !reflect.DeepEqual(DefaultPriorities, want) {
 		t.Errorf("DefaultPriorities = %v, want %v", DefaultPriorities, want)
+	}
+}
+
+// TestRemoveOrphans: a test lab whose owner process is gone is removed; one
+// whose owner lives stays.
+func TestRemoveOrphans(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Skipf("no true(1): %v", err)
+	}
+	mk := func(pid int) string {
+		d, err := os.MkdirTemp("", "mcoa-lab-"+nstest.Prefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		if err := os.WriteFile(filepath.Join(d, ownerFile), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	orphan, live := mk(dead.Process.Pid), mk(os.Getpid())
+	removeOrphans()
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Errorf("the dead owner's lab %s is still there (%v)", orphan, err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("the live owner's lab went: %v", err)
 	}
 }
