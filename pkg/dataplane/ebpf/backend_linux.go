@@ -279,6 +279,11 @@ func (b *backend) Stats() dataplane.Stats {
 func (b *backend) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.closeLocked()
+}
+
+// closeLocked is Close with b.mu held (Keep falls back to it).
+func (b *backend) closeLocked() error {
 	if b.closed {
 		return nil
 	}

@@ -33,10 +33,7 @@ func (b *backend) Keep() ([]dataplane.Tunnel, error) {
 		return nil, dataplane.ErrClosed
 	}
 	if len(b.tunnels) == 0 || b.home == nil {
-		b.mu.Unlock()
-		err := b.Close()
-		b.mu.Lock()
-		return nil, err
+		return nil, b.closeLocked()
 	}
 	b.closed = true
 	dir := b.cfg.BPFDir
@@ -56,10 +53,7 @@ func (b *backend) Keep() ([]dataplane.Tunnel, error) {
 		// Nothing half-kept: remove it all as Close does.
 		os.RemoveAll(dir)
 		b.closed = false
-		b.mu.Unlock()
-		cerr := b.Close()
-		b.mu.Lock()
-		return nil, errors.Join(fmt.Errorf("keeping the eBPF data plane: %w", err), cerr)
+		return nil, errors.Join(fmt.Errorf("keeping the eBPF data plane: %w", err), b.closeLocked())
 	}
 	kept := make([]dataplane.Tunnel, 0, len(b.tunnels))
 	for _, t := range b.tunnels {
